@@ -1,0 +1,108 @@
+"""One settings class for every process, read from the environment (and ``.env``).
+
+Each section lives in its own module; :class:`Settings` combines them. Names are the environment
+variable names in lower case (``DATABASE_URL`` -> ``database_url``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runtime.settings.core import CoreSettings
+from runtime.settings.deposits import DepositSettings
+from runtime.settings.evm import EvmSettings
+from runtime.settings.mpesa import MpesaSettings
+from runtime.settings.sandbox import SandboxSettings
+from runtime.settings.solana import SANDBOX_AUTHORITY_KEYPAIR, SolanaSettings
+from runtime.settings.temporal import TemporalSettings
+from runtime.settings.tickets import TicketSettings
+
+#: every default secret starts with this, so production can refuse to run with one
+PLACEHOLDER_PREFIX = "dev-only-"
+#: anvil's and BIP-39's public test mnemonics: anything derived from them is public
+PUBLIC_TEST_MNEMONICS = (
+    "test test test test test test test test test test test junk",
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
+)
+
+
+@lru_cache(maxsize=1)
+def well_known_dev_secrets() -> frozenset[str]:
+    """The mnemonics above and the first 20 keys anvil derives from its own: public knowledge,
+    fine for the local chain, never for production."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    keys = {
+        Account.from_mnemonic(
+            PUBLIC_TEST_MNEMONICS[0], account_path=f"m/44'/60'/0'/0/{i}"
+        ).key.hex()
+        for i in range(20)
+    }
+    return frozenset(
+        {*PUBLIC_TEST_MNEMONICS, *keys, *(f"0x{k}" for k in keys), SANDBOX_AUTHORITY_KEYPAIR}
+    )
+
+
+class Settings(
+    BaseSettings,
+    CoreSettings,
+    TemporalSettings,
+    MpesaSettings,
+    EvmSettings,
+    DepositSettings,
+    SolanaSettings,
+    TicketSettings,
+    SandboxSettings,
+):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Settings:
+        if self.settle_env != "production":
+            return self
+        placeholders = sorted(
+            name.upper()
+            for name, value in self
+            if isinstance(value, SecretStr)
+            and PLACEHOLDER_PREFIX in value.get_secret_value()
+            and not (name == "jwt_secret" and self.jwt_algorithm == "RS256")
+        )
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key_path:
+            raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY_PATH")
+        if placeholders:
+            raise ValueError(
+                "SETTLE_ENV=production refuses placeholder secrets; set real values for: "
+                + ", ".join(placeholders)
+            )
+        dev_keys = sorted(
+            name.upper()
+            for name, value in self
+            if isinstance(value, SecretStr) and value.get_secret_value() in well_known_dev_secrets()
+        )
+        if dev_keys:
+            raise ValueError(
+                "SETTLE_ENV=production refuses the local chain's well-known keys and mnemonics: "
+                + ", ".join(dev_keys)
+            )
+        if self.database_url.startswith("sqlite"):
+            raise ValueError("SETTLE_ENV=production needs DATABASE_URL pointing at PostgreSQL")
+        return self
+
+    @property
+    def callback_base_url(self) -> str:
+        return (self.mpesa_callback_base_url or self.api_public_url).rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once. Tests build their own ``Settings(...)`` instead."""
+    return Settings()
+
+
+__all__ = ["PLACEHOLDER_PREFIX", "Settings", "get_settings"]

@@ -1,0 +1,36 @@
+"""Process-wide settings: environment, database, API, auth, logging."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, SecretStr
+
+
+class CoreSettings(BaseModel):
+    #: local (embedded defaults), test, or production (placeholder secrets refused)
+    settle_env: Literal["local", "test", "production"] = "local"
+
+    #: SQLAlchemy async URL; SQLite file by default, ``postgresql+asyncpg://...`` in production
+    database_url: str = "sqlite+aiosqlite:///.data/settle.db"
+    database_echo: bool = False
+    database_pool_size: int = 10
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: how providers (Daraja callbacks, Stripe webhooks) reach this API from outside
+    api_public_url: str = "http://127.0.0.1:8000"
+
+    #: HS256 (shared secret) or RS256 (public key to verify, private key only for the token command)
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-do-not-use-in-production")
+    jwt_public_key_path: str | None = None
+    jwt_private_key_path: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_token_ttl_seconds: int = 3600 * 12
+    jwt_leeway_seconds: int = 30
+
+    log_level: str = "INFO"
+    #: JSON lines (production) or a readable console format (local)
+    log_json: bool = False

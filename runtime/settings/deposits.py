@@ -1,0 +1,32 @@
+"""On-chain USDC deposits: intents, their watches, and the chain scanner."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, SecretStr
+
+#: BIP-39's public test phrase: fine for the local chain, refused in production
+TEST_MNEMONIC = (
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+)
+
+
+class DepositSettings(BaseModel):
+    #: seed phrase of the deposit addresses (one BIP-44 index per intent)
+    deposit_hd_mnemonic: SecretStr = SecretStr(TEST_MNEMONIC)
+    deposit_intent_ttl_minutes: float = 60.0
+    #: bounds of an intent's amount, in whole USDC
+    deposit_intent_min_usdc: str = "0.01"
+    deposit_intent_max_usdc: str = "1000000"
+    #: a watch stops after this many checks (each wake-up by a signal or a timer is one)
+    deposit_watch_max_checks: int = 120
+    #: how often a watch with nothing pending looks for itself (the scanner is the fast path)
+    deposit_watch_fallback_seconds: float = 300.0
+    #: expected seconds between blocks (Base: 2), to schedule confirmation checks
+    evm_block_time_seconds: float = 2.0
+
+    chain_scanner_interval_seconds: float = 2.0
+    #: blocks below the checkpoint read again each round, to see transfers re-included by a reorg
+    chain_scanner_reorg_window: int = 12
+    #: a scanner checkpoint older than this counts as down: watches query the chain themselves
+    chain_scanner_stale_after_seconds: float = 60.0
+    chain_scanner_rounds_per_run: int = 200

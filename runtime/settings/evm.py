@@ -1,0 +1,46 @@
+"""EVM chain (Base; anvil locally): RPC, USDC contract, treasury signer, confirmations, fees."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, SecretStr
+
+#: anvil's well-known account #1: the local treasury (refused when SETTLE_ENV=production)
+ANVIL_TREASURY_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+#: where MockUSDC lands when anvil's account #0 deploys it as its first transaction
+SANDBOX_USDC_ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+class EvmSettings(BaseModel):
+    #: the chain's name in the API ("chain": "base") and its chain id (8453 on Base mainnet)
+    evm_chain: str = "base"
+    evm_chain_id: int = 31337
+    evm_rpc_url: str = "http://127.0.0.1:8545"
+    evm_rpc_timeout_seconds: float = 10.0
+    usdc_contract_address: str = SANDBOX_USDC_ADDRESS
+    #: the treasury's key: every transaction from it goes through the wallet writer
+    treasury_private_key: SecretStr = SecretStr(ANVIL_TREASURY_KEY)
+
+    #: confirmations before a transfer counts (ignored when EVM_USE_SAFE_TAG is true)
+    evm_confirmations: int = 2
+    #: count a block as final once the node's "safe" tag has reached it
+    evm_use_safe_tag: bool = False
+    #: a sent transaction not mined after this long is replaced with higher fees
+    evm_stuck_after_seconds: float = 30.0
+    #: fee increase of a replacement, in percent (at least 12.5: nodes refuse smaller bumps)
+    evm_fee_bump_percent: float = 12.5
+    #: priority fee (tip) in gwei; empty asks the node (eth_maxPriorityFeePerGas)
+    evm_priority_fee_gwei: float | None = None
+    #: never offer more than this per gas, in gwei, even after bumps
+    evm_max_fee_gwei: float = 500.0
+    evm_poll_interval_seconds: float = 1.0
+    #: how long one wait for confirmations may run before the activity is retried
+    evm_confirmation_timeout_seconds: float = 600.0
+    #: a worker silent this long while waiting for confirmations is presumed dead: retry elsewhere
+    evm_heartbeat_timeout_seconds: float = 60.0
+    #: widest eth_getLogs block range asked for (ranges the node refuses are split)
+    evm_getlogs_max_range: int = 2000
+
+    #: KES per 1 USDC for the M-Pesa deposit's conversion (the sandbox's fixed-rate provider)
+    fx_kes_per_usdc: str = "129.00"
+    #: how long a fetched FX rate is reused, in seconds
+    fx_cache_seconds: float = 60.0

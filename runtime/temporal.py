@@ -1,0 +1,138 @@
+"""Temporal client factory: address, namespace, TLS client cert or API key, pydantic converter.
+
+``python -m runtime.temporal register-search-attributes`` registers Settle's custom search
+attributes on a cluster that was not started by ``make run`` (the dev server registers them itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError, TLSConfig
+
+from domain.search import ALL_KEYS
+from runtime.settings import Settings, get_settings
+
+
+def temporal_unreachable(error: BaseException) -> bool:
+    """True for the errors that mean "Temporal did not answer": an RPC failure, or the lazy
+    client's first connection failing (a RuntimeError from the SDK's bridge)."""
+    if isinstance(error, RPCError):
+        return True
+    return isinstance(error, RuntimeError) and "client connect" in str(error)
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS from settings: a client certificate (mTLS), a server CA, or plain TLS for an API key."""
+    cert, key = settings.temporal_tls_client_cert_path, settings.temporal_tls_client_key_path
+    if bool(cert) != bool(key):
+        raise ValueError(
+            "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together"
+        )
+    wants_tls = settings.temporal_tls or cert or settings.temporal_api_key is not None
+    if not wants_tls:
+        return False
+    ca = settings.temporal_tls_server_ca_path
+    if not (cert or ca or settings.temporal_tls_server_name):
+        return True
+    return TLSConfig(
+        client_cert=Path(cert).read_bytes() if cert else None,
+        client_private_key=Path(key).read_bytes() if key else None,
+        server_root_ca_cert=Path(ca).read_bytes() if ca else None,
+        domain=settings.temporal_tls_server_name,
+    )
+
+
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime that serves the SDK's metrics in Prometheus format on ``bind_address``."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True)
+        )
+    )
+
+
+async def connect(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, lazy: bool = False
+) -> Client:
+    """Connect to Temporal as configured. ``lazy`` defers the connection to the first call."""
+    settings = settings or get_settings()
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=tls_config(settings),
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        lazy=lazy,
+        connect_timeout=timedelta(seconds=settings.temporal_connect_timeout_seconds),
+    )
+
+
+async def connect_with_retry(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    attempts: int = 60,
+    delay_seconds: float = 1.0,
+) -> Client:
+    """Connect, waiting for a server that is still starting (``make run`` starts all at once)."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return await connect(settings, runtime=runtime)
+        except RuntimeError as exc:  # the bridge raises RuntimeError on connection failure
+            last = exc
+            await asyncio.sleep(delay_seconds)
+    raise RuntimeError(f"Temporal not reachable after {attempts} attempts: {last}") from last
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Add Settle's search attributes where missing; returns the names added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in ALL_KEYS
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
+
+
+async def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime.temporal")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("register-search-attributes", help="add SettleKind/Tenant/User/Status")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    client = await connect(settings)
+    if args.command == "register-search-attributes":
+        added = await register_search_attributes(client, settings.temporal_namespace)
+        print("added: " + (", ".join(added) if added else "none (all present)"))
+    return 0
+
+
+if __name__ == "__main__":
+    code = asyncio.run(_main(sys.argv[1:]))
+    sys.stdout.flush()
+    # skip interpreter teardown: the SDK's bridge threads can abort it (sdk-python#300)
+    os._exit(code)

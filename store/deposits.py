@@ -1,0 +1,226 @@
+"""M-Pesa deposit rows, their callbacks, and the credit that moves money exactly once."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.errors import NotFound
+from domain.money import Currency
+from domain.mpesa import (
+    FINAL_STATUSES,
+    CreditDepositInput,
+    CreditDepositResult,
+    DepositOutcomeInput,
+    DepositStatus,
+    RecordConversionInput,
+    StkCallback,
+)
+from store import accounts
+from store.ledger import PostingSpec, post_entry
+from store.models import MpesaCallbackRecord, MpesaDeposit
+
+LEDGER_KIND = "mpesa_deposit"
+
+
+def ledger_key(checkout_request_id: str, receipt: str | None) -> str:
+    """Postings are keyed by the M-Pesa receipt; a deposit confirmed only by STK Push Query has
+    no receipt, so its CheckoutRequestID (one per payment prompt) stands in."""
+    return f"mpesa:receipt:{receipt}" if receipt else f"mpesa:checkout:{checkout_request_id}"
+
+
+async def get(session: AsyncSession, deposit_id: str, *, for_update: bool = False) -> MpesaDeposit:
+    query = select(MpesaDeposit).where(MpesaDeposit.id == deposit_id)
+    if for_update:
+        query = query.with_for_update()
+    deposit = (await session.execute(query)).scalar_one_or_none()
+    if deposit is None:
+        raise NotFound(f"deposit {deposit_id} not found")
+    return deposit
+
+
+async def find(session: AsyncSession, deposit_id: str) -> MpesaDeposit | None:
+    return await session.get(MpesaDeposit, deposit_id)
+
+
+async def by_checkout_request_id(
+    session: AsyncSession, checkout_request_id: str
+) -> MpesaDeposit | None:
+    query = select(MpesaDeposit).where(MpesaDeposit.checkout_request_id == checkout_request_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def record_stk_push(
+    session: AsyncSession, deposit_id: str, merchant_request_id: str, checkout_request_id: str
+) -> StkCallback | None:
+    """Store the CheckoutRequestID; return a callback that already arrived for it, if any."""
+    deposit = await get(session, deposit_id, for_update=True)
+    deposit.merchant_request_id = merchant_request_id
+    deposit.checkout_request_id = checkout_request_id
+    if deposit.status == DepositStatus.INITIATED:
+        deposit.status = DepositStatus.AWAITING_PAYMENT
+    early = (
+        await session.execute(
+            select(MpesaCallbackRecord).where(
+                MpesaCallbackRecord.checkout_request_id == checkout_request_id
+            )
+        )
+    ).scalar_one_or_none()
+    if early is None:
+        return None
+    return StkCallback.model_validate_json(early.payload)
+
+
+async def store_callback(
+    session: AsyncSession, callback: StkCallback, source_ip: str | None
+) -> bool:
+    """Keep the first callback per CheckoutRequestID; later duplicates are ignored (False)."""
+    try:
+        async with session.begin_nested():
+            session.add(
+                MpesaCallbackRecord(
+                    checkout_request_id=callback.checkout_request_id,
+                    result_code=callback.result_code,
+                    payload=callback.model_dump_json(),
+                    source_ip=source_ip,
+                )
+            )
+            await session.flush()
+        return True
+    except IntegrityError:
+        return False
+
+
+async def set_outcome(session: AsyncSession, outcome: DepositOutcomeInput) -> MpesaDeposit:
+    """Record a status change. A final status is never overwritten, and credited never undone."""
+    deposit = await get(session, outcome.deposit_id, for_update=True)
+    if deposit.status in FINAL_STATUSES:
+        return deposit
+    deposit.status = outcome.status.value
+    if outcome.result_code is not None:
+        deposit.result_code = outcome.result_code
+    if outcome.result_desc is not None:
+        deposit.result_desc = outcome.result_desc
+    if outcome.receipt is not None and deposit.mpesa_receipt is None:
+        deposit.mpesa_receipt = outcome.receipt
+    if outcome.failure_reason is not None:
+        deposit.failure_reason = outcome.failure_reason
+    return deposit
+
+
+async def record_conversion(session: AsyncSession, request: RecordConversionInput) -> None:
+    """Keep the on-chain leg's rate, amount and transaction on the deposit row."""
+    deposit = await get(session, request.deposit_id, for_update=True)
+    deposit.wallet_address = request.wallet_address
+    deposit.usdc_minor = request.usdc_minor
+    deposit.fx_kes_per_usdc = request.fx_kes_per_usdc
+    if request.usdc_tx_hash:
+        deposit.usdc_tx_hash = request.usdc_tx_hash
+    if deposit.status not in FINAL_STATUSES:
+        deposit.status = DepositStatus.SENDING_USDC.value
+
+
+def _kes_postings(deposit: MpesaDeposit, portfolio_id: str, float_id: str) -> list[PostingSpec]:
+    """Before the on-chain leg: the user's KES portfolio, from the M-Pesa float."""
+    return [
+        PostingSpec(portfolio_id, deposit.amount_minor, Currency.KES),
+        PostingSpec(float_id, -deposit.amount_minor, Currency.KES),
+    ]
+
+
+async def _usdc_postings(
+    session: AsyncSession, deposit: MpesaDeposit, usdc_minor: int, portfolio_id: str, float_id: str
+) -> list[PostingSpec]:
+    """With the on-chain leg: the KES goes from the M-Pesa float to the FX pool, and the USDC
+    sent on chain from the treasury to the user's portfolio. Each currency balances."""
+    fx_pool = await accounts.get_or_create_account(
+        session,
+        owner_type=accounts.SYSTEM,
+        owner_id="fx",
+        kind=accounts.FX_POOL,
+        currency=Currency.KES,
+    )
+    treasury = await accounts.get_or_create_account(
+        session,
+        owner_type=accounts.SYSTEM,
+        owner_id="treasury",
+        kind=accounts.TREASURY,
+        currency=Currency.USDC,
+    )
+    return [
+        PostingSpec(float_id, -deposit.amount_minor, Currency.KES),
+        PostingSpec(fx_pool.id, deposit.amount_minor, Currency.KES),
+        PostingSpec(treasury.id, -usdc_minor, Currency.USDC),
+        PostingSpec(portfolio_id, usdc_minor, Currency.USDC),
+    ]
+
+
+async def credit(session: AsyncSession, request: CreditDepositInput) -> CreditDepositResult:
+    """Credit the user's portfolio once per payment: in USDC when the on-chain leg sent it, in
+    KES for deposits started before that leg existed.
+
+    The deposit row is locked, the ledger key is unique, and a credited deposit answers with its
+    first entry: a retry after a crash, a second worker, or a replay all end in one credit.
+    """
+    deposit = await get(session, request.deposit_id, for_update=True)
+    key = ledger_key(request.checkout_request_id, request.receipt)
+    currency = Currency.USDC if request.usdc_minor is not None else Currency.KES
+    portfolio = await accounts.get_or_create_account(
+        session,
+        owner_type=accounts.USER,
+        owner_id=deposit.user_id,
+        kind=accounts.PORTFOLIO,
+        currency=currency,
+        tenant=deposit.tenant,
+    )
+    if deposit.ledger_entry_id is not None:
+        await session.refresh(portfolio)
+        return CreditDepositResult(
+            entry_id=deposit.ledger_entry_id,
+            idempotency_key=key,
+            already_credited=True,
+            balance_minor=portfolio.balance_minor,
+        )
+    float_account = await accounts.get_or_create_account(
+        session,
+        owner_type=accounts.SYSTEM,
+        owner_id="mpesa",
+        kind=accounts.MPESA_FLOAT,
+        currency=Currency.KES,
+    )
+    if request.usdc_minor is None:
+        postings = _kes_postings(deposit, portfolio.id, float_account.id)
+    else:
+        postings = await _usdc_postings(
+            session, deposit, request.usdc_minor, portfolio.id, float_account.id
+        )
+    result = await post_entry(
+        session,
+        idempotency_key=key,
+        kind=LEDGER_KIND,
+        reference=request.receipt or request.checkout_request_id,
+        description=json.dumps(
+            {
+                "deposit_id": deposit.id,
+                "result_desc": request.result_desc,
+                "usdc_tx_hash": request.usdc_tx_hash,
+                "fx_kes_per_usdc": request.fx_kes_per_usdc,
+            }
+        ),
+        postings=postings,
+    )
+    deposit.ledger_entry_id = result.entry.id
+    deposit.status = DepositStatus.CREDITED.value
+    if request.receipt and deposit.mpesa_receipt is None:
+        deposit.mpesa_receipt = request.receipt
+    await session.flush()
+    await session.refresh(portfolio)
+    return CreditDepositResult(
+        entry_id=result.entry.id,
+        idempotency_key=key,
+        already_credited=not result.created,
+        balance_minor=portfolio.balance_minor,
+    )

@@ -1,0 +1,414 @@
+"""Tables. Money columns are ``BigInteger`` minor units; ids are UUID strings.
+
+The constraint naming convention keeps Alembic migrations stable across SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    """A caller known by the (tenant, subject) pair of its JWT."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("tenant", "subject"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Wallet(Base):
+    """A user's address on a chain, where on-chain value is sent to them."""
+
+    __tablename__ = "wallets"
+    __table_args__ = (UniqueConstraint("user_id", "chain", "address"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Account(Base):
+    """A ledger account: a user's portfolio in one currency, or a system account.
+
+    ``balance_minor`` is a cache updated in the same transaction as the postings; the postings
+    are the truth and a check compares the two.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("owner_type", "owner_id", "kind", "currency"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    owner_type: Mapped[str] = mapped_column(String(16))  # "user" | "system"
+    owner_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))  # "portfolio", "mpesa_float", ...
+    currency: Mapped[str] = mapped_column(String(8))
+    balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerEntry(Base):
+    """A balanced set of postings. The idempotency key makes replaying a step a no-op."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Posting(Base):
+    """One leg of an entry: positive raises the account's balance, negative lowers it."""
+
+    __tablename__ = "postings"
+    __table_args__ = (Index("ix_postings_account_id", "account_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8))
+
+
+class MpesaDeposit(Base):
+    __tablename__ = "mpesa_deposits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8), default="KES")
+    status: Mapped[str] = mapped_column(String(32))
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    #: the caller's Idempotency-Key header, if any (the id is derived from it)
+    request_key: Mapped[str | None] = mapped_column(String(255))
+    merchant_request_id: Mapped[str | None] = mapped_column(String(64))
+    checkout_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    mpesa_receipt: Mapped[str | None] = mapped_column(String(32), unique=True)
+    result_code: Mapped[int | None] = mapped_column(Integer)
+    result_desc: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    ledger_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    #: the on-chain leg: where the USDC goes, how much, at what rate, in which transaction
+    wallet_address: Mapped[str | None] = mapped_column(String(42))
+    usdc_minor: Mapped[int | None] = mapped_column(BigInteger)
+    fx_kes_per_usdc: Mapped[str | None] = mapped_column(String(32))
+    usdc_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class MpesaCallbackRecord(Base):
+    """The first Daraja callback received for a CheckoutRequestID, kept for audit and for the
+    rare callback that arrives before the workflow recorded its CheckoutRequestID."""
+
+    __tablename__ = "mpesa_callbacks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    checkout_request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    result_code: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvmWallet(Base):
+    """A wallet Settle sends from. Its row is the nonce owner: locked while a nonce is taken."""
+
+    __tablename__ = "evm_wallets"
+    __table_args__ = (UniqueConstraint("chain_id", "address"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    address: Mapped[str] = mapped_column(String(42))
+    #: next nonce to hand out; read from the chain on first use
+    next_nonce: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class EvmTransaction(Base):
+    """One logical transaction (one nonce), identified by the caller's idempotency key.
+
+    Replacements (fee bumps) are attempts of the same transaction; whichever is mined wins.
+    """
+
+    __tablename__ = "evm_transactions"
+    __table_args__ = (UniqueConstraint("wallet_id", "nonce"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    wallet_id: Mapped[str] = mapped_column(ForeignKey("evm_wallets.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    purpose: Mapped[str | None] = mapped_column(String(64))
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    to_address: Mapped[str] = mapped_column(String(42))
+    data: Mapped[str] = mapped_column(Text)
+    #: wei, as a decimal string (uint256 does not fit a BIGINT)
+    value: Mapped[str] = mapped_column(String(80))
+    gas_limit: Mapped[int] = mapped_column(BigInteger)
+    #: signed -> broadcast -> mined -> confirmed, or reverted
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    current_hash: Mapped[str] = mapped_column(String(66))
+    mined_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class EvmTxAttempt(Base):
+    """A signed version of a transaction: the first, or a replacement with higher fees."""
+
+    __tablename__ = "evm_tx_attempts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    transaction_id: Mapped[str] = mapped_column(ForeignKey("evm_transactions.id"), index=True)
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    raw: Mapped[str] = mapped_column(Text)
+    max_fee_per_gas: Mapped[str] = mapped_column(String(80))
+    max_priority_fee_per_gas: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    broadcast_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DepositIntent(Base):
+    """A request to deposit USDC on chain: an address of its own (BIP-44 index), amount, expiry."""
+
+    __tablename__ = "deposit_intents"
+    __table_args__ = (UniqueConstraint("chain", "address"), UniqueConstraint("chain", "hd_index"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(42))
+    hd_index: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    received_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    #: a transfer arrived after the intent closed: recorded, not credited, needs a person
+    late_transfer_seen: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DepositTransfer(Base):
+    """A USDC Transfer to an intent's address, as seen in one block.
+
+    The same transfer re-included in another block after a reorg is a second row (other block
+    hash); it is credited once, by its (chain, tx hash, log index) ledger key.
+    """
+
+    __tablename__ = "deposit_transfers"
+    __table_args__ = (UniqueConstraint("chain", "tx_hash", "log_index", "block_hash"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    intent_id: Mapped[str] = mapped_column(ForeignKey("deposit_intents.id"), index=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    from_address: Mapped[str] = mapped_column(String(42))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    ledger_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class ChainCheckpoint(Base):
+    """Per chain: the last block the scanner has read, and HD indexes handed out so far."""
+
+    __tablename__ = "chain_checkpoints"
+
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_scanned_block: Mapped[int | None] = mapped_column(BigInteger)
+    scanned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_hd_index: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SeatHold(Base):
+    """One seat of one event is sold once: the hold is taken at purchase, released if it fails."""
+
+    __tablename__ = "seat_holds"
+    __table_args__ = (UniqueConstraint("tenant", "event_id", "seat"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(128))
+    seat: Mapped[str] = mapped_column(String(64))
+    purchase_id: Mapped[str] = mapped_column(String(36), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TicketPurchase(Base):
+    __tablename__ = "ticket_purchases"
+    __table_args__ = (
+        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount_captured", name="refund_within_capture"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(128))
+    seat: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    buyer_email: Mapped[str] = mapped_column(String(320))
+    buyer_wallet: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    request_key: Mapped[str | None] = mapped_column(String(255))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    amount_captured: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    mint_address: Mapped[str | None] = mapped_column(String(64))
+    token_account: Mapped[str | None] = mapped_column(String(64))
+    #: who holds the NFT now (changes with transfers)
+    owner_wallet: Mapped[str | None] = mapped_column(String(64))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class TicketRefund(Base):
+    """A refund request (its id is the business key: one Stripe refund per id)."""
+
+    __tablename__ = "ticket_refunds"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("ticket_purchases.id"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    #: reserved -> succeeded, or failed (the reservation is released)
+    status: Mapped[str] = mapped_column(String(16))
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class NftTransferRecord(Base):
+    __tablename__ = "nft_transfers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("ticket_purchases.id"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    from_wallet: Mapped[str] = mapped_column(String(64))
+    to_wallet: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class StripeEvent(Base):
+    """Stripe webhook events already handled (Stripe may deliver one several times)."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """Where a tenant (a venue) receives signed event notifications."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Notification(Base):
+    """Every email and webhook Settle sends, by its message id (retries send the same id)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email | webhook
+    target: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(64))  # template or event type
+    #: sent, failed (gave up), skipped (endpoint disabled)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
