@@ -1,0 +1,62 @@
+"""Database activities of the M-Pesa deposit, on the ``db`` queue."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from domain.mpesa import (
+    CreditDepositInput,
+    CreditDepositResult,
+    DepositOutcomeInput,
+    RecordConversionInput,
+    RecordStkPushInput,
+    StkCallback,
+)
+from runtime.logging import get_logger
+from store import deposits
+
+log = get_logger("activities.deposits")
+
+
+class DepositActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="deposits.record_stk_push")
+    async def record_stk_push(self, request: RecordStkPushInput) -> StkCallback | None:
+        """Store the CheckoutRequestID so callbacks can find the deposit; hand back a callback that
+        beat us to it (it was stored by the API, unmatched)."""
+        async with self._sessions.begin() as session:
+            return await deposits.record_stk_push(
+                session,
+                request.deposit_id,
+                request.merchant_request_id,
+                request.checkout_request_id,
+            )
+
+    @activity.defn(name="deposits.set_outcome")
+    async def set_outcome(self, outcome: DepositOutcomeInput) -> str:
+        """Persist a status change; returns the status the row ends with."""
+        async with self._sessions.begin() as session:
+            row = await deposits.set_outcome(session, outcome)
+            return row.status
+
+    @activity.defn(name="deposits.record_conversion")
+    async def record_conversion(self, request: RecordConversionInput) -> None:
+        """Keep the rate, the USDC amount and the transaction hash on the deposit row."""
+        async with self._sessions.begin() as session:
+            await deposits.record_conversion(session, request)
+
+    @activity.defn(name="deposits.credit")
+    async def credit(self, request: CreditDepositInput) -> CreditDepositResult:
+        """Credit the portfolio exactly once (see :func:`store.deposits.credit`)."""
+        async with self._sessions.begin() as session:
+            result = await deposits.credit(session, request)
+        log.info(
+            "deposit credited" if not result.already_credited else "deposit already credited",
+            deposit_id=request.deposit_id,
+            entry_id=result.entry_id,
+            key=result.idempotency_key,
+        )
+        return result

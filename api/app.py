@@ -1,0 +1,98 @@
+"""The app factory. ``uvicorn api.app:create_app --factory``.
+
+The lifespan builds the database engine and the Temporal client (lazily connected, so the API
+starts, and says it is not ready, while Temporal is still down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics, install_metrics
+from api.routers import (
+    deposits,
+    health,
+    intents,
+    metrics,
+    portfolio,
+    stripe_webhooks,
+    tickets,
+    wallets,
+    webhook_endpoints,
+)
+from solders.keypair import Keypair
+
+from providers.evm import EvmClient
+from providers.solana.client import SolanaTicketClient
+from runtime.logging import configure_logging
+from runtime.settings import Settings, get_settings
+from runtime.temporal import connect
+from store.db import make_engine, make_read_session_factory, make_session_factory
+
+
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(
+            settings.database_url,
+            echo=settings.database_echo,
+            pool_size=settings.database_pool_size,
+        )
+        app.state.engine = engine
+        app.state.sessions = make_session_factory(engine)
+        app.state.reads = make_read_session_factory(engine)
+        app.state.temporal = temporal or await connect(settings, lazy=True)
+        app.state.evm = EvmClient(
+            settings.evm_rpc_url,
+            chain_id=settings.evm_chain_id,
+            timeout_seconds=settings.evm_rpc_timeout_seconds,
+        )
+        app.state.scanner_ensured_at = None
+        app.state.solana = SolanaTicketClient(
+            settings.solana_rpc_url,
+            Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
+            commitment=settings.solana_commitment,
+            timeout_seconds=3,
+        )
+        app.state.started = True
+        try:
+            yield
+        finally:
+            app.state.started = False
+            await app.state.evm.aclose()
+            await app.state.solana.aclose()
+            await engine.dispose()
+
+    if temporal is None:
+        configure_logging(settings.log_level, json=settings.log_json)
+    app = FastAPI(
+        title="Settle",
+        version="0.1.0",
+        description="Money-moving and on-chain operations as Temporal workflows.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = ApiMetrics()
+    install_error_handlers(app)
+    install_metrics(app, app.state.metrics)
+    routers = (
+        health.router,
+        metrics.router,
+        deposits.router,
+        intents.router,
+        portfolio.router,
+        wallets.router,
+        tickets.router,
+        stripe_webhooks.router,
+        webhook_endpoints.router,
+    )
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,82 @@
+"""Dependency aliases: ``SettingsDep``, ``SessionDep``, ``TemporalDep``, ``CurrentUser``, ...."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.auth import Principal, decode_token
+from api.metrics import ApiMetrics
+from domain.errors import Forbidden, Unauthorized
+from providers.evm import EvmClient
+from runtime.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="JWT with sub, tenant and roles claims")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    return sessions
+
+
+def get_reads(request: Request) -> async_sessionmaker[AsyncSession]:
+    reads: async_sessionmaker[AsyncSession] = request.app.state.reads
+    return reads
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction committed when the handler returns without error."""
+    async with get_sessions(request).begin() as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def get_evm(request: Request) -> EvmClient:
+    client: EvmClient = request.app.state.evm
+    return client
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    return decode_token(credentials.credentials, get_settings_dep(request))
+
+
+def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("admin role required")
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
+#: sessions that only read (on SQLite they never wait for the write lock)
+ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_reads)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+EvmDep = Annotated[EvmClient, Depends(get_evm)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]

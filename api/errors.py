@@ -1,0 +1,66 @@
+"""One exception handler per error family, so every error answer has the same shape:
+
+``{"error": {"code": "...", "message": "...", "field": "..."}}``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from domain.errors import SettleError
+from runtime.logging import get_logger
+
+log = get_logger("api.errors")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    fields: list[dict[str, str]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: documents the error shape for each status."""
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SettleError)
+    async def settle_error(_request: Request, exc: SettleError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("request failed", code=exc.code, message=exc.message)
+        body = ErrorBody(code=exc.code, message=exc.message, field=exc.field)
+        return JSONResponse(
+            {"error": body.model_dump(exclude_none=True)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            body = ErrorBody(code="bad_request", message="the request body is not valid JSON")
+            return JSONResponse({"error": body.model_dump(exclude_none=True)}, status_code=400)
+        fields = [
+            {"field": _field_name(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
+            for e in errors
+        ]
+        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        body = ErrorBody(
+            code="validation_error", message=message, field=fields[0]["field"], fields=fields
+        )
+        return JSONResponse({"error": body.model_dump(exclude_none=True)}, status_code=422)

@@ -1,0 +1,473 @@
+"""M-Pesa deposits: initiate, status, and Daraja's callback."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import Principal
+from api.deps import (
+    CurrentUser,
+    MetricsDep,
+    ReadSessionsDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TemporalDep,
+)
+from api.errors import error_responses
+from domain.addresses import normalize_evm_address
+from domain.errors import (
+    BadRequest,
+    Conflict,
+    DarajaCallbackInvalid,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
+from domain.money import Currency, format_minor
+from domain.mpesa import (
+    FINAL_STATUSES,
+    DepositStatus,
+    DepositStep,
+    MpesaDepositConfig,
+    MpesaDepositInput,
+    MpesaDepositState,
+    StkCallback,
+)
+from domain.queues import workflow_queue
+from domain.search import OperationKind, start_attributes
+from providers.daraja import parse_stk_callback
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.temporal import temporal_unreachable
+from store import accounts, deposits, wallets
+from store.models import MpesaDeposit as DepositRow
+from store.models import User
+from workflows.mpesa_deposit import MpesaDeposit, workflow_id_for
+
+log = get_logger("api.deposits")
+router = APIRouter(prefix="/api/v1/deposit", tags=["mpesa-deposits"])
+
+#: namespace for deposit ids derived from a caller's Idempotency-Key
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1f2a8e-5d0b-4a53-9c1e-2b7b1c9d4e10")
+PHONE_PATTERN = r"^254(7|1)\d{8}$"
+
+
+class InitiateDeposit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str = Field(
+        pattern=PHONE_PATTERN,
+        description="Safaricom number in international format, e.g. 254712345678",
+        examples=["254708374149"],
+    )
+    amount: StrictInt = Field(description="whole Kenyan shillings", examples=[150])
+    wallet_address: str | None = Field(
+        default=None,
+        description="EVM address receiving the USDC; defaults to the caller's registered wallet",
+        examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+    )
+
+    @field_validator("wallet_address")
+    @classmethod
+    def _evm(cls, value: str | None) -> str | None:
+        return normalize_evm_address(value) if value is not None else None
+
+
+class DepositAccepted(BaseModel):
+    id: str
+    workflow_id: str
+    status: str
+    status_url: str
+    web_ui_url: str
+
+
+class DepositView(BaseModel):
+    id: str
+    workflow_id: str
+    status: str
+    step: str | None = None
+    phone: str
+    amount: str
+    amount_minor: int
+    currency: str
+    checkout_request_id: str | None
+    receipt: str | None
+    result_code: int | None
+    result_desc: str | None
+    failure_reason: str | None
+    error: str | None = None
+    wallet_address: str | None = None
+    usdc_amount: str | None = None
+    usdc_minor: int | None = None
+    fx_kes_per_usdc: str | None = None
+    usdc_tx_hash: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    web_ui_url: str
+
+
+class CallbackAnswer(BaseModel):
+    ResultCode: int = 0
+    ResultDesc: str = "Accepted"
+
+
+def web_ui_url(settings: Settings, workflow_id: str) -> str:
+    return (
+        f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{workflow_id}"
+    )
+
+
+def deposit_config(settings: Settings) -> MpesaDepositConfig:
+    return MpesaDepositConfig(
+        callback_wait_seconds=settings.mpesa_callback_wait_seconds,
+        query_interval_seconds=settings.mpesa_query_interval_seconds,
+        query_max_attempts=settings.mpesa_query_max_attempts,
+        stk_push_max_attempts=settings.mpesa_stk_push_max_attempts,
+        stk_push_initial_interval_seconds=settings.mpesa_stk_push_initial_interval_seconds,
+        provider_timeout_seconds=settings.daraja_timeout_seconds * 2,
+        credit_max_attempts=settings.mpesa_credit_max_attempts,
+        credit_initial_interval_seconds=settings.mpesa_credit_initial_interval_seconds,
+        confirmations=settings.evm_confirmations,
+        use_safe_tag=settings.evm_use_safe_tag,
+        confirmation_timeout_seconds=settings.evm_confirmation_timeout_seconds,
+        evm_heartbeat_timeout_seconds=settings.evm_heartbeat_timeout_seconds,
+    )
+
+
+def _deposit_id(principal: Principal, idempotency_key: str | None) -> str:
+    if not idempotency_key:
+        return str(uuid.uuid4())
+    return str(
+        uuid.uuid5(
+            IDEMPOTENCY_NAMESPACE, f"{principal.tenant}\x00{principal.subject}\x00{idempotency_key}"
+        )
+    )
+
+
+async def _start(
+    client: Client, settings: Settings, request: MpesaDepositInput, principal: Principal
+) -> None:
+    try:
+        await client.start_workflow(
+            MpesaDeposit.run,
+            request,
+            id=workflow_id_for(request.deposit_id),
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # a finished deposit is never started again under the same id
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=start_attributes(
+                OperationKind.MPESA_DEPOSIT, principal.tenant, principal.subject
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return
+
+
+@router.post(
+    "/initiate",
+    status_code=202,
+    response_model=DepositAccepted,
+    responses=error_responses(400, 401, 409, 422, 503),
+)
+async def initiate(
+    body: InitiateDeposit,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    metrics: MetricsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="repeat a request safely: the same key returns the same deposit",
+        ),
+    ] = None,
+) -> DepositAccepted:
+    """Start an M-Pesa deposit: the customer's phone gets an STK prompt for ``amount`` KES."""
+    if not settings.mpesa_min_amount_kes <= body.amount <= settings.mpesa_max_amount_kes:
+        raise InvalidInput(
+            f"amount must be between {settings.mpesa_min_amount_kes} and "
+            f"{settings.mpesa_max_amount_kes} KES",
+            field="amount",
+        )
+    amount_minor = body.amount * 100
+    deposit_id = _deposit_id(principal, idempotency_key)
+    workflow_id = workflow_id_for(deposit_id)
+    created = False
+    async with sessions.begin() as session:
+        user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
+        wallet_address = body.wallet_address
+        if wallet_address is None:
+            registered = await wallets.wallet_for(session, user.id, settings.evm_chain)
+            if registered is None:
+                # nothing is written: this transaction is rolled back by the error
+                raise InvalidInput(
+                    f"no wallet_address given and none registered on {settings.evm_chain}: pass "
+                    f"wallet_address or PUT /api/v1/wallets/{settings.evm_chain} first",
+                    field="wallet_address",
+                )
+            wallet_address = registered.address
+        existing = await deposits.find(session, deposit_id)
+        if existing is not None:
+            if (existing.phone, existing.amount_minor, existing.wallet_address) != (
+                body.phone,
+                amount_minor,
+                wallet_address,
+            ):
+                raise Conflict(
+                    "Idempotency-Key was already used for a different deposit",
+                    field="Idempotency-Key",
+                )
+        else:
+            session.add(
+                DepositRow(
+                    id=deposit_id,
+                    tenant=principal.tenant,
+                    user_id=user.id,
+                    phone=body.phone,
+                    amount_minor=amount_minor,
+                    currency=Currency.KES.value,
+                    status=DepositStatus.INITIATED.value,
+                    workflow_id=workflow_id,
+                    request_key=idempotency_key,
+                    wallet_address=wallet_address,
+                )
+            )
+            created = True
+    request = MpesaDepositInput(
+        deposit_id=deposit_id,
+        tenant=principal.tenant,
+        user_id=user.id,
+        subject=principal.subject,
+        phone=body.phone,
+        amount_minor=amount_minor,
+        account_reference=settings.mpesa_account_reference,
+        config=deposit_config(settings),
+        task_queue_prefix=settings.task_queue_prefix,
+        wallet_address=wallet_address,
+    )
+    try:
+        await _start(temporal, settings, request, principal)
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        if created:  # no workflow, so no row either: the caller can simply try again
+            async with sessions.begin() as session:
+                row = await deposits.find(session, deposit_id)
+                if row is not None:
+                    await session.delete(row)
+        log.warning("could not start deposit workflow", deposit_id=deposit_id, error=str(exc))
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was started"
+        ) from exc
+    if created:
+        metrics.deposits_initiated.inc()
+        log.info(
+            "deposit initiated",
+            deposit_id=deposit_id,
+            tenant=principal.tenant,
+            amount_kes=body.amount,
+        )
+    return DepositAccepted(
+        id=deposit_id,
+        workflow_id=workflow_id,
+        status=existing.status if existing is not None else DepositStatus.INITIATED.value,
+        status_url=f"/api/v1/deposit/{deposit_id}",
+        web_ui_url=web_ui_url(settings, workflow_id),
+    )
+
+
+async def _live_state(client: Client, workflow_id: str) -> MpesaDepositState | None:
+    """The workflow's own view, when it is running and Temporal answers quickly."""
+    try:
+        handle = client.get_workflow_handle(workflow_id)
+        description = await handle.describe(rpc_timeout=timedelta(seconds=2))
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return None
+        state: MpesaDepositState = await handle.query(
+            MpesaDeposit.status, rpc_timeout=timedelta(seconds=2)
+        )
+        return state
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        return None
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@router.get("/{deposit_id}", response_model=DepositView, responses=error_responses(401, 404))
+async def get_deposit(
+    deposit_id: str,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    reads: ReadSessionsDep,
+    temporal: TemporalDep,
+) -> DepositView:
+    """A deposit of the caller's (or any deposit of the tenant, for an admin)."""
+    async with reads() as session:
+        row = (
+            await session.execute(
+                select(DepositRow, User.subject)
+                .join(User, User.id == DepositRow.user_id)
+                .where(DepositRow.id == deposit_id)
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFound("deposit not found")
+    deposit, subject = row
+    if deposit.tenant != principal.tenant or (
+        subject != principal.subject and not principal.is_admin
+    ):
+        raise NotFound("deposit not found")
+    live = await _live_state(temporal, deposit.workflow_id)
+    status = deposit.status
+    step = DepositStep.DONE.value if deposit.status in FINAL_STATUSES else None
+    error = None
+    if live is not None:
+        step = live.step.value
+        error = live.error
+        # the DB row is written after each step; the live state can be a step ahead
+        if deposit.status not in (DepositStatus.CREDITED, DepositStatus.FAILED):
+            status = live.status.value
+    return DepositView(
+        id=deposit.id,
+        workflow_id=deposit.workflow_id,
+        status=status,
+        step=step,
+        phone=deposit.phone,
+        amount=format_minor(deposit.amount_minor, Currency.KES),
+        amount_minor=deposit.amount_minor,
+        currency=deposit.currency,
+        checkout_request_id=deposit.checkout_request_id,
+        receipt=deposit.mpesa_receipt,
+        result_code=deposit.result_code,
+        result_desc=deposit.result_desc,
+        failure_reason=deposit.failure_reason,
+        error=error,
+        wallet_address=deposit.wallet_address,
+        usdc_amount=format_minor(deposit.usdc_minor, Currency.USDC)
+        if deposit.usdc_minor is not None
+        else None,
+        usdc_minor=deposit.usdc_minor,
+        fx_kes_per_usdc=deposit.fx_kes_per_usdc,
+        usdc_tx_hash=(live.usdc_tx_hash if live and live.usdc_tx_hash else deposit.usdc_tx_hash),
+        created_at=_as_utc(deposit.created_at),
+        updated_at=_as_utc(deposit.updated_at),
+        web_ui_url=web_ui_url(settings, deposit.workflow_id),
+    )
+
+
+def _source_allowed(settings: Settings, host: str | None) -> bool:
+    if not settings.mpesa_callback_allowed_ips:
+        return True
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(
+        address in ipaddress.ip_network(cidr, strict=False)
+        for cidr in settings.mpesa_callback_allowed_ips
+    )
+
+
+@router.post(
+    "/mpesa-callback/{token}",
+    response_model=CallbackAnswer,
+    responses=error_responses(400, 403, 503),
+    summary="Daraja STK callback (called by Safaricom, not by users)",
+)
+async def mpesa_callback(
+    token: str,
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    metrics: MetricsDep,
+) -> CallbackAnswer:
+    """Accept a Daraja callback and signal its deposit's workflow.
+
+    Answers ``{"ResultCode": 0, "ResultDesc": "Accepted"}`` only once the signal is durable in
+    Temporal. Duplicates are no-ops (the workflow keeps the first). A callback for a
+    CheckoutRequestID not yet recorded is kept and picked up by the workflow.
+    """
+    expected = settings.mpesa_callback_token.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        metrics.mpesa_callbacks.labels("bad_token").inc()
+        raise Forbidden("callback token not recognised")
+    source = request.client.host if request.client else None
+    if not _source_allowed(settings, source):
+        metrics.mpesa_callbacks.labels("ip_refused").inc()
+        log.warning("callback from a source outside the allow-list", source=source)
+        raise Forbidden("callback source not allowed")
+    raw = await request.body()
+    try:
+        payload: Any = json.loads(raw)
+    except ValueError as exc:
+        metrics.mpesa_callbacks.labels("malformed").inc()
+        raise BadRequest("callback body is not valid JSON") from exc
+    try:
+        callback = parse_stk_callback(payload)
+    except DarajaCallbackInvalid as exc:
+        metrics.mpesa_callbacks.labels("malformed").inc()
+        raise BadRequest(exc.message) from exc
+
+    async with sessions.begin() as session:
+        first = await deposits.store_callback(session, callback, source)
+        deposit = await deposits.by_checkout_request_id(session, callback.checkout_request_id)
+    if deposit is None:
+        metrics.mpesa_callbacks.labels("unmatched").inc()
+        level = log.error if callback.result_code == 0 else log.warning
+        level(
+            "callback for an unknown CheckoutRequestID kept for its workflow",
+            checkout_request_id=callback.checkout_request_id,
+            result_code=callback.result_code,
+        )
+        return CallbackAnswer()
+    await _signal(temporal, deposit, callback)
+    metrics.mpesa_callbacks.labels("accepted" if first else "duplicate").inc()
+    return CallbackAnswer()
+
+
+async def _signal(client: Client, deposit: DepositRow, callback: StkCallback) -> None:
+    handle = client.get_workflow_handle(deposit.workflow_id)
+    try:
+        await handle.signal(MpesaDeposit.mpesa_callback, callback)
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            # the workflow has finished; a success it did not see needs a person
+            if callback.result_code == 0 and deposit.status != DepositStatus.CREDITED:
+                log.error(
+                    "successful M-Pesa callback for a closed deposit: reconcile by hand",
+                    deposit_id=deposit.id,
+                    receipt=callback.receipt,
+                    status=deposit.status,
+                )
+            return
+        raise ServiceUnavailable(
+            "could not hand the callback to its workflow; not accepted"
+        ) from exc

@@ -1,0 +1,287 @@
+"""The error hierarchy shared by the API, activities and providers.
+
+Every error carries the HTTP status the API answers with and a stable ``code``. Activities raise
+the provider families below; the ones listed in :data:`NON_RETRYABLE` are permanent, and the retry
+policies in ``workflows/policies.py`` name them so Temporal stops retrying at once.
+"""
+
+from __future__ import annotations
+
+
+class SettleError(Exception):
+    """Base of every error Settle raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+# --- API-facing errors -----------------------------------------------------------------------
+
+
+class InvalidInput(SettleError):
+    """The request is well-formed but a field's value is not acceptable."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class BadRequest(SettleError):
+    """The request body cannot be understood at all."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(SettleError):
+    """No valid bearer token."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(SettleError):
+    """Authenticated, but this caller may not do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(SettleError):
+    """The resource does not exist, or the caller may not know that it does."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(SettleError):
+    """The request conflicts with what already exists (e.g. an idempotency key reused)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class ServiceUnavailable(SettleError):
+    """A dependency (database, Temporal, provider) cannot be reached right now."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+# --- provider errors: Daraja (M-Pesa) -------------------------------------------------------
+
+
+class ProviderError(SettleError):
+    """A provider answered with an error or could not be reached."""
+
+    status_code = 502
+    code = "provider_error"
+
+
+class DarajaError(ProviderError):
+    """Base of every M-Pesa Daraja error."""
+
+    code = "daraja_error"
+
+    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class DarajaAuthError(DarajaError):
+    """The consumer key or secret was refused: retrying will not help."""
+
+
+class DarajaRejected(DarajaError):
+    """Daraja refused the request itself (bad phone, bad shortcode, invalid CheckoutRequestID)."""
+
+
+class DarajaUnavailable(DarajaError):
+    """5xx, timeout or connection failure: worth retrying."""
+
+
+class DarajaRateLimited(DarajaError):
+    """429 or spike arrest: worth retrying later."""
+
+
+class DarajaCallbackInvalid(DarajaError):
+    """A callback body that does not have the shape Daraja sends."""
+
+    status_code = 400
+    code = "invalid_callback"
+
+
+# --- provider errors: EVM chains --------------------------------------------------------------
+
+
+class EvmError(ProviderError):
+    """Base of every EVM RPC or transaction error."""
+
+    code = "evm_error"
+
+
+class EvmUnavailable(EvmError):
+    """The RPC node timed out, refused the connection or answered 5xx: worth retrying."""
+
+
+class EvmRejected(EvmError):
+    """The node refused the request itself (bad parameters, insufficient funds for gas)."""
+
+
+class EvmReverted(EvmError):
+    """The transaction was mined and reverted: sending it again would revert again."""
+
+
+class EvmChainMismatch(EvmError):
+    """The RPC serves another chain than the one configured: nothing is sent."""
+
+
+class LogRangeTooLarge(EvmError):
+    """The node refused an eth_getLogs block range as too large; split it and ask again."""
+
+
+# --- provider errors: Solana ----------------------------------------------------------------
+
+
+class SolanaError(ProviderError):
+    """Base of every Solana RPC or transaction error."""
+
+    code = "solana_error"
+
+
+class SolanaUnavailable(SolanaError):
+    """RPC unreachable, timed out, rate limited, or the blockhash expired: worth retrying."""
+
+
+class SolanaRejected(SolanaError):
+    """The transaction can never succeed as sent (invalid address, a program error)."""
+
+
+class NotTicketOwner(SolanaError):
+    """The wallet named as the ticket's owner does not hold it."""
+
+    status_code = 409
+    code = "not_ticket_owner"
+
+
+# --- provider errors: Stripe ----------------------------------------------------------------
+
+
+class StripeError(ProviderError):
+    """Base of every Stripe error."""
+
+    code = "stripe_error"
+
+
+class CardDeclined(StripeError):
+    """The card was declined (or lacks funds): asking again will not change the answer."""
+
+    status_code = 402
+    code = "card_declined"
+
+    def __init__(self, message: str, *, decline_code: str | None = None, payment_intent: str | None = None) -> None:
+        super().__init__(message)
+        self.decline_code = decline_code
+        self.payment_intent = payment_intent
+
+
+class StripeRejected(StripeError):
+    """Stripe refused the request itself (invalid parameters, an idempotency conflict, auth)."""
+
+
+class StripeUnavailable(StripeError):
+    """Rate limited, 5xx, or a connection failure: worth retrying with the same Idempotency-Key."""
+
+
+# --- notifications ----------------------------------------------------------------------------
+
+
+class NotificationError(ProviderError):
+    code = "notification_error"
+
+
+class EmailUnavailable(NotificationError):
+    """The SMTP server could not be reached or refused temporarily."""
+
+
+class EmailRejected(NotificationError):
+    """The SMTP server refused the message for good (bad recipient, auth)."""
+
+
+class WebhookTargetRefused(NotificationError):
+    """The target resolves to a private or loopback address that is not allow-listed."""
+
+    status_code = 422
+    code = "webhook_target_refused"
+
+
+class WebhookEndpointGone(NotificationError):
+    """The endpoint answered 410 Gone: it is disabled and never called again."""
+
+
+class WebhookDeliveryFailed(NotificationError):
+    """The endpoint answered an error or could not be reached: retried on the schedule."""
+
+
+# --- tickets ----------------------------------------------------------------------------------
+
+
+class RefundRefused(SettleError):
+    """The refund would exceed what was captured and not yet refunded."""
+
+    status_code = 422
+    code = "refund_refused"
+
+
+class SeatTaken(SettleError):
+    """Another purchase holds this seat."""
+
+    status_code = 409
+    code = "seat_taken"
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+
+class LedgerError(SettleError):
+    """A ledger invariant would be broken."""
+
+    code = "ledger_error"
+
+
+class UnbalancedEntry(LedgerError):
+    """Postings of one entry do not sum to zero per currency."""
+
+
+class IdempotencyConflict(LedgerError):
+    """The same idempotency key was used for a different entry."""
+
+    status_code = 409
+    code = "idempotency_conflict"
+
+
+#: exception type names Temporal must not retry (matched on the class name of the raised error)
+NON_RETRYABLE: tuple[str, ...] = (
+    "DarajaAuthError",
+    "DarajaRejected",
+    "DarajaCallbackInvalid",
+    "EvmRejected",
+    "EvmReverted",
+    "EvmChainMismatch",
+    "SolanaRejected",
+    "NotTicketOwner",
+    "CardDeclined",
+    "StripeRejected",
+    "EmailRejected",
+    "WebhookTargetRefused",
+    "WebhookEndpointGone",
+    "RefundRefused",
+    "UnbalancedEntry",
+    "IdempotencyConflict",
+    "InvalidInput",
+    "NotFound",
+)

@@ -1,0 +1,345 @@
+"""A Daraja-compatible stand-in: OAuth, STK Push, STK Push Query, and the callback.
+
+The outcome of an STK push is chosen by the last four digits of the phone number:
+
+=========  ==================================================================
+suffix     outcome
+=========  ==================================================================
+``1032``   ResultCode 1032, "Request cancelled by user"
+``1037``   ResultCode 1037, "DS timeout user cannot be reached"
+``0001``   ResultCode 1, "The balance is insufficient for the transaction."
+``2001``   ResultCode 2001, "The initiator information is invalid." (wrong PIN)
+``0000``   success, but no callback is ever sent (STK Push Query says success)
+``0002``   success, and the callback is sent three times
+other      success (the default), one callback after the configured delay
+=========  ==================================================================
+
+``/_sandbox/...`` routes are test controls that the real Daraja does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+import string
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from runtime.logging import get_logger
+
+log = get_logger("sandbox.daraja")
+
+PHONE = re.compile(r"^254(7|1)\d{8}$")
+TIMESTAMP = re.compile(r"^\d{14}$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result_code: int
+    result_desc: str
+    callbacks: int = 1
+
+
+SUCCESS = Outcome(0, "The service request is processed successfully.")
+OUTCOMES: dict[str, Outcome] = {
+    "1032": Outcome(1032, "Request cancelled by user"),
+    "1037": Outcome(1037, "DS timeout user cannot be reached"),
+    "0001": Outcome(1, "The balance is insufficient for the transaction."),
+    "2001": Outcome(2001, "The initiator information is invalid."),
+    "0000": Outcome(0, SUCCESS.result_desc, callbacks=0),
+    "0002": Outcome(0, SUCCESS.result_desc, callbacks=3),
+}
+
+
+def outcome_for(phone: str) -> Outcome:
+    return OUTCOMES.get(phone[-4:], SUCCESS)
+
+
+@dataclass
+class StkTransaction:
+    merchant_request_id: str
+    checkout_request_id: str
+    phone: str
+    amount: int
+    callback_url: str
+    outcome: Outcome
+    final_at: float
+    receipt: str
+    callbacks_sent: int = 0
+
+
+@dataclass
+class SandboxState:
+    consumer_key: str
+    consumer_secret: str
+    shortcode: str
+    passkey: str
+    callback_delay_seconds: float
+    token_ttl_seconds: int = 3599
+    tokens: dict[str, float] = field(default_factory=dict)
+    transactions: dict[str, StkTransaction] = field(default_factory=dict)
+    #: path fragment -> [remaining count, HTTP status]: injected failures for tests
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    #: path fragment -> [remaining count, seconds]: injected latency for tests
+    delays: dict[str, list[float]] = field(default_factory=dict)
+    #: calls that have arrived, by path fragment (test visibility)
+    arrivals: dict[str, int] = field(default_factory=dict)
+    tokens_issued: int = 0
+    stk_pushes: int = 0
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"requestId": uuid.uuid4().hex[:20], "errorCode": code, "errorMessage": message},
+        status_code=status,
+    )
+
+
+def _receipt() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "S" + "".join(secrets.choice(alphabet) for _ in range(9))
+
+
+def create_daraja_app(
+    *,
+    consumer_key: str,
+    consumer_secret: str,
+    shortcode: str,
+    passkey: str,
+    callback_delay_seconds: float = 1.0,
+) -> FastAPI:
+    state = SandboxState(consumer_key, consumer_secret, shortcode, passkey, callback_delay_seconds)
+    app = FastAPI(
+        title="Sandbox Daraja", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json"
+    )
+    app.state.sandbox = state
+    http = httpx.AsyncClient(timeout=10)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def injected_failure(path: str) -> JSONResponse | None:
+        state.arrivals[path] = state.arrivals.get(path, 0) + 1
+        for fragment, delay in state.delays.items():
+            if fragment in path and delay[0] > 0:
+                delay[0] -= 1
+                await asyncio.sleep(delay[1])
+        for fragment, spec in state.failures.items():
+            if fragment in path and spec[0] > 0:
+                spec[0] -= 1
+                return _error(spec[1], f"{spec[1]}.000.01", "injected sandbox failure")
+        return None
+
+    def bearer_ok(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        expiry = state.tokens.get(header[len("Bearer ") :])
+        return expiry is not None and expiry > time.monotonic()
+
+    @app.get("/oauth/v1/generate")
+    async def generate(request: Request, grant_type: str = "") -> JSONResponse:
+        failure = await injected_failure("oauth")
+        if failure:
+            return failure
+        if grant_type != "client_credentials":
+            return _error(400, "400.008.02", "Invalid grant type passed")
+        expected = base64.b64encode(
+            f"{state.consumer_key}:{state.consumer_secret}".encode()
+        ).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return _error(400, "400.008.01", "Invalid Authentication passed")
+        token = secrets.token_urlsafe(24)
+        state.tokens[token] = time.monotonic() + state.token_ttl_seconds
+        state.tokens_issued += 1
+        return JSONResponse({"access_token": token, "expires_in": str(state.token_ttl_seconds)})
+
+    def check_password(body: dict[str, Any]) -> JSONResponse | None:
+        if str(body.get("BusinessShortCode")) != state.shortcode:
+            return _error(400, "400.002.02", "Bad Request - Invalid BusinessShortCode")
+        timestamp = str(body.get("Timestamp", ""))
+        if not TIMESTAMP.match(timestamp):
+            return _error(400, "400.002.02", "Bad Request - Invalid Timestamp")
+        expected = base64.b64encode(
+            f"{state.shortcode}{state.passkey}{timestamp}".encode()
+        ).decode()
+        if body.get("Password") != expected:
+            return _error(500, "500.001.1001", "Wrong credentials")
+        return None
+
+    @app.post("/mpesa/stkpush/v1/processrequest")
+    async def stk_push(request: Request) -> JSONResponse:
+        failure = await injected_failure("stkpush")
+        if failure:
+            return failure
+        if not bearer_ok(request):
+            return _error(404, "404.001.03", "Invalid Access Token")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        bad = check_password(body)
+        if bad:
+            return bad
+        if body.get("TransactionType") not in ("CustomerPayBillOnline", "CustomerBuyGoodsOnline"):
+            return _error(400, "400.002.02", "Bad Request - Invalid TransactionType")
+        amount = body.get("Amount")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            return _error(400, "400.002.02", "Bad Request - Invalid Amount")
+        phone = str(body.get("PhoneNumber", ""))
+        if not PHONE.match(phone) or str(body.get("PartyA")) != phone:
+            return _error(400, "400.002.02", "Bad Request - Invalid PhoneNumber")
+        callback_url = str(body.get("CallBackURL", ""))
+        if not callback_url.startswith(("http://", "https://")):
+            return _error(400, "400.002.02", "Bad Request - Invalid CallBackURL")
+        if not body.get("AccountReference"):
+            return _error(400, "400.002.02", "Bad Request - Invalid AccountReference")
+        state.stk_pushes += 1
+        txn = StkTransaction(
+            merchant_request_id=f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(10**8)}-1",
+            checkout_request_id=f"ws_CO_{time.strftime('%d%m%Y%H%M%S')}{secrets.token_hex(6)}",
+            phone=phone,
+            amount=amount,
+            callback_url=callback_url,
+            outcome=outcome_for(phone),
+            final_at=time.monotonic() + state.callback_delay_seconds,
+            receipt=_receipt(),
+        )
+        state.transactions[txn.checkout_request_id] = txn
+        if txn.outcome.callbacks:
+            task = asyncio.create_task(send_callbacks(txn))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        log.info("stk push accepted", checkout=txn.checkout_request_id, phone=phone, amount=amount)
+        return JSONResponse(
+            {
+                "MerchantRequestID": txn.merchant_request_id,
+                "CheckoutRequestID": txn.checkout_request_id,
+                "ResponseCode": "0",
+                "ResponseDescription": "Success. Request accepted for processing",
+                "CustomerMessage": "Success. Request accepted for processing",
+            }
+        )
+
+    def callback_body(txn: StkTransaction) -> dict[str, Any]:
+        callback: dict[str, Any] = {
+            "MerchantRequestID": txn.merchant_request_id,
+            "CheckoutRequestID": txn.checkout_request_id,
+            "ResultCode": txn.outcome.result_code,
+            "ResultDesc": txn.outcome.result_desc,
+        }
+        if txn.outcome.result_code == 0:
+            callback["CallbackMetadata"] = {
+                "Item": [
+                    {"Name": "Amount", "Value": float(txn.amount)},
+                    {"Name": "MpesaReceiptNumber", "Value": txn.receipt},
+                    {"Name": "Balance"},
+                    {"Name": "TransactionDate", "Value": int(time.strftime("%Y%m%d%H%M%S"))},
+                    {"Name": "PhoneNumber", "Value": int(txn.phone)},
+                ]
+            }
+        return {"Body": {"stkCallback": callback}}
+
+    async def send_callbacks(txn: StkTransaction) -> None:
+        await asyncio.sleep(state.callback_delay_seconds)
+        body = callback_body(txn)
+        sends = [http.post(txn.callback_url, json=body) for _ in range(txn.outcome.callbacks)]
+        for result in await asyncio.gather(*sends, return_exceptions=True):
+            txn.callbacks_sent += 1
+            if isinstance(result, BaseException):
+                log.warning("callback failed", checkout=txn.checkout_request_id, error=str(result))
+            else:
+                log.info(
+                    "callback sent", checkout=txn.checkout_request_id, status=result.status_code
+                )
+
+    @app.post("/mpesa/stkpushquery/v1/query")
+    async def stk_query(request: Request) -> JSONResponse:
+        failure = await injected_failure("stkpushquery")
+        if failure:
+            return failure
+        if not bearer_ok(request):
+            return _error(404, "404.001.03", "Invalid Access Token")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        bad = (
+            check_password(body)
+            if isinstance(body, dict)
+            else _error(400, "400.002.02", "Bad Request")
+        )
+        if bad:
+            return bad
+        txn = state.transactions.get(str(body.get("CheckoutRequestID")))
+        if txn is None:
+            return _error(400, "400.002.02", "Bad Request - Invalid CheckoutRequestID")
+        if time.monotonic() < txn.final_at:
+            return _error(500, "500.001.1001", "The transaction is being processed")
+        return JSONResponse(
+            {
+                "ResponseCode": "0",
+                "ResponseDescription": "The service request has been accepted successsfully",
+                "MerchantRequestID": txn.merchant_request_id,
+                "CheckoutRequestID": txn.checkout_request_id,
+                "ResultCode": str(txn.outcome.result_code),
+                "ResultDesc": txn.outcome.result_desc,
+            }
+        )
+
+    # --- test controls (not Daraja) ------------------------------------------------------------
+
+    @app.post("/_sandbox/fail-next")
+    async def fail_next(request: Request) -> dict[str, Any]:
+        """``{"path": "stkpush", "count": 2, "status": 503}``: the next calls fail like that."""
+        body = await request.json()
+        state.failures[str(body["path"])] = [
+            int(body.get("count", 1)),
+            int(body.get("status", 503)),
+        ]
+        return {"ok": True}
+
+    @app.post("/_sandbox/delay-next")
+    async def delay_next(request: Request) -> dict[str, Any]:
+        """``{"path": "stkpush", "count": 1, "seconds": 2}``: the next calls answer that late."""
+        body = await request.json()
+        state.delays[str(body["path"])] = [int(body.get("count", 1)), float(body["seconds"])]
+        return {"ok": True}
+
+    @app.get("/_sandbox/transactions")
+    async def transactions() -> dict[str, Any]:
+        return {
+            "stk_pushes": state.stk_pushes,
+            "tokens_issued": state.tokens_issued,
+            "transactions": [
+                {
+                    "checkout_request_id": t.checkout_request_id,
+                    "phone": t.phone,
+                    "amount": t.amount,
+                    "result_code": t.outcome.result_code,
+                    "receipt": t.receipt if t.outcome.result_code == 0 else None,
+                    "callbacks_sent": t.callbacks_sent,
+                }
+                for t in state.transactions.values()
+            ],
+        }
+
+    @app.post("/_sandbox/resend-callback/{checkout_request_id}")
+    async def resend(checkout_request_id: str) -> dict[str, Any]:
+        txn = state.transactions[checkout_request_id]
+        response = await http.post(txn.callback_url, json=callback_body(txn))
+        return {"status": response.status_code, "body": response.json()}
+
+    @app.get("/_sandbox/callback-body/{checkout_request_id}")
+    async def body_of(checkout_request_id: str) -> dict[str, Any]:
+        return callback_body(state.transactions[checkout_request_id])
+
+    return app

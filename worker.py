@@ -1,0 +1,304 @@
+"""``python worker.py [--queues workflows,mpesa,db]``: run Settle's workflows and activities.
+
+One Temporal worker per task queue (workflows on one queue, activities on a queue per external
+system), sharing one client and one set of provider clients built here and injected. SIGTERM or
+Ctrl-C stops polling and lets in-flight activities finish (``WORKER_GRACEFUL_SHUTDOWN_SECONDS``).
+The Temporal SDK's metrics are served in Prometheus format on ``WORKER_METRICS_BIND``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from solders.keypair import Keypair
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.chain import ChainReadActivities
+from activities.deposits import DepositActivities
+from activities.evm import EvmWriteActivities, WriterConfig
+from activities.fx import FxActivities
+from activities.intents import IntentActivities
+from activities.mpesa import MpesaActivities
+from activities.notify import NotifyActivities
+from activities.solana import SolanaActivities
+from activities.stripe import StripeActivities
+from activities.tickets import TicketActivities
+from domain.queues import WORKFLOW_SUFFIX, ActivityQueue, all_queue_names
+from providers.daraja import DarajaClient
+from providers.email import Mailer
+from providers.evm import EvmClient, LocalSigner
+from providers.fx import FixedRateProvider, RateProvider
+from providers.solana.client import SolanaTicketClient
+from providers.stripe import StripePayments
+from providers.webhooks import WebhookSender
+from runtime.logging import configure_logging, get_logger
+from runtime.settings import Settings, get_settings
+from runtime.temporal import connect_with_retry, metrics_runtime
+from runtime.workflow_runner import workflow_runner
+from store.db import make_engine, make_session_factory
+from workflows.chain_scanner import ChainScanner
+from workflows.deposit_watch import DepositWatch
+from workflows.mpesa_deposit import MpesaDeposit
+from workflows.tickets import NftTransfer, Refund, TicketPurchase
+
+log = get_logger("worker")
+
+WORKFLOWS: list[type] = [MpesaDeposit, DepositWatch, ChainScanner, TicketPurchase, Refund, NftTransfer]
+
+
+@dataclass
+class Resources:
+    """Clients shared by every activity of this process, built once."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    daraja: DarajaClient
+    evm: EvmClient
+    treasury: LocalSigner
+    rates: RateProvider
+    solana: SolanaTicketClient
+    stripe: StripePayments
+    mailer: Mailer
+    webhooks: WebhookSender
+
+    async def aclose(self) -> None:
+        await self.daraja.aclose()
+        await self.evm.aclose()
+        await self.solana.aclose()
+        await self.webhooks.aclose()
+        await self.engine.dispose()
+
+
+def build_resources(settings: Settings) -> Resources:
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    return Resources(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        daraja=DarajaClient(
+            base_url=settings.daraja_base_url,
+            consumer_key=settings.daraja_consumer_key.get_secret_value(),
+            consumer_secret=settings.daraja_consumer_secret.get_secret_value(),
+            shortcode=settings.daraja_shortcode,
+            passkey=settings.daraja_passkey.get_secret_value(),
+            transaction_type=settings.daraja_transaction_type,
+            timeout_seconds=settings.daraja_timeout_seconds,
+            token_refresh_margin_seconds=settings.daraja_token_refresh_margin_seconds,
+        ),
+        evm=EvmClient(
+            settings.evm_rpc_url,
+            chain_id=settings.evm_chain_id,
+            timeout_seconds=settings.evm_rpc_timeout_seconds,
+        ),
+        treasury=LocalSigner(settings.treasury_private_key.get_secret_value()),
+        rates=FixedRateProvider(settings.fx_kes_per_usdc),
+        solana=SolanaTicketClient(
+            settings.solana_rpc_url,
+            Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
+            commitment=settings.solana_commitment,
+            timeout_seconds=settings.solana_timeout_seconds,
+            confirm_timeout_seconds=settings.solana_confirm_timeout_seconds,
+        ),
+        stripe=StripePayments(
+            settings.stripe_api_key.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            timeout_seconds=settings.stripe_timeout_seconds,
+        ),
+        mailer=mailer(settings),
+        webhooks=WebhookSender(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            allowed_networks=settings.webhook_allowed_networks,
+        ),
+    )
+
+
+def mailer(settings: Settings) -> Mailer:
+    return Mailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.email_from,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        timeout_seconds=settings.smtp_timeout_seconds,
+    )
+
+
+def mpesa_callback_url(settings: Settings) -> str:
+    token = settings.mpesa_callback_token.get_secret_value()
+    return f"{settings.callback_base_url}/api/v1/deposit/mpesa-callback/{token}"
+
+
+def activities_by_queue(resources: Resources) -> dict[ActivityQueue, list[Callable[..., Any]]]:
+    settings = resources.settings
+    mpesa = MpesaActivities(resources.daraja, mpesa_callback_url(settings))
+    deposits = DepositActivities(resources.sessions)
+    evm_write = EvmWriteActivities(
+        resources.evm,
+        resources.treasury,
+        resources.sessions,
+        WriterConfig(
+            usdc_address=settings.usdc_contract_address,
+            stuck_after_seconds=settings.evm_stuck_after_seconds,
+            fee_bump_percent=settings.evm_fee_bump_percent,
+            priority_fee_gwei=settings.evm_priority_fee_gwei,
+            max_fee_gwei=settings.evm_max_fee_gwei,
+            poll_interval_seconds=settings.evm_poll_interval_seconds,
+        ),
+    )
+    fx = FxActivities(resources.rates)
+    chain = ChainReadActivities(
+        resources.evm,
+        resources.sessions,
+        settings.usdc_contract_address,
+        settings.evm_getlogs_max_range,
+    )
+    intents = IntentActivities(resources.sessions)
+    solana = SolanaActivities(resources.solana)
+    stripe = StripeActivities(resources.stripe)
+    notify = NotifyActivities(resources.mailer, resources.webhooks, resources.sessions)
+    tickets = TicketActivities(resources.sessions)
+    return {
+        ActivityQueue.MPESA: [mpesa.stk_push, mpesa.stk_query],
+        ActivityQueue.DB: [
+            deposits.record_stk_push,
+            deposits.set_outcome,
+            deposits.record_conversion,
+            deposits.credit,
+            intents.credit_transfer,
+            intents.mark_transfer,
+            intents.close,
+            tickets.payment_captured,
+            tickets.update,
+            tickets.reserve_refund,
+            tickets.settle_refund,
+            tickets.record_transfer,
+        ],
+        ActivityQueue.STRIPE: [stripe.pay, stripe.retrieve, stripe.cancel, stripe.refund],
+        ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
+        ActivityQueue.EVM_READ: [chain.scan, chain.check_transfers, chain.fallback_transfers],
+        ActivityQueue.EVM_WRITE: [
+            evm_write.submit,
+            evm_write.transfer_usdc,
+            evm_write.await_confirmations,
+        ],
+        ActivityQueue.FX: [fx.quote],
+        ActivityQueue.SOLANA: [
+            solana.mint_ticket,
+            solana.transfer_ticket,
+            solana.ticket_owner,
+            solana.freeze_ticket,
+            solana.burn_ticket,
+        ],
+    }
+
+
+def parse_queues(value: str | None) -> list[str]:
+    if not value:
+        return all_queue_names()
+    names = [q.strip() for q in value.split(",") if q.strip()]
+    unknown = sorted(set(names) - set(all_queue_names()))
+    if unknown:
+        raise SystemExit(f"unknown queue(s) {unknown}; choose from {all_queue_names()}")
+    return names
+
+
+def build_workers(
+    client: Client, settings: Settings, resources: Resources, queues: Iterable[str]
+) -> list[Worker]:
+    prefix = settings.task_queue_prefix
+    registry = activities_by_queue(resources)
+    common: dict[str, Any] = {
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+    }
+    workers: list[Worker] = []
+    for name in queues:
+        if name == WORKFLOW_SUFFIX:
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=f"{prefix}{name}",
+                    workflows=WORKFLOWS,
+                    workflow_runner=workflow_runner(),
+                    max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                    **common,
+                )
+            )
+            continue
+        activities = registry.get(ActivityQueue(name), [])
+        if not activities:
+            log.info("no activities on this queue yet", queue=name)
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=f"{prefix}{name}",
+                activities=activities,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                # eager activities would bypass the server-side task-queue rate limits
+                disable_eager_activity_execution=True,
+                **common,
+            )
+        )
+    return workers
+
+
+async def run(settings: Settings, queues: Sequence[str]) -> None:
+    runtime = metrics_runtime(settings.worker_metrics_bind)
+    client = await connect_with_retry(settings, runtime=runtime)
+    resources = build_resources(settings)
+    workers = build_workers(client, settings, resources, queues)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker started",
+        queues=[w.task_queue for w in workers],
+        metrics=f"http://{settings.worker_metrics_bind}/metrics",
+        temporal=settings.temporal_address,
+    )
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+    if stopped not in done:
+        for task in done:
+            task.result()  # a worker crashed: raise its error
+    log.info("stopping: letting in-flight activities finish")
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    await asyncio.gather(*runs, return_exceptions=True)
+    await resources.aclose()
+    log.info("worker stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--queues",
+        help=f"comma-separated queues to serve (default all: {','.join(all_queue_names())})",
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(run(settings, parse_queues(args.queues)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # skip interpreter teardown: the SDK's bridge threads can abort it (sdk-python#300)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

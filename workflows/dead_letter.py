@@ -1,0 +1,66 @@
+"""Dead letters without loss: a step that must happen parks instead of failing the workflow.
+
+When such a step exhausts its retries the workflow sets ``SettleStatus=needs_attention`` and waits
+for an operator: the ``retry`` signal runs the step again, ``abandon`` gives up with a reason.
+
+    temporal workflow signal --workflow-id <id> --name retry
+    temporal workflow signal --workflow-id <id> --name abandon --input '"refunded by hand"'
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from temporalio import workflow
+
+from domain.search import SETTLE_STATUS, OperationStatus
+
+
+class Decision(StrEnum):
+    RETRY = "retry"
+    ABANDON = "abandon"
+
+
+class Parkable:
+    """Mixin for workflows with a step that must not be lost."""
+
+    def __init__(self) -> None:
+        self._parked = False
+        self._decision: Decision | None = None
+        self.abandon_reason: str | None = None
+        self.times_parked = 0
+
+    @workflow.signal
+    def retry(self) -> None:
+        """Run the parked step again (ignored when nothing is parked)."""
+        if self._parked:
+            self._decision = Decision.RETRY
+
+    @workflow.signal
+    def abandon(self, reason: str | None = None) -> None:
+        """Give up on the parked step (ignored when nothing is parked)."""
+        if self._parked:
+            self.abandon_reason = reason or "abandoned by an operator"
+            self._decision = Decision.ABANDON
+
+    @property
+    def parked(self) -> bool:
+        return self._parked
+
+    async def park(self, reason: str) -> Decision:
+        """Mark the workflow ``needs_attention`` and wait for an operator's decision."""
+        self._parked, self._decision = True, None
+        self.times_parked += 1
+        set_status(OperationStatus.NEEDS_ATTENTION)
+        workflow.logger.error("parked for an operator: %s", reason)
+        await workflow.wait_condition(lambda: self._decision is not None)
+        decision = self._decision
+        assert decision is not None
+        self._parked = False
+        if decision is Decision.RETRY:
+            set_status(OperationStatus.RUNNING)
+        return decision
+
+
+def set_status(status: OperationStatus) -> None:
+    workflow.upsert_search_attributes([SETTLE_STATUS.value_set(status.value)])

@@ -1,0 +1,518 @@
+"""MpesaDeposit: STK push -> callback (or STK query) -> credit the portfolio, exactly once.
+
+Workflow ID ``mpesa-deposit-<deposit_id>``. Signals: ``mpesa_callback`` (from the API's callback
+endpoint), ``retry`` / ``abandon`` (a parked credit). Query: ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+from domain.evm import AwaitTxInput, TransferUsdcInput
+from domain.fx import FxQuote, FxQuoteInput
+from domain.mpesa import (
+    CreditDepositInput,
+    DepositOutcomeInput,
+    DepositStatus,
+    DepositStep,
+    MpesaDepositConfig,
+    MpesaDepositInput,
+    MpesaDepositState,
+    MpesaResultCode,
+    RecordConversionInput,
+    RecordStkPushInput,
+    StkCallback,
+    StkPushInput,
+    StkQueryInput,
+    StkQueryResult,
+)
+from domain.queues import ActivityQueue
+from domain.search import OperationStatus
+from workflows import policies
+from workflows.dead_letter import Decision, Parkable, set_status
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deposits import DepositActivities
+    from activities.evm import EvmWriteActivities
+    from activities.fx import FxActivities
+    from activities.mpesa import MpesaActivities
+
+T = TypeVar("T")
+
+#: the on-chain leg (KES -> USDC, sent from the treasury) added after the first deployment
+USDC_LEG_PATCH = "mpesa-deposit-usdc-leg"
+
+FAILURE_REASONS = {
+    MpesaResultCode.CANCELLED_BY_USER: "the customer cancelled the payment prompt",
+    MpesaResultCode.TIMEOUT_USER_UNREACHABLE: "the customer's phone could not be reached in time",
+    MpesaResultCode.INSUFFICIENT_FUNDS: "the customer's M-Pesa balance is insufficient",
+    MpesaResultCode.WRONG_PIN: "the customer entered a wrong PIN",
+}
+
+
+def workflow_id_for(deposit_id: str) -> str:
+    return f"mpesa-deposit-{deposit_id}"
+
+
+def cause_message(error: BaseException) -> str:
+    """The innermost message of an activity failure, for status and logs."""
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    if isinstance(error, ApplicationError) and error.type:
+        return f"{error.type}: {error.message}"
+    return str(error)
+
+
+def root_error_type(error: BaseException) -> str | None:
+    """The type name of the innermost application error (e.g. ``EvmReverted``)."""
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    return error.type if isinstance(error, ApplicationError) else None
+
+
+def reraise_if_cancelled(error: ActivityError) -> None:
+    """A workflow cancellation reaches an awaited activity as an ActivityError: make it one."""
+    if is_cancelled_exception(error):
+        raise asyncio.CancelledError() from error
+
+
+class _Outcome:
+    """What M-Pesa finally said about the payment."""
+
+    def __init__(
+        self, result_code: int, result_desc: str, receipt: str | None, source: str
+    ) -> None:
+        self.result_code = result_code
+        self.result_desc = result_desc
+        self.receipt = receipt
+        self.source = source
+
+
+@workflow.defn(name="MpesaDeposit")
+class MpesaDeposit(Parkable):
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = MpesaDepositState(deposit_id="")
+        self._callbacks: dict[str, StkCallback] = {}
+        self._quote: FxQuote | None = None
+        self._usdc_attempt = 1
+
+    # --- messages ------------------------------------------------------------------------------
+
+    @workflow.signal(name="mpesa_callback")
+    def mpesa_callback(self, callback: StkCallback) -> None:
+        """Daraja's callback, forwarded by the API. Duplicates are counted and ignored."""
+        if callback.checkout_request_id in self._callbacks:
+            self._state.duplicate_callbacks += 1
+            return
+        self._callbacks[callback.checkout_request_id] = callback
+
+    @workflow.query
+    def status(self) -> MpesaDepositState:
+        return self._state
+
+    # --- run -----------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: MpesaDepositInput) -> MpesaDepositState:
+        self._request = request
+        self._config = request.config
+        self._state = MpesaDepositState(deposit_id=request.deposit_id)
+        self._mpesa_queue = request.queue(ActivityQueue.MPESA)
+        self._db_queue = request.queue(ActivityQueue.DB)
+
+        try:
+            pushed = await self._push()
+        except asyncio.CancelledError:
+            await self._finish_failed("cancelled before the payment prompt was sent", None, None)
+            set_status(OperationStatus.CANCELLED)
+            raise
+        if not pushed:
+            return self._state
+
+        # The customer has been prompted and may pay at any moment: from here a cancellation is
+        # refused, and the deposit runs to M-Pesa's final answer (and, if paid, to the credit).
+        outcome = await self._refusing_cancellation(self._await_outcome)
+        if outcome is None:
+            return self._state
+        if outcome.result_code != MpesaResultCode.SUCCESS:
+            reason = FAILURE_REASONS.get(
+                outcome.result_code, outcome.result_desc or "M-Pesa failure"
+            )
+            await self._finish_failed(reason, outcome.result_code, outcome.result_desc)
+            return self._state
+        await self._refusing_cancellation(lambda: self._settle(outcome))
+        return self._state
+
+    async def _refusing_cancellation(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent step to its end even if the workflow is asked to cancel."""
+        while True:
+            try:
+                return await step()
+            except asyncio.CancelledError:
+                self._state.cancel_refused = True
+                workflow.logger.warning("cancellation refused: the customer has been prompted")
+
+    async def _settle(self, outcome: _Outcome) -> None:
+        """Paid: record it, convert and send the USDC on chain, then credit the portfolio.
+
+        Runs again from the top if a cancellation is refused, so every step is resumable: the
+        quote is kept, and the transfer's idempotency key makes a second submit the same one.
+        Deposits started before the on-chain leg existed (no wallet in their input, or histories
+        without the patch marker) are credited in KES as they always were.
+        """
+        await self._paid(outcome)
+        conversion: FxQuote | None = None
+        if self._request.wallet_address and workflow.patched(USDC_LEG_PATCH):
+            conversion = await self._send_usdc()
+            if conversion is None:
+                return  # abandoned by an operator
+        await self._credit(outcome, conversion)
+
+    async def _must(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """A step that must happen once money has moved: on failure park for an operator instead
+        of failing; ``retry`` runs it again, ``abandon`` ends the deposit (None)."""
+        while True:
+            status, step = self._state.status, self._state.step
+            try:
+                return await call()
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                self._state.error = f"{what} failed: {cause_message(err)}"
+                if await self._park_with_record(self._state.error) is Decision.ABANDON:
+                    await self._finish_abandoned()
+                    return None
+                self._move(status, step)
+
+    # --- collecting the payment ----------------------------------------------------------------
+
+    async def _push(self) -> bool:
+        """Send the STK push and record its CheckoutRequestID. False when the deposit failed."""
+        request, state = self._request, self._state
+        try:
+            push = await workflow.execute_activity_method(
+                MpesaActivities.stk_push,
+                StkPushInput(
+                    deposit_id=request.deposit_id,
+                    phone=request.phone,
+                    amount_minor=request.amount_minor,
+                    account_reference=request.account_reference,
+                    description=request.description,
+                ),
+                task_queue=self._mpesa_queue,
+                start_to_close_timeout=policies.provider_timeout(self._config),
+                retry_policy=policies.stk_push(self._config),
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            await self._finish_failed(f"STK push failed: {cause_message(err)}", None, None)
+            return False
+
+        state.checkout_request_id = push.checkout_request_id
+        early = await self._db(
+            DepositActivities.record_stk_push,
+            RecordStkPushInput(
+                deposit_id=request.deposit_id,
+                merchant_request_id=push.merchant_request_id,
+                checkout_request_id=push.checkout_request_id,
+            ),
+        )
+        if early is not None:
+            self.mpesa_callback(early)
+        self._move(DepositStatus.AWAITING_PAYMENT, DepositStep.AWAIT_CALLBACK)
+        return True
+
+    async def _await_outcome(self) -> _Outcome | None:
+        """The callback, or else STK queries. None when an operator abandoned the deposit."""
+        if self._callback() is not None or await self._wait_for_callback(
+            self._config.callback_wait_seconds
+        ):
+            return self._from_callback()
+        return await self._query_until_final()
+
+    async def _wait_for_callback(self, seconds: float) -> bool:
+        try:
+            await workflow.wait_condition(
+                lambda: self._callback() is not None, timeout=timedelta(seconds=seconds)
+            )
+            return True
+        except TimeoutError:
+            return False
+
+    def _callback(self) -> StkCallback | None:
+        checkout = self._state.checkout_request_id
+        return self._callbacks.get(checkout) if checkout else None
+
+    def _from_callback(self) -> _Outcome:
+        callback = self._callback()
+        assert callback is not None
+        return _Outcome(callback.result_code, callback.result_desc, callback.receipt, "callback")
+
+    async def _query_until_final(self) -> _Outcome | None:
+        """No callback in time: ask Daraja, paced by durable timers, until it gives a final answer.
+
+        A callback arriving meanwhile wins (it carries the receipt). When Daraja never answers
+        within the bound, the deposit parks: money may have moved, so it must not just fail.
+        """
+        state, config = self._state, self._config
+        self._move(DepositStatus.CONFIRMING, DepositStep.STK_QUERY)
+        await self._record(
+            DepositOutcomeInput(deposit_id=state.deposit_id, status=DepositStatus.CONFIRMING)
+        )
+        while True:
+            for _ in range(config.query_max_attempts):
+                answer = await self._query_once()
+                if self._callback() is not None:
+                    return self._from_callback()
+                if answer is not None and not answer.pending and answer.result_code is not None:
+                    return _Outcome(answer.result_code, answer.result_desc, None, "query")
+                if await self._wait_for_callback(config.query_interval_seconds):
+                    return self._from_callback()
+            reason = f"no final answer from M-Pesa after {state.queries_made} STK queries"
+            if await self._park_with_record(reason) is Decision.ABANDON:
+                await self._finish_abandoned()
+                return None
+            self._move(DepositStatus.CONFIRMING, DepositStep.STK_QUERY)
+
+    async def _query_once(self) -> StkQueryResult | None:
+        state = self._state
+        assert state.checkout_request_id is not None
+        state.queries_made += 1
+        try:
+            return await workflow.execute_activity_method(
+                MpesaActivities.stk_query,
+                StkQueryInput(
+                    deposit_id=state.deposit_id, checkout_request_id=state.checkout_request_id
+                ),
+                task_queue=self._mpesa_queue,
+                start_to_close_timeout=policies.provider_timeout(self._config),
+                retry_policy=policies.stk_query(self._config),
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            state.error = cause_message(err)
+            workflow.logger.warning("STK query failed: %s", state.error)
+            return None
+
+    # --- after payment -------------------------------------------------------------------------
+
+    async def _paid(self, outcome: _Outcome) -> None:
+        state = self._state
+        state.receipt, state.result_code, state.result_desc = (
+            outcome.receipt,
+            outcome.result_code,
+            outcome.result_desc,
+        )
+        self._move(DepositStatus.PAID, DepositStep.CREDIT)
+        await self._record(
+            DepositOutcomeInput(
+                deposit_id=state.deposit_id,
+                status=DepositStatus.PAID,
+                result_code=outcome.result_code,
+                result_desc=outcome.result_desc,
+                receipt=outcome.receipt,
+            )
+        )
+
+    # --- the on-chain leg -----------------------------------------------------------------------
+
+    async def _send_usdc(self) -> FxQuote | None:
+        """Convert at the provider's rate, send USDC from the treasury through the wallet writer,
+        wait for confirmations. None when an operator abandoned the deposit."""
+        state, request, config = self._state, self._request, self._config
+        assert request.wallet_address is not None
+        if self._quote is None:
+            self._move(DepositStatus.SENDING_USDC, DepositStep.CONVERT)
+            quote = await self._must(
+                "FX quote",
+                lambda: workflow.execute_activity_method(
+                    FxActivities.quote,
+                    FxQuoteInput(amount_kes_minor=request.amount_minor),
+                    task_queue=request.queue(ActivityQueue.FX),
+                    start_to_close_timeout=policies.provider_timeout(config),
+                    retry_policy=policies.FX,
+                ),
+            )
+            if quote is None:
+                return None
+            self._quote = quote
+            state.wallet_address = request.wallet_address
+            state.usdc_minor, state.fx_kes_per_usdc = quote.usdc_minor, quote.kes_per_usdc
+        quote = self._quote
+        while True:
+            key = f"mpesa-deposit:{request.deposit_id}:usdc:{self._usdc_attempt}"
+            self._move(DepositStatus.SENDING_USDC, DepositStep.SEND_USDC)
+            submitted = await self._must(
+                "sending USDC",
+                lambda key=key: workflow.execute_activity_method(  # type: ignore[misc]
+                    EvmWriteActivities.transfer_usdc,
+                    TransferUsdcInput(
+                        idempotency_key=key,
+                        to=request.wallet_address or "",
+                        amount_minor=quote.usdc_minor,
+                        purpose="mpesa_deposit",
+                    ),
+                    task_queue=request.queue(ActivityQueue.EVM_WRITE),
+                    start_to_close_timeout=policies.provider_timeout(config),
+                    retry_policy=policies.evm_submit(config),
+                ),
+            )
+            if submitted is None:
+                return None
+            state.usdc_tx_hash = submitted.tx_hash
+            await self._record_conversion()
+            self._move(DepositStatus.SENDING_USDC, DepositStep.CONFIRM_USDC)
+            try:
+                receipt = await workflow.execute_activity_method(
+                    EvmWriteActivities.await_confirmations,
+                    AwaitTxInput(
+                        idempotency_key=key,
+                        confirmations=config.confirmations,
+                        use_safe_tag=config.use_safe_tag,
+                    ),
+                    task_queue=request.queue(ActivityQueue.EVM_WRITE),
+                    start_to_close_timeout=timedelta(seconds=config.confirmation_timeout_seconds),
+                    heartbeat_timeout=timedelta(seconds=config.evm_heartbeat_timeout_seconds),
+                    retry_policy=policies.EVM_CONFIRMATIONS,
+                )
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                reverted = root_error_type(err) == "EvmReverted"
+                state.error = f"USDC transfer failed: {cause_message(err)}"
+                if await self._park_with_record(state.error) is Decision.ABANDON:
+                    await self._finish_abandoned()
+                    return None
+                if reverted:
+                    self._usdc_attempt += 1  # the reverted transaction is final: send a new one
+                continue
+            state.usdc_tx_hash, state.usdc_block, state.error = (
+                receipt.tx_hash,
+                receipt.block_number,
+                None,
+            )
+            await self._record_conversion()
+            return quote
+
+    async def _record_conversion(self) -> None:
+        state = self._state
+        assert state.wallet_address and state.usdc_minor is not None and state.fx_kes_per_usdc
+        await self._db(
+            DepositActivities.record_conversion,
+            RecordConversionInput(
+                deposit_id=state.deposit_id,
+                wallet_address=state.wallet_address,
+                usdc_minor=state.usdc_minor,
+                fx_kes_per_usdc=state.fx_kes_per_usdc,
+                usdc_tx_hash=state.usdc_tx_hash,
+            ),
+        )
+
+    # --- credit --------------------------------------------------------------------------------
+
+    async def _credit(self, outcome: _Outcome, conversion: FxQuote | None) -> None:
+        state = self._state
+        assert state.checkout_request_id is not None
+        request = CreditDepositInput(
+            deposit_id=state.deposit_id,
+            checkout_request_id=state.checkout_request_id,
+            receipt=outcome.receipt,
+            result_desc=outcome.result_desc,
+            usdc_minor=conversion.usdc_minor if conversion else None,
+            fx_kes_per_usdc=conversion.kes_per_usdc if conversion else None,
+            usdc_tx_hash=state.usdc_tx_hash if conversion else None,
+        )
+        self._state.step = DepositStep.CREDIT
+        result = await self._must(
+            "credit",
+            lambda: workflow.execute_activity_method(
+                DepositActivities.credit,
+                request,
+                task_queue=self._db_queue,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.credit(self._config),
+            ),
+        )
+        if result is None:
+            return
+        state.credited_entry_id = result.entry_id
+        state.error = None
+        self._move(DepositStatus.CREDITED, DepositStep.DONE)
+        set_status(OperationStatus.SUCCEEDED)
+
+    # --- endings and bookkeeping ---------------------------------------------------------------
+
+    async def _finish_failed(self, reason: str, code: int | None, desc: str | None) -> None:
+        state = self._state
+        state.failure_reason, state.result_code, state.result_desc = reason, code, desc
+        self._move(DepositStatus.FAILED, DepositStep.DONE)
+        await self._record(
+            DepositOutcomeInput(
+                deposit_id=state.deposit_id,
+                status=DepositStatus.FAILED,
+                result_code=code,
+                result_desc=desc,
+                failure_reason=reason,
+            )
+        )
+        set_status(OperationStatus.FAILED)
+
+    async def _finish_abandoned(self) -> None:
+        state = self._state
+        state.failure_reason = self.abandon_reason
+        self._move(DepositStatus.ABANDONED, DepositStep.DONE)
+        await self._record(
+            DepositOutcomeInput(
+                deposit_id=state.deposit_id,
+                status=DepositStatus.ABANDONED,
+                failure_reason=self.abandon_reason,
+            )
+        )
+        set_status(OperationStatus.ABANDONED)
+
+    async def _park_with_record(self, reason: str) -> Decision:
+        previous = self._state.status
+        self._state.error = reason
+        self._move(DepositStatus.NEEDS_ATTENTION, self._state.step)
+        try:
+            await workflow.execute_activity_method(
+                DepositActivities.set_outcome,
+                DepositOutcomeInput(
+                    deposit_id=self._state.deposit_id,
+                    status=DepositStatus.NEEDS_ATTENTION,
+                    failure_reason=reason,
+                ),
+                task_queue=self._db_queue,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BEST_EFFORT,
+            )
+        except ActivityError:
+            workflow.logger.warning("could not record needs_attention in the database")
+        decision = await self.park(reason)
+        if decision is Decision.RETRY:
+            self._move(previous, self._state.step)
+        return decision
+
+    async def _record(self, outcome: DepositOutcomeInput) -> None:
+        await self._db(DepositActivities.set_outcome, outcome)
+
+    async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
+        return await workflow.execute_activity_method(
+            method,
+            arg,
+            task_queue=self._db_queue,
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+
+    def _move(self, status: DepositStatus, step: DepositStep) -> None:
+        self._state.status, self._state.step = status, step
+        self._state.updated_at = workflow.now()
+
+
+__all__ = ["MpesaDeposit", "MpesaDepositConfig", "workflow_id_for"]
