@@ -1,0 +1,200 @@
+"""Reading the chain for on-chain deposits (queue ``evm-read``).
+
+``chain.scan`` is the only thing that polls: one ``eth_getLogs`` query (split into ranges the node
+accepts) for every USDC Transfer since the last checkpoint, matched against all intents at once,
+so RPC calls per minute do not grow with the number of open intents. Watches ask
+``chain.check_transfers`` only for transfers they already know about, and
+``chain.fallback_transfers`` queries the chain only when the scanner's checkpoint is stale.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from domain.deposit_watch import (
+    CheckTransfersInput,
+    CheckTransfersResult,
+    FallbackInput,
+    FallbackResult,
+    IntentMatch,
+    ScanInput,
+    ScanResult,
+    TransferCheck,
+    TransferSeen,
+    TransferStatus,
+)
+from providers.evm import EvmClient, LogFilter
+from providers.evm.erc20 import TRANSFER_TOPIC, TransferLog, decode_transfer
+from runtime.logging import get_logger
+from store import intents
+from store.db import reads_of
+
+log = get_logger("activities.chain")
+
+
+def _seen(transfer: TransferLog) -> TransferSeen:
+    return TransferSeen(
+        tx_hash=transfer.tx_hash.lower(),
+        log_index=transfer.log_index,
+        block_number=transfer.block_number,
+        block_hash=transfer.block_hash.lower(),
+        from_address=transfer.sender,
+        amount_minor=transfer.amount,
+    )
+
+
+def _topic(address: str) -> str:
+    return "0x" + address.lower().removeprefix("0x").rjust(64, "0")
+
+
+class ChainReadActivities:
+    def __init__(
+        self,
+        client: EvmClient,
+        sessions: async_sessionmaker[AsyncSession],
+        usdc_address: str,
+        max_range: int,
+    ) -> None:
+        self._client = client
+        self._sessions = sessions
+        self._reads = reads_of(sessions)
+        self._usdc = usdc_address
+        self._max_range = max_range
+
+    @activity.defn(name="chain.scan")
+    async def scan(self, request: ScanInput) -> ScanResult:
+        """USDC Transfers since the checkpoint (minus the reorg window), matched to intents."""
+        await self._client.ensure_chain()
+        head = await self._client.block_number()
+        async with self._reads() as session:
+            checkpoint = await intents.checkpoint(session, request.chain)
+        last = checkpoint.last_scanned_block if checkpoint else None
+        if last is None or last > head:
+            if last is not None:
+                log.warning(
+                    "the chain is behind the checkpoint: rescanning near the head",
+                    checkpoint=last,
+                    head=head,
+                )
+            start = max(0, head - request.reorg_window)
+        else:
+            start = max(0, last + 1 - request.reorg_window)
+        logs = await self._client.get_logs_split(
+            LogFilter(start, head, request.usdc_address, [TRANSFER_TOPIC]), request.max_range
+        )
+        transfers = [t for t in (decode_transfer(entry) for entry in logs) if t is not None]
+        matches: list[IntentMatch] = []
+        late = 0
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            found = await intents.by_addresses(
+                session, request.chain, {t.recipient for t in transfers}
+            )
+            for transfer in transfers:
+                intent = found.get(transfer.recipient)
+                if intent is None:
+                    continue
+                seen = _seen(transfer)
+                if intents.is_open(intent, now):
+                    if await intents.record_transfer(session, intent, seen, TransferStatus.SEEN):
+                        matches.append(
+                            IntentMatch(
+                                intent_id=intent.id, workflow_id=intent.workflow_id, transfer=seen
+                            )
+                        )
+                elif await intents.record_transfer(session, intent, seen, TransferStatus.LATE):
+                    intent.late_transfer_seen = True
+                    late += 1
+                    log.warning(
+                        "transfer to a closed deposit intent: recorded, not credited",
+                        intent_id=intent.id,
+                        tx_hash=seen.tx_hash,
+                        amount_minor=seen.amount_minor,
+                    )
+            await intents.set_checkpoint(session, request.chain, head)
+        return ScanResult(
+            from_block=start, to_block=head, logs=len(logs), matches=matches, late=late
+        )
+
+    @activity.defn(name="chain.check_transfers")
+    async def check_transfers(self, request: CheckTransfersInput) -> CheckTransfersResult:
+        """Per transfer: confirmed (enough blocks on top, block still canonical), reorged (its
+        block is no longer the one at that height), or pending with the blocks still to come."""
+        await self._client.ensure_chain()
+        head = await self._client.block_number()
+        final = await self._client.tagged_number("safe") if request.use_safe_tag else None
+        checks: list[TransferCheck] = []
+        for transfer in request.transfers:
+            canonical = await self._client.block_hash(transfer.block_number)
+            if canonical is None or canonical.lower() != transfer.block_hash.lower():
+                checks.append(TransferCheck(transfer=transfer, outcome="reorged"))
+                continue
+            if final is not None:
+                to_go = max(0, transfer.block_number - final)
+            else:
+                to_go = max(0, request.confirmations - (head - transfer.block_number + 1))
+            outcome = "confirmed" if to_go == 0 else "pending"
+            checks.append(TransferCheck(transfer=transfer, outcome=outcome, blocks_to_go=to_go))
+        return CheckTransfersResult(checks=checks, head=head)
+
+    @activity.defn(name="chain.fallback_transfers")
+    async def fallback_transfers(self, request: FallbackInput) -> FallbackResult:
+        """The watch's own look, when no signal came: the scanner's records while its checkpoint
+        is fresh (no RPC), else one log query for this address since the intent was made."""
+        async with self._reads() as session:
+            checkpoint = await intents.checkpoint(session, request.chain)
+            fresh = (
+                checkpoint is not None
+                and checkpoint.scanned_at is not None
+                and datetime.now(UTC) - _utc(checkpoint.scanned_at)
+                < timedelta(seconds=request.stale_after_seconds)
+            )
+            if fresh:
+                rows = [
+                    row
+                    for row in await intents.transfers_of(session, request.intent_id)
+                    if row.status == TransferStatus.SEEN
+                ]
+                return FallbackResult(
+                    transfers=[
+                        TransferSeen(
+                            tx_hash=row.tx_hash,
+                            log_index=row.log_index,
+                            block_number=row.block_number,
+                            block_hash=row.block_hash,
+                            from_address=row.from_address,
+                            amount_minor=row.amount_minor,
+                        )
+                        for row in rows
+                    ],
+                    queried_chain=False,
+                )
+        await self._client.ensure_chain()
+        head = await self._client.block_number()
+        logs = await self._client.get_logs_split(
+            LogFilter(
+                request.start_block,
+                head,
+                self._usdc,
+                [TRANSFER_TOPIC, None, _topic(request.address)],
+            ),
+            self._max_range,
+        )
+        seen = [_seen(t) for t in (decode_transfer(entry) for entry in logs) if t is not None]
+        async with self._sessions.begin() as session:
+            intent = await intents.get(session, request.intent_id)
+            for transfer in seen:
+                await intents.record_transfer(session, intent, transfer, TransferStatus.SEEN)
+        log.warning(
+            "scanner stale: a watch read the chain itself",
+            intent_id=request.intent_id,
+            found=len(seen),
+        )
+        return FallbackResult(transfers=seen, queried_chain=True)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,387 @@
+"""The wallet writer: every transaction from the treasury goes through here (queue ``evm-write``).
+
+One writer per wallet, as a nonce allocator under a database lock rather than an entity workflow:
+workflows cannot send updates to other workflows, so an entity writer would need update-with-start
+from inside activities plus a second copy of its state in history; a locked row does the same job
+for any number of worker processes and is easy to inspect.
+
+* ``evm.submit`` takes the wallet row's lock, hands out the next nonce, signs, stores the signed
+  transaction under the caller's idempotency key, commits, and only then broadcasts. A retry (after
+  a crash, a timeout, anything) finds the key and re-broadcasts the same signed bytes, so one key is
+  one transaction: never two.
+* ``evm.await_confirmations`` waits (heartbeating) for a receipt and the required confirmations,
+  checking that the block is still canonical; re-broadcasts a transaction the node forgot; replaces
+  one not mined within ``EVM_STUCK_AFTER_SECONDS`` with fees at least ``EVM_FEE_BUMP_PERCENT``
+  (12.5 %) higher, same nonce; and re-broadcasts our lower-nonce transactions that block it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from domain.errors import EvmRejected, EvmReverted
+from domain.evm import AwaitTxInput, SubmittedTx, SubmitTxInput, TransferUsdcInput, TxReceipt
+from providers.evm import EvmClient, FeeQuote, LocalSigner
+from providers.evm.client import GWEI, EvmAlreadyKnown, EvmNonceTooLow, EvmUnderpriced
+from providers.evm.erc20 import transfer_calldata
+from runtime.logging import get_logger
+from store import evm as records
+from store.db import reads_of
+from store.models import EvmTransaction, EvmTxAttempt
+
+log = get_logger("activities.evm")
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+class WriterConfig:
+    def __init__(
+        self,
+        *,
+        usdc_address: str,
+        stuck_after_seconds: float = 30.0,
+        fee_bump_percent: float = 12.5,
+        priority_fee_gwei: float | None = None,
+        max_fee_gwei: float = 500.0,
+        poll_interval_seconds: float = 1.0,
+    ) -> None:
+        if fee_bump_percent < 12.5:
+            raise ValueError(
+                "EVM_FEE_BUMP_PERCENT must be at least 12.5 (nodes refuse smaller bumps)"
+            )
+        self.usdc_address = to_checksum_address(usdc_address)
+        self.stuck_after = timedelta(seconds=stuck_after_seconds)
+        self.fee_bump_percent = fee_bump_percent
+        self.priority_fee_gwei = priority_fee_gwei
+        self.max_fee_wei = int(max_fee_gwei * GWEI)
+        self.max_fee_gwei = max_fee_gwei
+        self.poll_interval_seconds = poll_interval_seconds
+
+
+class EvmWriteActivities:
+    def __init__(
+        self,
+        client: EvmClient,
+        signer: LocalSigner,
+        sessions: async_sessionmaker[AsyncSession],
+        config: WriterConfig,
+    ) -> None:
+        self._client = client
+        self._signer = signer
+        self._sessions = sessions
+        self._reads = reads_of(sessions)
+        self._config = config
+
+    @property
+    def address(self) -> str:
+        return self._signer.address
+
+    # --- submit --------------------------------------------------------------------------------
+
+    @activity.defn(name="evm.transfer_usdc")
+    async def transfer_usdc(self, request: TransferUsdcInput) -> SubmittedTx:
+        """Send USDC from the treasury: an ERC-20 transfer submitted through :meth:`submit`."""
+        if not is_address(request.to):
+            raise EvmRejected(f"not an EVM address: {request.to!r}")
+        return await self.submit(
+            SubmitTxInput(
+                idempotency_key=request.idempotency_key,
+                to=self._config.usdc_address,
+                data=transfer_calldata(to_checksum_address(request.to), request.amount_minor),
+                purpose=request.purpose,
+            )
+        )
+
+    @activity.defn(name="evm.submit")
+    async def submit(self, request: SubmitTxInput) -> SubmittedTx:
+        await self._client.ensure_chain()
+        async with self._reads() as session:
+            known = await records.by_key(session, request.idempotency_key)
+        if known is not None:
+            await self._rebroadcast(known.id)
+            return SubmittedTx(
+                idempotency_key=request.idempotency_key,
+                tx_hash=known.current_hash,
+                nonce=known.nonce,
+                already_submitted=True,
+            )
+        to = to_checksum_address(request.to)
+        # gas and fees do not depend on the nonce: ask before taking the lock
+        gas = request.gas_limit or int(
+            await self._client.estimate_gas(
+                {"from": self.address, "to": to, "data": request.data, "value": hex(request.value)}
+            )
+            * 1.2
+        )
+        fees = await self._fees()
+        tx_id, already = await self._allocate_and_sign(request, to, gas, fees)
+        await self._rebroadcast(tx_id)
+        async with self._reads() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            log.info(
+                "transaction submitted",
+                key=request.idempotency_key,
+                nonce=tx.nonce,
+                tx_hash=tx.current_hash,
+                purpose=request.purpose,
+            )
+            return SubmittedTx(
+                idempotency_key=request.idempotency_key,
+                tx_hash=tx.current_hash,
+                nonce=tx.nonce,
+                already_submitted=already,
+            )
+
+    async def _allocate_and_sign(
+        self, request: SubmitTxInput, to: str, gas: int, fees: FeeQuote
+    ) -> tuple[str, bool]:
+        """Under the wallet's lock: the next nonce, signed and stored with the key. Committed
+        before anything is broadcast, so a crash can only lead to re-broadcasting these bytes."""
+        async with self._sessions.begin() as session:
+            wallet = await records.lock_wallet(session, self._client.chain_id, self.address)
+            raced = await records.by_key(session, request.idempotency_key)
+            if raced is not None:
+                return raced.id, True
+            if wallet.next_nonce is None:
+                wallet.next_nonce = await self._client.nonce(self.address, "pending")
+            nonce = wallet.next_nonce
+            wallet.next_nonce = nonce + 1
+            tx = EvmTransaction(
+                wallet_id=wallet.id,
+                idempotency_key=request.idempotency_key,
+                purpose=request.purpose or None,
+                nonce=nonce,
+                to_address=to,
+                data=request.data,
+                value=str(request.value),
+                gas_limit=gas,
+                status=records.SIGNED,
+                current_hash="",
+            )
+            session.add(tx)
+            await session.flush()
+            attempt = self._sign_attempt(tx, fees)
+            session.add(attempt)
+            tx.current_hash = attempt.tx_hash
+            return tx.id, False
+
+    def _sign_attempt(self, tx: EvmTransaction, fees: FeeQuote) -> EvmTxAttempt:
+        signed = self._signer.sign(
+            {
+                "type": 2,
+                "chainId": self._client.chain_id,
+                "nonce": tx.nonce,
+                "to": tx.to_address,
+                "data": tx.data,
+                "value": int(tx.value),
+                "gas": tx.gas_limit,
+                "maxFeePerGas": fees.max_fee_per_gas,
+                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            }
+        )
+        return EvmTxAttempt(
+            transaction_id=tx.id,
+            tx_hash=signed.hash,
+            raw=signed.raw,
+            max_fee_per_gas=str(fees.max_fee_per_gas),
+            max_priority_fee_per_gas=str(fees.max_priority_fee_per_gas),
+        )
+
+    async def _fees(self) -> FeeQuote:
+        return await self._client.fee_quote(
+            priority_gwei=self._config.priority_fee_gwei, max_fee_gwei=self._config.max_fee_gwei
+        )
+
+    # --- broadcast and replacement -------------------------------------------------------------
+
+    async def _rebroadcast(self, tx_id: str) -> None:
+        """Send the latest signed attempt; a node that already has it, or mined it, is fine."""
+        async with self._reads() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            if tx.status not in (records.SIGNED, records.BROADCAST):
+                return
+            attempt = await records.latest_attempt(session, tx.id)
+        try:
+            await self._client.send_raw(attempt.raw)
+        except EvmAlreadyKnown:
+            pass
+        except EvmNonceTooLow:
+            if not await self._any_attempt_mined(tx_id):
+                raise EvmRejected(
+                    f"nonce {tx.nonce} of {self.address} was used by a transaction Settle did not "
+                    "send: the treasury key must be used by Settle alone"
+                ) from None
+        except EvmUnderpriced:
+            # fees moved above what we signed (a base-fee spike): replace right away
+            await self._replace(tx_id)
+            return
+        async with self._sessions.begin() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            stored = await session.get(EvmTxAttempt, attempt.id)
+            assert tx is not None and stored is not None
+            records.mark_broadcast(stored, tx)
+
+    async def _any_attempt_mined(self, tx_id: str) -> bool:
+        async with self._reads() as session:
+            hashes = [a.tx_hash for a in await records.attempts(session, tx_id)]
+        for tx_hash in hashes:
+            if await self._client.receipt(tx_hash) is not None:
+                return True
+        return False
+
+    async def _replace(self, tx_id: str) -> None:
+        """Same nonce, fees raised by at least the bump (or to today's quote if that is higher)."""
+        async with self._sessions.begin() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            latest = await records.latest_attempt(session, tx.id)
+            previous = FeeQuote(int(latest.max_fee_per_gas), int(latest.max_priority_fee_per_gas))
+            bumped = previous.bumped(self._config.fee_bump_percent, self._config.max_fee_wei)
+            fresh = await self._fees()
+            fees = FeeQuote(
+                max(bumped.max_fee_per_gas, fresh.max_fee_per_gas),
+                max(bumped.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas),
+            )
+            attempt = self._sign_attempt(tx, fees)
+            session.add(attempt)
+            tx.current_hash = attempt.tx_hash
+            log.warning(
+                "replacing a stuck transaction",
+                key=tx.idempotency_key,
+                nonce=tx.nonce,
+                old_hash=latest.tx_hash,
+                new_hash=attempt.tx_hash,
+                max_fee=fees.max_fee_per_gas,
+                previous_max_fee=previous.max_fee_per_gas,
+            )
+        try:
+            await self._client.send_raw(attempt.raw)
+        except (EvmAlreadyKnown, EvmUnderpriced):
+            return  # an underpriced replacement is bumped again on the next round
+        except EvmNonceTooLow:
+            return  # an earlier attempt got mined meanwhile: the receipt check will see it
+        async with self._sessions.begin() as session:
+            stored = await session.get(EvmTxAttempt, attempt.id)
+            tx = await session.get(EvmTransaction, tx_id)
+            assert stored is not None and tx is not None
+            records.mark_broadcast(stored, tx)
+
+    # --- confirmations -------------------------------------------------------------------------
+
+    @activity.defn(name="evm.await_confirmations")
+    async def await_confirmations(self, request: AwaitTxInput) -> TxReceipt:
+        """Until the transaction has ``confirmations`` blocks on top (or is under the safe tag).
+
+        Heartbeats every round; a retry simply resumes, all state is in the database.
+        """
+        await self._client.ensure_chain()
+        while True:
+            async with self._reads() as session:
+                tx = await records.by_key(session, request.idempotency_key)
+                if tx is None:
+                    raise EvmRejected(
+                        f"no transaction was submitted for {request.idempotency_key!r}"
+                    )
+                tx_id = tx.id
+                attempts = await records.attempts(session, tx.id)
+            activity.heartbeat({"nonce": tx.nonce, "attempts": len(attempts)})
+            receipt = await self._mined_receipt(attempts)
+            if receipt is not None:
+                done = await self._confirmed(tx_id, receipt, request)
+                if done is not None:
+                    return done
+            else:
+                await self._keep_moving(tx_id, attempts)
+            await asyncio.sleep(self._config.poll_interval_seconds)
+
+    async def _mined_receipt(self, attempts: list[EvmTxAttempt]) -> dict[str, Any] | None:
+        for attempt in attempts:
+            receipt = await self._client.receipt(attempt.tx_hash)
+            if receipt is not None:
+                return receipt
+        return None
+
+    async def _confirmed(
+        self, tx_id: str, receipt: dict[str, Any], request: AwaitTxInput
+    ) -> TxReceipt | None:
+        block_number = _int(receipt["blockNumber"])
+        block_hash = str(receipt["blockHash"])
+        if await self._client.block_hash(block_number) != block_hash:
+            return None  # reorged out: wait for it to be mined again
+        async with self._sessions.begin() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            if _int(receipt["status"]) != 1:
+                tx.status = records.REVERTED
+                tx.mined_hash = str(receipt["transactionHash"])
+                tx.block_number, tx.block_hash = block_number, block_hash
+                reverted = EvmReverted(f"transaction {tx.mined_hash} (nonce {tx.nonce}) reverted")
+            else:
+                reverted = None
+                if tx.status in (records.SIGNED, records.BROADCAST):
+                    tx.status = records.MINED
+                tx.mined_hash = str(receipt["transactionHash"])
+                tx.block_number, tx.block_hash = block_number, block_hash
+        if reverted is not None:
+            raise reverted
+        if request.use_safe_tag:
+            final = await self._client.tagged_number("safe")
+            confirmations = max(0, await self._client.block_number() - block_number + 1)
+            if final < block_number:
+                return None
+        else:
+            confirmations = await self._client.block_number() - block_number + 1
+            if confirmations < request.confirmations:
+                return None
+        async with self._sessions.begin() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            tx.status = records.CONFIRMED
+            replacements = len(await records.attempts(session, tx.id)) - 1
+            log.info(
+                "transaction confirmed",
+                key=tx.idempotency_key,
+                tx_hash=tx.mined_hash,
+                block=block_number,
+            )
+            return TxReceipt(
+                idempotency_key=tx.idempotency_key,
+                tx_hash=str(tx.mined_hash),
+                nonce=tx.nonce,
+                block_number=block_number,
+                block_hash=block_hash,
+                confirmations=confirmations,
+                replacements=replacements,
+                gas_used=_int(receipt.get("gasUsed", 0)),
+                effective_gas_price=_int(receipt.get("effectiveGasPrice", 0)),
+            )
+
+    async def _keep_moving(self, tx_id: str, attempts: list[EvmTxAttempt]) -> None:
+        """Not mined yet: unblock lower nonces, re-broadcast if forgotten, replace if stuck."""
+        async with self._reads() as session:
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            blockers = await records.open_below(session, tx.wallet_id, tx.nonce)
+        for blocker in blockers:
+            await self._rebroadcast(blocker.id)
+        latest = attempts[0]
+        if await self._client.transaction(latest.tx_hash) is None:
+            await self._rebroadcast(tx_id)
+            return
+        sent_at = _as_utc(latest.broadcast_at or latest.created_at)
+        if datetime.now(UTC) - sent_at >= self._config.stuck_after and not blockers:
+            await self._replace(tx_id)

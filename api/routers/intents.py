@@ -1,0 +1,360 @@
+"""On-chain USDC deposit intents: an address of its own, an amount, an expiry."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.auth import Principal
+from api.deps import (
+    CurrentUser,
+    EvmDep,
+    ReadSessionsDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TemporalDep,
+)
+from api.errors import error_responses
+from domain.deposit_watch import (
+    ChainScannerInput,
+    DepositWatchInput,
+    DepositWatchState,
+    ScannerConfig,
+    WatchConfig,
+)
+from domain.errors import EvmError, InvalidInput, NotFound, ServiceUnavailable
+from domain.money import Currency, format_minor, to_minor
+from domain.queues import workflow_queue
+from domain.search import OperationKind, start_attributes
+from providers.evm import EvmClient
+from providers.evm.hd import HdWallet
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.temporal import temporal_unreachable
+from store import accounts, intents
+from store.models import DepositIntent, User
+from workflows import chain_scanner, deposit_watch
+
+log = get_logger("api.intents")
+router = APIRouter(prefix="/api/v1/deposit/intent", tags=["onchain-deposits"])
+
+AMOUNT = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+SCANNER_RECHECK_SECONDS = 60.0
+
+
+class CreateIntent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictStr = Field(
+        description="USDC as a decimal string, at most 6 places", examples=["25.50"]
+    )
+    chain: StrictStr = Field(examples=["base"])
+
+
+class TransferView(BaseModel):
+    tx_hash: str
+    log_index: int
+    block_number: int
+    from_address: str
+    amount: str
+    status: str
+
+
+class IntentView(BaseModel):
+    id: str
+    workflow_id: str
+    chain: str
+    address: str
+    amount: str
+    amount_minor: int
+    received: str
+    received_minor: int
+    status: str
+    late_transfer_seen: bool
+    expires_at: datetime
+    created_at: datetime
+    status_url: str
+    transfers: list[TransferView] = []
+    checks: int | None = None
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def watch_config(settings: Settings) -> WatchConfig:
+    return WatchConfig(
+        confirmations=settings.evm_confirmations,
+        use_safe_tag=settings.evm_use_safe_tag,
+        max_checks=settings.deposit_watch_max_checks,
+        fallback_interval_seconds=settings.deposit_watch_fallback_seconds,
+        block_time_seconds=settings.evm_block_time_seconds,
+        scanner_stale_after_seconds=settings.chain_scanner_stale_after_seconds,
+    )
+
+
+def scanner_input(settings: Settings) -> ChainScannerInput:
+    return ChainScannerInput(
+        chain=settings.evm_chain,
+        chain_id=settings.evm_chain_id,
+        usdc_address=settings.usdc_contract_address,
+        task_queue_prefix=settings.task_queue_prefix,
+        config=ScannerConfig(
+            interval_seconds=settings.chain_scanner_interval_seconds,
+            max_range=settings.evm_getlogs_max_range,
+            reorg_window=settings.chain_scanner_reorg_window,
+            rounds_per_run=settings.chain_scanner_rounds_per_run,
+        ),
+    )
+
+
+async def ensure_scanner(client: Client, settings: Settings) -> None:
+    """Start the chain's scanner unless it runs (it continues as new, so it never ends)."""
+    try:
+        await client.start_workflow(
+            chain_scanner.ChainScanner.run,
+            scanner_input(settings),
+            id=chain_scanner.workflow_id_for(settings.evm_chain, settings.task_queue_prefix),
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=start_attributes(OperationKind.CHAIN_SCANNER, "system", "system"),
+        )
+    except WorkflowAlreadyStartedError:
+        return
+
+
+def parse_amount(value: str, settings: Settings) -> int:
+    if not AMOUNT.match(value):
+        raise InvalidInput(
+            "amount must be a decimal string with at most 6 decimal places", field="amount"
+        )
+    minor = to_minor(value, Currency.USDC)
+    low, high = (
+        to_minor(settings.deposit_intent_min_usdc, Currency.USDC),
+        to_minor(settings.deposit_intent_max_usdc, Currency.USDC),
+    )
+    if not low <= minor <= high:
+        raise InvalidInput(
+            f"amount must be between {settings.deposit_intent_min_usdc} and "
+            f"{settings.deposit_intent_max_usdc} USDC",
+            field="amount",
+        )
+    return minor
+
+
+async def _create_row(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    principal: Principal,
+    amount_minor: int,
+    expires_at: datetime,
+) -> tuple[DepositIntent, str]:
+    intent_id = str(uuid.uuid4())
+    async with sessions.begin() as session:
+        user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
+        index = await intents.allocate_hd_index(session, settings.evm_chain)
+        address = HdWallet(settings.deposit_hd_mnemonic.get_secret_value()).address(index)
+        intent = DepositIntent(
+            id=intent_id,
+            tenant=principal.tenant,
+            user_id=user.id,
+            chain=settings.evm_chain,
+            address=address,
+            hd_index=index,
+            amount_minor=amount_minor,
+            received_minor=0,
+            status="open",
+            workflow_id=deposit_watch.workflow_id_for(intent_id),
+            expires_at=expires_at,
+        )
+        session.add(intent)
+    return intent, user.id
+
+
+async def create_and_watch(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    evm: EvmClient,
+    principal: Principal,
+    amount_minor: int,
+    *,
+    ttl: timedelta | None = None,
+    config: WatchConfig | None = None,
+    ensure: bool = True,
+) -> str:
+    """Allocate an address, store the intent, make sure the scanner runs and start the watch.
+
+    If the watch cannot be started the intent row is removed again: no intent without a watch
+    (its HD index stays used, so an address is never handed out twice).
+    """
+    try:
+        await evm.ensure_chain()
+        start_block = await evm.block_number()
+    except EvmError as exc:
+        raise ServiceUnavailable(
+            f"the {settings.evm_chain} RPC is not answering; nothing was created"
+        ) from exc
+    expires_at = datetime.now(UTC) + (ttl or timedelta(minutes=settings.deposit_intent_ttl_minutes))
+    intent, user_id = await _create_row(sessions, settings, principal, amount_minor, expires_at)
+    try:
+        if ensure:
+            await ensure_scanner(temporal, settings)
+        await temporal.start_workflow(
+            deposit_watch.DepositWatch.run,
+            DepositWatchInput(
+                intent_id=intent.id,
+                tenant=principal.tenant,
+                user_id=user_id,
+                subject=principal.subject,
+                chain=settings.evm_chain,
+                chain_id=settings.evm_chain_id,
+                address=intent.address,
+                amount_minor=amount_minor,
+                expires_at=expires_at,
+                start_block=start_block,
+                config=config or watch_config(settings),
+                task_queue_prefix=settings.task_queue_prefix,
+            ),
+            id=intent.workflow_id,
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=start_attributes(
+                OperationKind.DEPOSIT_WATCH, principal.tenant, principal.subject
+            ),
+        )
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        async with sessions.begin() as session:
+            row = await session.get(DepositIntent, intent.id)
+            if row is not None:
+                await session.delete(row)
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was created"
+        ) from exc
+    log.info(
+        "deposit intent created",
+        intent_id=intent.id,
+        address=intent.address,
+        amount_minor=amount_minor,
+    )
+    return intent.id
+
+
+@router.post(
+    "/create", status_code=201, response_model=IntentView, responses=error_responses(401, 422, 503)
+)
+async def create_intent(
+    body: CreateIntent,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    evm: EvmDep,
+    request: Request,
+    reads: ReadSessionsDep,
+) -> IntentView:
+    """A deposit address of the caller's own for ``amount`` USDC, watched until it expires."""
+    amount_minor = parse_amount(body.amount, settings)
+    if body.chain != settings.evm_chain:
+        raise InvalidInput(f"chain must be {settings.evm_chain!r}", field="chain")
+    # the scanner is started once and then checked again at most once a minute, not per request
+    now = time.monotonic()
+    last = request.app.state.scanner_ensured_at
+    ensure = last is None or now - last > SCANNER_RECHECK_SECONDS
+    intent_id = await create_and_watch(
+        settings, sessions, temporal, evm, principal, amount_minor, ensure=ensure
+    )
+    if ensure:
+        request.app.state.scanner_ensured_at = now
+    return await _view(reads, temporal, intent_id, principal)
+
+
+async def _view(
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client | None,
+    intent_id: str,
+    principal: Principal,
+) -> IntentView:
+    async with sessions() as session:
+        try:
+            intent = await intents.get(session, intent_id)
+        except NotFound:
+            raise NotFound("deposit intent not found") from None
+        user_subject = await _subject(session, intent.user_id)
+        if intent.tenant != principal.tenant or (
+            user_subject != principal.subject and not principal.is_admin
+        ):
+            raise NotFound("deposit intent not found")
+        transfers = await intents.transfers_of(session, intent.id)
+    checks = None
+    if temporal is not None:
+        state = await _live(temporal, intent.workflow_id)
+        checks = state.checks if state else None
+    return IntentView(
+        id=intent.id,
+        workflow_id=intent.workflow_id,
+        chain=intent.chain,
+        address=intent.address,
+        amount=format_minor(intent.amount_minor, Currency.USDC),
+        amount_minor=intent.amount_minor,
+        received=format_minor(intent.received_minor, Currency.USDC),
+        received_minor=intent.received_minor,
+        status=intent.status,
+        late_transfer_seen=intent.late_transfer_seen,
+        expires_at=_utc(intent.expires_at),
+        created_at=_utc(intent.created_at),
+        status_url=f"/api/v1/deposit/intent/{intent.id}",
+        transfers=[
+            TransferView(
+                tx_hash=t.tx_hash,
+                log_index=t.log_index,
+                block_number=t.block_number,
+                from_address=t.from_address,
+                amount=format_minor(t.amount_minor, Currency.USDC),
+                status=t.status,
+            )
+            for t in transfers
+        ],
+        checks=checks,
+    )
+
+
+async def _subject(session: AsyncSession, user_id: str) -> str | None:
+    user = await session.get(User, user_id)
+    return user.subject if user else None
+
+
+async def _live(client: Client, workflow_id: str) -> DepositWatchState | None:
+    try:
+        handle = client.get_workflow_handle_for(deposit_watch.DepositWatch.run, workflow_id)
+        if (
+            await handle.describe(rpc_timeout=timedelta(seconds=2))
+        ).status != WorkflowExecutionStatus.RUNNING:
+            return None
+        state: DepositWatchState = await handle.query(
+            deposit_watch.DepositWatch.status, rpc_timeout=timedelta(seconds=2)
+        )
+        return state
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        return None
+
+
+@router.get("/{intent_id}", response_model=IntentView, responses=error_responses(401, 404))
+async def get_intent(
+    intent_id: str, principal: CurrentUser, reads: ReadSessionsDep, temporal: TemporalDep
+) -> IntentView:
+    return await _view(reads, temporal, intent_id, principal)

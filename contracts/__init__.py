@@ -1,0 +1,1 @@
+"""Solidity sources, their compiled ABI/bytecode (``build/``), and the script recompiling them."""

@@ -1,0 +1,220 @@
+"""DepositWatch: one per deposit intent, on durable timers instead of a job polling every 30 s.
+
+Workflow ID ``deposit-watch-<intent_id>``. The chain scanner signals ``transfer_seen``; the watch
+then waits (a timer sized to the blocks still to come) until each transfer has its confirmations,
+checks that its block is still canonical, and credits it; a transfer whose block was reorged away
+is not credited and the watch goes on. With nothing pending, a slow fallback timer lets the watch
+look for itself (through the scanner's records, or the chain when the scanner is down).
+
+Ends when the amount has arrived (paid or overpaid), at expiry (transfers already seen still
+finish confirming), or after ``max_checks`` wake-ups.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from domain.deposit_watch import (
+    CheckTransfersInput,
+    CloseIntentInput,
+    CreditTransferInput,
+    DepositWatchInput,
+    DepositWatchState,
+    FallbackInput,
+    IntentStatus,
+    MarkTransferInput,
+    TransferSeen,
+    TransferStatus,
+)
+from domain.queues import ActivityQueue
+from domain.search import OperationStatus
+from workflows import policies
+from workflows.dead_letter import set_status
+
+with workflow.unsafe.imports_passed_through():
+    from activities.chain import ChainReadActivities
+    from activities.intents import IntentActivities
+
+
+def workflow_id_for(intent_id: str) -> str:
+    return f"deposit-watch-{intent_id}"
+
+
+FINAL_SEARCH_STATUS = {
+    IntentStatus.PAID: OperationStatus.SUCCEEDED,
+    IntentStatus.OVERPAID: OperationStatus.SUCCEEDED,
+    IntentStatus.EXPIRED: OperationStatus.EXPIRED,
+    IntentStatus.EXPIRED_PARTIALLY_PAID: OperationStatus.EXPIRED,
+    IntentStatus.STOPPED: OperationStatus.EXPIRED,
+}
+
+
+@workflow.defn(name="DepositWatch")
+class DepositWatch:
+    def __init__(self) -> None:
+        self._inbox: list[TransferSeen] = []
+        self._state = DepositWatchState(intent_id="")
+
+    @workflow.signal(name="transfer_seen")
+    def transfer_seen(self, transfer: TransferSeen) -> None:
+        self._inbox.append(transfer)
+
+    @workflow.query
+    def status(self) -> DepositWatchState:
+        return self._state
+
+    @workflow.run
+    async def run(self, request: DepositWatchInput) -> DepositWatchState:
+        self._request, config = request, request.config
+        state = self._state = DepositWatchState(
+            intent_id=request.intent_id, amount_minor=request.amount_minor
+        )
+        pending: dict[str, TransferSeen] = {}
+        while True:
+            self._take_inbox(pending)
+            final = self._final_status(pending)
+            if final is not None:
+                break
+            state.checks += 1
+            if pending:
+                blocks_to_go = await self._check(pending)
+                if state.received_minor >= request.amount_minor:
+                    continue
+                wait = max(1, blocks_to_go) * config.block_time_seconds
+                await self._wait_for_signal(wait)
+            elif not await self._wait_for_signal(max(1.0, self._idle_wait())):
+                await self._fallback()
+        state.status = final
+        state.pending = list(pending.values())
+        state.updated_at = workflow.now()
+        await workflow.execute_activity_method(
+            IntentActivities.close,
+            CloseIntentInput(
+                intent_id=request.intent_id, status=final, received_minor=state.received_minor
+            ),
+            task_queue=request.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+        set_status(FINAL_SEARCH_STATUS[final])
+        return state
+
+    # --- decisions -----------------------------------------------------------------------------
+
+    def _final_status(self, pending: dict[str, TransferSeen]) -> IntentStatus | None:
+        state, request = self._state, self._request
+        if state.received_minor > request.amount_minor:
+            return IntentStatus.OVERPAID
+        if state.received_minor == request.amount_minor:
+            return IntentStatus.PAID
+        if workflow.now() >= request.expires_at and not pending:
+            return (
+                IntentStatus.EXPIRED_PARTIALLY_PAID
+                if state.received_minor
+                else IntentStatus.EXPIRED
+            )
+        if state.checks >= request.config.max_checks:
+            return IntentStatus.STOPPED
+        return None
+
+    def _idle_wait(self) -> float:
+        until_expiry = (self._request.expires_at - workflow.now()).total_seconds()
+        return max(0.0, min(self._request.config.fallback_interval_seconds, until_expiry))
+
+    def _take_inbox(self, pending: dict[str, TransferSeen]) -> None:
+        """New sightings join the pending set; a transfer seen again in another block (after a
+        reorg) replaces its old sighting; credited ones are never looked at again."""
+        for transfer in self._inbox:
+            if transfer.key in self._state.credited:
+                continue
+            known = pending.get(transfer.key)
+            if known is None or known.block_hash != transfer.block_hash:
+                pending[transfer.key] = transfer
+        self._inbox.clear()
+        self._state.pending = list(pending.values())
+
+    async def _wait_for_signal(self, seconds: float) -> bool:
+        try:
+            await workflow.wait_condition(
+                lambda: bool(self._inbox), timeout=timedelta(seconds=seconds)
+            )
+            return True
+        except TimeoutError:
+            return False
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    async def _check(self, pending: dict[str, TransferSeen]) -> int:
+        """Credit what is confirmed, drop what was reorged; the fewest blocks still to come."""
+        request, state, config = self._request, self._state, self._request.config
+        result = await workflow.execute_activity_method(
+            ChainReadActivities.check_transfers,
+            CheckTransfersInput(
+                chain_id=request.chain_id,
+                transfers=list(pending.values()),
+                confirmations=config.confirmations,
+                use_safe_tag=config.use_safe_tag,
+            ),
+            task_queue=request.queue(ActivityQueue.EVM_READ),
+            start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+            retry_policy=policies.CHAIN_READ,
+        )
+        to_go = [c.blocks_to_go for c in result.checks if c.outcome == "pending"]
+        for check in result.checks:
+            transfer = check.transfer
+            if check.outcome == "confirmed":
+                totals = await workflow.execute_activity_method(
+                    IntentActivities.credit_transfer,
+                    CreditTransferInput(
+                        intent_id=request.intent_id, chain_id=request.chain_id, transfer=transfer
+                    ),
+                    task_queue=request.queue(ActivityQueue.DB),
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_BOOKKEEPING,
+                )
+                state.received_minor = totals.received_minor
+                state.credited.append(transfer.key)
+                pending.pop(transfer.key, None)
+            elif check.outcome == "reorged":
+                await workflow.execute_activity_method(
+                    IntentActivities.mark_transfer,
+                    MarkTransferInput(
+                        intent_id=request.intent_id,
+                        chain=request.chain,
+                        transfer=transfer,
+                        status=TransferStatus.REORGED,
+                    ),
+                    task_queue=request.queue(ActivityQueue.DB),
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_BOOKKEEPING,
+                )
+                state.reorged.append(f"{transfer.key}@{transfer.block_hash}")
+                pending.pop(transfer.key, None)
+        if state.received_minor and state.received_minor < request.amount_minor:
+            state.status = IntentStatus.PARTIALLY_PAID
+        state.pending = list(pending.values())
+        state.updated_at = workflow.now()
+        return min(to_go) if to_go else 1
+
+    async def _fallback(self) -> None:
+        request = self._request
+        result = await workflow.execute_activity_method(
+            ChainReadActivities.fallback_transfers,
+            FallbackInput(
+                intent_id=request.intent_id,
+                chain=request.chain,
+                address=request.address,
+                start_block=request.start_block,
+                stale_after_seconds=request.config.scanner_stale_after_seconds,
+            ),
+            task_queue=request.queue(ActivityQueue.EVM_READ),
+            start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+            retry_policy=policies.CHAIN_READ,
+        )
+        if result.queried_chain:
+            self._state.fallback_queries += 1
+        # what was credited or reorged before must not come back as new
+        reorged = set(self._state.reorged)
+        self._inbox += [t for t in result.transfers if f"{t.key}@{t.block_hash}" not in reorged]
