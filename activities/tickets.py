@@ -1,0 +1,46 @@
+"""Database steps of ticket purchases, refunds and transfers (queue ``db``)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from domain.tickets import (
+    PaymentCapturedInput,
+    PurchaseUpdate,
+    RefundSettledInput,
+    ReservedRefund,
+    ReserveRefundInput,
+    TransferRecordInput,
+)
+from store import tickets
+
+
+class TicketActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="tickets.payment_captured")
+    async def payment_captured(self, captured: PaymentCapturedInput) -> None:
+        async with self._sessions.begin() as session:
+            await tickets.payment_captured(session, captured)
+
+    @activity.defn(name="tickets.update")
+    async def update(self, change: PurchaseUpdate) -> str:
+        async with self._sessions.begin() as session:
+            return (await tickets.update(session, change)).status
+
+    @activity.defn(name="tickets.reserve_refund")
+    async def reserve_refund(self, request: ReserveRefundInput) -> ReservedRefund:
+        async with self._sessions.begin() as session:
+            return await tickets.reserve_refund(session, request)
+
+    @activity.defn(name="tickets.settle_refund")
+    async def settle_refund(self, settled: RefundSettledInput) -> None:
+        async with self._sessions.begin() as session:
+            await tickets.settle_refund(session, settled)
+
+    @activity.defn(name="tickets.record_transfer")
+    async def record_transfer(self, change: TransferRecordInput) -> None:
+        async with self._sessions.begin() as session:
+            await tickets.record_transfer(session, change)

@@ -1,0 +1,415 @@
+"""Ticket purchases, refunds and NFT transfers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.auth import Principal, Role
+from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
+from api.errors import error_responses
+from domain.errors import Conflict, InvalidInput, NotFound, RefundRefused, ServiceUnavailable, SolanaRejected
+from domain.search import OperationKind, start_attributes
+from domain.tickets import (
+    NftTransferInput,
+    PurchaseStatus,
+    RefundInput,
+    TicketConfig,
+    TicketPurchaseInput,
+)
+from domain.queues import workflow_queue
+from providers.solana.client import parse_pubkey
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.temporal import temporal_unreachable
+from store import accounts, tickets
+from store.models import NftTransferRecord, TicketPurchase, TicketRefund, User
+from workflows.tickets import (
+    NftTransfer,
+    Refund,
+    TicketPurchase as TicketPurchaseWorkflow,
+    purchase_workflow_id,
+    refund_workflow_id,
+    transfer_workflow_id,
+)
+
+log = get_logger("api.tickets")
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+
+NAMESPACE = uuid.UUID("0b7d9f4e-3c1a-4e5b-8f2d-6a9c1e7b3d50")
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+def _solana_address(value: str, field: str) -> str:
+    try:
+        return str(parse_pubkey(value, field))
+    except SolanaRejected as exc:
+        raise ValueError(f"must be a base58 Solana address: {value!r}") from exc
+
+
+class PurchaseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, examples=["evt-2026-final"])
+    seat: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER, examples=["A-12"])
+    amount: StrictInt = Field(description="minor units of the currency (cents)", examples=[2500])
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code", examples=["usd"])
+    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{3,120}$", examples=["pm_card_visa"])
+    buyer_email: EmailStr
+    buyer_wallet: str = Field(examples=["9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"])
+
+    @field_validator("buyer_wallet")
+    @classmethod
+    def _wallet(cls, value: str) -> str:
+        return _solana_address(value, "buyer_wallet")
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt | None = Field(default=None, description="minor units; omit for everything left")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class TransferBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_wallet: str
+
+    @field_validator("to_wallet")
+    @classmethod
+    def _wallet(cls, value: str) -> str:
+        return _solana_address(value, "to_wallet")
+
+
+class Accepted(BaseModel):
+    id: str
+    workflow_id: str
+    status: str
+    status_url: str
+
+
+class RefundView(BaseModel):
+    id: str
+    amount_minor: int
+    status: str
+    stripe_refund_id: str | None
+    reason: str | None
+
+
+class TransferView(BaseModel):
+    id: str
+    from_wallet: str
+    to_wallet: str
+    status: str
+    signature: str | None
+    failure_reason: str | None
+
+
+class PurchaseView(BaseModel):
+    id: str
+    workflow_id: str
+    status: str
+    event_id: str
+    seat: str
+    amount_minor: int
+    currency: str
+    amount_captured: int
+    amount_refunded: int
+    buyer_email: str
+    buyer_wallet: str
+    owner_wallet: str | None
+    payment_intent: str | None
+    mint: str | None
+    token_account: str | None
+    failure_reason: str | None
+    refunds: list[RefundView]
+    transfers: list[TransferView]
+    created_at: datetime
+
+
+def ticket_config(settings: Settings) -> TicketConfig:
+    return TicketConfig(
+        stripe_timeout_seconds=settings.stripe_timeout_seconds * 2,
+        action_timeout_seconds=settings.stripe_action_timeout_seconds,
+        mint_max_attempts=settings.ticket_mint_max_attempts,
+        solana_timeout_seconds=settings.solana_activity_timeout_seconds,
+        full_refund_action=settings.ticket_full_refund_action,
+        admin_emails=settings.admin_emails,
+    )
+
+
+def _derived_id(principal: Principal, key: str | None, scope: str) -> str:
+    if not key:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(NAMESPACE, f"{scope}\0{principal.tenant}\0{principal.subject}\0{key}"))
+
+
+def _is_staff(principal: Principal) -> bool:
+    return bool({Role.ADMIN, Role.VENUE_ADMIN} & principal.roles)
+
+
+async def _visible(session: AsyncSession, purchase_id: str, principal: Principal) -> TicketPurchase:
+    """The purchase, if the caller may see it: its buyer, or staff of its tenant; else 404."""
+    row = (
+        await session.execute(
+            select(TicketPurchase, User.subject).join(User, User.id == TicketPurchase.user_id).where(TicketPurchase.id == purchase_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("ticket purchase not found")
+    purchase, subject = row
+    if purchase.tenant != principal.tenant or (subject != principal.subject and not _is_staff(principal)):
+        raise NotFound("ticket purchase not found")
+    return purchase
+
+
+async def _start(client: Client, run: Any, arg: Any, workflow_id: str, settings: Settings, kind: OperationKind, principal: Principal) -> None:
+    try:
+        await client.start_workflow(
+            run,
+            arg,
+            id=workflow_id,
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=start_attributes(kind, principal.tenant, principal.subject),
+        )
+    except WorkflowAlreadyStartedError:
+        return
+
+
+async def _undo(sessions: async_sessionmaker[AsyncSession], *rows: tuple[type, str]) -> None:
+    async with sessions.begin() as session:
+        for model, key in rows:
+            row = await session.get(model, key)
+            if row is not None:
+                await session.delete(row)
+        for model, key in rows:
+            if model is TicketPurchase:
+                await tickets.release_seat(session, key)
+
+
+@router.post("/purchase", status_code=202, response_model=Accepted, responses=error_responses(401, 409, 422, 503))
+async def purchase(
+    body: PurchaseBody,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Accepted:
+    """Buy a ticket: the card is charged, the NFT minted to ``buyer_wallet``, the buyer emailed."""
+    currency = body.currency.lower()
+    if currency not in settings.ticket_currencies:
+        raise InvalidInput(f"currency must be one of {', '.join(settings.ticket_currencies)}", field="currency")
+    if not settings.ticket_min_amount_minor <= body.amount <= settings.ticket_max_amount_minor:
+        raise InvalidInput(
+            f"amount must be between {settings.ticket_min_amount_minor} and {settings.ticket_max_amount_minor} minor units",
+            field="amount",
+        )
+    purchase_id = _derived_id(principal, idempotency_key, "purchase")
+    workflow_id = purchase_workflow_id(purchase_id)
+    created = False
+    async with sessions.begin() as session:
+        user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
+        existing = await session.get(TicketPurchase, purchase_id)
+        if existing is not None:
+            same = (existing.event_id, existing.seat, existing.amount_minor, existing.currency, existing.buyer_wallet)
+            if same != (body.event_id, body.seat, body.amount, currency, body.buyer_wallet):
+                raise Conflict("Idempotency-Key was already used for a different purchase", field="Idempotency-Key")
+        else:
+            await tickets.hold_seat(session, principal.tenant, body.event_id, body.seat, purchase_id)
+            session.add(
+                TicketPurchase(
+                    id=purchase_id,
+                    tenant=principal.tenant,
+                    user_id=user.id,
+                    event_id=body.event_id,
+                    seat=body.seat,
+                    amount_minor=body.amount,
+                    currency=currency,
+                    buyer_email=str(body.buyer_email),
+                    buyer_wallet=body.buyer_wallet,
+                    status=PurchaseStatus.PAYING.value,
+                    workflow_id=workflow_id,
+                    request_key=idempotency_key,
+                    amount_captured=0,
+                    amount_refunded=0,
+                )
+            )
+            created = True
+    request = TicketPurchaseInput(
+        purchase_id=purchase_id,
+        tenant=principal.tenant,
+        user_id=user.id,
+        subject=principal.subject,
+        event_id=body.event_id,
+        seat=body.seat,
+        amount_minor=body.amount,
+        currency=currency,
+        payment_method=body.payment_method,
+        buyer_email=str(body.buyer_email),
+        buyer_wallet=body.buyer_wallet,
+        metadata_uri=f"{settings.ticket_metadata_base_uri}{purchase_id}.json",
+        symbol=settings.solana_ticket_symbol,
+        config=ticket_config(settings),
+        task_queue_prefix=settings.task_queue_prefix,
+    )
+    try:
+        await _start(temporal, TicketPurchaseWorkflow.run, request, workflow_id, settings, OperationKind.TICKET_PURCHASE, principal)
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        if created:
+            await _undo(sessions, (TicketPurchase, purchase_id))
+        raise ServiceUnavailable("the workflow service is unavailable; nothing was started") from exc
+    status = existing.status if existing is not None else PurchaseStatus.PAYING.value
+    return Accepted(id=purchase_id, workflow_id=workflow_id, status=status, status_url=f"/api/v1/tickets/purchase/{purchase_id}")
+
+
+@router.get("/purchase/{purchase_id}", response_model=PurchaseView, responses=error_responses(401, 404))
+async def get_purchase(purchase_id: str, principal: CurrentUser, reads: ReadSessionsDep) -> PurchaseView:
+    async with reads() as session:
+        purchase = await _visible(session, purchase_id, principal)
+        refunds = (await session.execute(select(TicketRefund).where(TicketRefund.purchase_id == purchase.id).order_by(TicketRefund.created_at))).scalars().all()
+        transfers = (await session.execute(select(NftTransferRecord).where(NftTransferRecord.purchase_id == purchase.id).order_by(NftTransferRecord.created_at))).scalars().all()
+    created = purchase.created_at if purchase.created_at.tzinfo else purchase.created_at.replace(tzinfo=UTC)
+    return PurchaseView(
+        id=purchase.id,
+        workflow_id=purchase.workflow_id,
+        status=purchase.status,
+        event_id=purchase.event_id,
+        seat=purchase.seat,
+        amount_minor=purchase.amount_minor,
+        currency=purchase.currency,
+        amount_captured=purchase.amount_captured,
+        amount_refunded=purchase.amount_refunded,
+        buyer_email=purchase.buyer_email,
+        buyer_wallet=purchase.buyer_wallet,
+        owner_wallet=purchase.owner_wallet,
+        payment_intent=purchase.payment_intent_id,
+        mint=purchase.mint_address,
+        token_account=purchase.token_account,
+        failure_reason=purchase.failure_reason,
+        refunds=[RefundView(id=r.id, amount_minor=r.amount_minor, status=r.status, stripe_refund_id=r.stripe_refund_id, reason=r.reason) for r in refunds],
+        transfers=[TransferView(id=t.id, from_wallet=t.from_wallet, to_wallet=t.to_wallet, status=t.status, signature=t.signature, failure_reason=t.failure_reason) for t in transfers],
+        created_at=created,
+    )
+
+
+@router.post("/{purchase_id}/refund", status_code=202, response_model=Accepted, responses=error_responses(401, 404, 409, 422, 503))
+async def refund(
+    purchase_id: str,
+    body: RefundBody,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Accepted:
+    """Refund all (no amount) or part of a ticket, never more than is left to refund."""
+    if body.amount is not None and body.amount <= 0:
+        raise InvalidInput("amount must be a positive number of minor units", field="amount")
+    refund_id = _derived_id(principal, idempotency_key, f"refund:{purchase_id}")
+    async with sessions() as session:
+        purchase = await _visible(session, purchase_id, principal)
+        already = await session.get(TicketRefund, refund_id)
+        reserved = sum(
+            r.amount_minor
+            for r in (await session.execute(select(TicketRefund).where(TicketRefund.purchase_id == purchase.id, TicketRefund.status == "reserved"))).scalars()
+        )
+    if already is None:
+        if purchase.amount_captured == 0:
+            raise RefundRefused("nothing was captured for this purchase (yet)", field="amount")
+        left = purchase.amount_captured - purchase.amount_refunded - reserved
+        if (body.amount or left) > left or left <= 0:
+            raise RefundRefused(f"at most {left} is left to refund on this purchase", field="amount")
+    workflow_id = refund_workflow_id(refund_id)
+    request = RefundInput(
+        refund_id=refund_id,
+        purchase_id=purchase.id,
+        tenant=purchase.tenant,
+        amount_minor=body.amount,
+        requested_by=principal.subject,
+        reason=body.reason,
+        buyer_email=purchase.buyer_email,
+        event_id=purchase.event_id,
+        seat=purchase.seat,
+        mint=purchase.mint_address,
+        config=ticket_config(settings),
+        task_queue_prefix=settings.task_queue_prefix,
+    )
+    try:
+        await _start(temporal, Refund.run, request, workflow_id, settings, OperationKind.TICKET_REFUND, principal)
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        raise ServiceUnavailable("the workflow service is unavailable; nothing was started") from exc
+    return Accepted(id=refund_id, workflow_id=workflow_id, status="pending", status_url=f"/api/v1/tickets/purchase/{purchase.id}")
+
+
+@router.post("/{purchase_id}/transfer", status_code=202, response_model=Accepted, responses=error_responses(401, 404, 409, 422, 503))
+async def transfer(
+    purchase_id: str,
+    body: TransferBody,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Accepted:
+    """Move the NFT ticket to another wallet (secondary market)."""
+    transfer_id = _derived_id(principal, idempotency_key, f"transfer:{purchase_id}")
+    async with sessions.begin() as session:
+        purchase = await _visible(session, purchase_id, principal)
+        if purchase.mint_address is None or purchase.status != PurchaseStatus.COMPLETED:
+            raise Conflict("the ticket has not been minted (or was refunded)")
+        owner = purchase.owner_wallet or purchase.buyer_wallet
+        existing = await session.get(NftTransferRecord, transfer_id)
+        if existing is None:
+            if body.to_wallet == owner:
+                raise InvalidInput("to_wallet already holds this ticket", field="to_wallet")
+            session.add(
+                NftTransferRecord(
+                    id=transfer_id, purchase_id=purchase.id, tenant=purchase.tenant, from_wallet=owner,
+                    to_wallet=body.to_wallet, status="pending", workflow_id=transfer_workflow_id(transfer_id),
+                )
+            )
+        elif existing.to_wallet != body.to_wallet:
+            raise Conflict("Idempotency-Key was already used for a different transfer", field="Idempotency-Key")
+        else:
+            owner = existing.from_wallet
+    request = NftTransferInput(
+        transfer_id=transfer_id,
+        purchase_id=purchase.id,
+        tenant=purchase.tenant,
+        mint=purchase.mint_address,
+        from_wallet=owner,
+        to_wallet=body.to_wallet,
+        buyer_email=purchase.buyer_email,
+        event_id=purchase.event_id,
+        seat=purchase.seat,
+        task_queue_prefix=settings.task_queue_prefix,
+    )
+    try:
+        await _start(temporal, NftTransfer.run, request, transfer_workflow_id(transfer_id), settings, OperationKind.NFT_TRANSFER, principal)
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        if existing is None:
+            await _undo(sessions, (NftTransferRecord, transfer_id))
+        raise ServiceUnavailable("the workflow service is unavailable; nothing was started") from exc
+    return Accepted(id=transfer_id, workflow_id=transfer_workflow_id(transfer_id), status="pending", status_url=f"/api/v1/tickets/purchase/{purchase.id}")
+

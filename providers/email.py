@@ -1,0 +1,80 @@
+"""Email through ``aiosmtplib`` (plain, STARTTLS or implicit TLS; auth from settings), with text and
+HTML bodies rendered from Jinja2 templates in ``providers/templates/email/``.
+
+Each template has ``<name>.subject.j2``, ``<name>.txt.j2`` and ``<name>.html.j2``. Every message
+carries a ``Message-ID`` from the caller, so a receiver can tell a retry from a new message.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosmtplib
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from domain.errors import EmailRejected, EmailUnavailable
+
+TEMPLATES = Path(__file__).with_name("templates") / "email"
+TEMPLATE_NAMES = ("payment_confirmation", "nft_minted", "refund_confirmation", "admin_alert")
+
+
+class Mailer:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        security: Literal["plain", "starttls", "ssl"] = "plain",
+        username: str | None = None,
+        password: str | None = None,
+        timeout_seconds: float = 15.0,
+    ) -> None:
+        self._host, self._port, self._sender = host, port, sender
+        self._security, self._username, self._password = security, username, password
+        self._timeout = timeout_seconds
+        self._env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            undefined=StrictUndefined,
+        )
+
+    def render(self, template: str, context: dict[str, Any], *, to: str, message_id: str) -> EmailMessage:
+        if template not in TEMPLATE_NAMES:
+            raise EmailRejected(f"no email template {template!r}")
+        message = EmailMessage()
+        message["From"] = self._sender
+        message["To"] = to
+        message["Subject"] = self._env.get_template(f"{template}.subject.j2").render(context).strip()
+        message["Message-ID"] = make_msgid(idstring=message_id.replace("@", "-"), domain="settle.local")
+        message["X-Settle-Reference"] = message_id
+        message.set_content(self._env.get_template(f"{template}.txt.j2").render(context))
+        message.add_alternative(self._env.get_template(f"{template}.html.j2").render(context), subtype="html")
+        return message
+
+    async def send(self, template: str, context: dict[str, Any], *, to: str, message_id: str) -> None:
+        message = self.render(template, {**context, "reference": message_id}, to=to, message_id=message_id)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self._host,
+                port=self._port,
+                username=self._username,
+                password=self._password,
+                use_tls=self._security == "ssl",
+                start_tls=self._security == "starttls",
+                timeout=self._timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise EmailRejected(f"recipient refused: {to}") from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise EmailRejected(f"SMTP authentication failed: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise EmailRejected(f"SMTP {exc.code}: {exc.message}") from exc
+            raise EmailUnavailable(f"SMTP {exc.code}: {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise EmailUnavailable(f"SMTP {self._host}:{self._port}: {exc}") from exc

@@ -1,0 +1,571 @@
+"""Ticket purchase, refund and NFT transfer.
+
+``TicketPurchase`` (``ticket-purchase-<id>``): Stripe payment -> NFT minted to the buyer -> email
+and signed webhook. A declined card fails fast with its reason. A mint that can never succeed is
+compensated (saga): the payment is refunded, the buyer and the admins are told, and the original
+error is raised again so the execution shows as failed.
+
+``Refund`` (``refund-<refund id>``): full or partial, never above what was captured (reserved in
+the database first), once per refund id; a full refund can freeze or burn the ticket.
+
+``NftTransfer`` (``nft-transfer-<id>``): checks the on-chain owner, moves the ticket as the
+permanent delegate, records the new owner, notifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from domain.nft import (
+    BurnTicketInput,
+    FreezeTicketInput,
+    MintTicketInput,
+    TicketMetadata,
+    TicketOwnerInput,
+    TransferTicketInput,
+)
+from domain.queues import ActivityQueue, Routed
+from domain.search import OperationStatus
+from domain.tickets import (
+    CancelPaymentInput,
+    EmailInput,
+    NftTransferInput,
+    NftTransferState,
+    PayInput,
+    PaymentCapturedInput,
+    PurchaseStatus,
+    PurchaseUpdate,
+    RecordOutcomeInput,
+    RefundInput,
+    RefundSettledInput,
+    RefundState,
+    ReserveRefundInput,
+    RetrievePaymentInput,
+    StripeEventSignal,
+    StripeRefundInput,
+    TicketPurchaseInput,
+    TicketPurchaseState,
+    TransferRecordInput,
+    WebhookInput,
+)
+from workflows import policies
+from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.mpesa_deposit import cause_message, reraise_if_cancelled, root_error_type
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
+    from activities.solana import SolanaActivities
+    from activities.stripe import StripeActivities
+    from activities.tickets import TicketActivities
+
+T = TypeVar("T")
+
+
+def purchase_workflow_id(purchase_id: str) -> str:
+    return f"ticket-purchase-{purchase_id}"
+
+
+def refund_workflow_id(refund_id: str) -> str:
+    return f"refund-{refund_id}"
+
+
+def transfer_workflow_id(transfer_id: str) -> str:
+    return f"nft-transfer-{transfer_id}"
+
+
+def money(amount_minor: int) -> str:
+    """Display amount; every ticket currency has two decimals (KES, USD, EUR, GBP)."""
+    return f"{amount_minor // 100}.{amount_minor % 100:02d}"
+
+
+class _Steps:
+    """Helpers every ticket workflow uses: bookkeeping and notifications that never fail it."""
+
+    _routed: Routed
+
+    async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
+        return await workflow.execute_activity_method(
+            method,
+            arg,
+            task_queue=self._routed.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+
+    async def _email(self, template: str, to: str, message_id: str, context: dict[str, str]) -> bool:
+        try:
+            return await workflow.execute_activity_method(
+                NotifyActivities.email,
+                EmailInput(message_id=message_id, to=to, template=template, context=context),
+                task_queue=self._routed.queue(ActivityQueue.NOTIFY),
+                start_to_close_timeout=policies.NOTIFY_TIMEOUT,
+                retry_policy=policies.EMAIL,
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            await self._gave_up(message_id, "email", to, template, cause_message(err))
+            return False
+
+    async def _webhook(self, tenant: str, event_type: str, message_id: str, data: dict[str, Any]) -> int:
+        try:
+            result = await workflow.execute_activity_method(
+                NotifyActivities.webhook,
+                WebhookInput(message_id=message_id, tenant=tenant, event_type=event_type, data=data),
+                task_queue=self._routed.queue(ActivityQueue.NOTIFY),
+                start_to_close_timeout=policies.NOTIFY_TIMEOUT,
+                retry_policy=policies.WEBHOOK,
+            )
+            return result.delivered
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            await self._gave_up(message_id, "webhook", tenant, event_type, cause_message(err))
+            return 0
+
+    async def _gave_up(self, message_id: str, channel: str, target: str, kind: str, error: str) -> None:
+        workflow.logger.warning("gave up on %s %s: %s", channel, message_id, error)
+        await workflow.execute_activity_method(
+            NotifyActivities.record,
+            RecordOutcomeInput(message_id=message_id, channel=channel, target=target, kind=kind, status="failed", error=error),
+            task_queue=self._routed.queue(ActivityQueue.NOTIFY),
+            start_to_close_timeout=policies.NOTIFY_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+
+
+@workflow.defn(name="TicketPurchase")
+class TicketPurchase(Parkable, _Steps):
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = TicketPurchaseState(purchase_id="")
+        self._events: list[StripeEventSignal] = []
+
+    @workflow.signal(name="stripe_event")
+    def stripe_event(self, event: StripeEventSignal) -> None:
+        self._events.append(event)
+
+    @workflow.query
+    def status(self) -> TicketPurchaseState:
+        return self._state
+
+    @workflow.run
+    async def run(self, request: TicketPurchaseInput) -> TicketPurchaseState:
+        self._routed = self._request = request
+        self._state = TicketPurchaseState(purchase_id=request.purchase_id)
+        paid = await self._pay()
+        if not paid:
+            return self._state
+        await self._paid_notifications()
+        minted = await self._mint()
+        if minted is not None:
+            await self._compensate(minted)
+            raise ApplicationError(
+                f"the NFT ticket could not be minted, the payment was refunded: {cause_message(minted)}",
+                type="TicketMintFailed",
+                non_retryable=True,
+            ) from minted
+        self._move(PurchaseStatus.COMPLETED)
+        set_status(OperationStatus.SUCCEEDED)
+        await self._completed_notifications()
+        return self._state
+
+    # --- payment -------------------------------------------------------------------------------
+
+    async def _pay(self) -> bool:
+        request, config = self._request, self._request.config
+        workflow_id = workflow.info().workflow_id
+        try:
+            payment = await workflow.execute_activity_method(
+                StripeActivities.pay,
+                PayInput(
+                    idempotency_key=f"{workflow_id}:payment",
+                    amount_minor=request.amount_minor,
+                    currency=request.currency,
+                    payment_method=request.payment_method,
+                    customer_email=request.buyer_email,
+                    metadata={"purchase_id": request.purchase_id, "event_id": request.event_id, "seat": request.seat},
+                ),
+                task_queue=request.queue(ActivityQueue.STRIPE),
+                start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
+                retry_policy=policies.STRIPE,
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            await self._payment_failed(cause_message(err))
+            return False
+        self._state.payment_intent = payment.payment_intent
+        status = payment.status
+        if status == "requires_action":
+            self._move(PurchaseStatus.REQUIRES_ACTION)
+            await self._db(
+                TicketActivities.update,
+                PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.REQUIRES_ACTION, payment_intent=payment.payment_intent),
+            )
+            status = await self._await_authentication(payment.payment_intent)
+        if status != "succeeded":
+            await self._payment_failed(payment.failure_message or f"payment ended as {status}")
+            return False
+        await self._db(
+            TicketActivities.payment_captured,
+            PaymentCapturedInput(
+                purchase_id=request.purchase_id,
+                payment_intent=payment.payment_intent,
+                amount_minor=request.amount_minor,
+                currency=request.currency,
+            ),
+        )
+        self._move(PurchaseStatus.PAID)
+        return True
+
+    async def _await_authentication(self, payment_intent: str) -> str:
+        """The buyer authenticates (3-D Secure); Stripe's webhook tells us the outcome. If it never
+        comes, ask Stripe, and cancel an intent still waiting so it cannot be paid later."""
+        config = self._request.config
+
+        def outcome() -> StripeEventSignal | None:
+            for event in self._events:
+                if event.payment_intent == payment_intent and event.type in (
+                    "payment_intent.succeeded",
+                    "payment_intent.payment_failed",
+                    "payment_intent.canceled",
+                ):
+                    return event
+            return None
+
+        try:
+            await workflow.wait_condition(lambda: outcome() is not None, timeout=timedelta(seconds=config.action_timeout_seconds))
+        except TimeoutError:
+            pass
+        event = outcome()
+        if event is not None:
+            if event.type == "payment_intent.succeeded":
+                return "succeeded"
+            self._state.failure_reason = event.failure_message
+            return "failed"
+        current = await workflow.execute_activity_method(
+            StripeActivities.retrieve,
+            RetrievePaymentInput(payment_intent=payment_intent),
+            task_queue=self._request.queue(ActivityQueue.STRIPE),
+            start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
+            retry_policy=policies.STRIPE,
+        )
+        if current.status == "succeeded":
+            return "succeeded"
+        await workflow.execute_activity_method(
+            StripeActivities.cancel,
+            CancelPaymentInput(payment_intent=payment_intent, idempotency_key=f"{workflow.info().workflow_id}:cancel"),
+            task_queue=self._request.queue(ActivityQueue.STRIPE),
+            start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
+            retry_policy=policies.STRIPE,
+        )
+        self._state.failure_reason = "the buyer did not complete authentication in time"
+        return "canceled"
+
+    async def _payment_failed(self, reason: str) -> None:
+        reason = self._state.failure_reason or reason
+        self._state.failure_reason = reason
+        self._move(PurchaseStatus.PAYMENT_FAILED)
+        await self._db(
+            TicketActivities.update,
+            PurchaseUpdate(
+                purchase_id=self._request.purchase_id,
+                status=PurchaseStatus.PAYMENT_FAILED,
+                failure_reason=reason,
+                payment_intent=self._state.payment_intent,
+                release_seat=True,
+            ),
+        )
+        set_status(OperationStatus.FAILED)
+
+    # --- mint and compensation -----------------------------------------------------------------
+
+    async def _mint(self) -> ActivityError | None:
+        """Mint the ticket; None when done, else the error that made it impossible."""
+        request = self._request
+        self._move(PurchaseStatus.MINTING)
+        await self._db(TicketActivities.update, PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.MINTING))
+        try:
+            minted = await workflow.execute_activity_method(
+                SolanaActivities.mint_ticket,
+                MintTicketInput(
+                    ticket_id=request.purchase_id,
+                    owner=request.buyer_wallet,
+                    metadata=TicketMetadata(
+                        name=f"Ticket {request.event_id}"[:32],
+                        symbol=request.symbol,
+                        uri=request.metadata_uri,
+                        event_id=request.event_id,
+                        seat=request.seat,
+                        ticket_id=request.purchase_id,
+                    ),
+                ),
+                task_queue=request.queue(ActivityQueue.SOLANA),
+                start_to_close_timeout=timedelta(seconds=request.config.solana_timeout_seconds),
+                retry_policy=policies.mint(request.config.mint_max_attempts),
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            return err
+        self._state.mint, self._state.token_account = minted.mint, minted.token_account
+        await self._db(
+            TicketActivities.update,
+            PurchaseUpdate(
+                purchase_id=request.purchase_id,
+                status=PurchaseStatus.COMPLETED,
+                mint=minted.mint,
+                token_account=minted.token_account,
+            ),
+        )
+        return None
+
+    async def _compensate(self, error: ActivityError) -> None:
+        """Refund the whole payment (it must happen: park when it cannot), release the seat, and
+        tell the buyer and the admins."""
+        request, state = self._request, self._state
+        reason = f"the NFT ticket could not be minted: {cause_message(error)}"
+        state.failure_reason = reason
+        refund_id = f"{request.purchase_id}-mint-failed"
+        state.refund_id = refund_id
+        reserved = await self._db(
+            TicketActivities.reserve_refund,
+            ReserveRefundInput(
+                refund_id=refund_id,
+                purchase_id=request.purchase_id,
+                amount_minor=None,
+                requested_by="system",
+                reason=reason,
+                workflow_id=workflow.info().workflow_id,
+            ),
+        )
+        while True:
+            try:
+                refund = await workflow.execute_activity_method(
+                    StripeActivities.refund,
+                    StripeRefundInput(
+                        idempotency_key=f"{workflow.info().workflow_id}:refund",
+                        payment_intent=reserved.payment_intent,
+                        amount_minor=reserved.amount_minor,
+                        metadata={"purchase_id": request.purchase_id, "reason": "mint_failed"},
+                    ),
+                    task_queue=request.queue(ActivityQueue.STRIPE),
+                    start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
+                    retry_policy=policies.STRIPE_REFUND,
+                )
+                break
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                state.error = f"refund after a failed mint failed: {cause_message(err)}"
+                self._move(PurchaseStatus.NEEDS_ATTENTION)
+                if await self.park(state.error) is Decision.ABANDON:
+                    await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=refund_id, stripe_refund_id=None, succeeded=False, failure_reason=self.abandon_reason))
+                    return
+        await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=refund_id, stripe_refund_id=refund.refund_id, succeeded=True))
+        self._move(PurchaseStatus.REFUNDED)
+        await self._db(
+            TicketActivities.update,
+            PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.REFUNDED, failure_reason=reason, release_seat=True),
+        )
+        set_status(OperationStatus.FAILED)
+        context = self._context() | {"amount": money(reserved.amount_minor), "reason": "the ticket could not be issued", "refund_reference": refund.refund_id}
+        await self._email("refund_confirmation", request.buyer_email, f"{request.purchase_id}:refund-email", context)
+        for admin in request.config.admin_emails:
+            await self._email(
+                "admin_alert",
+                admin,
+                f"{request.purchase_id}:mint-failed-alert:{admin}",
+                {"title": f"Ticket mint failed, payment refunded ({request.event_id} {request.seat})", "detail": reason, "workflow_id": workflow.info().workflow_id},
+            )
+        await self._webhook(request.tenant, "ticket.refunded", f"{request.purchase_id}:refunded", {"purchase_id": request.purchase_id, "amount_minor": reserved.amount_minor, "reason": "mint_failed"})
+
+    # --- notifications -------------------------------------------------------------------------
+
+    def _context(self) -> dict[str, str]:
+        request = self._request
+        return {
+            "event_id": request.event_id,
+            "seat": request.seat,
+            "amount": money(request.amount_minor),
+            "currency": request.currency,
+            "buyer_wallet": request.buyer_wallet,
+            "payment_intent": self._state.payment_intent or "",
+            "mint": self._state.mint or "",
+        }
+
+    async def _paid_notifications(self) -> None:
+        request = self._request
+        if await self._email("payment_confirmation", request.buyer_email, f"{request.purchase_id}:payment-email", self._context()):
+            self._state.emails_sent += 1
+
+    async def _completed_notifications(self) -> None:
+        request = self._request
+        if await self._email("nft_minted", request.buyer_email, f"{request.purchase_id}:minted-email", self._context()):
+            self._state.emails_sent += 1
+        self._state.webhooks_sent += await self._webhook(
+            request.tenant,
+            "ticket.purchased",
+            f"{request.purchase_id}:purchased",
+            {
+                "purchase_id": request.purchase_id,
+                "event_id": request.event_id,
+                "seat": request.seat,
+                "amount_minor": request.amount_minor,
+                "currency": request.currency,
+                "buyer_wallet": request.buyer_wallet,
+                "mint": self._state.mint,
+            },
+        )
+
+    def _move(self, status: PurchaseStatus) -> None:
+        self._state.status = status
+        self._state.updated_at = workflow.now()
+
+
+@workflow.defn(name="Refund")
+class Refund(Parkable, _Steps):
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = RefundState(refund_id="")
+
+    @workflow.query
+    def status(self) -> RefundState:
+        return self._state
+
+    @workflow.run
+    async def run(self, request: RefundInput) -> RefundState:
+        self._routed = request
+        state = self._state = RefundState(refund_id=request.refund_id)
+        try:
+            reserved = await workflow.execute_activity_method(
+                TicketActivities.reserve_refund,
+                ReserveRefundInput(
+                    refund_id=request.refund_id,
+                    purchase_id=request.purchase_id,
+                    amount_minor=request.amount_minor,
+                    requested_by=request.requested_by,
+                    reason=request.reason,
+                    workflow_id=workflow.info().workflow_id,
+                ),
+                task_queue=request.queue(ActivityQueue.DB),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BOOKKEEPING,
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            state.status, state.failure_reason = "refused", cause_message(err)
+            set_status(OperationStatus.FAILED)
+            return state
+        state.amount_minor = reserved.amount_minor
+        if reserved.already_done:
+            state.status, state.stripe_refund_id = "succeeded", reserved.stripe_refund_id
+            set_status(OperationStatus.SUCCEEDED)
+            return state
+        while True:
+            try:
+                refund = await workflow.execute_activity_method(
+                    StripeActivities.refund,
+                    StripeRefundInput(
+                        idempotency_key=f"refund:{request.refund_id}",
+                        payment_intent=reserved.payment_intent,
+                        amount_minor=reserved.amount_minor,
+                        metadata={"purchase_id": request.purchase_id, "refund_id": request.refund_id},
+                    ),
+                    task_queue=request.queue(ActivityQueue.STRIPE),
+                    start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
+                    retry_policy=policies.STRIPE_REFUND,
+                )
+                break
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                if root_error_type(err) == "StripeRejected":
+                    # Stripe refused it for good: release the reservation, nothing was refunded
+                    state.status, state.failure_reason = "failed", cause_message(err)
+                    await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=request.refund_id, stripe_refund_id=None, succeeded=False, failure_reason=state.failure_reason))
+                    set_status(OperationStatus.FAILED)
+                    return state
+                state.failure_reason = f"refund failed: {cause_message(err)}"
+                if await self.park(state.failure_reason) is Decision.ABANDON:
+                    await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=request.refund_id, stripe_refund_id=None, succeeded=False, failure_reason=self.abandon_reason))
+                    state.status = "failed"
+                    set_status(OperationStatus.ABANDONED)
+                    return state
+        await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=request.refund_id, stripe_refund_id=refund.refund_id, succeeded=True))
+        state.status, state.stripe_refund_id, state.failure_reason = "succeeded", refund.refund_id, None
+        set_status(OperationStatus.SUCCEEDED)
+        if reserved.full and request.mint and request.config.full_refund_action in ("freeze", "burn"):
+            await self._retire_ticket(request)
+        await self._email(
+            "refund_confirmation",
+            request.buyer_email,
+            f"{request.refund_id}:refund-email",
+            {"event_id": request.event_id, "seat": request.seat, "amount": money(reserved.amount_minor), "currency": reserved.currency, "reason": request.reason or "", "refund_reference": refund.refund_id},
+        )
+        await self._webhook(request.tenant, "ticket.refunded", f"{request.refund_id}:refunded", {"purchase_id": request.purchase_id, "refund_id": request.refund_id, "amount_minor": reserved.amount_minor, "full": int(reserved.full)})
+        return state
+
+    async def _retire_ticket(self, request: RefundInput) -> None:
+        assert request.mint is not None
+        action = request.config.full_refund_action
+        try:
+            if action == "burn":
+                await workflow.execute_activity_method(SolanaActivities.burn_ticket, BurnTicketInput(mint=request.mint, owner=""), task_queue=request.queue(ActivityQueue.SOLANA), start_to_close_timeout=policies.SOLANA_TIMEOUT, retry_policy=policies.SOLANA)
+            else:
+                await workflow.execute_activity_method(SolanaActivities.freeze_ticket, FreezeTicketInput(mint=request.mint, owner=""), task_queue=request.queue(ActivityQueue.SOLANA), start_to_close_timeout=policies.SOLANA_TIMEOUT, retry_policy=policies.SOLANA)
+            self._state.nft_action = "burned" if action == "burn" else "frozen"
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            # the money is back with the buyer; a ticket left unfrozen is an operator's job
+            self._state.nft_action = f"{action} failed: {cause_message(err)}"
+            workflow.logger.error("could not %s ticket %s after a full refund: %s", action, request.mint, cause_message(err))
+
+
+@workflow.defn(name="NftTransfer")
+class NftTransfer(_Steps):
+    def __init__(self) -> None:
+        self._state = NftTransferState(transfer_id="")
+
+    @workflow.query
+    def status(self) -> NftTransferState:
+        return self._state
+
+    @workflow.run
+    async def run(self, request: NftTransferInput) -> NftTransferState:
+        self._routed = request
+        state = self._state = NftTransferState(transfer_id=request.transfer_id)
+        owner = await workflow.execute_activity_method(
+            SolanaActivities.ticket_owner,
+            TicketOwnerInput(mint=request.mint),
+            task_queue=request.queue(ActivityQueue.SOLANA),
+            start_to_close_timeout=policies.SOLANA_TIMEOUT,
+            retry_policy=policies.SOLANA,
+        )
+        if owner.owner not in (request.from_wallet, request.to_wallet):
+            return await self._refused(request, f"{request.from_wallet} does not hold this ticket (held by {owner.owner})")
+        if owner.frozen:
+            return await self._refused(request, "the ticket is frozen (refunded)")
+        try:
+            moved = await workflow.execute_activity_method(
+                SolanaActivities.transfer_ticket,
+                TransferTicketInput(ticket_id=request.purchase_id, mint=request.mint, from_owner=request.from_wallet, to_owner=request.to_wallet),
+                task_queue=request.queue(ActivityQueue.SOLANA),
+                start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                retry_policy=policies.SOLANA,
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            return await self._refused(request, cause_message(err))
+        state.status, state.signature = "transferred", moved.signature
+        await self._db(TicketActivities.record_transfer, TransferRecordInput(transfer_id=request.transfer_id, status="transferred", signature=moved.signature, new_owner=request.to_wallet))
+        set_status(OperationStatus.SUCCEEDED)
+        await self._email("nft_minted", request.buyer_email, f"{request.transfer_id}:transfer-email", {"event_id": request.event_id, "seat": request.seat, "buyer_wallet": request.to_wallet, "mint": request.mint})
+        await self._webhook(request.tenant, "ticket.transferred", f"{request.transfer_id}:transferred", {"purchase_id": request.purchase_id, "mint": request.mint, "from_wallet": request.from_wallet, "to_wallet": request.to_wallet})
+        return state
+
+    async def _refused(self, request: NftTransferInput, reason: str) -> NftTransferState:
+        self._state.status, self._state.failure_reason = "refused", reason
+        await self._db(TicketActivities.record_transfer, TransferRecordInput(transfer_id=request.transfer_id, status="refused", failure_reason=reason))
+        set_status(OperationStatus.FAILED)
+        return self._state
