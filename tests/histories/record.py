@@ -1,0 +1,174 @@
+"""Record workflow histories for the replay test: ``python -m tests.histories.record``.
+
+Records only the scenarios whose file is missing: histories of an old shape are what running
+executions of that shape look like, and must never be re-recorded. When a workflow gains a new
+shape (behind ``workflow.patched``), add scenarios for it here and run this again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.mpesa import (
+    DepositStatus,
+    DepositStep,
+    MpesaDepositConfig,
+    MpesaDepositInput,
+    MpesaDepositState,
+    StkQueryResult,
+)
+from domain.search import ALL_KEYS, OperationKind, start_attributes
+from runtime.devserver import temporal_cli
+from tests.fixtures.temporal import new_prefix, running_workers
+from tests.unit.test_mpesa_deposit_workflow import CHECKOUT, WALLET, FakeMpesa, success
+from workflows.mpesa_deposit import MpesaDeposit
+
+HERE = Path(__file__).parent
+Handle = WorkflowHandle[MpesaDeposit, MpesaDepositState]
+
+
+async def _until(handle: Handle, predicate: Callable[[MpesaDepositState], bool]) -> None:
+    for _ in range(500):
+        if predicate(await handle.query(MpesaDeposit.status)):
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError
+
+
+async def _callback(handle: Handle) -> None:
+    await _until(handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK)
+    await handle.signal(MpesaDeposit.mpesa_callback, success())
+    await handle.signal(MpesaDeposit.mpesa_callback, success())
+
+
+async def _nothing(handle: Handle) -> None:
+    return None
+
+
+async def _park_then_retry(handle: Handle) -> None:
+    await _callback(handle)
+    await _until(handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION)
+    await handle.signal(MpesaDeposit.retry)
+
+
+@dataclass
+class Scenario:
+    fake: Callable[[], FakeMpesa]
+    drive: Callable[[Handle], Awaitable[None]]
+    config: MpesaDepositConfig
+    wallet: str | None = None
+
+
+def _reverted() -> Any:
+    return ApplicationError("reverted", type="EvmReverted", non_retryable=True)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    # v1: before the on-chain leg
+    "v1_callback_success": Scenario(FakeMpesa, _callback, MpesaDepositConfig()),
+    "v1_query_success": Scenario(
+        lambda: FakeMpesa(
+            query_answers=[
+                StkQueryResult(checkout_request_id=CHECKOUT, pending=True),
+                StkQueryResult(checkout_request_id=CHECKOUT, result_code=0),
+            ]
+        ),
+        _nothing,
+        MpesaDepositConfig(callback_wait_seconds=0.5, query_interval_seconds=0.2),
+    ),
+    "v1_parked_then_retried": Scenario(
+        lambda: FakeMpesa(credit_failures=2),
+        _park_then_retry,
+        MpesaDepositConfig(credit_max_attempts=2, credit_initial_interval_seconds=0.1),
+    ),
+    "v1_query_cancelled": Scenario(
+        lambda: FakeMpesa(
+            query_answers=[
+                StkQueryResult(
+                    checkout_request_id=CHECKOUT,
+                    result_code=1032,
+                    result_desc="Request cancelled by user",
+                )
+            ]
+        ),
+        _nothing,
+        MpesaDepositConfig(callback_wait_seconds=0.3),
+    ),
+    # v2: the USDC leg (patch "mpesa-deposit-usdc-leg")
+    "v2_usdc_leg_success": Scenario(FakeMpesa, _callback, MpesaDepositConfig(), WALLET),
+    "v2_usdc_reverted_then_retried": Scenario(
+        lambda: FakeMpesa(confirm_errors=[_reverted()]),
+        _park_then_retry,
+        MpesaDepositConfig(),
+        WALLET,
+    ),
+}
+
+
+async def record(name: str, scenario: Scenario, env: WorkflowEnvironment) -> None:
+    fake = scenario.fake()
+    prefix = new_prefix()
+    async with running_workers(
+        env.client, prefix, workflows=[MpesaDeposit], activities=fake.activities()
+    ) as queue:
+        deposit_id = str(uuid.uuid4())
+        handle = await env.client.start_workflow(
+            MpesaDeposit.run,
+            MpesaDepositInput(
+                deposit_id=deposit_id,
+                tenant="t1",
+                user_id="u1",
+                subject="alice",
+                phone="254708374149",
+                amount_minor=15000,
+                account_reference="Settle",
+                config=scenario.config,
+                task_queue_prefix=prefix,
+                wallet_address=scenario.wallet,
+            ),
+            id=f"mpesa-deposit-{deposit_id}",
+            task_queue=queue,
+            search_attributes=start_attributes(OperationKind.MPESA_DEPOSIT, "t1", "alice"),
+        )
+        await scenario.drive(handle)
+        await handle.result()
+        history = await handle.fetch_history()
+    target = HERE / "mpesa_deposit" / f"{name}.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(history.to_json())
+    print(f"recorded {target}")
+
+
+async def main() -> None:
+    missing = {
+        n: s for n, s in SCENARIOS.items() if not (HERE / "mpesa_deposit" / f"{n}.json").exists()
+    }
+    if not missing:
+        print("every scenario is recorded already")
+        return
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=ALL_KEYS,
+    )
+    async with env:
+        for name, scenario in missing.items():
+            await record(name, scenario, env)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)

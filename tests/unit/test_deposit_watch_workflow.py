@@ -1,0 +1,243 @@
+"""DepositWatch's timers on the time-skipping server, with mocked chain and DB activities: an hour
+of fallback timers takes well under a second."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+
+from domain.deposit_watch import (
+    CheckTransfersInput,
+    CheckTransfersResult,
+    CloseIntentInput,
+    CreditTransferInput,
+    DepositWatchInput,
+    DepositWatchState,
+    FallbackInput,
+    FallbackResult,
+    IntentStatus,
+    IntentTotals,
+    MarkTransferInput,
+    TransferCheck,
+    TransferSeen,
+    WatchConfig,
+)
+from domain.queues import ActivityQueue
+from domain.search import OperationKind, start_attributes
+from tests.fixtures.temporal import new_prefix, running_workers
+from workflows.deposit_watch import DepositWatch
+
+
+def transfer(n: int, amount: int, block: int = 100, block_hash: str = "0xaa") -> TransferSeen:
+    return TransferSeen(
+        tx_hash=f"0x{n:064x}",
+        log_index=0,
+        block_number=block,
+        block_hash=block_hash,
+        from_address="0xpayer",
+        amount_minor=amount,
+    )
+
+
+@dataclass
+class FakeChain:
+    """``outcomes[tx_key]``: the answers check_transfers gives for that transfer, in order."""
+
+    outcomes: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    fallback_answers: list[list[TransferSeen]] = field(default_factory=list)
+    checks: int = 0
+    fallbacks: int = 0
+    credited: list[TransferSeen] = field(default_factory=list)
+    marked: list[MarkTransferInput] = field(default_factory=list)
+    closed: list[CloseIntentInput] = field(default_factory=list)
+
+    def activities(self) -> dict[ActivityQueue, list]:
+        @activity.defn(name="chain.check_transfers")
+        async def check_transfers(request: CheckTransfersInput) -> CheckTransfersResult:
+            self.checks += 1
+            checks = []
+            for t in request.transfers:
+                answers = self.outcomes.get(t.key, [("confirmed", 0)])
+                outcome, to_go = answers.pop(0) if len(answers) > 1 else answers[0]
+                checks.append(TransferCheck(transfer=t, outcome=outcome, blocks_to_go=to_go))
+            return CheckTransfersResult(checks=checks, head=200)
+
+        @activity.defn(name="chain.fallback_transfers")
+        async def fallback_transfers(request: FallbackInput) -> FallbackResult:
+            self.fallbacks += 1
+            found = self.fallback_answers.pop(0) if self.fallback_answers else []
+            return FallbackResult(transfers=found, queried_chain=False)
+
+        @activity.defn(name="intents.credit_transfer")
+        async def credit_transfer(request: CreditTransferInput) -> IntentTotals:
+            self.credited.append(request.transfer)
+            return IntentTotals(
+                intent_id=request.intent_id,
+                received_minor=sum(t.amount_minor for t in self.credited),
+                credited_now=True,
+            )
+
+        @activity.defn(name="intents.mark_transfer")
+        async def mark_transfer(request: MarkTransferInput) -> None:
+            self.marked.append(request)
+
+        @activity.defn(name="intents.close")
+        async def close(request: CloseIntentInput) -> str:
+            self.closed.append(request)
+            return request.status.value
+
+        return {
+            ActivityQueue.EVM_READ: [check_transfers, fallback_transfers],
+            ActivityQueue.DB: [credit_transfer, mark_transfer, close],
+        }
+
+
+@pytest.fixture
+def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return time_skipping_env
+
+
+async def run_watch(
+    env: WorkflowEnvironment,
+    fake: FakeChain,
+    amount: int,
+    *,
+    ttl: timedelta = timedelta(hours=1),
+    signals=(),
+    config: WatchConfig | None = None,
+    before_result=None,
+) -> DepositWatchState:
+    prefix = new_prefix()
+    async with running_workers(
+        env.client, prefix, workflows=[DepositWatch], activities=fake.activities()
+    ):
+        now = await env.get_current_time()
+        intent_id = str(uuid.uuid4())
+        handle = await env.client.start_workflow(
+            DepositWatch.run,
+            DepositWatchInput(
+                intent_id=intent_id,
+                tenant="t",
+                user_id="u",
+                subject="s",
+                chain="base",
+                chain_id=31337,
+                address="0xintent",
+                amount_minor=amount,
+                expires_at=now + ttl,
+                start_block=90,
+                config=config or WatchConfig(),
+                task_queue_prefix=prefix,
+            ),
+            id=f"deposit-watch-{intent_id}",
+            task_queue=f"{prefix}workflows",
+            search_attributes=start_attributes(OperationKind.DEPOSIT_WATCH, "t", "s"),
+        )
+        for seen in signals:
+            await handle.signal(DepositWatch.transfer_seen, seen)
+        if before_result is not None:
+            await before_result(handle)
+        return await handle.result()
+
+
+async def test_expiry_with_nothing_after_an_hour_of_fallback_timers(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeChain()
+    state = await run_watch(env, fake, 5_000_000)
+    assert state.status == IntentStatus.EXPIRED
+    assert fake.fallbacks == 12  # every 5 min for 60 min: the scanner is the fast path
+    assert fake.closed[-1].status == IntentStatus.EXPIRED
+
+
+async def test_max_checks_stops_the_watch(env: WorkflowEnvironment) -> None:
+    fake = FakeChain()
+    state = await run_watch(env, fake, 5_000_000, config=WatchConfig(max_checks=5))
+    assert state.status == IntentStatus.STOPPED
+    assert state.checks == 5
+
+
+async def test_confirmations_are_waited_for_with_timers_sized_to_the_blocks_to_go(
+    env: WorkflowEnvironment,
+) -> None:
+    seen = transfer(1, 5_000_000)
+    fake = FakeChain(outcomes={seen.key: [("pending", 10), ("pending", 1), ("confirmed", 0)]})
+    state = await run_watch(env, fake, 5_000_000, signals=[seen])
+    assert state.status == IntentStatus.PAID
+    assert fake.checks == 3
+    assert [t.key for t in fake.credited] == [seen.key]
+    assert fake.fallbacks == 0
+
+
+async def test_reorged_transfer_is_not_credited_and_the_watch_goes_on(
+    env: WorkflowEnvironment,
+) -> None:
+    gone = transfer(1, 5_000_000, block_hash="0xold")
+    again = transfer(1, 5_000_000, block=105, block_hash="0xnew")  # re-included after the reorg
+    fake = FakeChain(outcomes={gone.key: [("reorged", 0)]})
+
+    async def reinclude(handle) -> None:
+        for _ in range(200):
+            if (await handle.query(DepositWatch.status)).reorged:
+                break
+            await asyncio.sleep(0.02)
+        fake.outcomes[again.key] = [("confirmed", 0)]
+        await handle.signal(DepositWatch.transfer_seen, again)
+
+    state = await run_watch(env, fake, 5_000_000, signals=[gone], before_result=reinclude)
+    assert state.status == IntentStatus.PAID
+    assert [m.transfer.block_hash for m in fake.marked] == ["0xold"]
+    assert [t.block_hash for t in fake.credited] == ["0xnew"]
+
+
+async def test_reorged_transfer_that_never_returns_expires_uncredited(
+    env: WorkflowEnvironment,
+) -> None:
+    gone = transfer(1, 5_000_000)
+    fake = FakeChain(outcomes={gone.key: [("reorged", 0)]})
+    state = await run_watch(env, fake, 5_000_000, signals=[gone])
+    assert state.status == IntentStatus.EXPIRED and fake.credited == []
+
+
+async def test_partial_then_expiry(env: WorkflowEnvironment) -> None:
+    fake = FakeChain()
+    state = await run_watch(env, fake, 10_000_000, signals=[transfer(1, 4_000_000)])
+    assert state.status == IntentStatus.EXPIRED_PARTIALLY_PAID
+    assert state.received_minor == 4_000_000
+
+
+async def test_two_transfers_overpay(env: WorkflowEnvironment) -> None:
+    fake = FakeChain()
+    state = await run_watch(
+        env, fake, 10_000_000, signals=[transfer(1, 6_000_000), transfer(2, 6_000_000)]
+    )
+    assert state.status == IntentStatus.OVERPAID and state.received_minor == 12_000_000
+
+
+async def test_transfer_seen_before_expiry_still_confirms_after_it(
+    env: WorkflowEnvironment,
+) -> None:
+    seen = transfer(1, 3_000_000)
+    fake = FakeChain(outcomes={seen.key: [("pending", 30), ("confirmed", 0)]})
+    state = await run_watch(
+        env,
+        fake,
+        3_000_000,
+        ttl=timedelta(seconds=10),
+        signals=[seen],
+        config=WatchConfig(block_time_seconds=2),
+    )
+    assert state.status == IntentStatus.PAID  # 60 s of confirmations outlived a 10 s intent
+
+
+async def test_fallback_finds_what_the_scanner_missed(env: WorkflowEnvironment) -> None:
+    fake = FakeChain(fallback_answers=[[], [transfer(7, 2_000_000)]])
+    state = await run_watch(env, fake, 2_000_000)
+    assert state.status == IntentStatus.PAID
+    assert fake.fallbacks == 2

@@ -1,0 +1,604 @@
+"""MpesaDeposit on the time-skipping server, with mocked activities.
+
+The callback wait (90 s), query intervals and retry backoffs are real durations in workflow time:
+the server skips them, so these tests take well under a second each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.evm import AwaitTxInput, SubmittedTx, TransferUsdcInput, TxReceipt
+from domain.fx import FxQuote, FxQuoteInput
+from domain.mpesa import (
+    CreditDepositInput,
+    CreditDepositResult,
+    DepositOutcomeInput,
+    DepositStatus,
+    DepositStep,
+    MpesaDepositConfig,
+    MpesaDepositInput,
+    MpesaDepositState,
+    RecordConversionInput,
+    RecordStkPushInput,
+    StkCallback,
+    StkPushInput,
+    StkPushResult,
+    StkQueryInput,
+    StkQueryResult,
+)
+from domain.queues import ActivityQueue
+from domain.search import SETTLE_STATUS, OperationKind, start_attributes
+from tests.fixtures.temporal import new_prefix, running_workers
+from workflows.mpesa_deposit import MpesaDeposit
+
+CHECKOUT = "ws_CO_TEST"
+
+
+@dataclass
+class FakeMpesa:
+    """Stand-ins for the M-Pesa and DB activities, recording what the workflow asked for."""
+
+    query_answers: list[StkQueryResult] = field(default_factory=list)
+    push_error: Exception | None = None
+    credit_failures: int = 0
+    early_callback: StkCallback | None = None
+    pushes: int = 0
+    queries: int = 0
+    credits: list[CreditDepositInput] = field(default_factory=list)
+    outcomes: list[DepositOutcomeInput] = field(default_factory=list)
+    push_started: asyncio.Event = field(default_factory=asyncio.Event)
+    push_gate: asyncio.Event | None = None
+    # the on-chain leg
+    quotes: int = 0
+    transfers: list[TransferUsdcInput] = field(default_factory=list)
+    transfer_error: Exception | None = None
+    confirm_errors: list[Exception] = field(default_factory=list)
+    confirm_gate: asyncio.Event | None = None
+    confirm_started: asyncio.Event = field(default_factory=asyncio.Event)
+    conversions: list[RecordConversionInput] = field(default_factory=list)
+
+    def activities(self) -> dict[ActivityQueue, list]:
+        @activity.defn(name="mpesa.stk_push")
+        async def stk_push(request: StkPushInput) -> StkPushResult:
+            self.pushes += 1
+            self.push_started.set()
+            if self.push_gate is not None:
+                await self.push_gate.wait()
+            if self.push_error is not None:
+                raise self.push_error
+            return StkPushResult(merchant_request_id="m-1", checkout_request_id=CHECKOUT)
+
+        @activity.defn(name="mpesa.stk_query")
+        async def stk_query(request: StkQueryInput) -> StkQueryResult:
+            self.queries += 1
+            if self.query_answers:
+                return self.query_answers.pop(0)
+            return StkQueryResult(checkout_request_id=request.checkout_request_id, pending=True)
+
+        @activity.defn(name="deposits.record_stk_push")
+        async def record_stk_push(request: RecordStkPushInput) -> StkCallback | None:
+            return self.early_callback
+
+        @activity.defn(name="deposits.set_outcome")
+        async def set_outcome(outcome: DepositOutcomeInput) -> str:
+            self.outcomes.append(outcome)
+            return outcome.status.value
+
+        @activity.defn(name="deposits.credit")
+        async def credit(request: CreditDepositInput) -> CreditDepositResult:
+            self.credits.append(request)
+            if len(self.credits) <= self.credit_failures:
+                raise RuntimeError("database unavailable")
+            return CreditDepositResult(
+                entry_id="entry-1",
+                idempotency_key=f"mpesa:receipt:{request.receipt}",
+                already_credited=False,
+                balance_minor=15000,
+            )
+
+        @activity.defn(name="fx.quote")
+        async def quote(request: FxQuoteInput) -> FxQuote:
+            self.quotes += 1
+            return FxQuote(
+                amount_kes_minor=request.amount_kes_minor,
+                usdc_minor=1_162_790,
+                kes_per_usdc="129.00",
+                source="fixed",
+            )
+
+        @activity.defn(name="evm.transfer_usdc")
+        async def transfer_usdc(request: TransferUsdcInput) -> SubmittedTx:
+            self.transfers.append(request)
+            if self.transfer_error is not None:
+                raise self.transfer_error
+            return SubmittedTx(
+                idempotency_key=request.idempotency_key,
+                tx_hash=f"0xhash-{request.idempotency_key[-1]}",
+                nonce=len(self.transfers),
+            )
+
+        @activity.defn(name="evm.await_confirmations")
+        async def await_confirmations(request: AwaitTxInput) -> TxReceipt:
+            self.confirm_started.set()
+            if self.confirm_gate is not None:
+                await self.confirm_gate.wait()
+            if self.confirm_errors:
+                raise self.confirm_errors.pop(0)
+            return TxReceipt(
+                idempotency_key=request.idempotency_key,
+                tx_hash=f"0xmined-{request.idempotency_key[-1]}",
+                nonce=1,
+                block_number=42,
+                block_hash="0xb",
+                confirmations=request.confirmations,
+            )
+
+        @activity.defn(name="deposits.record_conversion")
+        async def record_conversion(request: RecordConversionInput) -> None:
+            self.conversions.append(request)
+
+        return {
+            ActivityQueue.MPESA: [stk_push, stk_query],
+            ActivityQueue.DB: [record_stk_push, set_outcome, credit, record_conversion],
+            ActivityQueue.FX: [quote],
+            ActivityQueue.EVM_WRITE: [transfer_usdc, await_confirmations],
+        }
+
+    def statuses(self) -> list[DepositStatus]:
+        return [o.status for o in self.outcomes]
+
+
+def success(receipt: str = "RCP123") -> StkCallback:
+    return StkCallback(
+        merchant_request_id="m-1",
+        checkout_request_id=CHECKOUT,
+        result_code=0,
+        result_desc="The service request is processed successfully.",
+        amount_minor=15000,
+        receipt=receipt,
+    )
+
+
+def failure(code: int, desc: str) -> StkCallback:
+    return StkCallback(
+        merchant_request_id="m-1", checkout_request_id=CHECKOUT, result_code=code, result_desc=desc
+    )
+
+
+@pytest.fixture
+def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return time_skipping_env
+
+
+@dataclass
+class Running:
+    handle: WorkflowHandle[MpesaDeposit, MpesaDepositState]
+    fake: FakeMpesa
+
+
+@pytest.fixture
+async def start(env: WorkflowEnvironment) -> AsyncIterator:
+    """Start a deposit with workers serving the fakes; yields a starter function."""
+    stacks = []
+
+    async def _start(
+        fake: FakeMpesa, config: MpesaDepositConfig | None = None, wallet: str | None = None
+    ) -> Running:
+        prefix = new_prefix()
+        cm = running_workers(
+            env.client, prefix, workflows=[MpesaDeposit], activities=fake.activities()
+        )
+        queue = await cm.__aenter__()
+        stacks.append(cm)
+        deposit_id = str(uuid.uuid4())
+        handle = await env.client.start_workflow(
+            MpesaDeposit.run,
+            MpesaDepositInput(
+                deposit_id=deposit_id,
+                tenant="t1",
+                user_id="u1",
+                subject="alice",
+                phone="254708374149",
+                amount_minor=15000,
+                account_reference="Settle",
+                config=config or MpesaDepositConfig(),
+                task_queue_prefix=prefix,
+                wallet_address=wallet,
+            ),
+            id=f"mpesa-deposit-{deposit_id}",
+            task_queue=queue,
+            search_attributes=start_attributes(OperationKind.MPESA_DEPOSIT, "t1", "alice"),
+        )
+        return Running(handle, fake)
+
+    yield _start
+    for cm in reversed(stacks):
+        await cm.__aexit__(None, None, None)
+
+
+async def wait_state(
+    handle: WorkflowHandle,
+    predicate,
+    what: str,
+    *,
+    advance: WorkflowEnvironment | None = None,
+    step_seconds: float = 2.0,
+) -> MpesaDepositState:
+    """Query until the workflow's state satisfies ``predicate``.
+
+    Queries do not skip time. Where the workflow must get past timers or retry backoffs first,
+    ``advance`` moves the test server's clock forward ``step_seconds`` between queries.
+    """
+    for _ in range(500):
+        state = await handle.query(MpesaDeposit.status)
+        if predicate(state):
+            return state
+        if advance is not None:
+            await advance.sleep(step_seconds)
+        else:
+            await asyncio.sleep(0.02)
+    pytest.fail(f"workflow never reached: {what}; last state {state}")
+
+
+async def settle_status(client: Client, workflow_id: str) -> str | None:
+    description = await client.get_workflow_handle(workflow_id).describe()
+    return description.typed_search_attributes.get(SETTLE_STATUS)
+
+
+async def test_callback_success_credits_once_with_receipt(start) -> None:
+    run = await start(FakeMpesa())
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert state.receipt == "RCP123"
+    assert [c.receipt for c in run.fake.credits] == ["RCP123"]
+    assert run.fake.queries == 0
+    assert DepositStatus.PAID in run.fake.statuses()
+
+
+@pytest.mark.parametrize(
+    ("code", "desc", "reason_fragment"),
+    [
+        (1032, "Request cancelled by user", "cancelled"),
+        (1037, "DS timeout user cannot be reached", "could not be reached"),
+        (1, "The balance is insufficient for the transaction.", "insufficient"),
+        (9999, "Something unusual", "Something unusual"),
+    ],
+)
+async def test_failed_callback_fails_with_reason_and_never_credits(
+    start, env: WorkflowEnvironment, code: int, desc: str, reason_fragment: str
+) -> None:
+    run = await start(FakeMpesa())
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, failure(code, desc))
+    state = await run.handle.result()
+    assert state.status == DepositStatus.FAILED
+    assert state.result_code == code
+    assert reason_fragment in (state.failure_reason or "")
+    assert run.fake.credits == []
+    assert run.fake.statuses()[-1] == DepositStatus.FAILED
+    assert await settle_status(env.client, run.handle.id) == "failed"
+
+
+async def test_no_callback_then_query_until_final_success(start) -> None:
+    fake = FakeMpesa(
+        query_answers=[
+            StkQueryResult(checkout_request_id=CHECKOUT, pending=True),
+            StkQueryResult(checkout_request_id=CHECKOUT, pending=True),
+            StkQueryResult(checkout_request_id=CHECKOUT, result_code=0, result_desc="ok"),
+        ]
+    )
+    run = await start(fake)
+    state = await run.handle.result()  # skips the 90 s callback wait and the query intervals
+    assert state.status == DepositStatus.CREDITED
+    assert fake.queries == 3
+    assert state.queries_made == 3
+    assert state.receipt is None
+    assert fake.credits[0].receipt is None
+    assert DepositStatus.CONFIRMING in fake.statuses()
+
+
+async def test_timeout_then_query_reports_the_failure(start) -> None:
+    fake = FakeMpesa(
+        query_answers=[
+            StkQueryResult(
+                checkout_request_id=CHECKOUT,
+                result_code=1037,
+                result_desc="DS timeout user cannot be reached",
+            )
+        ]
+    )
+    run = await start(fake)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.FAILED
+    assert state.result_code == 1037
+    assert fake.credits == []
+
+
+async def test_callback_during_queries_wins_over_query_answers(
+    start, env: WorkflowEnvironment
+) -> None:
+    """A late callback (with its receipt) is taken even while queries still say pending."""
+    fake = FakeMpesa()
+    run = await start(
+        fake, MpesaDepositConfig(callback_wait_seconds=5, query_interval_seconds=3600)
+    )
+    await wait_state(run.handle, lambda s: s.step == DepositStep.STK_QUERY, "querying", advance=env)
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success("LATE1"))
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert state.receipt == "LATE1"
+
+
+async def test_query_never_overwrites_a_confirmed_success(start) -> None:
+    """Once the callback confirmed success, no query runs and no failure can replace it."""
+    fake = FakeMpesa(
+        query_answers=[
+            StkQueryResult(checkout_request_id=CHECKOUT, result_code=1032, result_desc="x")
+        ],
+        early_callback=success("EARLY1"),
+    )
+    run = await start(fake)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert state.receipt == "EARLY1"
+    assert fake.queries == 0
+
+
+async def test_duplicate_callbacks_credit_once(start) -> None:
+    run = await start(FakeMpesa())
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    for _ in range(3):
+        await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    await run.handle.signal(
+        MpesaDeposit.mpesa_callback, failure(1032, "late duplicate says cancelled")
+    )
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert len(run.fake.credits) == 1
+    assert state.duplicate_callbacks == 3
+
+
+async def test_callback_for_another_checkout_is_ignored(start) -> None:
+    run = await start(FakeMpesa(), MpesaDepositConfig(callback_wait_seconds=30))
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    stranger = success("OTHER").model_copy(update={"checkout_request_id": "ws_CO_OTHER"})
+    await run.handle.signal(MpesaDeposit.mpesa_callback, stranger)
+    run.fake.query_answers.append(
+        StkQueryResult(checkout_request_id=CHECKOUT, result_code=1032, result_desc="cancelled")
+    )
+    state = await run.handle.result()
+    assert state.status == DepositStatus.FAILED
+    assert run.fake.credits == []
+
+
+async def test_credit_failing_parks_then_retry_signal_credits(
+    start, env: WorkflowEnvironment
+) -> None:
+    config = MpesaDepositConfig(credit_max_attempts=3)
+    fake = FakeMpesa(credit_failures=3)
+    run = await start(fake, config)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    parked = await wait_state(
+        run.handle,
+        lambda s: s.status == DepositStatus.NEEDS_ATTENTION,
+        "needs_attention",
+        advance=env,
+    )
+    assert "credit failed" in (parked.error or "")
+    assert len(fake.credits) == 3
+    assert await settle_status(env.client, run.handle.id) == "needs_attention"
+    assert DepositStatus.NEEDS_ATTENTION in fake.statuses()
+
+    await run.handle.signal(MpesaDeposit.retry)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert len(fake.credits) == 4
+    assert state.error is None
+    assert await settle_status(env.client, run.handle.id) == "succeeded"
+
+
+async def test_parked_credit_can_be_abandoned_with_a_reason(
+    start, env: WorkflowEnvironment
+) -> None:
+    fake = FakeMpesa(credit_failures=100)
+    run = await start(fake, MpesaDepositConfig(credit_max_attempts=2))
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked", advance=env
+    )
+    await run.handle.signal(MpesaDeposit.abandon, "refunded to the customer by hand")
+    state = await run.handle.result()
+    assert state.status == DepositStatus.ABANDONED
+    assert state.failure_reason == "refunded to the customer by hand"
+    assert fake.statuses()[-1] == DepositStatus.ABANDONED
+    assert await settle_status(env.client, run.handle.id) == "abandoned"
+
+
+async def test_retry_signal_before_parking_is_ignored(start) -> None:
+    run = await start(FakeMpesa())
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.retry)
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+
+
+async def test_queries_without_final_answer_park_instead_of_failing(
+    start, env: WorkflowEnvironment
+) -> None:
+    fake = FakeMpesa()  # every query answers pending
+    run = await start(fake, MpesaDepositConfig(query_max_attempts=3))
+    parked = await wait_state(
+        run.handle,
+        lambda s: s.status == DepositStatus.NEEDS_ATTENTION,
+        "parked after queries",
+        advance=env,
+        step_seconds=10,
+    )
+    assert "no final answer" in (parked.error or "")
+    assert fake.queries == 3
+    fake.query_answers.append(StkQueryResult(checkout_request_id=CHECKOUT, result_code=0))
+    await run.handle.signal(MpesaDeposit.retry)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert fake.queries == 4
+
+
+async def test_rejected_stk_push_fails_fast(start) -> None:
+    fake = FakeMpesa(
+        push_error=ApplicationError("invalid phone", type="DarajaRejected", non_retryable=True)
+    )
+    run = await start(fake)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.FAILED
+    assert "invalid phone" in (state.failure_reason or "")
+    assert fake.pushes == 1
+
+
+async def test_stk_push_retried_five_times_then_fails(start) -> None:
+    fake = FakeMpesa(push_error=RuntimeError("Daraja 503"))
+    run = await start(fake)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.FAILED
+    assert fake.pushes == 5
+
+
+async def test_cancel_before_push_fails_the_deposit(start, env: WorkflowEnvironment) -> None:
+    fake = FakeMpesa(push_gate=asyncio.Event())
+    run = await start(fake)
+    await asyncio.wait_for(fake.push_started.wait(), 10)
+    await run.handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure_info:
+        await run.handle.result()
+    assert isinstance(failure_info.value.cause, CancelledError)
+    assert fake.statuses()[-1] == DepositStatus.FAILED
+    assert await settle_status(env.client, run.handle.id) == "cancelled"
+
+
+async def test_cancel_after_prompt_is_refused_and_deposit_completes(start) -> None:
+    run = await start(FakeMpesa())
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.cancel()
+    await wait_state(run.handle, lambda s: s.cancel_refused, "cancellation refused")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await asyncio.wait_for(
+        run.handle.result(), timeout=timedelta(seconds=30).total_seconds()
+    )
+    assert state.status == DepositStatus.CREDITED
+    assert len(run.fake.credits) == 1
+
+
+WALLET = "0x1111111111111111111111111111111111111111"
+
+
+async def test_usdc_leg_sends_once_then_credits_usdc(start) -> None:
+    fake = FakeMpesa()
+    run = await start(fake, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert [t.to for t in fake.transfers] == [WALLET]
+    assert fake.transfers[0].amount_minor == 1_162_790
+    assert fake.transfers[0].idempotency_key.endswith(":usdc:1")
+    assert state.usdc_tx_hash == "0xmined-1" and state.usdc_block == 42
+    assert state.usdc_minor == 1_162_790 and state.fx_kes_per_usdc == "129.00"
+    (credit,) = fake.credits
+    assert (credit.usdc_minor, credit.usdc_tx_hash) == (1_162_790, "0xmined-1")
+    assert fake.conversions[-1].usdc_tx_hash == "0xmined-1"
+
+
+async def test_reverted_transfer_parks_and_retry_sends_a_new_one(
+    start, env: WorkflowEnvironment
+) -> None:
+    fake = FakeMpesa(
+        confirm_errors=[ApplicationError("reverted", type="EvmReverted", non_retryable=True)]
+    )
+    run = await start(fake, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked", advance=env
+    )
+    assert "USDC transfer failed" in (parked.error or "") and fake.credits == []
+    await run.handle.signal(MpesaDeposit.retry)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert [t.idempotency_key[-1] for t in fake.transfers] == ["1", "2"]
+    assert fake.quotes == 1
+    assert len(fake.credits) == 1 and fake.credits[0].usdc_tx_hash == "0xmined-2"
+
+
+async def test_rejected_transfer_parks_and_can_be_abandoned(
+    start, env: WorkflowEnvironment
+) -> None:
+    fake = FakeMpesa(
+        transfer_error=ApplicationError(
+            "treasury key misused", type="EvmRejected", non_retryable=True
+        )
+    )
+    run = await start(fake, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked", advance=env
+    )
+    await run.handle.signal(MpesaDeposit.abandon, "sent by hand")
+    state = await run.handle.result()
+    assert state.status == DepositStatus.ABANDONED and fake.credits == []
+
+
+async def test_cancel_while_confirming_is_refused_without_a_second_quote_or_transfer(start) -> None:
+    fake = FakeMpesa(confirm_gate=asyncio.Event())
+    run = await start(fake, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    await asyncio.wait_for(fake.confirm_started.wait(), 10)
+    await run.handle.cancel()
+    await wait_state(run.handle, lambda s: s.cancel_refused, "cancellation refused")
+    assert fake.confirm_gate is not None
+    fake.confirm_gate.set()
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert fake.quotes == 1
+    assert {t.idempotency_key for t in fake.transfers} == {fake.transfers[0].idempotency_key}
+    assert len(fake.credits) == 1

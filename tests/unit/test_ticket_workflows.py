@@ -1,0 +1,319 @@
+"""TicketPurchase, Refund and NftTransfer on the time-skipping server with mocked activities."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.nft import (
+    BurnTicketInput,
+    FreezeTicketInput,
+    MintTicketInput,
+    MintTicketResult,
+    TicketOwnerInput,
+    TicketOwnerResult,
+    TicketTxResult,
+    TransferTicketInput,
+    TransferTicketResult,
+)
+from domain.queues import ActivityQueue
+from domain.tickets import (
+    CancelPaymentInput,
+    EmailInput,
+    NftTransferInput,
+    PayInput,
+    PaymentCapturedInput,
+    PayResult,
+    PurchaseStatus,
+    PurchaseUpdate,
+    RecordOutcomeInput,
+    RefundInput,
+    RefundSettledInput,
+    ReservedRefund,
+    ReserveRefundInput,
+    RetrievePaymentInput,
+    StripeEventSignal,
+    StripeRefundInput,
+    StripeRefundResult,
+    TicketConfig,
+    TicketPurchaseInput,
+    TransferRecordInput,
+    WebhookInput,
+    WebhookResult,
+)
+from tests.fixtures.temporal import new_prefix, running_workers
+from workflows.tickets import NftTransfer, Refund, TicketPurchase
+
+BUYER = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"
+OTHER = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
+
+
+def permanent(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@dataclass
+class Fakes:
+    pay_status: str = "succeeded"
+    pay_error: Exception | None = None
+    retrieve_status: str = "requires_action"
+    mint_error: Exception | None = None
+    refund_failures: int = 0
+    reserve_error: Exception | None = None
+    full_refund: bool = True
+    owner: str | None = BUYER
+    calls: list[str] = field(default_factory=list)
+    emails: list[EmailInput] = field(default_factory=list)
+    updates: list[PurchaseUpdate] = field(default_factory=list)
+    refunds: list[StripeRefundInput] = field(default_factory=list)
+    settled: list[RefundSettledInput] = field(default_factory=list)
+
+    def activities(self) -> dict[ActivityQueue, list[Any]]:
+        fake = self
+
+        @activity.defn(name="stripe.pay")
+        async def pay(request: PayInput) -> PayResult:
+            fake.calls.append(f"pay:{request.idempotency_key}")
+            if fake.pay_error:
+                raise fake.pay_error
+            return PayResult(payment_intent="pi_1", status=fake.pay_status, amount_received=2500)
+
+        @activity.defn(name="stripe.retrieve")
+        async def retrieve(request: RetrievePaymentInput) -> PayResult:
+            fake.calls.append("retrieve")
+            return PayResult(payment_intent=request.payment_intent, status=fake.retrieve_status, amount_received=0)
+
+        @activity.defn(name="stripe.cancel")
+        async def cancel(request: CancelPaymentInput) -> PayResult:
+            fake.calls.append("cancel")
+            return PayResult(payment_intent=request.payment_intent, status="canceled", amount_received=0)
+
+        @activity.defn(name="stripe.refund")
+        async def refund(request: StripeRefundInput) -> StripeRefundResult:
+            fake.refunds.append(request)
+            if len(fake.refunds) <= fake.refund_failures:
+                raise RuntimeError("stripe down")
+            return StripeRefundResult(refund_id=f"re_{len(fake.refunds)}", amount_minor=request.amount_minor or 2500, status="succeeded")
+
+        @activity.defn(name="solana.mint_ticket")
+        async def mint_ticket(request: MintTicketInput) -> MintTicketResult:
+            fake.calls.append("mint")
+            if fake.mint_error:
+                raise fake.mint_error
+            return MintTicketResult(mint="Mint111", token_account="Ata111", signature="sig")
+
+        @activity.defn(name="solana.ticket_owner")
+        async def ticket_owner(request: TicketOwnerInput) -> TicketOwnerResult:
+            return TicketOwnerResult(owner=fake.owner)
+
+        @activity.defn(name="solana.transfer_ticket")
+        async def transfer_ticket(request: TransferTicketInput) -> TransferTicketResult:
+            fake.calls.append(f"transfer:{request.to_owner}")
+            return TransferTicketResult(signature="sig2", to_token_account="Ata222")
+
+        @activity.defn(name="solana.freeze_ticket")
+        async def freeze_ticket(request: FreezeTicketInput) -> TicketTxResult:
+            fake.calls.append("freeze")
+            return TicketTxResult(signature="sig3")
+
+        @activity.defn(name="solana.burn_ticket")
+        async def burn_ticket(request: BurnTicketInput) -> TicketTxResult:
+            fake.calls.append("burn")
+            return TicketTxResult(signature="sig4")
+
+        @activity.defn(name="notify.email")
+        async def email(request: EmailInput) -> bool:
+            fake.emails.append(request)
+            return True
+
+        @activity.defn(name="notify.webhook")
+        async def webhook(request: WebhookInput) -> WebhookResult:
+            fake.calls.append(f"webhook:{request.event_type}")
+            return WebhookResult(delivered=1)
+
+        @activity.defn(name="notify.record")
+        async def record(outcome: RecordOutcomeInput) -> None:
+            return None
+
+        @activity.defn(name="tickets.payment_captured")
+        async def payment_captured(captured: PaymentCapturedInput) -> None:
+            fake.calls.append("captured")
+
+        @activity.defn(name="tickets.update")
+        async def update(change: PurchaseUpdate) -> str:
+            fake.updates.append(change)
+            return change.status.value
+
+        @activity.defn(name="tickets.reserve_refund")
+        async def reserve_refund(request: ReserveRefundInput) -> ReservedRefund:
+            if fake.reserve_error:
+                raise fake.reserve_error
+            amount = request.amount_minor or 2500
+            return ReservedRefund(refund_id=request.refund_id, amount_minor=amount, payment_intent="pi_1", currency="usd", full=fake.full_refund)
+
+        @activity.defn(name="tickets.settle_refund")
+        async def settle_refund(settled: RefundSettledInput) -> None:
+            fake.settled.append(settled)
+
+        @activity.defn(name="tickets.record_transfer")
+        async def record_transfer(change: TransferRecordInput) -> None:
+            fake.calls.append(f"record-transfer:{change.status}")
+
+        return {
+            ActivityQueue.STRIPE: [pay, retrieve, cancel, refund],
+            ActivityQueue.SOLANA: [mint_ticket, ticket_owner, transfer_ticket, freeze_ticket, burn_ticket],
+            ActivityQueue.NOTIFY: [email, webhook, record],
+            ActivityQueue.DB: [payment_captured, update, reserve_refund, settle_refund, record_transfer],
+        }
+
+
+@pytest.fixture
+def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return time_skipping_env
+
+
+def purchase_input(prefix: str, **config: Any) -> TicketPurchaseInput:
+    return TicketPurchaseInput(
+        purchase_id=str(uuid.uuid4()), tenant="t", user_id="u", subject="s", event_id="evt", seat="A1",
+        amount_minor=2500, currency="usd", payment_method="pm_card_visa", buyer_email="b@example.com",
+        buyer_wallet=BUYER, metadata_uri="https://x/t.json", task_queue_prefix=prefix,
+        config=TicketConfig(admin_emails=["ops@example.com"], **config),
+    )
+
+
+async def run_purchase(env: WorkflowEnvironment, fakes: Fakes, drive: Any = None, **config: Any) -> Any:
+    prefix = new_prefix()
+    async with running_workers(env.client, prefix, workflows=[TicketPurchase], activities=fakes.activities()):
+        request = purchase_input(prefix, **config)
+        handle = await env.client.start_workflow(TicketPurchase.run, request, id=f"ticket-purchase-{request.purchase_id}", task_queue=f"{prefix}workflows")
+        if drive:
+            await drive(handle)
+        return await handle.result()
+
+
+async def test_purchase_pays_mints_and_notifies(env: WorkflowEnvironment) -> None:
+    fakes = Fakes()
+    state = await run_purchase(env, fakes)
+    assert state.status == PurchaseStatus.COMPLETED and state.mint == "Mint111"
+    assert fakes.calls[0].startswith("pay:ticket-purchase-") and fakes.calls[0].endswith(":payment")
+    assert fakes.calls.index("captured") < fakes.calls.index("mint") < fakes.calls.index("webhook:ticket.purchased")
+    assert [e.template for e in fakes.emails] == ["payment_confirmation", "nft_minted"]
+
+
+async def test_declined_card_fails_fast(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(pay_error=permanent("CardDeclined", "Your card was declined."))
+    state = await run_purchase(env, fakes)
+    assert state.status == PurchaseStatus.PAYMENT_FAILED and "declined" in state.failure_reason
+    assert "mint" not in fakes.calls and [c for c in fakes.calls if c.startswith("pay")] == [fakes.calls[0]]
+    assert fakes.updates[-1].release_seat
+
+
+async def test_authentication_finished_by_the_webhook(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(pay_status="requires_action")
+
+    async def authenticate(handle: Any) -> None:
+        for _ in range(200):
+            if (await handle.query(TicketPurchase.status)).status == PurchaseStatus.REQUIRES_ACTION:
+                break
+            await asyncio.sleep(0.02)
+        await handle.signal(TicketPurchase.stripe_event, StripeEventSignal(event_id="evt_1", type="payment_intent.succeeded", payment_intent="pi_1"))
+
+    state = await run_purchase(env, fakes, authenticate)
+    assert state.status == PurchaseStatus.COMPLETED
+
+
+async def test_authentication_never_finished_cancels_the_intent(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(pay_status="requires_action")
+    state = await run_purchase(env, fakes)  # the 15 min wait is skipped
+    assert state.status == PurchaseStatus.PAYMENT_FAILED
+    assert fakes.calls[-2:] == ["retrieve", "cancel"] or ("retrieve" in fakes.calls and "cancel" in fakes.calls)
+    assert "mint" not in fakes.calls
+
+
+async def test_mint_that_can_never_succeed_is_compensated(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(mint_error=permanent("SolanaRejected", "custom program error: 0x0"))
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_purchase(env, fakes)
+    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "TicketMintFailed"
+    assert len(fakes.refunds) == 1 and fakes.refunds[0].amount_minor == 2500
+    assert fakes.settled[-1].succeeded
+    assert fakes.updates[-1].status == PurchaseStatus.REFUNDED and fakes.updates[-1].release_seat
+    templates = [(e.template, e.to) for e in fakes.emails]
+    assert ("refund_confirmation", "b@example.com") in templates and ("admin_alert", "ops@example.com") in templates
+
+
+async def test_a_refund_that_keeps_failing_parks_until_retried(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(mint_error=permanent("SolanaRejected", "no"), refund_failures=10)
+
+    async def retry_when_parked(handle: Any) -> None:
+        for _ in range(500):
+            if (await handle.query(TicketPurchase.status)).status == PurchaseStatus.NEEDS_ATTENTION:
+                break
+            await env.sleep(30)
+        fakes.refund_failures = 0
+        await handle.signal(TicketPurchase.retry)
+
+    with pytest.raises(WorkflowFailureError):
+        await run_purchase(env, fakes, retry_when_parked)
+    assert fakes.settled[-1].succeeded and len(fakes.refunds) == 11
+
+
+def refund_input(prefix: str, amount: int | None, mint: str | None = "Mint111", **config: Any) -> RefundInput:
+    return RefundInput(
+        refund_id=str(uuid.uuid4()), purchase_id="p", tenant="t", amount_minor=amount, requested_by="s",
+        buyer_email="b@example.com", event_id="evt", seat="A1", mint=mint, task_queue_prefix=prefix,
+        config=TicketConfig(**config),
+    )
+
+
+async def run_refund(env: WorkflowEnvironment, fakes: Fakes, amount: int | None, **config: Any) -> Any:
+    prefix = new_prefix()
+    async with running_workers(env.client, prefix, workflows=[Refund], activities=fakes.activities()):
+        request = refund_input(prefix, amount, **config)
+        return await env.client.execute_workflow(Refund.run, request, id=f"refund-{request.refund_id}", task_queue=f"{prefix}workflows")
+
+
+async def test_full_refund_freezes_the_ticket(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(full_refund=True)
+    state = await run_refund(env, fakes, None, full_refund_action="freeze")
+    assert state.status == "succeeded" and state.nft_action == "frozen" and "freeze" in fakes.calls
+    assert fakes.refunds[0].idempotency_key == f"refund:{state.refund_id}"
+
+
+async def test_partial_refund_leaves_the_ticket(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(full_refund=False)
+    state = await run_refund(env, fakes, 1000, full_refund_action="burn")
+    assert state.status == "succeeded" and state.nft_action is None and "burn" not in fakes.calls
+
+
+async def test_refund_above_what_is_left_is_refused(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(reserve_error=permanent("RefundRefused", "at most 0 is left"))
+    state = await run_refund(env, fakes, 5000)
+    assert state.status == "refused" and fakes.refunds == []
+
+
+async def run_transfer(env: WorkflowEnvironment, fakes: Fakes) -> Any:
+    prefix = new_prefix()
+    async with running_workers(env.client, prefix, workflows=[NftTransfer], activities=fakes.activities()):
+        request = NftTransferInput(
+            transfer_id=str(uuid.uuid4()), purchase_id="p", tenant="t", mint="Mint111", from_wallet=BUYER,
+            to_wallet=OTHER, buyer_email="b@example.com", event_id="evt", seat="A1", task_queue_prefix=prefix,
+        )
+        return await env.client.execute_workflow(NftTransfer.run, request, id=f"nft-transfer-{request.transfer_id}", task_queue=f"{prefix}workflows")
+
+
+async def test_transfer_checks_the_owner_first(env: WorkflowEnvironment) -> None:
+    refused = Fakes(owner="SomeoneElse111")
+    state = await run_transfer(env, refused)
+    assert state.status == "refused" and not any(c.startswith("transfer:") for c in refused.calls)
+    allowed = Fakes()
+    state = await run_transfer(env, allowed)
+    assert state.status == "transferred" and f"transfer:{OTHER}" in allowed.calls and "webhook:ticket.transferred" in allowed.calls
