@@ -1,0 +1,227 @@
+"""Benchmark: on-chain deposit watching, the scanner design against a per-intent poll.
+
+    .venv/bin/python -m bench.deposit_watch [--counts 1,100,10000] [--window 60]
+
+The dev stack runs as under ``make run`` (anvil with 2 s blocks, as on Base), with a JSON-RPC
+proxy between Settle and anvil that counts every call. For each number of open intents:
+
+* scanner design: RPC calls per minute made by Settle (scanner + watches + everything) while the
+  intents sit open, counted by the proxy over ``--window`` seconds;
+* per-intent poll (the old repeating job): each intent asks ``eth_blockNumber`` and
+  ``eth_getLogs`` for its own address every 30 s. It is driven for real against anvil for the same
+  window, and the calls it managed per minute are printed next to what the design requires;
+* with the most intents open: the worker's CPU and memory;
+* detection latency: for a batch of deposits, from the block that gives the transfer its N
+  confirmations to the intent being credited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+
+import httpx
+import psutil
+from sqlalchemy import func, select
+
+from api.auth import issue_token
+from bench.stack import BenchStack, bench_stack
+from providers.evm import EvmClient, LocalSigner, LogFilter
+from providers.evm.erc20 import TRANSFER_TOPIC
+from runtime.settings import Settings
+from sandbox.chain import mint_usdc
+from sandbox.payer import Payer
+from store.db import make_engine, make_session_factory
+from store.models import DepositIntent
+
+POLL_SECONDS = 30.0
+
+
+async def create_intents(
+    stack: BenchStack, settings: Settings, count: int, concurrency: int = 40
+) -> list[dict]:
+    token = issue_token(
+        settings, subject="bench", tenant=f"bench-{uuid.uuid4().hex[:6]}", roles=["user"]
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    gate = asyncio.Semaphore(concurrency)
+    made: list[dict] = []
+    started = time.perf_counter()
+
+    async def one(http: httpx.AsyncClient) -> None:
+        async with gate:
+            response = await http.post(
+                "/api/v1/deposit/intent/create",
+                json={"amount": "10", "chain": "base"},
+                headers=headers,
+            )
+            response.raise_for_status()
+            made.append(response.json())
+            if len(made) % 1000 == 0:
+                rate = len(made) / (time.perf_counter() - started)
+                print(f"  {len(made)} intents created ({rate:.0f}/s)", flush=True)
+
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=120) as http:
+        await asyncio.gather(*(one(http) for _ in range(count)))
+    return made
+
+
+async def open_count(settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_session_factory(engine)() as session:
+            query = (
+                select(func.count())
+                .select_from(DepositIntent)
+                .where(DepositIntent.status == "open")
+            )
+            return int((await session.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def scanner_calls_per_minute(stack: BenchStack, window: float) -> dict[str, float]:
+    assert stack.proxy is not None
+    stack.proxy.reset()
+    await asyncio.sleep(window)
+    per_minute = 60.0 / window
+    calls = dict(stack.proxy.calls)
+    return {
+        "total": sum(calls.values()) * per_minute,
+        **{m: n * per_minute for m, n in calls.items()},
+    }
+
+
+async def per_intent_poll(
+    anvil_url: str, addresses: list[str], usdc: str, window: float
+) -> dict[str, float]:
+    """The old design, for real: every intent polls its own address every 30 s."""
+    client = EvmClient(anvil_url, chain_id=31337, timeout_seconds=30)
+    head = await client.block_number()
+    gate = asyncio.Semaphore(64)
+    deadline = time.monotonic() + window
+    offsets = [POLL_SECONDS * i / len(addresses) for i in range(len(addresses))]  # spread like cron
+
+    async def poller(address: str, offset: float) -> None:
+        await asyncio.sleep(offset)
+        topic = "0x" + address.lower()[2:].rjust(64, "0")
+        while time.monotonic() < deadline:
+            async with gate:
+                latest = await client.block_number()
+                await client.get_logs(LogFilter(head, latest, usdc, [TRANSFER_TOPIC, None, topic]))
+            await asyncio.sleep(POLL_SECONDS)
+
+    started = time.monotonic()
+    tasks = [asyncio.create_task(poller(a, o)) for a, o in zip(addresses, offsets, strict=True)]
+    await asyncio.sleep(window)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = time.monotonic() - started
+    await client.aclose()
+    return {
+        "achieved": sum(client.calls.values()) * 60.0 / elapsed,
+        "required": len(addresses) * 2 * 60.0 / POLL_SECONDS,
+    }
+
+
+def worker_usage(stack: BenchStack, seconds: float = 10.0) -> dict[str, float]:
+    assert stack.worker is not None
+    process = psutil.Process(stack.worker.pid)
+    process.cpu_percent(None)
+    time.sleep(seconds)
+    return {"cpu_percent": process.cpu_percent(None), "rss_mb": process.memory_info().rss / 2**20}
+
+
+async def detection_latency(stack: BenchStack, settings: Settings, deposits: int) -> list[float]:
+    """Seconds from the block that completes N confirmations to the intent being credited."""
+    anvil = EvmClient(stack.anvil_url, chain_id=31337)
+    payer = Payer(anvil, settings.usdc_contract_address)
+    await mint_usdc(
+        anvil, LocalSigner(settings.sandbox_deployer_private_key), payer.usdc, payer.address, 10**12
+    )
+    intents = await create_intents(stack, settings, deposits, concurrency=5)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    latencies: list[float] = []
+    confirmations = settings.evm_confirmations
+    for intent in intents:
+        receipt = await payer.pay(intent["address"], 10_000_000)
+        target = int(receipt["blockNumber"], 16) + confirmations - 1
+        confirmed_at = credited_at = None
+        while credited_at is None:
+            now = time.perf_counter()
+            if confirmed_at is None and await anvil.block_number() >= target:
+                confirmed_at = now
+            async with sessions() as session:
+                row = await session.get(DepositIntent, intent["id"])
+                if row is not None and row.status == "paid":
+                    credited_at = now
+            await asyncio.sleep(0.05)
+        latencies.append(credited_at - (confirmed_at or credited_at))
+    await engine.dispose()
+    await anvil.aclose()
+    return latencies
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--counts", default="1,100,10000")
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--latency-deposits", type=int, default=20)
+    args = parser.parse_args()
+    counts = sorted(int(c) for c in args.counts.split(","))
+    rows = []
+    async with bench_stack(None, 0.2) as stack:
+        settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
+        addresses: list[str] = []
+        usage: dict[str, float] = {}
+        for count in counts:
+            made = await create_intents(stack, settings, count - len(addresses))
+            addresses += [m["address"] for m in made]
+            await asyncio.sleep(5)  # let the new watches reach their first timer
+            assert await open_count(settings) == len(addresses)
+            print(f"{len(addresses)} intents open; measuring for {args.window:.0f} s", flush=True)
+            scanner = await scanner_calls_per_minute(stack, args.window)
+            if count == counts[-1]:
+                usage = await asyncio.to_thread(worker_usage, stack)
+            poll = await per_intent_poll(
+                stack.anvil_url, addresses, settings.usdc_contract_address, args.window
+            )
+            rows.append((count, scanner, poll))
+        latencies = await detection_latency(stack, settings, args.latency_deposits)
+
+    print(f"\nOn-chain deposit watching, anvil with 2 s blocks, {os.cpu_count()} cores")
+    print(
+        f"{'open intents':>12} | {'scanner design calls/min':>24} | {'per-intent poll calls/min':>26} (achieved)"
+    )
+    for count, scanner, poll in rows:
+        print(
+            f"{count:>12} | {scanner['total']:>24.0f} | {poll['required']:>26.0f} ({poll['achieved']:.0f})"
+        )
+    for count, scanner, _ in rows:
+        detail = ", ".join(f"{m} {n:.0f}" for m, n in sorted(scanner.items()) if m != "total")
+        print(f"  scanner design with {count}: {detail}")
+    print(
+        f"worker with {counts[-1]} open watches: CPU {usage.get('cpu_percent', 0):.1f} %, RSS {usage.get('rss_mb', 0):.0f} MB"
+    )
+    print(
+        f"detection latency, N-th confirmation block -> credited, {len(latencies)} deposits: "
+        f"p50 {statistics.median(latencies):.2f} s, p99 {max(latencies) if len(latencies) < 100 else statistics.quantiles(latencies, n=100)[98]:.2f} s"
+    )
+    print(
+        f"reproduce: .venv/bin/python -m bench.deposit_watch --counts {args.counts} --window {args.window:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)
