@@ -7,6 +7,7 @@ the reverse, keyed by the Stripe refund id. ``amount_refunded`` can never pass
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 from sqlalchemy import delete, func, select
@@ -232,7 +233,12 @@ async def first_stripe_event(session: AsyncSession, event_id: str, kind: str, ob
 
 
 def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A Standard Webhooks signing secret: ``whsec_`` + standard base64 of 32 random bytes.
+
+    Not ``token_urlsafe``: its ``-`` and ``_`` are not in the standard alphabet, so verifiers
+    decode a different key, or fail on the length (about one secret in four).
+    """
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 async def active_endpoints(session: AsyncSession, tenant: str) -> list[WebhookEndpoint]:
