@@ -26,6 +26,8 @@ REAL = {
     "treasury_private_key": "0x" + "4f" * 32,
     "deposit_hd_mnemonic": "legal winner thank year wave sausage worth useful legal winner thank yellow",
     "solana_authority_keypair": str(Keypair()),
+    "stripe_api_key": "sk_live_a-real-key-from-the-vault",
+    "stripe_webhook_secret": "whsec_a-real-secret-from-the-vault",
 }
 
 
@@ -38,6 +40,14 @@ def test_production_refuses_placeholder_secrets_naming_them() -> None:
         settings(settle_env="production", **{**REAL, "daraja_passkey": "dev-only-daraja-passkey"})
     assert "DARAJA_PASSKEY" in str(info.value)
     assert "JWT_SECRET" not in str(info.value)
+
+
+def test_production_refuses_the_stripe_sandbox_secrets() -> None:
+    values = {k: v for k, v in REAL.items() if not k.startswith("stripe_")}
+    with pytest.raises(ValidationError) as info:
+        settings(settle_env="production", **values)
+    assert "STRIPE_API_KEY" in str(info.value)
+    assert "STRIPE_WEBHOOK_SECRET" in str(info.value)
 
 
 def test_production_refuses_the_local_chains_well_known_keys() -> None:
