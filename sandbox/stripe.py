@@ -9,8 +9,9 @@ Resources: customers, payment intents (create with ``confirm``, retrieve, confir
 charges (retrieve), refunds (full and partial, never above the unrefunded amount).
 
 Test payment methods, as Stripe's: ``pm_card_visa`` / ``pm_card_mastercard`` succeed;
-``pm_card_chargeDeclined`` is declined (generic_decline); ``pm_card_chargeDeclinedInsufficientFunds``
-is declined (insufficient_funds); ``pm_card_authenticationRequired`` and
+``pm_card_chargeDeclined`` is declined (generic_decline);
+``pm_card_chargeDeclinedInsufficientFunds`` is declined (insufficient_funds);
+``pm_card_authenticationRequired`` and
 ``pm_card_threeDSecure2Required`` need the buyer's authentication (``requires_action``).
 
 Test controls (not Stripe): ``POST /_sandbox/payment_intents/{id}/authenticate``
@@ -41,7 +42,10 @@ log = get_logger("sandbox.stripe")
 SUCCEEDING = {"pm_card_visa", "pm_card_mastercard", "pm_card_amex"}
 DECLINES = {
     "pm_card_chargeDeclined": ("generic_decline", "Your card was declined."),
-    "pm_card_chargeDeclinedInsufficientFunds": ("insufficient_funds", "Your card has insufficient funds."),
+    "pm_card_chargeDeclinedInsufficientFunds": (
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
 }
 NEEDS_ACTION = {"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"}
 API_VERSION = "2025-01-27.acacia"
@@ -116,7 +120,9 @@ class StripeState:
 
 def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | None) -> FastAPI:
     state = StripeState(api_key, webhook_secret, webhook_url)
-    app = FastAPI(title="Sandbox Stripe", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json")
+    app = FastAPI(
+        title="Sandbox Stripe", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json"
+    )
     app.state.sandbox = state
     http = httpx.AsyncClient(timeout=10)
     tasks: set[asyncio.Task[None]] = set()
@@ -148,14 +154,17 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
                 response = await http.post(
                     str(state.webhook_url),
                     content=payload,
-                    headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload, state.webhook_secret)},
+                    headers={
+                        "Content-Type": "application/json",
+                        "Stripe-Signature": sign(payload, state.webhook_secret),
+                    },
                 )
                 if response.status_code < 300:
                     state.delivered += 1
                     return
-                log.warning("webhook refused", event=event["id"], status=response.status_code)
+                log.warning("webhook refused", event_id=event["id"], status=response.status_code)
             except httpx.HTTPError as exc:
-                log.warning("webhook delivery failed", event=event["id"], error=str(exc))
+                log.warning("webhook delivery failed", event_id=event["id"], error=str(exc))
             await asyncio.sleep(0.5 * 2**attempt)
 
     # --- objects -----------------------------------------------------------------------------
@@ -185,10 +194,22 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         method = intent["payment_method"]
         if method in SUCCEEDING:
             charge = charge_for(intent)
-            intent.update(status="succeeded", latest_charge=charge["id"], amount_received=intent["amount"], last_payment_error=None, next_action=None)
+            intent.update(
+                status="succeeded",
+                latest_charge=charge["id"],
+                amount_received=intent["amount"],
+                last_payment_error=None,
+                next_action=None,
+            )
             emit("payment_intent.succeeded", intent)
         elif method in NEEDS_ACTION:
-            intent.update(status="requires_action", next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}})
+            intent.update(
+                status="requires_action",
+                next_action={
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": {"type": "three_d_secure_redirect"},
+                },
+            )
             emit("payment_intent.requires_action", intent)
         elif method in DECLINES:
             decline_code, message = DECLINES[method]
@@ -199,11 +220,15 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
                 "message": message,
                 "payment_method": {"id": method, "object": "payment_method"},
             }
-            intent.update(status="requires_payment_method", last_payment_error=error, next_action=None)
+            intent.update(
+                status="requires_payment_method", last_payment_error=error, next_action=None
+            )
             emit("payment_intent.payment_failed", intent)
             raise StripeFailure(402, {**error, "payment_intent": dict(intent)})
         else:
-            raise invalid(f"No such PaymentMethod: '{method}'", "payment_method", "resource_missing")
+            raise invalid(
+                f"No such PaymentMethod: '{method}'", "payment_method", "resource_missing"
+            )
 
     def require_intent(intent_id: str) -> dict[str, Any]:
         intent = state.intents.get(intent_id)
@@ -258,7 +283,9 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             "payment_method_types": ["card"],
             "capture_method": "automatic",
             "confirmation_method": "automatic",
-            "status": "requires_payment_method" if not params.get("payment_method") else "requires_confirmation",
+            "status": "requires_payment_method"
+            if not params.get("payment_method")
+            else "requires_confirmation",
             "latest_charge": None,
             "last_payment_error": None,
             "next_action": None,
@@ -278,7 +305,10 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
     def confirm_intent(intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         intent = require_intent(intent_id)
         if intent["status"] in ("succeeded", "canceled", "processing"):
-            raise invalid(f"This PaymentIntent's status is {intent['status']}; it cannot be confirmed.", code="payment_intent_unexpected_state")
+            raise invalid(
+                f"This PaymentIntent's status is {intent['status']}; it cannot be confirmed.",
+                code="payment_intent_unexpected_state",
+            )
         if params.get("payment_method"):
             intent["payment_method"] = params["payment_method"]
         attempt(intent)
@@ -287,8 +317,15 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
     def cancel_intent(intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         intent = require_intent(intent_id)
         if intent["status"] in ("succeeded", "canceled"):
-            raise invalid(f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}.", code="payment_intent_unexpected_state")
-        intent.update(status="canceled", cancellation_reason=params.get("cancellation_reason", "requested_by_customer"))
+            raise invalid(
+                "You cannot cancel this PaymentIntent because it has a status of "
+                f"{intent['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        intent.update(
+            status="canceled",
+            cancellation_reason=params.get("cancellation_reason", "requested_by_customer"),
+        )
         emit("payment_intent.canceled", intent)
         return intent
 
@@ -297,15 +334,24 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         if intent_id:
             charge_id = require_intent(str(intent_id)).get("latest_charge")
             if charge_id is None:
-                raise invalid(f"PaymentIntent {intent_id} does not have a successful charge to refund.", "payment_intent", "charge_not_refundable")
+                raise invalid(
+                    f"PaymentIntent {intent_id} does not have a successful charge to refund.",
+                    "payment_intent",
+                    "charge_not_refundable",
+                )
         charge = state.charges.get(str(charge_id)) if charge_id else None
         if charge is None:
-            raise invalid("You must provide a charge or a payment_intent to refund.", "charge", "parameter_missing")
+            raise invalid(
+                "You must provide a charge or a payment_intent to refund.",
+                "charge",
+                "parameter_missing",
+            )
         remaining = charge["amount"] - charge["amount_refunded"]
         amount = amount_param(params) if "amount" in params else remaining
         if amount > remaining:
             raise invalid(
-                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                f"({remaining})",
                 "amount",
                 "amount_too_large",
             )
@@ -345,10 +391,18 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         if state.failures:
             status = state.failures.pop(0)
             kind = "rate_limit_error" if status == 429 else "api_error"
-            return JSONResponse({"error": {"type": kind, "message": "injected sandbox failure"}}, status_code=status)
+            return JSONResponse(
+                {"error": {"type": kind, "message": "injected sandbox failure"}}, status_code=status
+            )
         if not authorised(request):
             return JSONResponse(
-                {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}, status_code=401
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "Invalid API Key provided.",
+                    }
+                },
+                status_code=401,
             )
         body = await request.body()
         params = parse_form(body) if request.method == "POST" else dict(request.query_params)
@@ -359,11 +413,17 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             if first != fingerprint:
                 error = {
                     "type": "idempotency_error",
-                    "message": "Keys for idempotent requests can only be used with the same parameters they were first used with. "
-                    f"Try using a key other than '{key}' if you meant to execute a different request.",
+                    "message": "Keys for idempotent requests can only be used with the same "
+                    "parameters they were first used with. "
+                    f"Try using a key other than '{key}' "
+                    "if you meant to execute a different request.",
                 }
                 return JSONResponse({"error": error}, status_code=400)
-            return JSONResponse(stored, status_code=status, headers={"Idempotent-Replayed": "true", "Idempotency-Key": key})
+            return JSONResponse(
+                stored,
+                status_code=status,
+                headers={"Idempotent-Replayed": "true", "Idempotency-Key": key},
+            )
         try:
             status, result = 200, action(params)
         except StripeFailure as failure:
@@ -420,11 +480,22 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         intent = state.intents[intent_id]
         if body.get("succeed", True):
             charge = charge_for(intent)
-            intent.update(status="succeeded", latest_charge=charge["id"], amount_received=intent["amount"], next_action=None)
+            intent.update(
+                status="succeeded",
+                latest_charge=charge["id"],
+                amount_received=intent["amount"],
+                next_action=None,
+            )
             emit("payment_intent.succeeded", intent)
         else:
-            error = {"type": "card_error", "code": "payment_intent_authentication_failure", "message": "The buyer did not authenticate."}
-            intent.update(status="requires_payment_method", last_payment_error=error, next_action=None)
+            error = {
+                "type": "card_error",
+                "code": "payment_intent_authentication_failure",
+                "message": "The buyer did not authenticate.",
+            }
+            intent.update(
+                status="requires_payment_method", last_payment_error=error, next_action=None
+            )
             emit("payment_intent.payment_failed", intent)
         return JSONResponse(intent)
 
