@@ -53,7 +53,14 @@ from workflows.tickets import NftTransfer, Refund, TicketPurchase
 
 log = get_logger("worker")
 
-WORKFLOWS: list[type] = [MpesaDeposit, DepositWatch, ChainScanner, TicketPurchase, Refund, NftTransfer]
+WORKFLOWS: list[type] = [
+    MpesaDeposit,
+    DepositWatch,
+    ChainScanner,
+    TicketPurchase,
+    Refund,
+    NftTransfer,
+]
 
 
 @dataclass

@@ -10,7 +10,12 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from domain.errors import EmailRejected, WebhookDeliveryFailed, WebhookEndpointGone, WebhookTargetRefused
+from domain.errors import (
+    EmailRejected,
+    WebhookDeliveryFailed,
+    WebhookEndpointGone,
+    WebhookTargetRefused,
+)
 from domain.tickets import EmailInput, RecordOutcomeInput, WebhookInput, WebhookResult
 from providers.email import Mailer
 from providers.webhooks import WebhookSender
@@ -22,16 +27,32 @@ log = get_logger("activities.notify")
 
 
 class NotifyActivities:
-    def __init__(self, mailer: Mailer, webhooks: WebhookSender, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, mailer: Mailer, webhooks: WebhookSender, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
         self._mailer = mailer
         self._webhooks = webhooks
         self._sessions = sessions
         self._reads = reads_of(sessions)
 
-    async def _record(self, message_id: str, channel: str, target: str, kind: str, status: str, error: str | None = None) -> None:
+    async def _record(
+        self,
+        message_id: str,
+        channel: str,
+        target: str,
+        kind: str,
+        status: str,
+        error: str | None = None,
+    ) -> None:
         async with self._sessions.begin() as session:
             await tickets.record_notification(
-                session, message_id=message_id, channel=channel, target=target, kind=kind, status=status, error=error
+                session,
+                message_id=message_id,
+                channel=channel,
+                target=target,
+                kind=kind,
+                status=status,
+                error=error,
             )
 
     async def _sent(self, message_id: str) -> bool:
@@ -45,9 +66,13 @@ class NotifyActivities:
         if await self._sent(request.message_id):
             return False
         try:
-            await self._mailer.send(request.template, request.context, to=request.to, message_id=request.message_id)
+            await self._mailer.send(
+                request.template, request.context, to=request.to, message_id=request.message_id
+            )
         except EmailRejected as exc:
-            await self._record(request.message_id, "email", request.to, request.template, "failed", str(exc))
+            await self._record(
+                request.message_id, "email", request.to, request.template, "failed", str(exc)
+            )
             raise
         await self._record(request.message_id, "email", request.to, request.template, "sent")
         log.info("email sent", template=request.template, message_id=request.message_id)
@@ -57,7 +82,10 @@ class NotifyActivities:
     async def webhook(self, request: WebhookInput) -> WebhookResult:
         """To every active endpoint of the tenant; a 410 disables that endpoint for good."""
         async with self._reads() as session:
-            endpoints = [(e.id, e.url, e.secret) for e in await tickets.active_endpoints(session, request.tenant)]
+            endpoints = [
+                (e.id, e.url, e.secret)
+                for e in await tickets.active_endpoints(session, request.tenant)
+            ]
         delivered = skipped = 0
         failures: list[str] = []
         for endpoint_id, url, secret in endpoints:
@@ -66,16 +94,24 @@ class NotifyActivities:
                 continue
             try:
                 await self._webhooks.send(
-                    url=url, secret=secret, message_id=message_id, event_type=request.event_type, data=dict(request.data)
+                    url=url,
+                    secret=secret,
+                    message_id=message_id,
+                    event_type=request.event_type,
+                    data=dict(request.data),
                 )
             except WebhookEndpointGone as exc:
                 async with self._sessions.begin() as session:
                     await tickets.disable_endpoint(session, endpoint_id, str(exc))
-                await self._record(message_id, "webhook", url, request.event_type, "skipped", str(exc))
+                await self._record(
+                    message_id, "webhook", url, request.event_type, "skipped", str(exc)
+                )
                 skipped += 1
                 continue
             except WebhookTargetRefused as exc:
-                await self._record(message_id, "webhook", url, request.event_type, "failed", str(exc))
+                await self._record(
+                    message_id, "webhook", url, request.event_type, "failed", str(exc)
+                )
                 skipped += 1
                 continue
             except WebhookDeliveryFailed as exc:
@@ -90,4 +126,11 @@ class NotifyActivities:
     @activity.defn(name="notify.record")
     async def record(self, outcome: RecordOutcomeInput) -> None:
         """The workflow gave up on a message: keep that it failed (metrics, operators)."""
-        await self._record(outcome.message_id, outcome.channel, outcome.target, outcome.kind, outcome.status, outcome.error)
+        await self._record(
+            outcome.message_id,
+            outcome.channel,
+            outcome.target,
+            outcome.kind,
+            outcome.status,
+            outcome.error,
+        )

@@ -48,7 +48,11 @@ class StripeActivities:
 
     @activity.defn(name="stripe.cancel")
     async def cancel(self, request: CancelPaymentInput) -> PayResult:
-        return _result(await self._payments.cancel(request.payment_intent, idempotency_key=request.idempotency_key))
+        return _result(
+            await self._payments.cancel(
+                request.payment_intent, idempotency_key=request.idempotency_key
+            )
+        )
 
     @activity.defn(name="stripe.refund")
     async def refund(self, request: StripeRefundInput) -> StripeRefundResult:
@@ -58,4 +62,6 @@ class StripeActivities:
             idempotency_key=request.idempotency_key,
             metadata=request.metadata,
         )
-        return StripeRefundResult(refund_id=refund.id, amount_minor=refund.amount, status=refund.status)
+        return StripeRefundResult(
+            refund_id=refund.id, amount_minor=refund.amount, status=refund.status
+        )

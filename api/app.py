@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from solders.keypair import Keypair
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
@@ -25,8 +26,6 @@ from api.routers import (
     wallets,
     webhook_endpoints,
 )
-from solders.keypair import Keypair
-
 from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
 from runtime.logging import configure_logging

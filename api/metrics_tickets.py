@@ -26,11 +26,15 @@ class TicketSnapshot:
     refunds: dict[str, tuple[int, int]] = field(default_factory=dict)
     minted: int = 0
     transfers: int = 0
-    notifications: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, status) -> n
+    notifications: dict[tuple[str, str], int] = field(
+        default_factory=dict
+    )  # (channel, status) -> n
     solana_balance_sol: float | None = None
 
 
-async def snapshot(reads: async_sessionmaker[AsyncSession], solana_balance_sol: float | None) -> TicketSnapshot:
+async def snapshot(
+    reads: async_sessionmaker[AsyncSession], solana_balance_sol: float | None
+) -> TicketSnapshot:
     taken = TicketSnapshot(solana_balance_sol=solana_balance_sol)
     async with reads() as session:
         for currency, count, total in await session.execute(
@@ -46,12 +50,24 @@ async def snapshot(reads: async_sessionmaker[AsyncSession], solana_balance_sol: 
             .group_by(TicketPurchase.currency)
         ):
             taken.refunds[currency] = (int(count), int(total or 0))
-        taken.minted = int((await session.execute(select(func.count()).where(TicketPurchase.mint_address.is_not(None)))).scalar_one())
+        taken.minted = int(
+            (
+                await session.execute(
+                    select(func.count()).where(TicketPurchase.mint_address.is_not(None))
+                )
+            ).scalar_one()
+        )
         taken.transfers = int(
-            (await session.execute(select(func.count()).where(NftTransferRecord.status == "transferred"))).scalar_one()
+            (
+                await session.execute(
+                    select(func.count()).where(NftTransferRecord.status == "transferred")
+                )
+            ).scalar_one()
         )
         for channel, status, count in await session.execute(
-            select(Notification.channel, Notification.status, func.count()).group_by(Notification.channel, Notification.status)
+            select(Notification.channel, Notification.status, func.count()).group_by(
+                Notification.channel, Notification.status
+            )
         ):
             taken.notifications[(channel, status)] = int(count)
     return taken
@@ -65,13 +81,23 @@ class TicketCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         s = self.last
-        payments = CounterMetricFamily("payments_processed", "Ticket payments captured", labels=["currency"])
-        amount = CounterMetricFamily("payment_amount_total_cents", "Captured ticket payments in minor units", labels=["currency"])
+        payments = CounterMetricFamily(
+            "payments_processed", "Ticket payments captured", labels=["currency"]
+        )
+        amount = CounterMetricFamily(
+            "payment_amount_total_cents",
+            "Captured ticket payments in minor units",
+            labels=["currency"],
+        )
         for currency, (count, cents) in s.payments.items():
             payments.add_metric([currency], count)
             amount.add_metric([currency], cents)
-        refunds = CounterMetricFamily("refunds_processed", "Ticket refunds made", labels=["currency"])
-        refunded = CounterMetricFamily("refund_amount_total_cents", "Refunded amounts in minor units", labels=["currency"])
+        refunds = CounterMetricFamily(
+            "refunds_processed", "Ticket refunds made", labels=["currency"]
+        )
+        refunded = CounterMetricFamily(
+            "refund_amount_total_cents", "Refunded amounts in minor units", labels=["currency"]
+        )
         for currency, (count, cents) in s.refunds.items():
             refunds.add_metric([currency], count)
             refunded.add_metric([currency], cents)
@@ -79,7 +105,17 @@ class TicketCollector(Collector):
         yield CounterMetricFamily("nfts_minted", "NFT tickets minted", value=s.minted)
         yield CounterMetricFamily("nft_transfers", "NFT tickets transferred", value=s.transfers)
         for channel, plural in (("email", "emails"), ("webhook", "webhooks")):
-            yield CounterMetricFamily(f"{plural}_sent", f"{plural} sent", value=s.notifications.get((channel, "sent"), 0))
-            yield CounterMetricFamily(f"{plural}_failed", f"{plural} given up on", value=s.notifications.get((channel, "failed"), 0))
+            yield CounterMetricFamily(
+                f"{plural}_sent", f"{plural} sent", value=s.notifications.get((channel, "sent"), 0)
+            )
+            yield CounterMetricFamily(
+                f"{plural}_failed",
+                f"{plural} given up on",
+                value=s.notifications.get((channel, "failed"), 0),
+            )
         if s.solana_balance_sol is not None:
-            yield GaugeMetricFamily("solana_wallet_balance_sol", "SOL held by the ticket authority", value=s.solana_balance_sol)
+            yield GaugeMetricFamily(
+                "solana_wallet_balance_sol",
+                "SOL held by the ticket authority",
+                value=s.solana_balance_sol,
+            )

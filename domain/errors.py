@@ -183,7 +183,9 @@ class CardDeclined(StripeError):
     status_code = 402
     code = "card_declined"
 
-    def __init__(self, message: str, *, decline_code: str | None = None, payment_intent: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, decline_code: str | None = None, payment_intent: str | None = None
+    ) -> None:
         super().__init__(message)
         self.decline_code = decline_code
         self.payment_intent = payment_intent

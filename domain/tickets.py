@@ -26,7 +26,9 @@ class PurchaseStatus(StrEnum):
     NEEDS_ATTENTION = "needs_attention"
 
 
-FINAL_PURCHASE = frozenset({PurchaseStatus.COMPLETED, PurchaseStatus.PAYMENT_FAILED, PurchaseStatus.REFUNDED})
+FINAL_PURCHASE = frozenset(
+    {PurchaseStatus.COMPLETED, PurchaseStatus.PAYMENT_FAILED, PurchaseStatus.REFUNDED}
+)
 
 
 class TicketConfig(BaseModel):

@@ -42,21 +42,33 @@ class Mailer:
             undefined=StrictUndefined,
         )
 
-    def render(self, template: str, context: dict[str, Any], *, to: str, message_id: str) -> EmailMessage:
+    def render(
+        self, template: str, context: dict[str, Any], *, to: str, message_id: str
+    ) -> EmailMessage:
         if template not in TEMPLATE_NAMES:
             raise EmailRejected(f"no email template {template!r}")
         message = EmailMessage()
         message["From"] = self._sender
         message["To"] = to
-        message["Subject"] = self._env.get_template(f"{template}.subject.j2").render(context).strip()
-        message["Message-ID"] = make_msgid(idstring=message_id.replace("@", "-"), domain="settle.local")
+        message["Subject"] = (
+            self._env.get_template(f"{template}.subject.j2").render(context).strip()
+        )
+        message["Message-ID"] = make_msgid(
+            idstring=message_id.replace("@", "-"), domain="settle.local"
+        )
         message["X-Settle-Reference"] = message_id
         message.set_content(self._env.get_template(f"{template}.txt.j2").render(context))
-        message.add_alternative(self._env.get_template(f"{template}.html.j2").render(context), subtype="html")
+        message.add_alternative(
+            self._env.get_template(f"{template}.html.j2").render(context), subtype="html"
+        )
         return message
 
-    async def send(self, template: str, context: dict[str, Any], *, to: str, message_id: str) -> None:
-        message = self.render(template, {**context, "reference": message_id}, to=to, message_id=message_id)
+    async def send(
+        self, template: str, context: dict[str, Any], *, to: str, message_id: str
+    ) -> None:
+        message = self.render(
+            template, {**context, "reference": message_id}, to=to, message_id=message_id
+        )
         try:
             await aiosmtplib.send(
                 message,

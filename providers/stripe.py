@@ -85,7 +85,7 @@ class StripePayments:
         try:
             return await call()
         except CardError as exc:
-            body = (exc.json_body or {}).get("error", {})
+            body: dict[str, Any] = (exc.json_body or {}).get("error", {})  # type: ignore[attr-defined]
             intent = body.get("payment_intent") or {}
             raise CardDeclined(
                 exc.user_message or str(exc),
@@ -95,17 +95,23 @@ class StripePayments:
         except (RateLimitError, APIConnectionError) as exc:
             raise StripeUnavailable(f"{what}: {exc.user_message or exc}") from exc
         except IdempotencyError as exc:
-            raise StripeRejected(f"{what}: idempotency conflict: {exc.user_message or exc}") from exc
+            raise StripeRejected(
+                f"{what}: idempotency conflict: {exc.user_message or exc}"
+            ) from exc
         except (InvalidRequestError, AuthenticationError) as exc:
             raise StripeRejected(f"{what}: {exc.user_message or exc}") from exc
         except APIError as exc:
-            raise StripeUnavailable(f"{what}: Stripe error {exc.http_status}: {exc.user_message or exc}") from exc
+            raise StripeUnavailable(
+                f"{what}: Stripe error {exc.http_status}: {exc.user_message or exc}"
+            ) from exc
         except StripeError as exc:
             if exc.http_status and exc.http_status >= 500:
                 raise StripeUnavailable(f"{what}: {exc}") from exc
             raise StripeRejected(f"{what}: {exc}") from exc
 
-    async def create_customer(self, email: str, *, idempotency_key: str, metadata: dict[str, str] | None = None) -> str:
+    async def create_customer(
+        self, email: str, *, idempotency_key: str, metadata: dict[str, str] | None = None
+    ) -> str:
         customer = await self._call(
             "create customer",
             lambda: self._client.v1.customers.create_async(
@@ -139,23 +145,36 @@ class StripePayments:
             params["description"] = description
         intent = await self._call(
             "create payment",
-            lambda: self._client.v1.payment_intents.create_async(params, {"idempotency_key": idempotency_key}),  # type: ignore[arg-type]
+            lambda: self._client.v1.payment_intents.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
         )
         return _payment(intent)
 
     async def retrieve(self, payment_intent: str) -> Payment:
-        intent = await self._call("retrieve payment", lambda: self._client.v1.payment_intents.retrieve_async(payment_intent))
+        intent = await self._call(
+            "retrieve payment",
+            lambda: self._client.v1.payment_intents.retrieve_async(payment_intent),
+        )
         return _payment(intent)
 
     async def cancel(self, payment_intent: str, *, idempotency_key: str) -> Payment:
         intent = await self._call(
             "cancel payment",
-            lambda: self._client.v1.payment_intents.cancel_async(payment_intent, {}, {"idempotency_key": idempotency_key}),
+            lambda: self._client.v1.payment_intents.cancel_async(
+                payment_intent, {}, {"idempotency_key": idempotency_key}
+            ),
         )
         return _payment(intent)
 
     async def refund(
-        self, *, payment_intent: str, amount_minor: int | None, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        payment_intent: str,
+        amount_minor: int | None,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> Refund:
         """Refund all that remains (``amount_minor`` None) or part of it."""
         params: dict[str, Any] = {"payment_intent": payment_intent, "metadata": metadata}
@@ -163,16 +182,28 @@ class StripePayments:
             params["amount"] = amount_minor
         refund = await self._call(
             "refund",
-            lambda: self._client.v1.refunds.create_async(params, {"idempotency_key": idempotency_key}),  # type: ignore[arg-type]
+            lambda: self._client.v1.refunds.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
         )
         data = _dict(refund)
-        return Refund(id=data["id"], status=data["status"], amount=int(data["amount"]), payment_intent=payment_intent)
+        return Refund(
+            id=data["id"],
+            status=data["status"],
+            amount=int(data["amount"]),
+            payment_intent=payment_intent,
+        )
 
 
-def verify_webhook(payload: bytes, signature: str, secret: str, tolerance_seconds: int) -> dict[str, Any]:
+def verify_webhook(
+    payload: bytes, signature: str, secret: str, tolerance_seconds: int
+) -> dict[str, Any]:
     """The event, if ``Stripe-Signature`` is valid and fresh; StripeRejected otherwise."""
     try:
-        event = Webhook.construct_event(payload.decode(), signature, secret, tolerance=tolerance_seconds)
+        event = Webhook.construct_event(
+            payload.decode(), signature, secret, tolerance=tolerance_seconds
+        )
     except SignatureVerificationError as exc:
         raise StripeRejected(f"invalid Stripe-Signature: {exc.user_message or exc}") from exc
     except ValueError as exc:

@@ -55,22 +55,29 @@ async def check_target(url: str, allowed_networks: list[str]) -> None:
     for address in await resolve(parts.hostname):
         if _internal(address) and not any(address in network for network in networks):
             raise WebhookTargetRefused(
-                f"{parts.hostname} resolves to {address}, an internal address that is not allow-listed"
+                f"{parts.hostname} resolves to {address}, "
+                "an internal address that is not allow-listed"
             )
 
 
 class WebhookSender:
-    def __init__(self, *, timeout_seconds: float = 10.0, allowed_networks: list[str] | None = None) -> None:
+    def __init__(
+        self, *, timeout_seconds: float = 10.0, allowed_networks: list[str] | None = None
+    ) -> None:
         self._http = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
         self._allowed = allowed_networks or []
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def send(self, *, url: str, secret: str, message_id: str, event_type: str, data: dict[str, Any]) -> int:
+    async def send(
+        self, *, url: str, secret: str, message_id: str, event_type: str, data: dict[str, Any]
+    ) -> int:
         """Deliver one signed message; returns the HTTP status of a 2xx answer."""
         await check_target(url, self._allowed)
-        payload = json.dumps({"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data})
+        payload = json.dumps(
+            {"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data}
+        )
         sent_at = datetime.now(UTC)
         signature = Webhook(secret).sign(message_id, sent_at, payload)
         headers = {

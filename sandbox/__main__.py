@@ -43,7 +43,10 @@ async def main() -> None:
     fund(solana, authority.pubkey(), settings.sandbox_solana_airdrop_sol)
     servers.append(await serve(solana, host, settings.sandbox_solana_port))
     log.info("sandbox solana rpc listening", url=servers[-1].url, authority=str(authority.pubkey()))
-    webhook_url = settings.sandbox_stripe_webhook_url or f"{settings.api_public_url.rstrip('/')}/webhooks/stripe"
+    webhook_url = (
+        settings.sandbox_stripe_webhook_url
+        or f"{settings.api_public_url.rstrip('/')}/webhooks/stripe"
+    )
     stripe = create_stripe_app(
         api_key=settings.stripe_api_key.get_secret_value(),
         webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
@@ -53,7 +56,11 @@ async def main() -> None:
     log.info("sandbox stripe listening", url=servers[-1].url, webhooks_to=webhook_url)
     mail = MailCatcher(directory=Path(settings.sandbox_mail_dir))
     smtp = await start_smtp(mail, host, settings.sandbox_smtp_port)
-    log.info("sandbox smtp catcher listening", port=settings.sandbox_smtp_port, keeps_mail_in=settings.sandbox_mail_dir)
+    log.info(
+        "sandbox smtp catcher listening",
+        port=settings.sandbox_smtp_port,
+        keeps_mail_in=settings.sandbox_mail_dir,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -28,7 +28,7 @@ class MailCatcher:
     messages: list[Caught] = field(default_factory=list)
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode()
@@ -37,7 +37,12 @@ class MailCatcher:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{uuid.uuid4().hex}.eml"
             path.write_bytes(raw)
-        caught = Caught(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], email.message_from_bytes(raw), path)
+        caught = Caught(
+            str(envelope.mail_from),
+            [str(r) for r in envelope.rcpt_tos],
+            email.message_from_bytes(raw),
+            path,
+        )
         async with self._arrived:
             self.messages.append(caught)
             self._arrived.notify_all()
@@ -46,7 +51,7 @@ class MailCatcher:
     def to(self, recipient: str) -> list[Caught]:
         return [c for c in self.messages if recipient in c.recipients]
 
-    async def wait_for(self, predicate: Any, timeout: float = 20.0) -> list[Caught]:
+    async def wait_for(self, predicate: Any, within_seconds: float = 20.0) -> list[Caught]:
         """Until some caught messages satisfy ``predicate(list) -> bool``."""
 
         async def ready() -> list[Caught]:
@@ -54,9 +59,13 @@ class MailCatcher:
                 await self._arrived.wait_for(lambda: predicate(self.messages))
                 return list(self.messages)
 
-        return await asyncio.wait_for(ready(), timeout)
+        return await asyncio.wait_for(ready(), within_seconds)
 
 
-async def start_smtp(catcher: MailCatcher, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+async def start_smtp(
+    catcher: MailCatcher, host: str = "127.0.0.1", port: int = 0
+) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: SMTP(catcher, hostname="sandbox.settle.local"), host, port)
+    return await loop.create_server(
+        lambda: SMTP(catcher, hostname="sandbox.settle.local"), host, port
+    )

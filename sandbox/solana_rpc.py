@@ -445,7 +445,11 @@ def create_solana_app(state: SolanaSandbox | None = None) -> FastAPI:
 
     def _mint_delay(body: Any) -> float:
         """Seconds to hold this answer back (``/_sandbox/delay-next-mint``), after executing it."""
-        if not sandbox.delay_mint_seconds or not isinstance(body, dict) or body.get("method") != "sendTransaction":
+        if (
+            not sandbox.delay_mint_seconds
+            or not isinstance(body, dict)
+            or body.get("method") != "sendTransaction"
+        ):
             return 0.0
         try:
             if not _initialises_mint(_decode_tx(body.get("params") or [])):

@@ -303,7 +303,10 @@ class SeatHold(Base):
 class TicketPurchase(Base):
     __tablename__ = "ticket_purchases"
     __table_args__ = (
-        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount_captured", name="refund_within_capture"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount_captured",
+            name="refund_within_capture",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -42,20 +42,28 @@ STRIPE_BALANCE = "stripe_balance"
 VENUE_PAYABLE = "venue_payable"
 
 
-async def hold_seat(session: AsyncSession, tenant: str, event_id: str, seat: str, purchase_id: str) -> None:
+async def hold_seat(
+    session: AsyncSession, tenant: str, event_id: str, seat: str, purchase_id: str
+) -> None:
     try:
         async with session.begin_nested():
-            session.add(SeatHold(tenant=tenant, event_id=event_id, seat=seat, purchase_id=purchase_id))
+            session.add(
+                SeatHold(tenant=tenant, event_id=event_id, seat=seat, purchase_id=purchase_id)
+            )
             await session.flush()
     except IntegrityError as exc:
-        raise SeatTaken(f"seat {seat} of event {event_id} is already sold or being bought", field="seat") from exc
+        raise SeatTaken(
+            f"seat {seat} of event {event_id} is already sold or being bought", field="seat"
+        ) from exc
 
 
 async def release_seat(session: AsyncSession, purchase_id: str) -> None:
     await session.execute(delete(SeatHold).where(SeatHold.purchase_id == purchase_id))
 
 
-async def get(session: AsyncSession, purchase_id: str, *, for_update: bool = False) -> TicketPurchase:
+async def get(
+    session: AsyncSession, purchase_id: str, *, for_update: bool = False
+) -> TicketPurchase:
     query = select(TicketPurchase).where(TicketPurchase.id == purchase_id)
     if for_update:
         query = query.with_for_update()
@@ -95,7 +103,12 @@ async def _money_accounts(session: AsyncSession, tenant: str, currency: str) -> 
         session, owner_type=accounts.SYSTEM, owner_id="stripe", kind=STRIPE_BALANCE, currency=code
     )
     payable = await accounts.get_or_create_account(
-        session, owner_type=accounts.SYSTEM, owner_id=f"venue:{tenant}", kind=VENUE_PAYABLE, currency=code, tenant=tenant
+        session,
+        owner_type=accounts.SYSTEM,
+        owner_id=f"venue:{tenant}",
+        kind=VENUE_PAYABLE,
+        currency=code,
+        tenant=tenant,
     )
     return stripe_balance.id, payable.id
 
@@ -136,7 +149,9 @@ async def reserve_refund(session: AsyncSession, request: ReserveRefundInput) -> 
             amount_minor=known.amount_minor,
             payment_intent=str(purchase.payment_intent_id),
             currency=purchase.currency,
-            full=purchase.amount_refunded + (0 if known.status == "succeeded" else known.amount_minor) >= purchase.amount_captured,
+            full=purchase.amount_refunded
+            + (0 if known.status == "succeeded" else known.amount_minor)
+            >= purchase.amount_captured,
             already_done=known.status == "succeeded",
             stripe_refund_id=known.stripe_refund_id,
         )
@@ -153,7 +168,8 @@ async def reserve_refund(session: AsyncSession, request: ReserveRefundInput) -> 
     amount = left if request.amount_minor is None else request.amount_minor
     if amount <= 0 or amount > left:
         raise RefundRefused(
-            f"refund of {amount} is more than the {left} still refundable on this purchase", field="amount"
+            f"refund of {amount} is more than the {left} still refundable on this purchase",
+            field="amount",
         )
     session.add(
         TicketRefund(
@@ -218,7 +234,9 @@ async def record_transfer(session: AsyncSession, change: TransferRecordInput) ->
         purchase.owner_wallet = change.new_owner
 
 
-async def first_stripe_event(session: AsyncSession, event_id: str, kind: str, object_id: str | None) -> bool:
+async def first_stripe_event(
+    session: AsyncSession, event_id: str, kind: str, object_id: str | None
+) -> bool:
     """Remember a Stripe event; False when it was seen before (a duplicate delivery)."""
     try:
         async with session.begin_nested():
@@ -243,7 +261,9 @@ def new_secret() -> str:
 
 async def active_endpoints(session: AsyncSession, tenant: str) -> list[WebhookEndpoint]:
     rows = await session.execute(
-        select(WebhookEndpoint).where(WebhookEndpoint.tenant == tenant, WebhookEndpoint.disabled_at.is_(None))
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.tenant == tenant, WebhookEndpoint.disabled_at.is_(None)
+        )
     )
     return list(rows.scalars())
 
@@ -260,10 +280,21 @@ async def notification(session: AsyncSession, message_id: str) -> Notification |
 
 
 async def record_notification(
-    session: AsyncSession, *, message_id: str, channel: str, target: str, kind: str, status: str, error: str | None
+    session: AsyncSession,
+    *,
+    message_id: str,
+    channel: str,
+    target: str,
+    kind: str,
+    status: str,
+    error: str | None,
 ) -> None:
     row = await session.get(Notification, message_id)
     if row is None:
-        session.add(Notification(id=message_id, channel=channel, target=target, kind=kind, status=status, error=error))
+        session.add(
+            Notification(
+                id=message_id, channel=channel, target=target, kind=kind, status=status, error=error
+            )
+        )
     else:
         row.status, row.error = status, error

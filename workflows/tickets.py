@@ -14,6 +14,7 @@ permanent delegate, records the new owner, notifies.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -97,7 +98,9 @@ class _Steps:
             retry_policy=policies.DB_BOOKKEEPING,
         )
 
-    async def _email(self, template: str, to: str, message_id: str, context: dict[str, str]) -> bool:
+    async def _email(
+        self, template: str, to: str, message_id: str, context: dict[str, str]
+    ) -> bool:
         try:
             return await workflow.execute_activity_method(
                 NotifyActivities.email,
@@ -111,11 +114,15 @@ class _Steps:
             await self._gave_up(message_id, "email", to, template, cause_message(err))
             return False
 
-    async def _webhook(self, tenant: str, event_type: str, message_id: str, data: dict[str, Any]) -> int:
+    async def _webhook(
+        self, tenant: str, event_type: str, message_id: str, data: dict[str, Any]
+    ) -> int:
         try:
             result = await workflow.execute_activity_method(
                 NotifyActivities.webhook,
-                WebhookInput(message_id=message_id, tenant=tenant, event_type=event_type, data=data),
+                WebhookInput(
+                    message_id=message_id, tenant=tenant, event_type=event_type, data=data
+                ),
                 task_queue=self._routed.queue(ActivityQueue.NOTIFY),
                 start_to_close_timeout=policies.NOTIFY_TIMEOUT,
                 retry_policy=policies.WEBHOOK,
@@ -126,11 +133,20 @@ class _Steps:
             await self._gave_up(message_id, "webhook", tenant, event_type, cause_message(err))
             return 0
 
-    async def _gave_up(self, message_id: str, channel: str, target: str, kind: str, error: str) -> None:
+    async def _gave_up(
+        self, message_id: str, channel: str, target: str, kind: str, error: str
+    ) -> None:
         workflow.logger.warning("gave up on %s %s: %s", channel, message_id, error)
         await workflow.execute_activity_method(
             NotifyActivities.record,
-            RecordOutcomeInput(message_id=message_id, channel=channel, target=target, kind=kind, status="failed", error=error),
+            RecordOutcomeInput(
+                message_id=message_id,
+                channel=channel,
+                target=target,
+                kind=kind,
+                status="failed",
+                error=error,
+            ),
             task_queue=self._routed.queue(ActivityQueue.NOTIFY),
             start_to_close_timeout=policies.NOTIFY_TIMEOUT,
             retry_policy=policies.DB_BOOKKEEPING,
@@ -164,7 +180,8 @@ class TicketPurchase(Parkable, _Steps):
         if minted is not None:
             await self._compensate(minted)
             raise ApplicationError(
-                f"the NFT ticket could not be minted, the payment was refunded: {cause_message(minted)}",
+                "the NFT ticket could not be minted, the payment was refunded: "
+                f"{cause_message(minted)}",
                 type="TicketMintFailed",
                 non_retryable=True,
             ) from minted
@@ -187,7 +204,11 @@ class TicketPurchase(Parkable, _Steps):
                     currency=request.currency,
                     payment_method=request.payment_method,
                     customer_email=request.buyer_email,
-                    metadata={"purchase_id": request.purchase_id, "event_id": request.event_id, "seat": request.seat},
+                    metadata={
+                        "purchase_id": request.purchase_id,
+                        "event_id": request.event_id,
+                        "seat": request.seat,
+                    },
                 ),
                 task_queue=request.queue(ActivityQueue.STRIPE),
                 start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
@@ -203,7 +224,11 @@ class TicketPurchase(Parkable, _Steps):
             self._move(PurchaseStatus.REQUIRES_ACTION)
             await self._db(
                 TicketActivities.update,
-                PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.REQUIRES_ACTION, payment_intent=payment.payment_intent),
+                PurchaseUpdate(
+                    purchase_id=request.purchase_id,
+                    status=PurchaseStatus.REQUIRES_ACTION,
+                    payment_intent=payment.payment_intent,
+                ),
             )
             status = await self._await_authentication(payment.payment_intent)
         if status != "succeeded":
@@ -236,10 +261,12 @@ class TicketPurchase(Parkable, _Steps):
                     return event
             return None
 
-        try:
-            await workflow.wait_condition(lambda: outcome() is not None, timeout=timedelta(seconds=config.action_timeout_seconds))
-        except TimeoutError:
-            pass
+        # a timeout is an answer too: no outcome, and the intent is cancelled below
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: outcome() is not None,
+                timeout=timedelta(seconds=config.action_timeout_seconds),
+            )
         event = outcome()
         if event is not None:
             if event.type == "payment_intent.succeeded":
@@ -257,7 +284,10 @@ class TicketPurchase(Parkable, _Steps):
             return "succeeded"
         await workflow.execute_activity_method(
             StripeActivities.cancel,
-            CancelPaymentInput(payment_intent=payment_intent, idempotency_key=f"{workflow.info().workflow_id}:cancel"),
+            CancelPaymentInput(
+                payment_intent=payment_intent,
+                idempotency_key=f"{workflow.info().workflow_id}:cancel",
+            ),
             task_queue=self._request.queue(ActivityQueue.STRIPE),
             start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
             retry_policy=policies.STRIPE,
@@ -287,7 +317,10 @@ class TicketPurchase(Parkable, _Steps):
         """Mint the ticket; None when done, else the error that made it impossible."""
         request = self._request
         self._move(PurchaseStatus.MINTING)
-        await self._db(TicketActivities.update, PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.MINTING))
+        await self._db(
+            TicketActivities.update,
+            PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.MINTING),
+        )
         try:
             minted = await workflow.execute_activity_method(
                 SolanaActivities.mint_ticket,
@@ -361,25 +394,66 @@ class TicketPurchase(Parkable, _Steps):
                 state.error = f"refund after a failed mint failed: {cause_message(err)}"
                 self._move(PurchaseStatus.NEEDS_ATTENTION)
                 if await self.park(state.error) is Decision.ABANDON:
-                    await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=refund_id, stripe_refund_id=None, succeeded=False, failure_reason=self.abandon_reason))
+                    await self._db(
+                        TicketActivities.settle_refund,
+                        RefundSettledInput(
+                            refund_id=refund_id,
+                            stripe_refund_id=None,
+                            succeeded=False,
+                            failure_reason=self.abandon_reason,
+                        ),
+                    )
                     return
-        await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=refund_id, stripe_refund_id=refund.refund_id, succeeded=True))
+        await self._db(
+            TicketActivities.settle_refund,
+            RefundSettledInput(
+                refund_id=refund_id, stripe_refund_id=refund.refund_id, succeeded=True
+            ),
+        )
         self._move(PurchaseStatus.REFUNDED)
         await self._db(
             TicketActivities.update,
-            PurchaseUpdate(purchase_id=request.purchase_id, status=PurchaseStatus.REFUNDED, failure_reason=reason, release_seat=True),
+            PurchaseUpdate(
+                purchase_id=request.purchase_id,
+                status=PurchaseStatus.REFUNDED,
+                failure_reason=reason,
+                release_seat=True,
+            ),
         )
         set_status(OperationStatus.FAILED)
-        context = self._context() | {"amount": money(reserved.amount_minor), "reason": "the ticket could not be issued", "refund_reference": refund.refund_id}
-        await self._email("refund_confirmation", request.buyer_email, f"{request.purchase_id}:refund-email", context)
+        context = self._context() | {
+            "amount": money(reserved.amount_minor),
+            "reason": "the ticket could not be issued",
+            "refund_reference": refund.refund_id,
+        }
+        await self._email(
+            "refund_confirmation",
+            request.buyer_email,
+            f"{request.purchase_id}:refund-email",
+            context,
+        )
         for admin in request.config.admin_emails:
             await self._email(
                 "admin_alert",
                 admin,
                 f"{request.purchase_id}:mint-failed-alert:{admin}",
-                {"title": f"Ticket mint failed, payment refunded ({request.event_id} {request.seat})", "detail": reason, "workflow_id": workflow.info().workflow_id},
+                {
+                    "title": "Ticket mint failed, payment refunded "
+                    f"({request.event_id} {request.seat})",
+                    "detail": reason,
+                    "workflow_id": workflow.info().workflow_id,
+                },
             )
-        await self._webhook(request.tenant, "ticket.refunded", f"{request.purchase_id}:refunded", {"purchase_id": request.purchase_id, "amount_minor": reserved.amount_minor, "reason": "mint_failed"})
+        await self._webhook(
+            request.tenant,
+            "ticket.refunded",
+            f"{request.purchase_id}:refunded",
+            {
+                "purchase_id": request.purchase_id,
+                "amount_minor": reserved.amount_minor,
+                "reason": "mint_failed",
+            },
+        )
 
     # --- notifications -------------------------------------------------------------------------
 
@@ -397,12 +471,22 @@ class TicketPurchase(Parkable, _Steps):
 
     async def _paid_notifications(self) -> None:
         request = self._request
-        if await self._email("payment_confirmation", request.buyer_email, f"{request.purchase_id}:payment-email", self._context()):
+        if await self._email(
+            "payment_confirmation",
+            request.buyer_email,
+            f"{request.purchase_id}:payment-email",
+            self._context(),
+        ):
             self._state.emails_sent += 1
 
     async def _completed_notifications(self) -> None:
         request = self._request
-        if await self._email("nft_minted", request.buyer_email, f"{request.purchase_id}:minted-email", self._context()):
+        if await self._email(
+            "nft_minted",
+            request.buyer_email,
+            f"{request.purchase_id}:minted-email",
+            self._context(),
+        ):
             self._state.emails_sent += 1
         self._state.webhooks_sent += await self._webhook(
             request.tenant,
@@ -471,7 +555,10 @@ class Refund(Parkable, _Steps):
                         idempotency_key=f"refund:{request.refund_id}",
                         payment_intent=reserved.payment_intent,
                         amount_minor=reserved.amount_minor,
-                        metadata={"purchase_id": request.purchase_id, "refund_id": request.refund_id},
+                        metadata={
+                            "purchase_id": request.purchase_id,
+                            "refund_id": request.refund_id,
+                        },
                     ),
                     task_queue=request.queue(ActivityQueue.STRIPE),
                     start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
@@ -483,27 +570,73 @@ class Refund(Parkable, _Steps):
                 if root_error_type(err) == "StripeRejected":
                     # Stripe refused it for good: release the reservation, nothing was refunded
                     state.status, state.failure_reason = "failed", cause_message(err)
-                    await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=request.refund_id, stripe_refund_id=None, succeeded=False, failure_reason=state.failure_reason))
+                    await self._db(
+                        TicketActivities.settle_refund,
+                        RefundSettledInput(
+                            refund_id=request.refund_id,
+                            stripe_refund_id=None,
+                            succeeded=False,
+                            failure_reason=state.failure_reason,
+                        ),
+                    )
                     set_status(OperationStatus.FAILED)
                     return state
                 state.failure_reason = f"refund failed: {cause_message(err)}"
                 if await self.park(state.failure_reason) is Decision.ABANDON:
-                    await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=request.refund_id, stripe_refund_id=None, succeeded=False, failure_reason=self.abandon_reason))
+                    await self._db(
+                        TicketActivities.settle_refund,
+                        RefundSettledInput(
+                            refund_id=request.refund_id,
+                            stripe_refund_id=None,
+                            succeeded=False,
+                            failure_reason=self.abandon_reason,
+                        ),
+                    )
                     state.status = "failed"
                     set_status(OperationStatus.ABANDONED)
                     return state
-        await self._db(TicketActivities.settle_refund, RefundSettledInput(refund_id=request.refund_id, stripe_refund_id=refund.refund_id, succeeded=True))
-        state.status, state.stripe_refund_id, state.failure_reason = "succeeded", refund.refund_id, None
+        await self._db(
+            TicketActivities.settle_refund,
+            RefundSettledInput(
+                refund_id=request.refund_id, stripe_refund_id=refund.refund_id, succeeded=True
+            ),
+        )
+        state.status, state.stripe_refund_id, state.failure_reason = (
+            "succeeded",
+            refund.refund_id,
+            None,
+        )
         set_status(OperationStatus.SUCCEEDED)
-        if reserved.full and request.mint and request.config.full_refund_action in ("freeze", "burn"):
+        if (
+            reserved.full
+            and request.mint
+            and request.config.full_refund_action in ("freeze", "burn")
+        ):
             await self._retire_ticket(request)
         await self._email(
             "refund_confirmation",
             request.buyer_email,
             f"{request.refund_id}:refund-email",
-            {"event_id": request.event_id, "seat": request.seat, "amount": money(reserved.amount_minor), "currency": reserved.currency, "reason": request.reason or "", "refund_reference": refund.refund_id},
+            {
+                "event_id": request.event_id,
+                "seat": request.seat,
+                "amount": money(reserved.amount_minor),
+                "currency": reserved.currency,
+                "reason": request.reason or "",
+                "refund_reference": refund.refund_id,
+            },
         )
-        await self._webhook(request.tenant, "ticket.refunded", f"{request.refund_id}:refunded", {"purchase_id": request.purchase_id, "refund_id": request.refund_id, "amount_minor": reserved.amount_minor, "full": int(reserved.full)})
+        await self._webhook(
+            request.tenant,
+            "ticket.refunded",
+            f"{request.refund_id}:refunded",
+            {
+                "purchase_id": request.purchase_id,
+                "refund_id": request.refund_id,
+                "amount_minor": reserved.amount_minor,
+                "full": int(reserved.full),
+            },
+        )
         return state
 
     async def _retire_ticket(self, request: RefundInput) -> None:
@@ -511,15 +644,32 @@ class Refund(Parkable, _Steps):
         action = request.config.full_refund_action
         try:
             if action == "burn":
-                await workflow.execute_activity_method(SolanaActivities.burn_ticket, BurnTicketInput(mint=request.mint, owner=""), task_queue=request.queue(ActivityQueue.SOLANA), start_to_close_timeout=policies.SOLANA_TIMEOUT, retry_policy=policies.SOLANA)
+                await workflow.execute_activity_method(
+                    SolanaActivities.burn_ticket,
+                    BurnTicketInput(mint=request.mint, owner=""),
+                    task_queue=request.queue(ActivityQueue.SOLANA),
+                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                    retry_policy=policies.SOLANA,
+                )
             else:
-                await workflow.execute_activity_method(SolanaActivities.freeze_ticket, FreezeTicketInput(mint=request.mint, owner=""), task_queue=request.queue(ActivityQueue.SOLANA), start_to_close_timeout=policies.SOLANA_TIMEOUT, retry_policy=policies.SOLANA)
+                await workflow.execute_activity_method(
+                    SolanaActivities.freeze_ticket,
+                    FreezeTicketInput(mint=request.mint, owner=""),
+                    task_queue=request.queue(ActivityQueue.SOLANA),
+                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                    retry_policy=policies.SOLANA,
+                )
             self._state.nft_action = "burned" if action == "burn" else "frozen"
         except ActivityError as err:
             reraise_if_cancelled(err)
             # the money is back with the buyer; a ticket left unfrozen is an operator's job
             self._state.nft_action = f"{action} failed: {cause_message(err)}"
-            workflow.logger.error("could not %s ticket %s after a full refund: %s", action, request.mint, cause_message(err))
+            workflow.logger.error(
+                "could not %s ticket %s after a full refund: %s",
+                action,
+                request.mint,
+                cause_message(err),
+            )
 
 
 @workflow.defn(name="NftTransfer")
@@ -543,13 +693,20 @@ class NftTransfer(_Steps):
             retry_policy=policies.SOLANA,
         )
         if owner.owner not in (request.from_wallet, request.to_wallet):
-            return await self._refused(request, f"{request.from_wallet} does not hold this ticket (held by {owner.owner})")
+            return await self._refused(
+                request, f"{request.from_wallet} does not hold this ticket (held by {owner.owner})"
+            )
         if owner.frozen:
             return await self._refused(request, "the ticket is frozen (refunded)")
         try:
             moved = await workflow.execute_activity_method(
                 SolanaActivities.transfer_ticket,
-                TransferTicketInput(ticket_id=request.purchase_id, mint=request.mint, from_owner=request.from_wallet, to_owner=request.to_wallet),
+                TransferTicketInput(
+                    ticket_id=request.purchase_id,
+                    mint=request.mint,
+                    from_owner=request.from_wallet,
+                    to_owner=request.to_wallet,
+                ),
                 task_queue=request.queue(ActivityQueue.SOLANA),
                 start_to_close_timeout=policies.SOLANA_TIMEOUT,
                 retry_policy=policies.SOLANA,
@@ -558,14 +715,47 @@ class NftTransfer(_Steps):
             reraise_if_cancelled(err)
             return await self._refused(request, cause_message(err))
         state.status, state.signature = "transferred", moved.signature
-        await self._db(TicketActivities.record_transfer, TransferRecordInput(transfer_id=request.transfer_id, status="transferred", signature=moved.signature, new_owner=request.to_wallet))
+        await self._db(
+            TicketActivities.record_transfer,
+            TransferRecordInput(
+                transfer_id=request.transfer_id,
+                status="transferred",
+                signature=moved.signature,
+                new_owner=request.to_wallet,
+            ),
+        )
         set_status(OperationStatus.SUCCEEDED)
-        await self._email("nft_minted", request.buyer_email, f"{request.transfer_id}:transfer-email", {"event_id": request.event_id, "seat": request.seat, "buyer_wallet": request.to_wallet, "mint": request.mint})
-        await self._webhook(request.tenant, "ticket.transferred", f"{request.transfer_id}:transferred", {"purchase_id": request.purchase_id, "mint": request.mint, "from_wallet": request.from_wallet, "to_wallet": request.to_wallet})
+        await self._email(
+            "nft_minted",
+            request.buyer_email,
+            f"{request.transfer_id}:transfer-email",
+            {
+                "event_id": request.event_id,
+                "seat": request.seat,
+                "buyer_wallet": request.to_wallet,
+                "mint": request.mint,
+            },
+        )
+        await self._webhook(
+            request.tenant,
+            "ticket.transferred",
+            f"{request.transfer_id}:transferred",
+            {
+                "purchase_id": request.purchase_id,
+                "mint": request.mint,
+                "from_wallet": request.from_wallet,
+                "to_wallet": request.to_wallet,
+            },
+        )
         return state
 
     async def _refused(self, request: NftTransferInput, reason: str) -> NftTransferState:
         self._state.status, self._state.failure_reason = "refused", reason
-        await self._db(TicketActivities.record_transfer, TransferRecordInput(transfer_id=request.transfer_id, status="refused", failure_reason=reason))
+        await self._db(
+            TicketActivities.record_transfer,
+            TransferRecordInput(
+                transfer_id=request.transfer_id, status="refused", failure_reason=reason
+            ),
+        )
         set_status(OperationStatus.FAILED)
         return self._state

@@ -30,9 +30,17 @@ HANDLED = {
 }
 
 
-@router.post("/webhooks/stripe", responses=error_responses(400, 503), summary="Stripe events (called by Stripe)")
+@router.post(
+    "/webhooks/stripe",
+    responses=error_responses(400, 503),
+    summary="Stripe events (called by Stripe)",
+)
 async def stripe_webhook(
-    request: Request, settings: SettingsDep, sessions: SessionFactoryDep, reads: ReadSessionsDep, temporal: TemporalDep
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    reads: ReadSessionsDep,
+    temporal: TemporalDep,
 ) -> dict[str, Any]:
     """Verify ``Stripe-Signature`` (bad or older than the tolerance: 400), ignore events already
     handled, and signal the purchase whose PaymentIntent it is. 2xx only once that is durable."""
@@ -59,15 +67,23 @@ async def stripe_webhook(
     if kind in HANDLED and purchase is not None:
         error = (obj.get("last_payment_error") or {}).get("message")
         signal = StripeEventSignal(
-            event_id=event_id, type=kind, payment_intent=intent_id, status=obj.get("status"), failure_message=error
+            event_id=event_id,
+            type=kind,
+            payment_intent=intent_id,
+            status=obj.get("status"),
+            failure_message=error,
         )
         try:
-            await temporal.get_workflow_handle(purchase.workflow_id).signal(TicketPurchase.stripe_event, signal)
+            await temporal.get_workflow_handle(purchase.workflow_id).signal(
+                TicketPurchase.stripe_event, signal
+            )
         except (RPCError, RuntimeError) as exc:
             if not temporal_unreachable(exc):
                 raise
             if not (isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND):
-                raise ServiceUnavailable("could not hand the event to its workflow; not accepted") from exc
+                raise ServiceUnavailable(
+                    "could not hand the event to its workflow; not accepted"
+                ) from exc
     async with sessions.begin() as session:
         first = await tickets.first_stripe_event(session, event_id, kind, intent_id)
     log.info("stripe event", event_id=event_id, type=kind, payment_intent=intent_id, first=first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,7 +19,15 @@ from temporalio.service import RPCError
 from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
-from domain.errors import Conflict, InvalidInput, NotFound, RefundRefused, ServiceUnavailable, SolanaRejected
+from domain.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RefundRefused,
+    ServiceUnavailable,
+    SolanaRejected,
+)
+from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from domain.tickets import (
     NftTransferInput,
@@ -27,7 +36,6 @@ from domain.tickets import (
     TicketConfig,
     TicketPurchaseInput,
 )
-from domain.queues import workflow_queue
 from providers.solana.client import parse_pubkey
 from runtime.logging import get_logger
 from runtime.settings import Settings
@@ -37,10 +45,12 @@ from store.models import NftTransferRecord, TicketPurchase, TicketRefund, User
 from workflows.tickets import (
     NftTransfer,
     Refund,
-    TicketPurchase as TicketPurchaseWorkflow,
     purchase_workflow_id,
     refund_workflow_id,
     transfer_workflow_id,
+)
+from workflows.tickets import (
+    TicketPurchase as TicketPurchaseWorkflow,
 )
 
 log = get_logger("api.tickets")
@@ -61,7 +71,9 @@ def _solana_address(value: str, field: str) -> str:
 class PurchaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, examples=["evt-2026-final"])
+    event_id: str = Field(
+        min_length=1, max_length=128, pattern=IDENTIFIER, examples=["evt-2026-final"]
+    )
     seat: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER, examples=["A-12"])
     amount: StrictInt = Field(description="minor units of the currency (cents)", examples=[2500])
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code", examples=["usd"])
@@ -78,7 +90,9 @@ class PurchaseBody(BaseModel):
 class RefundBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt | None = Field(default=None, description="minor units; omit for everything left")
+    amount: StrictInt | None = Field(
+        default=None, description="minor units; omit for everything left"
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -164,19 +178,32 @@ async def _visible(session: AsyncSession, purchase_id: str, principal: Principal
     """The purchase, if the caller may see it: its buyer, or staff of its tenant; else 404."""
     row = (
         await session.execute(
-            select(TicketPurchase, User.subject).join(User, User.id == TicketPurchase.user_id).where(TicketPurchase.id == purchase_id)
+            select(TicketPurchase, User.subject)
+            .join(User, User.id == TicketPurchase.user_id)
+            .where(TicketPurchase.id == purchase_id)
         )
     ).one_or_none()
     if row is None:
         raise NotFound("ticket purchase not found")
     purchase, subject = row
-    if purchase.tenant != principal.tenant or (subject != principal.subject and not _is_staff(principal)):
+    if purchase.tenant != principal.tenant or (
+        subject != principal.subject and not _is_staff(principal)
+    ):
         raise NotFound("ticket purchase not found")
     return purchase
 
 
-async def _start(client: Client, run: Any, arg: Any, workflow_id: str, settings: Settings, kind: OperationKind, principal: Principal) -> None:
-    try:
+async def _start(
+    client: Client,
+    run: Any,
+    arg: Any,
+    workflow_id: str,
+    settings: Settings,
+    kind: OperationKind,
+    principal: Principal,
+) -> None:
+    # a finished run with this id means the request was already handled
+    with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
             run,
             arg,
@@ -186,11 +213,9 @@ async def _start(client: Client, run: Any, arg: Any, workflow_id: str, settings:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=start_attributes(kind, principal.tenant, principal.subject),
         )
-    except WorkflowAlreadyStartedError:
-        return
 
 
-async def _undo(sessions: async_sessionmaker[AsyncSession], *rows: tuple[type, str]) -> None:
+async def _undo(sessions: async_sessionmaker[AsyncSession], *rows: tuple[type[Any], str]) -> None:
     async with sessions.begin() as session:
         for model, key in rows:
             row = await session.get(model, key)
@@ -201,7 +226,12 @@ async def _undo(sessions: async_sessionmaker[AsyncSession], *rows: tuple[type, s
                 await tickets.release_seat(session, key)
 
 
-@router.post("/purchase", status_code=202, response_model=Accepted, responses=error_responses(401, 409, 422, 503))
+@router.post(
+    "/purchase",
+    status_code=202,
+    response_model=Accepted,
+    responses=error_responses(401, 409, 422, 503),
+)
 async def purchase(
     body: PurchaseBody,
     principal: CurrentUser,
@@ -213,10 +243,13 @@ async def purchase(
     """Buy a ticket: the card is charged, the NFT minted to ``buyer_wallet``, the buyer emailed."""
     currency = body.currency.lower()
     if currency not in settings.ticket_currencies:
-        raise InvalidInput(f"currency must be one of {', '.join(settings.ticket_currencies)}", field="currency")
+        raise InvalidInput(
+            f"currency must be one of {', '.join(settings.ticket_currencies)}", field="currency"
+        )
     if not settings.ticket_min_amount_minor <= body.amount <= settings.ticket_max_amount_minor:
         raise InvalidInput(
-            f"amount must be between {settings.ticket_min_amount_minor} and {settings.ticket_max_amount_minor} minor units",
+            f"amount must be between {settings.ticket_min_amount_minor} and "
+            f"{settings.ticket_max_amount_minor} minor units",
             field="amount",
         )
     purchase_id = _derived_id(principal, idempotency_key, "purchase")
@@ -226,11 +259,22 @@ async def purchase(
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
         existing = await session.get(TicketPurchase, purchase_id)
         if existing is not None:
-            same = (existing.event_id, existing.seat, existing.amount_minor, existing.currency, existing.buyer_wallet)
+            same = (
+                existing.event_id,
+                existing.seat,
+                existing.amount_minor,
+                existing.currency,
+                existing.buyer_wallet,
+            )
             if same != (body.event_id, body.seat, body.amount, currency, body.buyer_wallet):
-                raise Conflict("Idempotency-Key was already used for a different purchase", field="Idempotency-Key")
+                raise Conflict(
+                    "Idempotency-Key was already used for a different purchase",
+                    field="Idempotency-Key",
+                )
         else:
-            await tickets.hold_seat(session, principal.tenant, body.event_id, body.seat, purchase_id)
+            await tickets.hold_seat(
+                session, principal.tenant, body.event_id, body.seat, purchase_id
+            )
             session.add(
                 TicketPurchase(
                     id=purchase_id,
@@ -268,24 +312,67 @@ async def purchase(
         task_queue_prefix=settings.task_queue_prefix,
     )
     try:
-        await _start(temporal, TicketPurchaseWorkflow.run, request, workflow_id, settings, OperationKind.TICKET_PURCHASE, principal)
+        await _start(
+            temporal,
+            TicketPurchaseWorkflow.run,
+            request,
+            workflow_id,
+            settings,
+            OperationKind.TICKET_PURCHASE,
+            principal,
+        )
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
             raise
         if created:
             await _undo(sessions, (TicketPurchase, purchase_id))
-        raise ServiceUnavailable("the workflow service is unavailable; nothing was started") from exc
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was started"
+        ) from exc
     status = existing.status if existing is not None else PurchaseStatus.PAYING.value
-    return Accepted(id=purchase_id, workflow_id=workflow_id, status=status, status_url=f"/api/v1/tickets/purchase/{purchase_id}")
+    return Accepted(
+        id=purchase_id,
+        workflow_id=workflow_id,
+        status=status,
+        status_url=f"/api/v1/tickets/purchase/{purchase_id}",
+    )
 
 
-@router.get("/purchase/{purchase_id}", response_model=PurchaseView, responses=error_responses(401, 404))
-async def get_purchase(purchase_id: str, principal: CurrentUser, reads: ReadSessionsDep) -> PurchaseView:
+@router.get(
+    "/purchase/{purchase_id}", response_model=PurchaseView, responses=error_responses(401, 404)
+)
+async def get_purchase(
+    purchase_id: str, principal: CurrentUser, reads: ReadSessionsDep
+) -> PurchaseView:
     async with reads() as session:
         purchase = await _visible(session, purchase_id, principal)
-        refunds = (await session.execute(select(TicketRefund).where(TicketRefund.purchase_id == purchase.id).order_by(TicketRefund.created_at))).scalars().all()
-        transfers = (await session.execute(select(NftTransferRecord).where(NftTransferRecord.purchase_id == purchase.id).order_by(NftTransferRecord.created_at))).scalars().all()
-    created = purchase.created_at if purchase.created_at.tzinfo else purchase.created_at.replace(tzinfo=UTC)
+        refunds = (
+            (
+                await session.execute(
+                    select(TicketRefund)
+                    .where(TicketRefund.purchase_id == purchase.id)
+                    .order_by(TicketRefund.created_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        transfers = (
+            (
+                await session.execute(
+                    select(NftTransferRecord)
+                    .where(NftTransferRecord.purchase_id == purchase.id)
+                    .order_by(NftTransferRecord.created_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    created = (
+        purchase.created_at
+        if purchase.created_at.tzinfo
+        else purchase.created_at.replace(tzinfo=UTC)
+    )
     return PurchaseView(
         id=purchase.id,
         workflow_id=purchase.workflow_id,
@@ -303,13 +390,37 @@ async def get_purchase(purchase_id: str, principal: CurrentUser, reads: ReadSess
         mint=purchase.mint_address,
         token_account=purchase.token_account,
         failure_reason=purchase.failure_reason,
-        refunds=[RefundView(id=r.id, amount_minor=r.amount_minor, status=r.status, stripe_refund_id=r.stripe_refund_id, reason=r.reason) for r in refunds],
-        transfers=[TransferView(id=t.id, from_wallet=t.from_wallet, to_wallet=t.to_wallet, status=t.status, signature=t.signature, failure_reason=t.failure_reason) for t in transfers],
+        refunds=[
+            RefundView(
+                id=r.id,
+                amount_minor=r.amount_minor,
+                status=r.status,
+                stripe_refund_id=r.stripe_refund_id,
+                reason=r.reason,
+            )
+            for r in refunds
+        ],
+        transfers=[
+            TransferView(
+                id=t.id,
+                from_wallet=t.from_wallet,
+                to_wallet=t.to_wallet,
+                status=t.status,
+                signature=t.signature,
+                failure_reason=t.failure_reason,
+            )
+            for t in transfers
+        ],
         created_at=created,
     )
 
 
-@router.post("/{purchase_id}/refund", status_code=202, response_model=Accepted, responses=error_responses(401, 404, 409, 422, 503))
+@router.post(
+    "/{purchase_id}/refund",
+    status_code=202,
+    response_model=Accepted,
+    responses=error_responses(401, 404, 409, 422, 503),
+)
 async def refund(
     purchase_id: str,
     body: RefundBody,
@@ -328,14 +439,22 @@ async def refund(
         already = await session.get(TicketRefund, refund_id)
         reserved = sum(
             r.amount_minor
-            for r in (await session.execute(select(TicketRefund).where(TicketRefund.purchase_id == purchase.id, TicketRefund.status == "reserved"))).scalars()
+            for r in (
+                await session.execute(
+                    select(TicketRefund).where(
+                        TicketRefund.purchase_id == purchase.id, TicketRefund.status == "reserved"
+                    )
+                )
+            ).scalars()
         )
     if already is None:
         if purchase.amount_captured == 0:
             raise RefundRefused("nothing was captured for this purchase (yet)", field="amount")
         left = purchase.amount_captured - purchase.amount_refunded - reserved
         if (body.amount or left) > left or left <= 0:
-            raise RefundRefused(f"at most {left} is left to refund on this purchase", field="amount")
+            raise RefundRefused(
+                f"at most {left} is left to refund on this purchase", field="amount"
+            )
     workflow_id = refund_workflow_id(refund_id)
     request = RefundInput(
         refund_id=refund_id,
@@ -352,15 +471,35 @@ async def refund(
         task_queue_prefix=settings.task_queue_prefix,
     )
     try:
-        await _start(temporal, Refund.run, request, workflow_id, settings, OperationKind.TICKET_REFUND, principal)
+        await _start(
+            temporal,
+            Refund.run,
+            request,
+            workflow_id,
+            settings,
+            OperationKind.TICKET_REFUND,
+            principal,
+        )
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
             raise
-        raise ServiceUnavailable("the workflow service is unavailable; nothing was started") from exc
-    return Accepted(id=refund_id, workflow_id=workflow_id, status="pending", status_url=f"/api/v1/tickets/purchase/{purchase.id}")
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was started"
+        ) from exc
+    return Accepted(
+        id=refund_id,
+        workflow_id=workflow_id,
+        status="pending",
+        status_url=f"/api/v1/tickets/purchase/{purchase.id}",
+    )
 
 
-@router.post("/{purchase_id}/transfer", status_code=202, response_model=Accepted, responses=error_responses(401, 404, 409, 422, 503))
+@router.post(
+    "/{purchase_id}/transfer",
+    status_code=202,
+    response_model=Accepted,
+    responses=error_responses(401, 404, 409, 422, 503),
+)
 async def transfer(
     purchase_id: str,
     body: TransferBody,
@@ -383,12 +522,19 @@ async def transfer(
                 raise InvalidInput("to_wallet already holds this ticket", field="to_wallet")
             session.add(
                 NftTransferRecord(
-                    id=transfer_id, purchase_id=purchase.id, tenant=purchase.tenant, from_wallet=owner,
-                    to_wallet=body.to_wallet, status="pending", workflow_id=transfer_workflow_id(transfer_id),
+                    id=transfer_id,
+                    purchase_id=purchase.id,
+                    tenant=purchase.tenant,
+                    from_wallet=owner,
+                    to_wallet=body.to_wallet,
+                    status="pending",
+                    workflow_id=transfer_workflow_id(transfer_id),
                 )
             )
         elif existing.to_wallet != body.to_wallet:
-            raise Conflict("Idempotency-Key was already used for a different transfer", field="Idempotency-Key")
+            raise Conflict(
+                "Idempotency-Key was already used for a different transfer", field="Idempotency-Key"
+            )
         else:
             owner = existing.from_wallet
     request = NftTransferInput(
@@ -404,12 +550,26 @@ async def transfer(
         task_queue_prefix=settings.task_queue_prefix,
     )
     try:
-        await _start(temporal, NftTransfer.run, request, transfer_workflow_id(transfer_id), settings, OperationKind.NFT_TRANSFER, principal)
+        await _start(
+            temporal,
+            NftTransfer.run,
+            request,
+            transfer_workflow_id(transfer_id),
+            settings,
+            OperationKind.NFT_TRANSFER,
+            principal,
+        )
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
             raise
         if existing is None:
             await _undo(sessions, (NftTransferRecord, transfer_id))
-        raise ServiceUnavailable("the workflow service is unavailable; nothing was started") from exc
-    return Accepted(id=transfer_id, workflow_id=transfer_workflow_id(transfer_id), status="pending", status_url=f"/api/v1/tickets/purchase/{purchase.id}")
-
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was started"
+        ) from exc
+    return Accepted(
+        id=transfer_id,
+        workflow_id=transfer_workflow_id(transfer_id),
+        status="pending",
+        status_url=f"/api/v1/tickets/purchase/{purchase.id}",
+    )

@@ -81,7 +81,9 @@ def body(**overrides: Any) -> dict[str, Any]:
     return values
 
 
-async def buy(stack: Stack, headers: dict[str, str], **overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+async def buy(
+    stack: Stack, headers: dict[str, str], **overrides: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     payload = body(**overrides)
     response = await stack.api.post("/api/v1/tickets/purchase", json=payload, headers=headers)
     assert response.status_code == 202, response.text
@@ -94,32 +96,55 @@ async def view(stack: Stack, purchase_id: str, headers: dict[str, str]) -> dict[
     return response.json()
 
 
-async def until(stack: Stack, purchase_id: str, headers: dict[str, str], check: Any, what: str, timeout: float = 30) -> dict[str, Any]:
-    return await eventually(lambda: view(stack, purchase_id, headers), check, timeout=timeout, what=what)
+async def until(
+    stack: Stack,
+    purchase_id: str,
+    headers: dict[str, str],
+    check: Any,
+    what: str,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    return await eventually(
+        lambda: view(stack, purchase_id, headers), check, timeout=timeout, what=what
+    )
 
 
 async def register(stack: Stack, tenant: str, url: str) -> str:
     response = await stack.api.post(
-        "/api/v1/webhook-endpoints", json={"url": url}, headers=stack.auth("venue", tenant, ["venue_admin"])
+        "/api/v1/webhook-endpoints",
+        json={"url": url},
+        headers=stack.auth("venue", tenant, ["venue_admin"]),
     )
     assert response.status_code == 201, response.text
     return str(response.json()["secret"])
 
 
 def intents_for(stack: Stack, purchase_id: str) -> list[dict[str, Any]]:
-    return [i for i in stack.stripe_state.intents.values() if i["metadata"].get("purchase_id") == purchase_id]
+    return [
+        i
+        for i in stack.stripe_state.intents.values()
+        if i["metadata"].get("purchase_id") == purchase_id
+    ]
 
 
 async def solana(stack: Stack) -> SolanaTicketClient:
     return SolanaTicketClient(stack.solana.url, stack.solana.authority, poll_seconds=0.05)
 
 
-async def test_purchase_charges_once_mints_emails_and_signs_a_webhook(stack: Stack, receiver: Receiver) -> None:
+async def test_purchase_charges_once_mints_emails_and_signs_a_webhook(
+    stack: Stack, receiver: Receiver
+) -> None:
     tenant = unique_tenant()
     headers = stack.auth("ann", tenant)
     secret = await register(stack, tenant, receiver.url)
     sent, accepted = await buy(stack, headers)
-    done = await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "the purchase to complete")
+    done = await until(
+        stack,
+        accepted["id"],
+        headers,
+        lambda v: v["status"] == "completed",
+        "the purchase to complete",
+    )
     # one charge in Stripe
     (intent,) = intents_for(stack, accepted["id"])
     assert intent["status"] == "succeeded" and intent["amount_received"] == 2500
@@ -130,12 +155,20 @@ async def test_purchase_charges_once_mints_emails_and_signs_a_webhook(stack: Sta
     holder = await client.holder(parse_pubkey(done["mint"]))
     await client.aclose()
     assert mint is not None and mint.supply == 1 and mint.mint_authority is None
-    assert mint.metadata is not None and mint.metadata.additional == {"event": "evt-final", "seat": sent["seat"], "ticket_id": accepted["id"]}
+    assert mint.metadata is not None and mint.metadata.additional == {
+        "event": "evt-final",
+        "seat": sent["seat"],
+        "ticket_id": accepted["id"],
+    }
     assert holder is not None and str(holder[1].owner) == sent["buyer_wallet"]
     # the emails are in the catcher
-    mails = await stack.mail.wait_for(lambda ms: len([m for m in ms if sent["buyer_email"] in m.recipients]) >= 2)
+    mails = await stack.mail.wait_for(
+        lambda ms: len([m for m in ms if sent["buyer_email"] in m.recipients]) >= 2
+    )
     subjects = sorted(m.message["Subject"] for m in mails if sent["buyer_email"] in m.recipients)
-    assert any("Payment received" in s for s in subjects) and any("in your wallet" in s for s in subjects)
+    assert any("Payment received" in s for s in subjects) and any(
+        "in your wallet" in s for s in subjects
+    )
     # the venue got a signed webhook
     await eventually(lambda: _count(receiver), lambda n: n >= 1, what="the venue webhook")
     (event,) = receiver.verified(secret)
@@ -149,14 +182,24 @@ async def _count(receiver: Receiver) -> int:
 async def test_declined_card_fails_fast_with_its_reason_and_frees_the_seat(stack: Stack) -> None:
     headers = stack.auth("bea", unique_tenant())
     sent, accepted = await buy(stack, headers, payment_method="pm_card_chargeDeclined")
-    failed = await until(stack, accepted["id"], headers, lambda v: v["status"] == "payment_failed", "the decline")
+    failed = await until(
+        stack, accepted["id"], headers, lambda v: v["status"] == "payment_failed", "the decline"
+    )
     assert "declined" in failed["failure_reason"]
     assert failed["mint"] is None and failed["amount_captured"] == 0
     (intent,) = intents_for(stack, accepted["id"])
     assert intent["status"] == "requires_payment_method" and intent["latest_charge"] is None
-    again = await stack.api.post("/api/v1/tickets/purchase", json=body(seat=sent["seat"]), headers=headers)
+    again = await stack.api.post(
+        "/api/v1/tickets/purchase", json=body(seat=sent["seat"]), headers=headers
+    )
     assert again.status_code == 202  # the seat was released
-    await until(stack, again.json()["id"], headers, lambda v: v["status"] == "completed", "the second purchase")
+    await until(
+        stack,
+        again.json()["id"],
+        headers,
+        lambda v: v["status"] == "completed",
+        "the second purchase",
+    )
 
 
 async def test_mint_that_never_succeeds_refunds_and_tells_buyer_and_admins(stack: Stack) -> None:
@@ -164,17 +207,34 @@ async def test_mint_that_never_succeeds_refunds_and_tells_buyer_and_admins(stack
     async with httpx.AsyncClient() as http:
         await http.post(f"{stack.solana.url}/_sandbox/fail-mints", json={"count": 1})
     sent, accepted = await buy(stack, headers)
-    refunded = await until(stack, accepted["id"], headers, lambda v: v["status"] == "refunded", "the refund", timeout=40)
+    refunded = await until(
+        stack,
+        accepted["id"],
+        headers,
+        lambda v: v["status"] == "refunded",
+        "the refund",
+        timeout=40,
+    )
     assert refunded["amount_refunded"] == refunded["amount_captured"] == 2500
     assert "could not be minted" in refunded["failure_reason"]
     (refund,) = refunded["refunds"]
     stripe_refund = stack.stripe_state.refunds[refund["stripe_refund_id"]]
     assert stripe_refund["amount"] == 2500
-    await stack.mail.wait_for(lambda ms: any(sent["buyer_email"] in m.recipients and "Refund" in m.message["Subject"] for m in ms))
-    await stack.mail.wait_for(lambda ms: any("ops@settle.test" in m.recipients and "mint failed" in m.message["Subject"] for m in ms))
+    await stack.mail.wait_for(
+        lambda ms: any(
+            sent["buyer_email"] in m.recipients and "Refund" in m.message["Subject"] for m in ms
+        )
+    )
+    await stack.mail.wait_for(
+        lambda ms: any(
+            "ops@settle.test" in m.recipients and "mint failed" in m.message["Subject"] for m in ms
+        )
+    )
     with pytest.raises(Exception) as failure:
         await stack.handle(accepted["workflow_id"]).result()
-    assert "TicketMintFailed" in repr(failure.value.__cause__) or "could not be minted" in str(failure.value.__cause__)
+    assert "TicketMintFailed" in repr(failure.value.__cause__) or "could not be minted" in str(
+        failure.value.__cause__
+    )
 
 
 async def test_the_same_purchase_requested_twice_is_one_workflow(stack: Stack) -> None:
@@ -186,35 +246,64 @@ async def test_the_same_purchase_requested_twice_is_one_workflow(stack: Stack) -
     )
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
-    await until(stack, first.json()["id"], headers, lambda v: v["status"] == "completed", "completion")
+    await until(
+        stack, first.json()["id"], headers, lambda v: v["status"] == "completed", "completion"
+    )
     assert len(intents_for(stack, first.json()["id"])) == 1
-    other = await stack.api.post("/api/v1/tickets/purchase", json={**payload, "amount": 9999}, headers=headers)
+    other = await stack.api.post(
+        "/api/v1/tickets/purchase", json={**payload, "amount": 9999}, headers=headers
+    )
     assert other.status_code == 409
 
 
-async def test_partial_refunds_up_to_the_total_then_refused(stack: Stack, receiver: Receiver) -> None:
+async def test_partial_refunds_up_to_the_total_then_refused(
+    stack: Stack, receiver: Receiver
+) -> None:
     tenant = unique_tenant()
     headers = stack.auth("eve", tenant)
     _, accepted = await buy(stack, headers)
     purchase_id = accepted["id"]
     await until(stack, purchase_id, headers, lambda v: v["status"] == "completed", "completion")
-    first = await stack.api.post(f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1000, "reason": "seat moved"}, headers=headers)
+    first = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund",
+        json={"amount": 1000, "reason": "seat moved"},
+        headers=headers,
+    )
     assert first.status_code == 202, first.text
-    await until(stack, purchase_id, headers, lambda v: v["amount_refunded"] == 1000, "the first refund")
+    await until(
+        stack, purchase_id, headers, lambda v: v["amount_refunded"] == 1000, "the first refund"
+    )
     venue = stack.auth("box-office", tenant, ["venue_admin"])
     rest = await stack.api.post(f"/api/v1/tickets/{purchase_id}/refund", json={}, headers=venue)
     assert rest.status_code == 202, rest.text
-    done = await until(stack, purchase_id, headers, lambda v: v["amount_refunded"] == 2500, "the full refund")
+    done = await until(
+        stack, purchase_id, headers, lambda v: v["amount_refunded"] == 2500, "the full refund"
+    )
     assert sorted(r["amount_minor"] for r in done["refunds"]) == [1000, 1500]
-    assert sum(r["amount"] for r in stack.stripe_state.refunds.values() if r["payment_intent"] == done["payment_intent"]) == 2500
-    over = await stack.api.post(f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1}, headers=headers)
+    assert (
+        sum(
+            r["amount"]
+            for r in stack.stripe_state.refunds.values()
+            if r["payment_intent"] == done["payment_intent"]
+        )
+        == 2500
+    )
+    over = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1}, headers=headers
+    )
     assert over.status_code == 422 and over.json()["error"]["field"] == "amount"
     # a full refund freezes the ticket (TICKET_FULL_REFUND_ACTION=freeze)
     client = await solana(stack)
-    frozen = await eventually(lambda: client.holder(parse_pubkey(done["mint"])), lambda h: h is not None and h[1].frozen, what="the frozen ticket")
+    frozen = await eventually(
+        lambda: client.holder(parse_pubkey(done["mint"])),
+        lambda h: h is not None and h[1].frozen,
+        what="the frozen ticket",
+    )
     await client.aclose()
     assert frozen is not None
-    stranger = await stack.api.post(f"/api/v1/tickets/{purchase_id}/refund", json={}, headers=stack.auth("mallory", tenant))
+    stranger = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund", json={}, headers=stack.auth("mallory", tenant)
+    )
     assert stranger.status_code == 404
 
 
@@ -222,53 +311,104 @@ async def test_transfer_to_another_wallet(stack: Stack) -> None:
     headers = stack.auth("fay", unique_tenant())
     sent, accepted = await buy(stack, headers)
     purchase_id = accepted["id"]
-    done = await until(stack, purchase_id, headers, lambda v: v["status"] == "completed", "completion")
+    done = await until(
+        stack, purchase_id, headers, lambda v: v["status"] == "completed", "completion"
+    )
     target = wallet()
-    response = await stack.api.post(f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=headers)
+    response = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=headers
+    )
     assert response.status_code == 202, response.text
-    moved = await until(stack, purchase_id, headers, lambda v: v["owner_wallet"] == target, "the transfer")
-    assert moved["transfers"][0]["status"] == "transferred" and moved["transfers"][0]["from_wallet"] == sent["buyer_wallet"]
+    moved = await until(
+        stack, purchase_id, headers, lambda v: v["owner_wallet"] == target, "the transfer"
+    )
+    assert (
+        moved["transfers"][0]["status"] == "transferred"
+        and moved["transfers"][0]["from_wallet"] == sent["buyer_wallet"]
+    )
     client = await solana(stack)
     holder = await client.holder(parse_pubkey(done["mint"]))
     await client.aclose()
     assert holder is not None and str(holder[1].owner) == target
-    same = await stack.api.post(f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=headers)
+    same = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=headers
+    )
     assert same.status_code == 422
 
 
 async def test_payment_needing_authentication_completes_after_the_webhook(stack: Stack) -> None:
     headers = stack.auth("gus", unique_tenant())
     _, accepted = await buy(stack, headers, payment_method="pm_card_authenticationRequired")
-    waiting = await until(stack, accepted["id"], headers, lambda v: v["status"] == "requires_action", "requires_action")
+    waiting = await until(
+        stack,
+        accepted["id"],
+        headers,
+        lambda v: v["status"] == "requires_action",
+        "requires_action",
+    )
     async with httpx.AsyncClient() as http:
-        await http.post(f"{stack.stripe.url}/_sandbox/payment_intents/{waiting['payment_intent']}/authenticate", json={"succeed": True})
-    await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "completion after authentication")
+        await http.post(
+            f"{stack.stripe.url}/_sandbox/payment_intents/{waiting['payment_intent']}/authenticate",
+            json={"succeed": True},
+        )
+    await until(
+        stack,
+        accepted["id"],
+        headers,
+        lambda v: v["status"] == "completed",
+        "completion after authentication",
+    )
 
 
-def signed(stack: Stack, event: dict[str, Any], timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    stack: Stack, event: dict[str, Any], timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     payload = json.dumps(event)
     secret = stack.settings.stripe_webhook_secret.get_secret_value()
-    return payload.encode(), {"Stripe-Signature": sign(payload, secret, timestamp), "Content-Type": "application/json"}
+    return payload.encode(), {
+        "Stripe-Signature": sign(payload, secret, timestamp),
+        "Content-Type": "application/json",
+    }
 
 
 async def test_stripe_webhook_with_a_bad_signature_or_an_old_timestamp_is_400(stack: Stack) -> None:
-    event = {"id": f"evt_{uuid.uuid4().hex}", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_x"}}}
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_x"}},
+    }
     payload, headers = signed(stack, event)
-    bad = await stack.api.post("/webhooks/stripe", content=payload, headers={**headers, "Stripe-Signature": "t=1,v1=deadbeef"})
+    bad = await stack.api.post(
+        "/webhooks/stripe",
+        content=payload,
+        headers={**headers, "Stripe-Signature": "t=1,v1=deadbeef"},
+    )
     assert bad.status_code == 400
     old_payload, old_headers = signed(stack, event, timestamp=1_000_000_000)
     old = await stack.api.post("/webhooks/stripe", content=old_payload, headers=old_headers)
     assert old.status_code == 400
-    missing = await stack.api.post("/webhooks/stripe", content=payload, headers={"Content-Type": "application/json"})
+    missing = await stack.api.post(
+        "/webhooks/stripe", content=payload, headers={"Content-Type": "application/json"}
+    )
     assert missing.status_code == 400
 
 
 async def test_duplicate_stripe_webhook_has_one_effect(stack: Stack) -> None:
     headers = stack.auth("hal", unique_tenant())
     _, accepted = await buy(stack, headers, payment_method="pm_card_authenticationRequired")
-    waiting = await until(stack, accepted["id"], headers, lambda v: v["status"] == "requires_action", "requires_action")
+    waiting = await until(
+        stack,
+        accepted["id"],
+        headers,
+        lambda v: v["status"] == "requires_action",
+        "requires_action",
+    )
     intent = stack.stripe_state.intents[waiting["payment_intent"]]
-    event = {"id": f"evt_{uuid.uuid4().hex}", "type": "payment_intent.succeeded", "data": {"object": {**intent, "status": "succeeded"}}}
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {**intent, "status": "succeeded"}},
+    }
     payload, sig = signed(stack, event)
     first = await stack.api.post("/webhooks/stripe", content=payload, headers=sig)
     second = await stack.api.post("/webhooks/stripe", content=payload, headers=sig)
@@ -279,12 +419,25 @@ async def test_duplicate_stripe_webhook_has_one_effect(stack: Stack) -> None:
 async def test_webhook_target_on_a_private_address_is_refused(stack: Stack) -> None:
     tenant = unique_tenant()
     venue = stack.auth("ivy", tenant, ["venue_admin"])
-    for url in ("http://10.1.2.3/hook", "http://192.168.1.7/hook", "http://169.254.169.254/latest", "ftp://example.com/x"):
-        response = await stack.api.post("/api/v1/webhook-endpoints", json={"url": url}, headers=venue)
+    for url in (
+        "http://10.1.2.3/hook",
+        "http://192.168.1.7/hook",
+        "http://169.254.169.254/latest",
+        "ftp://example.com/x",
+    ):
+        response = await stack.api.post(
+            "/api/v1/webhook-endpoints", json={"url": url}, headers=venue
+        )
         assert response.status_code == 422, url
     async with stack.sessions() as session:
-        assert (await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.tenant == tenant))).first() is None
-    user = await stack.api.post("/api/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/x"}, headers=stack.auth("joe", tenant))
+        assert (
+            await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.tenant == tenant))
+        ).first() is None
+    user = await stack.api.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/x"},
+        headers=stack.auth("joe", tenant),
+    )
     assert user.status_code == 403
 
 
@@ -298,9 +451,15 @@ async def test_an_endpoint_answering_410_is_disabled(stack: Stack, receiver: Rec
 
     async def endpoint() -> WebhookEndpoint:
         async with stack.sessions() as session:
-            return (await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.tenant == tenant))).scalar_one()
+            return (
+                await session.execute(
+                    select(WebhookEndpoint).where(WebhookEndpoint.tenant == tenant)
+                )
+            ).scalar_one()
 
-    disabled = await eventually(endpoint, lambda e: e.disabled_at is not None, what="the endpoint to be disabled")
+    disabled = await eventually(
+        endpoint, lambda e: e.disabled_at is not None, what="the endpoint to be disabled"
+    )
     assert "410" in (disabled.disabled_reason or "")
 
 
@@ -318,17 +477,22 @@ BAD = [
 
 
 @pytest.mark.parametrize(("override", "field_name"), BAD)
-async def test_bad_purchase_input_is_refused_and_changes_nothing(stack: Stack, override: dict[str, Any], field_name: str) -> None:
+async def test_bad_purchase_input_is_refused_and_changes_nothing(
+    stack: Stack, override: dict[str, Any], field_name: str
+) -> None:
     tenant = unique_tenant()
     before = stack.stripe_state.requests
-    response = await stack.api.post("/api/v1/tickets/purchase", json=body(**override), headers=stack.auth("lee", tenant))
+    response = await stack.api.post(
+        "/api/v1/tickets/purchase", json=body(**override), headers=stack.auth("lee", tenant)
+    )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field_name
     assert stack.stripe_state.requests == before
     assert (await stack.temporal.count_workflows(f'SettleTenant = "{tenant}"')).count == 0
     async with stack.sessions() as session:
-        assert (await session.execute(select(TicketPurchase).where(TicketPurchase.tenant == tenant))).first() is None
-
+        assert (
+            await session.execute(select(TicketPurchase).where(TicketPurchase.tenant == tenant))
+        ).first() is None
 
 
 async def test_ticket_metrics_are_read_from_the_database(stack: Stack) -> None:
@@ -336,9 +500,16 @@ async def test_ticket_metrics_are_read_from_the_database(stack: Stack) -> None:
     _, accepted = await buy(stack, headers, currency="eur")
     await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "completion")
     text = (await stack.api.get("/metrics")).text
-    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    lines = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
     assert lines['payments_processed_total{currency="eur"}'] >= 1
-    assert lines['payment_amount_total_cents_total{currency="eur"}'] >= 2500 or lines.get('payment_amount_total_cents{currency="eur"}', 0) >= 2500
+    assert (
+        lines['payment_amount_total_cents_total{currency="eur"}'] >= 2500
+        or lines.get('payment_amount_total_cents{currency="eur"}', 0) >= 2500
+    )
     assert lines["nfts_minted_total"] >= 1
     assert lines["emails_sent_total"] >= 2
     assert 0 < lines["solana_wallet_balance_sol"] <= 100

@@ -41,7 +41,9 @@ def free_port() -> int:
 
 
 async def test_worker_killed_mid_mint_leaves_one_nft(stack: Stack) -> None:
-    settings = stack.settings.model_copy(update={"task_queue_prefix": new_prefix(), "solana_activity_timeout_seconds": 4.0})
+    settings = stack.settings.model_copy(
+        update={"task_queue_prefix": new_prefix(), "solana_activity_timeout_seconds": 4.0}
+    )
     env = {
         **os.environ,
         **{k.upper(): v for k, v in SANDBOX_SECRETS.items()},
@@ -53,24 +55,42 @@ async def test_worker_killed_mid_mint_leaves_one_nft(stack: Stack) -> None:
         "WORKER_METRICS_BIND": f"127.0.0.1:{free_port()}",
     }
     resources = worker_module.build_resources(settings)
-    workers = worker_module.build_workers(stack.temporal, settings, resources, ["workflows", "stripe", "notify", "db"])
+    workers = worker_module.build_workers(
+        stack.temporal, settings, resources, ["workflows", "stripe", "notify", "db"]
+    )
     runs = [asyncio.create_task(w.run()) for w in workers]
 
     async def solana_worker() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(sys.executable, "worker.py", "--queues", "solana", cwd=ROOT, env=env)
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "worker.py", "--queues", "solana", cwd=ROOT, env=env
+        )
 
     first = await solana_worker()
     second = None
     try:
-        purchase_id, buyer, tenant = str(uuid.uuid4()), str(Keypair().pubkey()), f"kill-{uuid.uuid4().hex[:6]}"
+        purchase_id, buyer, tenant = (
+            str(uuid.uuid4()),
+            str(Keypair().pubkey()),
+            f"kill-{uuid.uuid4().hex[:6]}",
+        )
         async with stack.sessions.begin() as session:
             user = await accounts.get_or_create_user(session, tenant, "kit")
             await tickets.hold_seat(session, tenant, "evt-k", "K1", purchase_id)
             session.add(
                 PurchaseRow(
-                    id=purchase_id, tenant=tenant, user_id=user.id, event_id="evt-k", seat="K1", amount_minor=2500,
-                    currency="usd", buyer_email="kit@example.com", buyer_wallet=buyer, status="paying",
-                    workflow_id=purchase_workflow_id(purchase_id), amount_captured=0, amount_refunded=0,
+                    id=purchase_id,
+                    tenant=tenant,
+                    user_id=user.id,
+                    event_id="evt-k",
+                    seat="K1",
+                    amount_minor=2500,
+                    currency="usd",
+                    buyer_email="kit@example.com",
+                    buyer_wallet=buyer,
+                    status="paying",
+                    workflow_id=purchase_workflow_id(purchase_id),
+                    amount_captured=0,
+                    amount_refunded=0,
                 )
             )
         async with httpx.AsyncClient() as http:
@@ -79,9 +99,19 @@ async def test_worker_killed_mid_mint_leaves_one_nft(stack: Stack) -> None:
         handle = await stack.temporal.start_workflow(
             TicketPurchase.run,
             TicketPurchaseInput(
-                purchase_id=purchase_id, tenant=tenant, user_id=user.id, subject="kit", event_id="evt-k", seat="K1",
-                amount_minor=2500, currency="usd", payment_method="pm_card_visa", buyer_email="kit@example.com",
-                buyer_wallet=buyer, metadata_uri="https://t/k.json", config=ticket_config(settings),
+                purchase_id=purchase_id,
+                tenant=tenant,
+                user_id=user.id,
+                subject="kit",
+                event_id="evt-k",
+                seat="K1",
+                amount_minor=2500,
+                currency="usd",
+                payment_method="pm_card_visa",
+                buyer_email="kit@example.com",
+                buyer_wallet=buyer,
+                metadata_uri="https://t/k.json",
+                config=ticket_config(settings),
                 task_queue_prefix=settings.task_queue_prefix,
             ),
             id=purchase_workflow_id(purchase_id),
@@ -90,7 +120,10 @@ async def test_worker_killed_mid_mint_leaves_one_nft(stack: Stack) -> None:
         )
         # the mint transaction has executed (the NFT exists) but its answer is held back
         await eventually(
-            lambda: _value(stack.solana.sandbox.transactions), lambda n: n > minted_before, timeout=60, what="the mint to execute"
+            lambda: _value(stack.solana.sandbox.transactions),
+            lambda n: n > minted_before,
+            timeout=60,
+            what="the mint to execute",
         )
         first.send_signal(signal.SIGKILL)
         await first.wait()
@@ -101,7 +134,8 @@ async def test_worker_killed_mid_mint_leaves_one_nft(stack: Stack) -> None:
         from spl.token.constants import TOKEN_2022_PROGRAM_ID
 
         mints_of_ticket = [
-            key for key, account in client.get_program_accounts(TOKEN_2022_PROGRAM_ID)
+            key
+            for key, account in client.get_program_accounts(TOKEN_2022_PROGRAM_ID)
             if len(account.data) > 166 and purchase_id.encode() in bytes(account.data)
         ]
         assert len(mints_of_ticket) == 1

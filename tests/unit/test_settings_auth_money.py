@@ -6,9 +6,9 @@ import time
 from decimal import Decimal
 
 import jwt
-from solders.keypair import Keypair
 import pytest
 from pydantic import ValidationError
+from solders.keypair import Keypair
 
 from api.auth import decode_token, issue_token
 from api.auth import main as auth_main
@@ -101,7 +101,9 @@ def test_token_round_trip() -> None:
 )
 def test_bad_tokens_are_unauthorized(claims: dict, expires_in: int, message: str) -> None:
     s = settings(jwt_secret="x" * 40)
-    token = jwt.encode({**claims, "exp": int(time.time()) + expires_in}, "x" * 40, algorithm="HS256")
+    token = jwt.encode(
+        {**claims, "exp": int(time.time()) + expires_in}, "x" * 40, algorithm="HS256"
+    )
     with pytest.raises(Unauthorized, match=message):
         decode_token(token, s)
 

@@ -89,19 +89,29 @@ class Fakes:
         @activity.defn(name="stripe.retrieve")
         async def retrieve(request: RetrievePaymentInput) -> PayResult:
             fake.calls.append("retrieve")
-            return PayResult(payment_intent=request.payment_intent, status=fake.retrieve_status, amount_received=0)
+            return PayResult(
+                payment_intent=request.payment_intent,
+                status=fake.retrieve_status,
+                amount_received=0,
+            )
 
         @activity.defn(name="stripe.cancel")
         async def cancel(request: CancelPaymentInput) -> PayResult:
             fake.calls.append("cancel")
-            return PayResult(payment_intent=request.payment_intent, status="canceled", amount_received=0)
+            return PayResult(
+                payment_intent=request.payment_intent, status="canceled", amount_received=0
+            )
 
         @activity.defn(name="stripe.refund")
         async def refund(request: StripeRefundInput) -> StripeRefundResult:
             fake.refunds.append(request)
             if len(fake.refunds) <= fake.refund_failures:
                 raise RuntimeError("stripe down")
-            return StripeRefundResult(refund_id=f"re_{len(fake.refunds)}", amount_minor=request.amount_minor or 2500, status="succeeded")
+            return StripeRefundResult(
+                refund_id=f"re_{len(fake.refunds)}",
+                amount_minor=request.amount_minor or 2500,
+                status="succeeded",
+            )
 
         @activity.defn(name="solana.mint_ticket")
         async def mint_ticket(request: MintTicketInput) -> MintTicketResult:
@@ -157,7 +167,13 @@ class Fakes:
             if fake.reserve_error:
                 raise fake.reserve_error
             amount = request.amount_minor or 2500
-            return ReservedRefund(refund_id=request.refund_id, amount_minor=amount, payment_intent="pi_1", currency="usd", full=fake.full_refund)
+            return ReservedRefund(
+                refund_id=request.refund_id,
+                amount_minor=amount,
+                payment_intent="pi_1",
+                currency="usd",
+                full=fake.full_refund,
+            )
 
         @activity.defn(name="tickets.settle_refund")
         async def settle_refund(settled: RefundSettledInput) -> None:
@@ -169,9 +185,21 @@ class Fakes:
 
         return {
             ActivityQueue.STRIPE: [pay, retrieve, cancel, refund],
-            ActivityQueue.SOLANA: [mint_ticket, ticket_owner, transfer_ticket, freeze_ticket, burn_ticket],
+            ActivityQueue.SOLANA: [
+                mint_ticket,
+                ticket_owner,
+                transfer_ticket,
+                freeze_ticket,
+                burn_ticket,
+            ],
             ActivityQueue.NOTIFY: [email, webhook, record],
-            ActivityQueue.DB: [payment_captured, update, reserve_refund, settle_refund, record_transfer],
+            ActivityQueue.DB: [
+                payment_captured,
+                update,
+                reserve_refund,
+                settle_refund,
+                record_transfer,
+            ],
         }
 
 
@@ -182,18 +210,37 @@ def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
 
 def purchase_input(prefix: str, **config: Any) -> TicketPurchaseInput:
     return TicketPurchaseInput(
-        purchase_id=str(uuid.uuid4()), tenant="t", user_id="u", subject="s", event_id="evt", seat="A1",
-        amount_minor=2500, currency="usd", payment_method="pm_card_visa", buyer_email="b@example.com",
-        buyer_wallet=BUYER, metadata_uri="https://x/t.json", task_queue_prefix=prefix,
+        purchase_id=str(uuid.uuid4()),
+        tenant="t",
+        user_id="u",
+        subject="s",
+        event_id="evt",
+        seat="A1",
+        amount_minor=2500,
+        currency="usd",
+        payment_method="pm_card_visa",
+        buyer_email="b@example.com",
+        buyer_wallet=BUYER,
+        metadata_uri="https://x/t.json",
+        task_queue_prefix=prefix,
         config=TicketConfig(admin_emails=["ops@example.com"], **config),
     )
 
 
-async def run_purchase(env: WorkflowEnvironment, fakes: Fakes, drive: Any = None, **config: Any) -> Any:
+async def run_purchase(
+    env: WorkflowEnvironment, fakes: Fakes, drive: Any = None, **config: Any
+) -> Any:
     prefix = new_prefix()
-    async with running_workers(env.client, prefix, workflows=[TicketPurchase], activities=fakes.activities()):
+    async with running_workers(
+        env.client, prefix, workflows=[TicketPurchase], activities=fakes.activities()
+    ):
         request = purchase_input(prefix, **config)
-        handle = await env.client.start_workflow(TicketPurchase.run, request, id=f"ticket-purchase-{request.purchase_id}", task_queue=f"{prefix}workflows")
+        handle = await env.client.start_workflow(
+            TicketPurchase.run,
+            request,
+            id=f"ticket-purchase-{request.purchase_id}",
+            task_queue=f"{prefix}workflows",
+        )
         if drive:
             await drive(handle)
         return await handle.result()
@@ -204,7 +251,11 @@ async def test_purchase_pays_mints_and_notifies(env: WorkflowEnvironment) -> Non
     state = await run_purchase(env, fakes)
     assert state.status == PurchaseStatus.COMPLETED and state.mint == "Mint111"
     assert fakes.calls[0].startswith("pay:ticket-purchase-") and fakes.calls[0].endswith(":payment")
-    assert fakes.calls.index("captured") < fakes.calls.index("mint") < fakes.calls.index("webhook:ticket.purchased")
+    assert (
+        fakes.calls.index("captured")
+        < fakes.calls.index("mint")
+        < fakes.calls.index("webhook:ticket.purchased")
+    )
     assert [e.template for e in fakes.emails] == ["payment_confirmation", "nft_minted"]
 
 
@@ -212,7 +263,9 @@ async def test_declined_card_fails_fast(env: WorkflowEnvironment) -> None:
     fakes = Fakes(pay_error=permanent("CardDeclined", "Your card was declined."))
     state = await run_purchase(env, fakes)
     assert state.status == PurchaseStatus.PAYMENT_FAILED and "declined" in state.failure_reason
-    assert "mint" not in fakes.calls and [c for c in fakes.calls if c.startswith("pay")] == [fakes.calls[0]]
+    assert "mint" not in fakes.calls and [c for c in fakes.calls if c.startswith("pay")] == [
+        fakes.calls[0]
+    ]
     assert fakes.updates[-1].release_seat
 
 
@@ -224,7 +277,12 @@ async def test_authentication_finished_by_the_webhook(env: WorkflowEnvironment) 
             if (await handle.query(TicketPurchase.status)).status == PurchaseStatus.REQUIRES_ACTION:
                 break
             await asyncio.sleep(0.02)
-        await handle.signal(TicketPurchase.stripe_event, StripeEventSignal(event_id="evt_1", type="payment_intent.succeeded", payment_intent="pi_1"))
+        await handle.signal(
+            TicketPurchase.stripe_event,
+            StripeEventSignal(
+                event_id="evt_1", type="payment_intent.succeeded", payment_intent="pi_1"
+            ),
+        )
 
     state = await run_purchase(env, fakes, authenticate)
     assert state.status == PurchaseStatus.COMPLETED
@@ -234,7 +292,9 @@ async def test_authentication_never_finished_cancels_the_intent(env: WorkflowEnv
     fakes = Fakes(pay_status="requires_action")
     state = await run_purchase(env, fakes)  # the 15 min wait is skipped
     assert state.status == PurchaseStatus.PAYMENT_FAILED
-    assert fakes.calls[-2:] == ["retrieve", "cancel"] or ("retrieve" in fakes.calls and "cancel" in fakes.calls)
+    assert fakes.calls[-2:] == ["retrieve", "cancel"] or (
+        "retrieve" in fakes.calls and "cancel" in fakes.calls
+    )
     assert "mint" not in fakes.calls
 
 
@@ -242,12 +302,18 @@ async def test_mint_that_can_never_succeed_is_compensated(env: WorkflowEnvironme
     fakes = Fakes(mint_error=permanent("SolanaRejected", "custom program error: 0x0"))
     with pytest.raises(WorkflowFailureError) as failure:
         await run_purchase(env, fakes)
-    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "TicketMintFailed"
+    assert (
+        isinstance(failure.value.cause, ApplicationError)
+        and failure.value.cause.type == "TicketMintFailed"
+    )
     assert len(fakes.refunds) == 1 and fakes.refunds[0].amount_minor == 2500
     assert fakes.settled[-1].succeeded
     assert fakes.updates[-1].status == PurchaseStatus.REFUNDED and fakes.updates[-1].release_seat
     templates = [(e.template, e.to) for e in fakes.emails]
-    assert ("refund_confirmation", "b@example.com") in templates and ("admin_alert", "ops@example.com") in templates
+    assert ("refund_confirmation", "b@example.com") in templates and (
+        "admin_alert",
+        "ops@example.com",
+    ) in templates
 
 
 async def test_a_refund_that_keeps_failing_parks_until_retried(env: WorkflowEnvironment) -> None:
@@ -266,19 +332,35 @@ async def test_a_refund_that_keeps_failing_parks_until_retried(env: WorkflowEnvi
     assert fakes.settled[-1].succeeded and len(fakes.refunds) == 11
 
 
-def refund_input(prefix: str, amount: int | None, mint: str | None = "Mint111", **config: Any) -> RefundInput:
+def refund_input(
+    prefix: str, amount: int | None, mint: str | None = "Mint111", **config: Any
+) -> RefundInput:
     return RefundInput(
-        refund_id=str(uuid.uuid4()), purchase_id="p", tenant="t", amount_minor=amount, requested_by="s",
-        buyer_email="b@example.com", event_id="evt", seat="A1", mint=mint, task_queue_prefix=prefix,
+        refund_id=str(uuid.uuid4()),
+        purchase_id="p",
+        tenant="t",
+        amount_minor=amount,
+        requested_by="s",
+        buyer_email="b@example.com",
+        event_id="evt",
+        seat="A1",
+        mint=mint,
+        task_queue_prefix=prefix,
         config=TicketConfig(**config),
     )
 
 
-async def run_refund(env: WorkflowEnvironment, fakes: Fakes, amount: int | None, **config: Any) -> Any:
+async def run_refund(
+    env: WorkflowEnvironment, fakes: Fakes, amount: int | None, **config: Any
+) -> Any:
     prefix = new_prefix()
-    async with running_workers(env.client, prefix, workflows=[Refund], activities=fakes.activities()):
+    async with running_workers(
+        env.client, prefix, workflows=[Refund], activities=fakes.activities()
+    ):
         request = refund_input(prefix, amount, **config)
-        return await env.client.execute_workflow(Refund.run, request, id=f"refund-{request.refund_id}", task_queue=f"{prefix}workflows")
+        return await env.client.execute_workflow(
+            Refund.run, request, id=f"refund-{request.refund_id}", task_queue=f"{prefix}workflows"
+        )
 
 
 async def test_full_refund_freezes_the_ticket(env: WorkflowEnvironment) -> None:
@@ -302,12 +384,27 @@ async def test_refund_above_what_is_left_is_refused(env: WorkflowEnvironment) ->
 
 async def run_transfer(env: WorkflowEnvironment, fakes: Fakes) -> Any:
     prefix = new_prefix()
-    async with running_workers(env.client, prefix, workflows=[NftTransfer], activities=fakes.activities()):
+    async with running_workers(
+        env.client, prefix, workflows=[NftTransfer], activities=fakes.activities()
+    ):
         request = NftTransferInput(
-            transfer_id=str(uuid.uuid4()), purchase_id="p", tenant="t", mint="Mint111", from_wallet=BUYER,
-            to_wallet=OTHER, buyer_email="b@example.com", event_id="evt", seat="A1", task_queue_prefix=prefix,
+            transfer_id=str(uuid.uuid4()),
+            purchase_id="p",
+            tenant="t",
+            mint="Mint111",
+            from_wallet=BUYER,
+            to_wallet=OTHER,
+            buyer_email="b@example.com",
+            event_id="evt",
+            seat="A1",
+            task_queue_prefix=prefix,
         )
-        return await env.client.execute_workflow(NftTransfer.run, request, id=f"nft-transfer-{request.transfer_id}", task_queue=f"{prefix}workflows")
+        return await env.client.execute_workflow(
+            NftTransfer.run,
+            request,
+            id=f"nft-transfer-{request.transfer_id}",
+            task_queue=f"{prefix}workflows",
+        )
 
 
 async def test_transfer_checks_the_owner_first(env: WorkflowEnvironment) -> None:
@@ -316,4 +413,8 @@ async def test_transfer_checks_the_owner_first(env: WorkflowEnvironment) -> None
     assert state.status == "refused" and not any(c.startswith("transfer:") for c in refused.calls)
     allowed = Fakes()
     state = await run_transfer(env, allowed)
-    assert state.status == "transferred" and f"transfer:{OTHER}" in allowed.calls and "webhook:ticket.transferred" in allowed.calls
+    assert (
+        state.status == "transferred"
+        and f"transfer:{OTHER}" in allowed.calls
+        and "webhook:ticket.transferred" in allowed.calls
+    )

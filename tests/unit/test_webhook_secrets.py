@@ -24,5 +24,9 @@ def test_a_signed_delivery_verifies_with_the_endpoints_secret() -> None:
     body = json.dumps({"type": "ticket.purchased", "data": {"purchase_id": "p1"}})
     now = datetime.now(UTC)
     signature = Webhook(secret).sign("msg_1", now, body)
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
     assert Webhook(secret).verify(body, headers)["data"] == {"purchase_id": "p1"}
