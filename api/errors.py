@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 
 from domain.errors import SettleError
 from runtime.logging import get_logger
@@ -47,6 +48,29 @@ def install_error_handlers(app: FastAPI) -> None:
         body = ErrorBody(code=exc.code, message=exc.message, field=exc.field)
         return JSONResponse(
             {"error": body.model_dump(exclude_none=True)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        """The database refused the transaction as a whole (it was rolled back): a 503 to retry.
+
+        On SQLite this is mostly the write lock not coming within the busy timeout while the
+        worker writes too (the embedded default is one file for two processes); on PostgreSQL a
+        lost connection. A 500 would suggest a bug and hide that retrying is safe.
+        """
+        locked = "database is locked" in str(exc.orig)
+        code = "database_busy" if locked else "database_unavailable"
+        message = (
+            "the database is busy; nothing was written, retry shortly"
+            if locked
+            else "the database is unavailable; nothing was written, retry shortly"
+        )
+        log.warning("request failed", code=code, error=str(exc.orig))
+        body = ErrorBody(code=code, message=message)
+        return JSONResponse(
+            {"error": body.model_dump(exclude_none=True)},
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(RequestValidationError)
