@@ -51,15 +51,21 @@ async def create_intents(
     headers = {"Authorization": f"Bearer {token}"}
     gate = asyncio.Semaphore(concurrency)
     made: list[dict] = []
+    busy: list[int] = []
     started = time.perf_counter()
 
     async def one(http: httpx.AsyncClient) -> None:
         async with gate:
-            response = await http.post(
-                "/api/v1/deposit/intent/create",
-                json={"amount": "10", "chain": "base"},
-                headers=headers,
-            )
+            for attempt in range(10):
+                response = await http.post(
+                    "/api/v1/deposit/intent/create",
+                    json={"amount": "10", "chain": "base"},
+                    headers=headers,
+                )
+                if response.status_code != 503:
+                    break
+                busy.append(attempt)  # nothing was created: retry, as a client should
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
             response.raise_for_status()
             made.append(response.json())
             if len(made) % 1000 == 0:
@@ -68,6 +74,8 @@ async def create_intents(
 
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=120) as http:
         await asyncio.gather(*(one(http) for _ in range(count)))
+    if busy:
+        print(f"  {len(busy)} creations answered 503 (database busy) and were retried", flush=True)
     return made
 
 
@@ -169,6 +177,10 @@ async def detection_latency(stack: BenchStack, settings: Settings, deposits: int
     return latencies
 
 
+def percentile(values: list[float], q: int) -> float:
+    return max(values) if len(values) < 100 else statistics.quantiles(values, n=100)[q - 1]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,13 +188,30 @@ async def main() -> None:
     parser.add_argument("--counts", default="1,100,10000")
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--latency-deposits", type=int, default=20)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     counts = sorted(int(c) for c in args.counts.split(","))
-    rows = []
-    async with bench_stack(None, 0.2) as stack:
+    print(
+        "reproduce: .venv/bin/python -m bench.deposit_watch "
+        f"--counts {args.counts} --window {args.window:.0f} "
+        f"--latency-deposits {args.latency_deposits}"
+        + (f" --database-url {args.database_url}" if args.database_url else ""),
+        flush=True,
+    )
+    print(f"On-chain deposit watching, anvil with 2 s blocks, {os.cpu_count()} cores", flush=True)
+    database = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"Settle's database: {database}", flush=True)
+    async with bench_stack(args.database_url, 0.2) as stack:
         settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
+        # latency first, on a quiet stack: the per-intent poll flood below loads anvil for minutes
+        latencies = await detection_latency(stack, settings, args.latency_deposits)
+        print(
+            f"detection latency, N-th confirmation block -> credited, {len(latencies)} deposits: "
+            f"p50 {statistics.median(latencies):.2f} s, p99 {percentile(latencies, 99):.2f} s",
+            flush=True,
+        )
         addresses: list[str] = []
-        usage: dict[str, float] = {}
+        already_paid = len(latencies)
         for count in counts:
             made = await create_intents(stack, settings, count - len(addresses))
             addresses += [m["address"] for m in made]
@@ -190,35 +219,23 @@ async def main() -> None:
             assert await open_count(settings) == len(addresses)
             print(f"{len(addresses)} intents open; measuring for {args.window:.0f} s", flush=True)
             scanner = await scanner_calls_per_minute(stack, args.window)
+            detail = ", ".join(f"{m} {n:.0f}" for m, n in sorted(scanner.items()) if m != "total")
+            print(f"  scanner design: {scanner['total']:.0f} calls/min ({detail})", flush=True)
             if count == counts[-1]:
                 usage = await asyncio.to_thread(worker_usage, stack)
+                print(
+                    f"  worker with {count} open watches ({already_paid} paid before): "
+                    f"CPU {usage['cpu_percent']:.1f} %, RSS {usage['rss_mb']:.0f} MB",
+                    flush=True,
+                )
             poll = await per_intent_poll(
                 stack.anvil_url, addresses, settings.usdc_contract_address, args.window
             )
-            rows.append((count, scanner, poll))
-        latencies = await detection_latency(stack, settings, args.latency_deposits)
-
-    print(f"\nOn-chain deposit watching, anvil with 2 s blocks, {os.cpu_count()} cores")
-    print(
-        f"{'open intents':>12} | {'scanner design calls/min':>24} | {'per-intent poll calls/min':>26} (achieved)"
-    )
-    for count, scanner, poll in rows:
-        print(
-            f"{count:>12} | {scanner['total']:>24.0f} | {poll['required']:>26.0f} ({poll['achieved']:.0f})"
-        )
-    for count, scanner, _ in rows:
-        detail = ", ".join(f"{m} {n:.0f}" for m, n in sorted(scanner.items()) if m != "total")
-        print(f"  scanner design with {count}: {detail}")
-    print(
-        f"worker with {counts[-1]} open watches: CPU {usage.get('cpu_percent', 0):.1f} %, RSS {usage.get('rss_mb', 0):.0f} MB"
-    )
-    print(
-        f"detection latency, N-th confirmation block -> credited, {len(latencies)} deposits: "
-        f"p50 {statistics.median(latencies):.2f} s, p99 {max(latencies) if len(latencies) < 100 else statistics.quantiles(latencies, n=100)[98]:.2f} s"
-    )
-    print(
-        f"reproduce: .venv/bin/python -m bench.deposit_watch --counts {args.counts} --window {args.window:.0f}"
-    )
+            print(
+                f"  per-intent poll every {POLL_SECONDS:.0f} s: {poll['required']:.0f} calls/min "
+                f"required ({poll['achieved']:.0f} achieved against anvil)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ async def run_deposits(stack: BenchStack, count: int, concurrency: int) -> dict[
     }
 
 
-async def run_raw(stack: BenchStack, count: int, concurrency: int) -> dict[str, float]:
+async def run_raw(
+    stack: BenchStack, count: int, concurrency: int, activities: int = ACTIVITIES
+) -> dict[str, float]:
     settings = Settings(_env_file=None, temporal_address=stack.temporal_address)
     client = await connect(settings)
     queue = f"bench-noop-{uuid.uuid4().hex[:6]}"
@@ -109,7 +111,7 @@ async def run_raw(stack: BenchStack, count: int, concurrency: int) -> dict[str, 
         async with gate:
             t0 = time.perf_counter()
             await client.execute_workflow(
-                BenchNoop.run, ACTIVITIES, id=f"noop-{uuid.uuid4()}", task_queue=queue
+                BenchNoop.run, activities, id=f"noop-{uuid.uuid4()}", task_queue=queue
             )
             latencies.append(time.perf_counter() - t0)
 

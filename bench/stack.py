@@ -97,12 +97,17 @@ async def wait_http(url: str, timeout: float = 60) -> None:
 
 @asynccontextmanager
 async def bench_stack(
-    database_url: str | None, callback_delay: float, *, block_time: float = 2.0
+    database_url: str | None,
+    callback_delay: float,
+    *,
+    block_time: float = 2.0,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[BenchStack]:
     workdir = Path(tempfile.mkdtemp(prefix="settle-bench-"))
     temporal_port, ui_port, api_port, daraja_port, metrics_port, anvil_port = (
         free_port() for _ in range(6)
     )
+    stripe_port, smtp_port, solana_port = (free_port() for _ in range(3))
     proxy_socket = bind_socket("127.0.0.1", 0)
     proxy = RpcProxy(f"http://127.0.0.1:{anvil_port}")
     proxy_server = await serve(proxy.app, sock=proxy_socket)
@@ -123,6 +128,15 @@ async def bench_stack(
         "SANDBOX_ANVIL_STATE_FILE": str(workdir / "anvil-state.json"),
         "EVM_BLOCK_TIME_SECONDS": str(block_time),
         "EVM_RPC_URL": proxy_server.url,
+        # the ticket sandboxes on ports of their own, so a running `make run` is no obstacle
+        "SANDBOX_STRIPE_PORT": str(stripe_port),
+        "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
+        "SANDBOX_SMTP_PORT": str(smtp_port),
+        "SMTP_PORT": str(smtp_port),
+        "SANDBOX_MAIL_DIR": str(workdir / "mail"),
+        "SANDBOX_SOLANA_PORT": str(solana_port),
+        "SOLANA_RPC_URL": f"http://127.0.0.1:{solana_port}",
+        **(extra_env or {}),
     }
     stack = BenchStack(
         env,
@@ -152,7 +166,7 @@ async def bench_stack(
             "--sqlite-pragma",
             "synchronous=normal",
             "--log-level",
-            "error",
+            "warn",
             *dev_server_flags(),
         )
         migrate = await stack.spawn(sys.executable, "-m", "store.migrate", name="migrate")
