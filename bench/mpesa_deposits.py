@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from api.auth import issue_token
 from bench.noop import ACTIVITIES, BenchNoop
-from bench.stack import BenchStack, bench_stack
+from bench.stack import BenchStack, activity_count, bench_stack
 from runtime.banner import DEMO_WALLET
 from runtime.settings import Settings
 from runtime.temporal import connect
@@ -48,6 +48,7 @@ async def run_deposits(stack: BenchStack, count: int, concurrency: int) -> dict[
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     credited: dict[str, float] = {}
+    workflow_ids: list[str] = []
 
     async def one(http: httpx.AsyncClient) -> None:
         async with gate:
@@ -60,6 +61,7 @@ async def run_deposits(stack: BenchStack, count: int, concurrency: int) -> dict[
             response.raise_for_status()
             initiate_latency.append(time.perf_counter() - t0)
             started[response.json()["id"]] = t0
+            workflow_ids.append(response.json()["workflow_id"])
             # hold the slot until credited, so `concurrency` deposits are in flight at once
             while response.json()["id"] not in credited:
                 await asyncio.sleep(0.02)
@@ -94,6 +96,7 @@ async def run_deposits(stack: BenchStack, count: int, concurrency: int) -> dict[
         "credit_p99": percentile(to_credit, 0.99),
         "initiate_p50": percentile(initiate_latency, 0.5),
         "initiate_p99": percentile(initiate_latency, 0.99),
+        "activities": await activity_count(stack, workflow_ids[0]),
     }
 
 
@@ -142,7 +145,8 @@ async def main() -> None:
     async with bench_stack(args.database_url, args.callback_delay) as stack:
         await run_deposits(stack, min(20, args.deposits), 10)  # warm-up
         deposits = await run_deposits(stack, args.deposits, args.concurrency)
-        raw = await run_raw(stack, args.deposits, args.concurrency)
+        activities = int(deposits["activities"])
+        raw = await run_raw(stack, args.deposits, args.concurrency, activities)
     db = "PostgreSQL" if args.database_url else "SQLite (WAL)"
     command = f"python -m bench.mpesa_deposits --deposits {args.deposits} --concurrency {args.concurrency}"
     if args.database_url:
@@ -158,7 +162,8 @@ async def main() -> None:
         f"  deposits/s (request -> credited)   {deposits['per_second']:.1f}",
         f"  request -> credited p50 / p99      {ms(deposits['credit_p50'])} / {ms(deposits['credit_p99'])}",
         f"  initiate call p50 / p99            {ms(deposits['initiate_p50'])} / {ms(deposits['initiate_p99'])}",
-        f"raw Temporal, BenchNoop with {ACTIVITIES} no-op activities, same server, same concurrency",
+        f"one deposit runs {activities} activities (from its history)",
+        f"raw Temporal, BenchNoop with {activities} no-op activities, same server, same concurrency",
         f"  workflows/s                        {raw['per_second']:.1f}",
         f"  start -> result p50 / p99          {ms(raw['p50'])} / {ms(raw['p99'])}",
         f"ratio deposits/s : raw workflows/s   {deposits['per_second'] / raw['per_second']:.2f}",

@@ -19,7 +19,9 @@ import httpx
 from domain.search import dev_server_flags
 from providers.evm import EvmClient
 from runtime.devserver import temporal_cli
+from runtime.settings import Settings
 from runtime.settings.evm import SANDBOX_USDC_ADDRESS
+from runtime.temporal import connect
 from sandbox.chain import has_code
 from sandbox.rpc_proxy import RpcProxy
 from sandbox.serve import bind_socket, serve
@@ -188,3 +190,10 @@ async def bench_stack(
                 await asyncio.wait_for(process.wait(), 15)
             except TimeoutError:
                 process.kill()
+
+
+async def activity_count(stack: BenchStack, workflow_id: str) -> int:
+    """ActivityTaskScheduled events in one completed purchase's history."""
+    client = await connect(Settings(_env_file=None, temporal_address=stack.temporal_address))
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes"))

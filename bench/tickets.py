@@ -29,19 +29,11 @@ from sqlalchemy import select
 
 from api.auth import issue_token
 from bench.mpesa_deposits import percentile, run_raw
-from bench.stack import BenchStack, bench_stack
+from bench.stack import BenchStack, activity_count, bench_stack
 from runtime.settings import Settings
-from runtime.temporal import connect
 from sandbox.serve import serve
 from store.db import make_engine, make_session_factory
 from store.models import Notification
-
-
-async def activity_count(stack: BenchStack, workflow_id: str) -> int:
-    """ActivityTaskScheduled events in one completed purchase's history."""
-    client = await connect(Settings(_env_file=None, temporal_address=stack.temporal_address))
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes"))
 
 
 async def run_purchases(
