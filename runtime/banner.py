@@ -48,6 +48,9 @@ def banner(settings: Settings, ready: bool) -> str:
    Sandbox Daraja    http://{settings.sandbox_host}:{settings.sandbox_daraja_port}/_sandbox/transactions
    Local chain       {settings.evm_rpc_url} (anvil, chain id {settings.evm_chain_id})
    USDC contract     {settings.usdc_contract_address}
+   Sandbox Stripe    {settings.stripe_api_base} (webhooks to /webhooks/stripe)
+   Sandbox Solana    {settings.solana_rpc_url} (LiteSVM, Token-2022)
+   Caught emails     {settings.sandbox_mail_dir}/ (SMTP on port {settings.sandbox_smtp_port})
 
  A token for alice (tenant t1), valid 12 h:
    export TOKEN={token}
