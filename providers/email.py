@@ -63,6 +63,23 @@ class Mailer:
         )
         return message
 
+    async def check_reachable(self) -> None:
+        """Connect (TLS as configured), log in when configured, NOOP, QUIT: readiness."""
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            use_tls=self._security == "ssl",
+            start_tls=self._security == "starttls",
+            timeout=self._timeout,
+        )
+        await client.connect()
+        try:
+            if self._username and self._password:
+                await client.login(self._username, self._password)
+            await client.noop()
+        finally:
+            await client.quit()
+
     async def send(
         self, template: str, context: dict[str, Any], *, to: str, message_id: str
     ) -> None:

@@ -109,6 +109,10 @@ class StripePayments:
                 raise StripeUnavailable(f"{what}: {exc}") from exc
             raise StripeRejected(f"{what}: {exc}") from exc
 
+    async def check_reachable(self) -> None:
+        """Retrieve the account balance: the cheapest authenticated call (readiness)."""
+        await self._call("balance", lambda: self._client.v1.balance.retrieve_async())
+
     async def create_customer(
         self, email: str, *, idempotency_key: str, metadata: dict[str, str] | None = None
     ) -> str:

@@ -435,6 +435,23 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             headers["Idempotency-Key"] = key
         return JSONResponse(result, status_code=status, headers=headers)
 
+    @app.get("/v1/balance")
+    async def balance(request: Request) -> JSONResponse:
+        def retrieve(_params: Any) -> dict[str, Any]:
+            captured: dict[str, int] = {}
+            for intent in state.intents.values():
+                if intent["status"] == "succeeded":
+                    currency = intent["currency"]
+                    captured[currency] = captured.get(currency, 0) + int(intent["amount_received"])
+            return {
+                "object": "balance",
+                "available": [{"amount": a, "currency": c} for c, a in sorted(captured.items())],
+                "pending": [],
+                "livemode": False,
+            }
+
+        return await dispatch(request, retrieve)
+
     @app.post("/v1/customers")
     async def customers_create(request: Request) -> JSONResponse:
         return await dispatch(request, create_customer)

@@ -31,6 +31,15 @@ class CoreSettings(BaseModel):
     jwt_token_ttl_seconds: int = 3600 * 12
     jwt_leeway_seconds: int = 30
 
+    #: /health/ready checks database, temporal, smtp, stripe, solana and evm; these must be up for
+    #: the API to be ready (the others are reported with their status and latency)
+    health_required_checks: list[
+        Literal["database", "temporal", "smtp", "stripe", "solana", "evm"]
+    ] = [
+        "database",
+        "temporal",
+    ]
+
     log_level: str = "INFO"
     #: JSON lines (production) or a readable console format (local)
     log_json: bool = False

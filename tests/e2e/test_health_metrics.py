@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from runtime.settings import Settings
+from sandbox.serve import serve
 from tests.fixtures.stack import Stack
 
 
@@ -10,10 +17,44 @@ async def test_probes(stack: Stack) -> None:
     ready = await stack.api.get("/health/ready")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
-    assert checks["database"]["status"] == "up" and checks["temporal"]["status"] == "up"
+    assert set(checks) == {"database", "temporal", "smtp", "stripe", "solana", "evm"}
+    assert {name: c["status"] for name, c in checks.items() if c["status"] != "up"} == {}
+    assert {name for name, c in checks.items() if c["required"]} == {"database", "temporal"}
     assert all(c["latency_ms"] >= 0 for c in checks.values())
     startup = await stack.api.get("/health/startup")
     assert startup.status_code == 200 and startup.json()["status"] == "started"
+
+
+async def ready_with(settings: Settings, temporal: Client) -> httpx.Response:
+    server = await serve(create_app(settings, temporal=temporal))
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            return await http.get("/health/ready")
+    finally:
+        await server.stop()
+
+
+async def test_a_provider_down_is_reported_and_fails_readiness_only_when_required(
+    stack: Stack, dev_env: WorkflowEnvironment
+) -> None:
+    stripe_down = {"stripe_api_base": "http://127.0.0.1:9"}  # nothing listens there
+    optional = await ready_with(stack.settings.model_copy(update=stripe_down), dev_env.client)
+    assert optional.status_code == 200
+    assert optional.json()["checks"]["stripe"]["status"] == "down"
+    assert optional.json()["checks"]["stripe"]["required"] is False
+    assert "error" in optional.json()["checks"]["stripe"]
+
+    required = stack.settings.model_copy(
+        update={**stripe_down, "health_required_checks": ["database", "temporal", "stripe"]}
+    )
+    refused = await ready_with(required, dev_env.client)
+    assert refused.status_code == 503 and refused.json()["status"] == "not_ready"
+    assert refused.json()["checks"]["stripe"] | {"latency_ms": 0} == {
+        **refused.json()["checks"]["stripe"],
+        "status": "down",
+        "required": True,
+        "latency_ms": 0,
+    }
 
 
 async def test_metrics_count_requests_by_route_template(stack: Stack) -> None:
