@@ -291,6 +291,26 @@ async def test_cancel_is_requested_and_the_deposit_refuses_it(stack: Stack) -> N
     assert admin_cancel.status_code == 409
 
 
+async def test_pending_activity_attempts_are_shown(stack: Stack) -> None:
+    """Daraja answers 503 four times: while the STK push backs off, the job shows its attempts."""
+    owner = stack.auth("fola", unique_tenant())
+    stack.daraja_state.failures["stkpush"] = [4, 503]
+    deposit = (await initiate(stack, owner, amount=9)).json()
+    job = (
+        await eventually(
+            lambda: stack.api.get(f"{JOBS}/{deposit['workflow_id']}", headers=owner),
+            lambda r: any(a["attempt"] >= 2 for a in r.json()["pending_activities"]),
+            interval=0.05,
+            what="a retried STK push in the job view",
+        )
+    ).json()
+    (activity,) = job["pending_activities"]
+    assert activity["activity_type"] == "mpesa.stk_push"
+    assert activity["maximum_attempts"] == stack.settings.mpesa_stk_push_max_attempts
+    assert activity["last_failure"] and activity["state"] in ("scheduled", "started")
+    await stack.wait_for_deposit(deposit["id"], {DepositStatus.CREDITED}, timeout=40)
+
+
 async def test_failed_run_shows_its_failure(stack: Stack) -> None:
     """A ticket whose mint never succeeds is refunded and its run fails: the job shows why."""
     tenant = unique_tenant()
