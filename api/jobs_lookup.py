@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -183,11 +183,6 @@ async def list_jobs(client: Client, query: str, limit: int) -> list[JobRef]:
         return [JobRef.of(w) async for w in client.list_workflows(query, limit=limit)]
     except (RPCError, RuntimeError) as exc:
         raise unavailable(exc) from exc
-
-
-async def iterate_jobs(client: Client, query: str, limit: int) -> AsyncIterator[JobRef]:
-    async for execution in client.list_workflows(query, limit=limit, page_size=100):
-        yield JobRef.of(execution)
 
 
 async def status_error(client: Client, job_id: str) -> str | None:
