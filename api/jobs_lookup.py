@@ -164,25 +164,26 @@ async def describe_job(
     except (RPCError, RuntimeError) as exc:
         if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("job not found", field="job_id") from exc
-        raise unavailable(exc) from exc
+        raise_if_unreachable(exc)
+        raise
     job = JobRef.of(description)
     if not job.visible_to(principal):
         raise NotFound("job not found", field="job_id")
     return job, description
 
 
-def unavailable(exc: BaseException) -> BaseException:
+def raise_if_unreachable(exc: BaseException) -> None:
     """Temporal not answering is a 503; anything else is not ours to translate."""
     if temporal_unreachable(exc):
-        return ServiceUnavailable("the workflow service is unavailable")
-    return exc
+        raise ServiceUnavailable("the workflow service is unavailable") from exc
 
 
 async def list_jobs(client: Client, query: str, limit: int) -> list[JobRef]:
     try:
         return [JobRef.of(w) async for w in client.list_workflows(query, limit=limit)]
     except (RPCError, RuntimeError) as exc:
-        raise unavailable(exc) from exc
+        raise_if_unreachable(exc)
+        raise
 
 
 async def status_error(client: Client, job_id: str) -> str | None:
@@ -258,4 +259,5 @@ async def signal_retry(client: Client, job_id: str) -> None:
     except (RPCError, RuntimeError) as exc:
         if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("the job closed before it could be retried", field="job_id") from exc
-        raise unavailable(exc) from exc
+        raise_if_unreachable(exc)
+        raise

@@ -26,9 +26,9 @@ from api.jobs_lookup import (
     JobRef,
     describe_job,
     failure_message,
+    raise_if_unreachable,
     signal_retry,
     status_error,
-    unavailable,
 )
 from api.routers.deposits import web_ui_url
 from domain.errors import Conflict, Forbidden
@@ -178,6 +178,7 @@ async def cancel_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDe
     except (RPCError, RuntimeError) as exc:
         if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("the job closed before it could be cancelled", field="job_id") from exc
-        raise unavailable(exc) from exc
+        raise_if_unreachable(exc)
+        raise
     log.info("job cancel requested", job_id=job.id, by=principal.subject, tenant=principal.tenant)
     return JobAccepted(id=job.id, action="cancel", status_url=f"/api/v1/jobs/{job.id}")
