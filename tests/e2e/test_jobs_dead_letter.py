@@ -18,8 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
+from api.app import create_app
+from api.auth import issue_token
 from domain.mpesa import DepositStatus
 from providers.daraja import parse_stk_callback
+from sandbox.serve import serve
 from store.deposits import ledger_key
 from store.models import LedgerEntry
 from tests.e2e.test_mpesa_deposit_api import (
@@ -29,7 +32,7 @@ from tests.e2e.test_mpesa_deposit_api import (
     portfolio,
     usdc_for,
 )
-from tests.fixtures.stack import Stack, eventually, unique_tenant
+from tests.fixtures.stack import Stack, eventually, stack_settings, unique_tenant
 from workflows.mpesa_deposit import MpesaDeposit as MpesaDepositWorkflow
 
 pytestmark = pytest.mark.usefixtures("balanced_ledger")
@@ -413,3 +416,26 @@ async def test_openapi_documents_jobs_and_dead_letters(stack: Stack) -> None:
     export = paths[f"{DEAD}/export"]["get"]["responses"]["200"]["content"]
     assert "application/x-ndjson" in export
     assert {"404", "409", "403"} <= set(paths[f"{JOBS}/{{job_id}}/retry"]["post"]["responses"])
+
+
+async def test_temporal_down_is_503(database_url: str) -> None:
+    settings = stack_settings(
+        database_url, "http://127.0.0.1:9", "http://127.0.0.1:9", temporal_address="127.0.0.1:9"
+    )
+    server = await serve(create_app(settings))
+    token = issue_token(settings, subject="ops", tenant="down", roles=["admin"])
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            for method, path in (
+                ("GET", f"{JOBS}/mpesa-deposit-x"),
+                ("POST", f"{JOBS}/mpesa-deposit-x/retry"),
+                ("GET", DEAD),
+                ("GET", f"{DEAD}/stats/by-error"),
+                ("GET", f"{DEAD}/export"),
+            ):
+                response = await http.request(method, path, headers=headers)
+                assert response.status_code == 503, (method, path, response.text)
+                assert response.json()["error"]["code"] == "service_unavailable"
+    finally:
+        await server.stop()
