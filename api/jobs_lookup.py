@@ -28,7 +28,7 @@ from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal, Role
-from domain.errors import Conflict, NotFound, ServiceUnavailable
+from domain.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized
 from domain.search import (
     SETTLE_KIND,
     SETTLE_STATUS,
@@ -47,7 +47,10 @@ T = TypeVar("T")
 #: workflow ids Settle makes (``mpesa-deposit-<uuid>``, ``chain-scanner-settle-base`` ...); no
 #: quotes, spaces or backslashes, so an id can never change the meaning of a visibility query
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,254}$"
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:@-]{1,255}$")
+#: what may stand between double quotes in a visibility query: no quote, backslash or control
+#: character, so a value cannot end the literal (tenants and subjects come from tokens and may be
+#: ``auth0|123`` or ``alice+ops@example.com``)
+_SAFE_VALUE = re.compile(r"[^\"'\\\x00-\x1f\x7f]{1,255}")
 
 #: how long one ``status`` query may take before the job's error is reported as unknown
 QUERY_TIMEOUT = timedelta(seconds=2)
@@ -70,16 +73,19 @@ _TEMPORAL_STATUS = {
 def quote(value: str) -> str:
     """A visibility-query string literal. Values that could break out of the quotes are refused
     (callers validate input first; reaching this with such a value is a bug)."""
-    if not _SAFE_VALUE.match(value):
+    if not _SAFE_VALUE.fullmatch(value):
         raise ValueError(f"refusing to put {value!r} in a visibility query")
     return f'"{value}"'
 
 
 def tenant_query(principal: Principal, *clauses: str) -> str:
     """A visibility query limited to the caller's tenant (and to their own jobs for a user)."""
-    parts = [f"SettleTenant = {quote(principal.tenant)}"]
-    if not is_staff(principal):
-        parts.append(f"SettleUser = {quote(principal.subject)}")
+    try:
+        parts = [f"SettleTenant = {quote(principal.tenant)}"]
+        if not is_staff(principal):
+            parts.append(f"SettleUser = {quote(principal.subject)}")
+    except ValueError as exc:
+        raise Unauthorized("the token's tenant or subject contains a quote or backslash") from exc
     return " AND ".join([*parts, *clauses])
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from api.auth import Principal
 from api.jobs_lookup import error_parts, parked_query, quote, tenant_query
+from domain.errors import Unauthorized
 from domain.search import OperationKind
 
 
@@ -13,10 +14,22 @@ def principal(*roles: str, tenant: str = "t1", subject: str = "alice") -> Princi
     return Principal(subject=subject, tenant=tenant, roles=frozenset(roles))
 
 
-@pytest.mark.parametrize("value", ['a"b', "a'b", "a\\b", "a b", "", "x" * 256, 'x" OR "1"="1'])
+@pytest.mark.parametrize(
+    "value", ['a"b', "a'b", "a\\b", "a\nb", "a\n", "", "x" * 256, 'x" OR "1"="1']
+)
 def test_values_that_could_break_a_query_are_refused(value: str) -> None:
     with pytest.raises(ValueError):
         quote(value)
+
+
+@pytest.mark.parametrize("value", ["t1", "auth0|123", "alice+ops@example.com", "Acme Corp"])
+def test_token_claims_of_usual_shapes_are_quoted(value: str) -> None:
+    assert quote(value) == f'"{value}"'
+
+
+def test_a_tenant_with_a_quote_is_refused_not_a_server_error() -> None:
+    with pytest.raises(Unauthorized):
+        tenant_query(principal("admin", tenant='t1" OR "1"="1'))
 
 
 def test_every_query_is_limited_to_the_callers_tenant() -> None:
