@@ -16,9 +16,11 @@ from temporalio.client import Client
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, install_metrics
 from api.routers import (
+    dead_letter,
     deposits,
     health,
     intents,
+    jobs,
     metrics,
     portfolio,
     stripe_webhooks,
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         tickets.router,
         stripe_webhooks.router,
         webhook_endpoints.router,
+        jobs.router,
+        dead_letter.router,
     )
     for router in routers:
         app.include_router(router)

@@ -1,0 +1,184 @@
+"""Jobs: any Settle workflow execution, by workflow id. Read one, retry it when parked, cancel it.
+
+Who may do what (a job of another tenant is always 404):
+
+- read: the job's own user; ``venue_admin`` and ``admin`` for every job of their tenant;
+- retry and cancel: the job's own user, or an ``admin`` of its tenant (a ``venue_admin`` may read
+  another user's job but gets 403 when changing it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import Principal
+from api.deps import CurrentUser, SettingsDep, TemporalDep
+from api.errors import error_responses
+from api.jobs_lookup import (
+    JOB_ID_PATTERN,
+    JobRef,
+    describe_job,
+    failure_message,
+    raise_if_unreachable,
+    signal_retry,
+    status_error,
+)
+from api.routers.deposits import web_ui_url
+from domain.errors import Conflict, Forbidden
+from runtime.logging import get_logger
+
+log = get_logger("api.jobs")
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[
+    str,
+    Path(
+        pattern=JOB_ID_PATTERN,
+        description="the workflow id, e.g. mpesa-deposit-<deposit id>",
+        examples=["mpesa-deposit-0b6f5d2e-5a0c-4f43-9a53-2f4b8f0d6c11"],
+    ),
+]
+
+
+class PendingActivity(BaseModel):
+    activity_id: str
+    activity_type: str
+    state: str
+    attempt: int
+    maximum_attempts: int
+    last_failure: str | None = None
+
+
+class JobView(BaseModel):
+    id: str
+    run_id: str | None
+    workflow_type: str
+    kind: str | None
+    tenant: str | None
+    user: str | None
+    #: SettleStatus; Temporal's status for a run that closed without saying how it ended
+    status: str | None
+    temporal_status: str | None
+    started_at: datetime | None
+    closed_at: datetime | None
+    #: activities in flight or backing off, with their attempt counts
+    pending_activities: list[PendingActivity]
+    #: a failed run's failure, or the error in a running workflow's ``status`` query
+    error: str | None
+    web_ui_url: str
+
+
+class JobAccepted(BaseModel):
+    id: str
+    action: str
+    status_url: str
+
+
+def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]:
+    return [
+        PendingActivity(
+            activity_id=a.activity_id,
+            activity_type=a.activity_type.name,
+            state=_activity_state(a.state),
+            attempt=a.attempt,
+            maximum_attempts=a.maximum_attempts,
+            last_failure=a.last_failure.message if a.HasField("last_failure") else None,
+        )
+        for a in description.raw_description.pending_activities
+    ]
+
+
+def _activity_state(value: PendingActivityState.ValueType) -> str:
+    return PendingActivityState.Name(value).removeprefix("PENDING_ACTIVITY_STATE_").lower()
+
+
+def may_change(job: JobRef, principal: Principal) -> None:
+    """Retry and cancel: the job's own user, or an admin of its tenant."""
+    if not (job.owned_by(principal) or principal.is_admin):
+        raise Forbidden("admin role required to change another user's job")
+
+
+async def _error(client: Client, job: JobRef) -> str | None:
+    if job.running:
+        return await status_error(client, job.id)
+    if job.temporal_status == "failed":
+        return await failure_message(client, job.id, job.run_id)
+    return None
+
+
+@router.get("/{job_id}", response_model=JobView, responses=error_responses(401, 404, 422, 503))
+async def get_job(
+    job_id: JobId, principal: CurrentUser, settings: SettingsDep, temporal: TemporalDep
+) -> JobView:
+    """One job: search attributes, Temporal's status, pending activities and the error."""
+    job, description = await describe_job(temporal, job_id, principal)
+    return JobView(
+        id=job.id,
+        run_id=job.run_id,
+        workflow_type=job.workflow_type,
+        kind=job.kind,
+        tenant=job.tenant,
+        user=job.user,
+        status=job.status,
+        temporal_status=job.temporal_status,
+        started_at=job.started_at,
+        closed_at=job.closed_at,
+        pending_activities=_pending(description),
+        error=await _error(temporal, job),
+        web_ui_url=web_ui_url(settings, job.id),
+    )
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def retry_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDep) -> JobAccepted:
+    """Send ``retry`` to a parked job (``SettleStatus=needs_attention``): its parked step runs
+    again. Same as ``temporal workflow signal --workflow-id <id> --name retry``."""
+    job, _ = await describe_job(temporal, job_id, principal)
+    may_change(job, principal)
+    if not job.parked:
+        raise Conflict(
+            f"job is not waiting for a retry (status {job.status}); only a needs_attention job "
+            "can be retried",
+            field="job_id",
+        )
+    await signal_retry(temporal, job.id)
+    log.info("job retry requested", job_id=job.id, by=principal.subject, tenant=principal.tenant)
+    return JobAccepted(id=job.id, action="retry", status_url=f"/api/v1/jobs/{job.id}")
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def cancel_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDep) -> JobAccepted:
+    """Request cancellation. The workflow decides what that means: a deposit whose customer has
+    already been prompted refuses it and runs to its end; compensations run where they exist.
+    Same as ``temporal workflow cancel --workflow-id <id>``."""
+    job, _ = await describe_job(temporal, job_id, principal)
+    may_change(job, principal)
+    if not job.running:
+        raise Conflict(f"job is closed (status {job.status}); nothing to cancel", field="job_id")
+    try:
+        handle = temporal.get_workflow_handle(job.id)
+        await handle.cancel(reason=f"requested by {principal.subject}")
+    except (RPCError, RuntimeError) as exc:
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the job closed before it could be cancelled", field="job_id") from exc
+        raise_if_unreachable(exc)
+        raise
+    log.info("job cancel requested", job_id=job.id, by=principal.subject, tenant=principal.tenant)
+    return JobAccepted(id=job.id, action="cancel", status_url=f"/api/v1/jobs/{job.id}")
