@@ -28,6 +28,7 @@ from activities.deposits import DepositActivities
 from activities.evm import EvmWriteActivities, WriterConfig
 from activities.fx import FxActivities
 from activities.intents import IntentActivities
+from activities.monitor import MonitorActivities
 from activities.mpesa import MpesaActivities
 from activities.notify import NotifyActivities
 from activities.solana import SolanaActivities
@@ -42,12 +43,14 @@ from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
 from runtime.logging import configure_logging, get_logger
+from runtime.schedules import ensure_monitor_schedule
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
 from store.db import make_engine, make_session_factory
 from workflows.chain_scanner import ChainScanner
 from workflows.deposit_watch import DepositWatch
+from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 
@@ -60,6 +63,7 @@ WORKFLOWS: list[type] = [
     TicketPurchase,
     Refund,
     NftTransfer,
+    Monitor,
 ]
 
 
@@ -147,8 +151,13 @@ def mpesa_callback_url(settings: Settings) -> str:
     return f"{settings.callback_base_url}/api/v1/deposit/mpesa-callback/{token}"
 
 
-def activities_by_queue(resources: Resources) -> dict[ActivityQueue, list[Callable[..., Any]]]:
+def activities_by_queue(
+    resources: Resources, client: Client
+) -> dict[ActivityQueue, list[Callable[..., Any]]]:
     settings = resources.settings
+    monitor = MonitorActivities(
+        client, resources.sessions, resources.evm, resources.treasury.address, resources.solana
+    )
     mpesa = MpesaActivities(resources.daraja, mpesa_callback_url(settings))
     deposits = DepositActivities(resources.sessions)
     evm_write = EvmWriteActivities(
@@ -191,6 +200,8 @@ def activities_by_queue(resources: Resources) -> dict[ActivityQueue, list[Callab
             tickets.reserve_refund,
             tickets.settle_refund,
             tickets.record_transfer,
+            monitor.measure,
+            monitor.reconcile,
         ],
         ActivityQueue.STRIPE: [stripe.pay, stripe.retrieve, stripe.cancel, stripe.refund],
         ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
@@ -225,7 +236,7 @@ def build_workers(
     client: Client, settings: Settings, resources: Resources, queues: Iterable[str]
 ) -> list[Worker]:
     prefix = settings.task_queue_prefix
-    registry = activities_by_queue(resources)
+    registry = activities_by_queue(resources, client)
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
     }
@@ -266,6 +277,8 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     client = await connect_with_retry(settings, runtime=runtime)
     resources = build_resources(settings)
     workers = build_workers(client, settings, resources, queues)
+    if WORKFLOW_SUFFIX in queues:
+        await ensure_monitor_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

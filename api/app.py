@@ -16,6 +16,7 @@ from temporalio.client import Client
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, install_metrics
 from api.routers import (
+    alerts,
     dead_letter,
     deposits,
     health,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         webhook_endpoints.router,
         jobs.router,
         dead_letter.router,
+        alerts.router,
     )
     for router in routers:
         app.include_router(router)

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from runtime.settings.core import CoreSettings
 from runtime.settings.deposits import DepositSettings
 from runtime.settings.evm import EvmSettings
+from runtime.settings.monitor import MonitorSettings
 from runtime.settings.mpesa import MpesaSettings
 from runtime.settings.sandbox import SandboxSettings
 from runtime.settings.solana import SANDBOX_AUTHORITY_KEYPAIR, SolanaSettings
@@ -57,6 +58,7 @@ class Settings(
     SolanaSettings,
     TicketSettings,
     SandboxSettings,
+    MonitorSettings,
 ):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False

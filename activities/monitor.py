@@ -1,0 +1,204 @@
+"""The Monitor's side effects: readings from Temporal visibility and the wallets, and the alerts
+table (an alert opens when its condition is first found out of bounds and clears when a later run
+finds it back within)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+
+from domain.monitor import (
+    TEST_CONDITION,
+    AlertChanges,
+    MonitorInput,
+    RaisedAlert,
+    Reading,
+)
+from domain.search import OperationKind, OperationStatus
+from providers.evm import EvmClient
+from providers.solana.client import SolanaTicketClient
+from runtime.logging import get_logger
+from store.models import Alert, utcnow
+
+log = get_logger("activities.monitor")
+
+
+def _visibility_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MonitorActivities:
+    def __init__(
+        self,
+        client: Client,
+        sessions: async_sessionmaker[AsyncSession],
+        evm: EvmClient,
+        treasury_address: str,
+        solana: SolanaTicketClient,
+    ) -> None:
+        self._client, self._sessions = client, sessions
+        self._evm, self._treasury, self._solana = evm, treasury_address, solana
+
+    async def _count(self, query: str) -> int:
+        return (await self._client.count_workflows(query)).count
+
+    @activity.defn(name="monitor.measure")
+    async def measure(self, request: MonitorInput) -> list[Reading]:
+        """One reading per condition; a source that cannot be read is itself a breached reading."""
+        limits = request.thresholds
+        now = datetime.now(UTC)
+
+        async def dead_letters() -> Reading:
+            parked = await self._count(
+                f'SettleStatus = "{OperationStatus.NEEDS_ATTENTION.value}" '
+                'AND ExecutionStatus = "Running"'
+            )
+            return Reading(
+                condition="dead_letters",
+                value=parked,
+                threshold=limits.dead_letters_max,
+                breached=parked > limits.dead_letters_max,
+                message=f"{parked} job(s) parked for an operator (needs_attention)",
+                severity="critical",
+            )
+
+        async def oldest_open_job() -> Reading:
+            since = _visibility_time(now - timedelta(seconds=limits.oldest_open_job_max_seconds))
+            old = await self._count(
+                'ExecutionStatus = "Running" '
+                f'AND SettleKind != "{OperationKind.CHAIN_SCANNER.value}" '
+                f'AND StartTime < "{since}"'
+            )
+            return Reading(
+                condition="oldest_open_job",
+                value=old,
+                threshold=0,
+                breached=old > 0,
+                message=f"{old} job(s) open longer than {limits.oldest_open_job_max_seconds} s",
+            )
+
+        async def failure_rate() -> Reading:
+            since = _visibility_time(now - timedelta(minutes=limits.failure_window_minutes))
+            closed = await self._count(f'ExecutionStatus != "Running" AND CloseTime > "{since}"')
+            failed = await self._count(
+                '(ExecutionStatus = "Failed" OR ExecutionStatus = "TimedOut" '
+                f'OR ExecutionStatus = "Terminated") AND CloseTime > "{since}"'
+            )
+            rate = failed / closed if closed else 0.0
+            judged = closed >= limits.failure_min_closed
+            return Reading(
+                condition="failure_rate",
+                value=round(rate, 4),
+                threshold=limits.failure_rate_max,
+                breached=judged and rate > limits.failure_rate_max,
+                message=(
+                    f"{failed} of {closed} executions closed in the last "
+                    f"{limits.failure_window_minutes} min failed, timed out or were terminated"
+                ),
+            )
+
+        async def treasury_gas() -> Reading:
+            wei = await self._evm.balance(self._treasury)
+            return Reading(
+                condition="treasury_gas",
+                value=wei,
+                threshold=limits.treasury_min_wei,
+                breached=wei < limits.treasury_min_wei,
+                message=f"treasury {self._treasury} holds {wei} wei of gas",
+                severity="critical",
+            )
+
+        async def solana_fee_payer() -> Reading:
+            lamports = await self._solana.balance_lamports()
+            return Reading(
+                condition="solana_fee_payer",
+                value=lamports,
+                threshold=limits.solana_min_lamports,
+                breached=lamports < limits.solana_min_lamports,
+                message=f"the Solana fee payer holds {lamports} lamports",
+                severity="critical",
+            )
+
+        checks: dict[str, Callable[[], Awaitable[Reading]]] = {
+            "dead_letters": dead_letters,
+            "oldest_open_job": oldest_open_job,
+            "failure_rate": failure_rate,
+            "treasury_gas": treasury_gas,
+            "solana_fee_payer": solana_fee_payer,
+        }
+        readings = []
+        for condition, check in checks.items():
+            try:
+                readings.append(await check())
+            except Exception as exc:  # the monitor must report, not fail, when a source is down
+                readings.append(
+                    Reading(
+                        condition=condition,
+                        value=-1,
+                        threshold=0,
+                        breached=True,
+                        message=f"could not be measured: {type(exc).__name__}: {exc}"[:500],
+                        severity="critical",
+                    )
+                )
+        if request.test_alert_by:
+            readings.append(
+                Reading(
+                    condition=TEST_CONDITION,
+                    value=1,
+                    threshold=0,
+                    breached=True,
+                    message=f"test alert requested by {request.test_alert_by}",
+                )
+            )
+        return readings
+
+    @activity.defn(name="monitor.reconcile")
+    async def reconcile(self, readings: list[Reading]) -> AlertChanges:
+        """Open an alert for each newly breached condition, clear those back within bounds.
+
+        A test alert is raised anew for each request and cleared by the next regular run.
+        """
+        changes = AlertChanges()
+        by_condition = {r.condition: r for r in readings}
+        async with self._sessions.begin() as session:
+            rows = await session.execute(select(Alert).where(Alert.status == "open"))
+            open_alerts = {a.condition: a for a in rows.scalars()}
+            for condition, alert in open_alerts.items():
+                reading = by_condition.get(condition)
+                if reading is None or not reading.breached:
+                    alert.status, alert.cleared_at = "cleared", utcnow()
+                    changes.cleared.append(alert.id)
+            for reading in readings:
+                if not reading.breached:
+                    continue
+                if reading.condition in open_alerts and reading.condition != TEST_CONDITION:
+                    continue
+                alert = Alert(
+                    condition=reading.condition,
+                    severity=reading.severity,
+                    message=reading.message,
+                    value=str(reading.value),
+                    threshold=str(reading.threshold),
+                    status="open",
+                )
+                session.add(alert)
+                await session.flush()
+                changes.raised.append(
+                    RaisedAlert(
+                        id=alert.id,
+                        condition=alert.condition,
+                        severity=alert.severity,
+                        message=alert.message,
+                    )
+                )
+        for raised in changes.raised:
+            log.warning("alert raised", condition=raised.condition, message=raised.message)
+        for cleared in changes.cleared:
+            log.info("alert cleared", alert_id=cleared)
+        return changes

@@ -1,0 +1,117 @@
+"""Alerts raised by the Monitor (admins only): list, acknowledge, and send a test alert.
+
+Alerts are about the platform (dead letters, failure rate, wallets), not one tenant's jobs, so
+any admin sees them all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+from temporalio.service import RPCError
+
+from api.deps import AdminUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
+from api.errors import error_responses
+from domain.errors import NotFound, ServiceUnavailable
+from domain.queues import workflow_queue
+from runtime.schedules import monitor_input
+from runtime.temporal import temporal_unreachable
+from store.models import Alert, utcnow
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+
+ALERT_ID = r"^[0-9a-f-]{36}$"
+
+
+class AlertView(BaseModel):
+    id: str
+    condition: str
+    severity: str
+    message: str
+    value: str
+    threshold: str
+    status: str
+    raised_at: datetime
+    cleared_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertView:
+        return cls.model_validate(alert, from_attributes=True)
+
+
+class TestAlertStarted(BaseModel):
+    workflow_id: str
+    message: str
+
+
+@router.get("", response_model=list[AlertView], responses=error_responses(401, 403, 422))
+async def list_alerts(
+    _admin: AdminUser,
+    reads: ReadSessionsDep,
+    status: Annotated[Literal["open", "cleared"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AlertView]:
+    """Newest first; ``status=open`` for what is wrong now."""
+    query = select(Alert).order_by(Alert.raised_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Alert.status == status)
+    async with reads() as session:
+        return [AlertView.of(a) for a in (await session.execute(query)).scalars()]
+
+
+@router.post(
+    "/{alert_id}/acknowledge",
+    response_model=AlertView,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def acknowledge(
+    alert_id: Annotated[str, Path(pattern=ALERT_ID)],
+    admin: AdminUser,
+    sessions: SessionFactoryDep,
+) -> AlertView:
+    """Someone is on it: the alert stays open until the Monitor finds the condition cleared."""
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id}", field="alert_id")
+        if alert.acknowledged_at is None:
+            alert.acknowledged_at, alert.acknowledged_by = utcnow(), admin.subject
+        return AlertView.of(alert)
+
+
+@router.post(
+    "/test",
+    status_code=202,
+    response_model=TestAlertStarted,
+    responses=error_responses(401, 403, 503),
+)
+async def test_alert(
+    admin: AdminUser, settings: SettingsDep, temporal: TemporalDep
+) -> TestAlertStarted:
+    """Run the Monitor now with a test alert: the admins get it by email and webhook."""
+    workflow_id = f"{settings.task_queue_prefix}monitor-test-{uuid.uuid4()}"
+    try:
+        await temporal.start_workflow(
+            "Monitor",
+            monitor_input(settings, test_alert_by=admin.subject),
+            id=workflow_id,
+            task_queue=workflow_queue(settings.task_queue_prefix),
+        )
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; no test alert was sent"
+        ) from exc
+    return TestAlertStarted(
+        workflow_id=workflow_id,
+        message=f"a test alert goes to {len(settings.admin_emails)} admin email(s) and the "
+        f"webhook endpoints of tenant {settings.alert_webhook_tenant}",
+    )

@@ -1,0 +1,88 @@
+"""The Temporal Schedules Settle runs: the Monitor, every ``MONITOR_INTERVAL_SECONDS``.
+
+The worker serving the workflow queue creates the schedule at start, or updates it to the current
+settings when it exists, so thresholds changed in the environment take effect on restart.
+
+    temporal schedule describe --schedule-id settle-monitor
+    temporal schedule trigger --schedule-id settle-monitor     # run it now
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from domain.monitor import MonitorInput, MonitorThresholds
+from domain.queues import workflow_queue
+from runtime.logging import get_logger
+from runtime.settings import Settings
+
+log = get_logger("runtime.schedules")
+
+
+def monitor_schedule_id(settings: Settings) -> str:
+    return f"{settings.task_queue_prefix}monitor"
+
+
+def monitor_input(settings: Settings, *, test_alert_by: str | None = None) -> MonitorInput:
+    return MonitorInput(
+        task_queue_prefix=settings.task_queue_prefix,
+        thresholds=MonitorThresholds(
+            dead_letters_max=settings.monitor_dead_letters_max,
+            oldest_open_job_max_seconds=settings.monitor_oldest_open_job_max_seconds,
+            failure_rate_max=settings.monitor_failure_rate_max,
+            failure_window_minutes=settings.monitor_failure_window_minutes,
+            failure_min_closed=settings.monitor_failure_min_closed,
+            treasury_min_wei=settings.monitor_treasury_min_wei,
+            solana_min_lamports=settings.monitor_solana_min_lamports,
+        ),
+        admin_emails=list(settings.admin_emails),
+        alert_webhook_tenant=settings.alert_webhook_tenant,
+        test_alert_by=test_alert_by,
+    )
+
+
+def monitor_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "Monitor",
+            monitor_input(settings),
+            id=f"{monitor_schedule_id(settings)}-run",
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            execution_timeout=timedelta(minutes=5),
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=settings.monitor_interval_seconds))
+            ]
+        ),
+        # a run still going when the next is due: skip the next, never pile them up
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_monitor_schedule(client: Client, settings: Settings) -> None:
+    schedule = monitor_schedule(settings)
+    schedule_id = monitor_schedule_id(settings)
+    try:
+        await client.create_schedule(schedule_id, schedule)
+        log.info("monitor schedule created", schedule_id=schedule_id)
+    except ScheduleAlreadyRunningError:
+
+        def replace(_current: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(schedule_id).update(replace)
+        log.info("monitor schedule updated", schedule_id=schedule_id)
