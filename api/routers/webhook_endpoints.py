@@ -12,7 +12,13 @@ from sqlalchemy import select
 from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep
 from api.errors import error_responses
-from domain.errors import Forbidden, NotFound
+from domain.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    WebhookDeliveryFailed,
+    WebhookTargetRefused,
+)
 from providers.webhooks import check_target
 from store import tickets
 from store.models import WebhookEndpoint
@@ -59,7 +65,12 @@ async def create_endpoint(
     principal: VenueAdmin,
 ) -> CreatedEndpoint:
     """Private or loopback targets are refused unless allow-listed (WEBHOOK_ALLOWED_NETWORKS)."""
-    await check_target(body.url, settings.webhook_allowed_networks)
+    try:
+        await check_target(body.url, settings.webhook_allowed_networks)
+    except WebhookTargetRefused as exc:
+        raise WebhookTargetRefused(exc.message, field="url") from exc
+    except WebhookDeliveryFailed as exc:  # the host does not resolve: the caller's input
+        raise InvalidInput(exc.message, field="url") from exc
     endpoint = WebhookEndpoint(tenant=principal.tenant, url=body.url, secret=tickets.new_secret())
     async with sessions.begin() as session:
         session.add(endpoint)
