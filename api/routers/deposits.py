@@ -27,6 +27,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import error_responses
+from api.job_options import start_kwargs
 from domain.addresses import normalize_evm_address
 from domain.errors import (
     BadRequest,
@@ -174,6 +175,7 @@ async def _start(
             search_attributes=start_attributes(
                 OperationKind.MPESA_DEPOSIT, principal.tenant, principal.subject
             ),
+            **start_kwargs(),
         )
     except WorkflowAlreadyStartedError:
         return

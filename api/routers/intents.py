@@ -25,6 +25,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import error_responses
+from api.job_options import start_kwargs
 from domain.deposit_watch import (
     ChainScannerInput,
     DepositWatchInput,
@@ -232,6 +233,7 @@ async def create_and_watch(
             search_attributes=start_attributes(
                 OperationKind.DEPOSIT_WATCH, principal.tenant, principal.subject
             ),
+            **start_kwargs(),
         )
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):

@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
+from api.job_options import start_kwargs
 from domain.errors import (
     Conflict,
     InvalidInput,
@@ -212,6 +213,7 @@ async def _start(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=start_attributes(kind, principal.tenant, principal.subject),
+            **start_kwargs(),
         )
 
 

@@ -1,0 +1,196 @@
+"""Start any operation as a job: ``POST /api/v1/jobs`` and ``POST /api/v1/jobs/batch``.
+
+The queue service's ``queue.add(type, data, {priority, delay})``. ``data`` is validated against
+that type's request model, then the job goes through the operation's own route (same database
+rows, idempotency and workflow id), with the options as Temporal's start delay and priority key.
+A batch is validated as a whole first: one bad job and nothing starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.auth import Principal
+from api.deps import (
+    CurrentUser,
+    EvmDep,
+    MetricsDep,
+    ReadSessionsDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TemporalDep,
+)
+from api.errors import error_responses
+from api.job_options import StartOptions, starting_with
+from api.metrics import ApiMetrics
+from api.routers import deposits, intents, tickets
+from domain.errors import SettleError
+from providers.evm import EvmClient
+from runtime.settings import Settings
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+JobType = Literal["mpesa_deposit", "deposit_intent", "ticket_purchase"]
+MODELS: dict[str, type[BaseModel]] = {
+    "mpesa_deposit": deposits.InitiateDeposit,
+    "deposit_intent": intents.CreateIntent,
+    "ticket_purchase": tickets.PurchaseBody,
+}
+MAX_BATCH = 1000
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: JobType
+    data: dict[str, Any] = Field(
+        description="the body the operation's own route takes (e.g. POST /api/v1/deposit/initiate)"
+    )
+    options: StartOptions = Field(default_factory=StartOptions)
+    #: makes a retried request start nothing new (mpesa_deposit and ticket_purchase)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class JobStarted(BaseModel):
+    type: str
+    id: str
+    workflow_id: str
+    status: str
+    status_url: str
+    job_url: str
+
+
+class BatchItem(BaseModel):
+    index: int
+    job: JobStarted | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class Deps:
+    """What the operation routes need, gathered once per request."""
+
+    principal: Principal
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    temporal: Client
+    metrics: ApiMetrics
+    evm: EvmClient
+    request: Request
+    reads: async_sessionmaker[AsyncSession]
+    idempotency_key: str | None
+
+
+def parse_data(job: JobRequest, prefix: tuple[Any, ...]) -> BaseModel:
+    """The job's data as its type's model; errors point at ``data.<field>`` of this job."""
+    try:
+        return MODELS[job.type].model_validate(job.data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": (*prefix, "data", *e["loc"])} for e in exc.errors()]
+        ) from exc
+
+
+async def start(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
+    with starting_with(job.options):
+        try:
+            if isinstance(body, deposits.InitiateDeposit):
+                accepted: Any = await deposits.initiate(
+                    body, d.principal, d.settings, d.sessions, d.temporal, d.metrics,
+                    job.idempotency_key or d.idempotency_key,
+                )  # fmt: skip
+            elif isinstance(body, intents.CreateIntent):
+                accepted = await intents.create_intent(
+                    body, d.principal, d.settings, d.sessions, d.temporal, d.evm, d.request, d.reads
+                )
+            else:
+                assert isinstance(body, tickets.PurchaseBody)
+                accepted = await tickets.purchase(
+                    body, d.principal, d.settings, d.sessions, d.temporal,
+                    job.idempotency_key or d.idempotency_key,
+                )  # fmt: skip
+        except SettleError as exc:
+            if exc.field:  # the operation's own checks name its body's fields
+                exc.field = f"data.{exc.field}"
+            raise
+    return JobStarted(
+        type=job.type,
+        id=accepted.id,
+        workflow_id=accepted.workflow_id,
+        status=accepted.status,
+        status_url=getattr(accepted, "status_url", f"/api/v1/deposit/intent/{accepted.id}"),
+        job_url=f"/api/v1/jobs/{accepted.workflow_id}",
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobStarted,
+    responses=error_responses(401, 409, 422, 503),
+)
+async def create_job(
+    job: JobRequest,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    metrics: MetricsDep,
+    evm: EvmDep,
+    request: Request,
+    reads: ReadSessionsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> JobStarted:
+    """Validate ``data`` against the type's model and start its workflow."""
+    body = parse_data(job, ("body",))
+    deps = Deps(
+        principal, settings, sessions, temporal, metrics, evm, request, reads, idempotency_key
+    )
+    return await start(job, body, deps)
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=list[BatchItem],
+    responses=error_responses(401, 422),
+)
+async def create_jobs(
+    batch: BatchRequest,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    metrics: MetricsDep,
+    evm: EvmDep,
+    request: Request,
+    reads: ReadSessionsDep,
+) -> list[BatchItem]:
+    """Up to 1,000 jobs. All are validated before any starts; then each is started in order and
+    reported with its job or its error (e.g. a seat already taken), so a retry of the batch with
+    the same idempotency keys starts only what is missing."""
+    bodies = [parse_data(job, ("body", "jobs", i)) for i, job in enumerate(batch.jobs)]
+    deps = Deps(principal, settings, sessions, temporal, metrics, evm, request, reads, None)
+    items: list[BatchItem] = []
+    for index, (job, body) in enumerate(zip(batch.jobs, bodies, strict=True)):
+        try:
+            items.append(BatchItem(index=index, job=await start(job, body, deps)))
+        except SettleError as exc:
+            error = {"status": exc.status_code, "code": exc.code, "message": exc.message}
+            if exc.field:
+                error["field"] = exc.field
+            items.append(BatchItem(index=index, error=error))
+    return items
