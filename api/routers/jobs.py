@@ -9,12 +9,15 @@ Who may do what (a job of another tenant is always 404):
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -144,13 +147,22 @@ async def get_job(
 )
 async def retry_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDep) -> JobAccepted:
     """Send ``retry`` to a parked job (``SettleStatus=needs_attention``): its parked step runs
-    again. Same as ``temporal workflow signal --workflow-id <id> --name retry``."""
+    again. Same as ``temporal workflow signal --workflow-id <id> --name retry``.
+
+    A failed, terminated or timed-out job is reset to its last good point (the last completed
+    workflow task before it ended): a new run of the same workflow id replays the history up to
+    there and carries on, re-running the step that failed. Same as ``temporal workflow reset
+    --workflow-id <id> --type LastWorkflowTask``."""
     job, _ = await describe_job(temporal, job_id, principal)
     may_change(job, principal)
+    if job.temporal_status in RESETTABLE:
+        run_id = await reset_to_last_good_point(temporal, job.id, job.run_id, principal.subject)
+        log.info("job reset", job_id=job.id, run_id=run_id, by=principal.subject)
+        return JobAccepted(id=job.id, action="reset", status_url=f"/api/v1/jobs/{job.id}")
     if not job.parked:
         raise Conflict(
-            f"job is not waiting for a retry (status {job.status}); only a needs_attention job "
-            "can be retried",
+            f"job is not waiting for a retry (status {job.status}); only a needs_attention, "
+            "failed, terminated or timed-out job can be retried",
             field="job_id",
         )
     await signal_retry(temporal, job.id)
@@ -182,3 +194,34 @@ async def cancel_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDe
         raise
     log.info("job cancel requested", job_id=job.id, by=principal.subject, tenant=principal.tenant)
     return JobAccepted(id=job.id, action="cancel", status_url=f"/api/v1/jobs/{job.id}")
+
+
+#: closed runs that a retry resets (a completed or cancelled job ended on purpose)
+RESETTABLE = frozenset({"failed", "terminated", "timed_out"})
+
+
+async def reset_to_last_good_point(
+    temporal: Client, workflow_id: str, run_id: str | None, by: str
+) -> str:
+    """Reset the run to its last completed workflow task; the new run's id."""
+    handle = temporal.get_workflow_handle(workflow_id, run_id=run_id)
+    try:
+        last_good: int | None = None
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                last_good = event.event_id
+        if last_good is None:
+            raise Conflict("the job never completed a workflow task; nothing to reset to")
+        response = await temporal.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=temporal.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
+                reason=f"retried through the API by {by}",
+                workflow_task_finish_event_id=last_good,
+                request_id=str(uuid.uuid4()),
+            )
+        )
+    except (RPCError, RuntimeError) as exc:
+        raise_if_unreachable(exc)
+        raise
+    return str(response.run_id)

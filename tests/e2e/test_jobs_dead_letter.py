@@ -447,3 +447,33 @@ async def test_temporal_down_is_503(database_url: str) -> None:
                 assert response.json()["error"]["code"] == "service_unavailable"
     finally:
         await server.stop()
+
+
+async def test_a_terminated_job_is_reset_to_its_last_good_point_and_completes(
+    stack: Stack,
+) -> None:
+    """Terminated while awaiting its callback, a deposit is reset by POST /jobs/<id>/retry: the
+    new run picks up where the old one stood, and the callback that then arrives credits it."""
+    tenant = unique_tenant()
+    owner = stack.auth("rex", tenant)
+    response = await initiate(stack, owner, phone=PHONE_NO_CALLBACK, amount=55)
+    assert response.status_code == 202, response.text
+    deposit_id, workflow_id = response.json()["id"], response.json()["workflow_id"]
+    payload, _, _ = await _callback_for(stack, deposit_id)
+    handle = stack.temporal.get_workflow_handle(workflow_id)
+    first_run = (await handle.describe()).run_id
+    await handle.terminate("operator error")
+    job = await stack.api.get(f"{JOBS}/{workflow_id}", headers=owner)
+    assert job.json()["temporal_status"] == "terminated"
+
+    retried = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=owner)
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["action"] == "reset"
+    assert (await handle.describe()).run_id != first_run
+    assert (await stack.api.post(stack.callback_path, json=payload)).status_code == 200
+    await stack.wait_for_deposit(deposit_id, {DepositStatus.CREDITED}, timeout=40)
+    assert await ledger_entries_for(stack, deposit_id) == 1
+
+    # a completed job is not retried
+    done = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=owner)
+    assert done.status_code == 409 and done.json()["error"]["field"] == "job_id"
