@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.chain import ChainReadActivities
+from activities.credentials import CredentialActivities
 from activities.deposits import DepositActivities
 from activities.evm import EvmWriteActivities, WriterConfig
 from activities.fx import FxActivities
@@ -49,6 +50,7 @@ from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
 from store.db import make_engine, make_session_factory
 from workflows.chain_scanner import ChainScanner
+from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
@@ -64,6 +66,7 @@ WORKFLOWS: list[type] = [
     Refund,
     NftTransfer,
     Monitor,
+    CredentialAnchor,
 ]
 
 
@@ -173,6 +176,7 @@ def activities_by_queue(
             poll_interval_seconds=settings.evm_poll_interval_seconds,
         ),
     )
+    credentials = CredentialActivities(evm_write, resources.sessions)
     fx = FxActivities(resources.rates)
     chain = ChainReadActivities(
         resources.evm,
@@ -202,7 +206,9 @@ def activities_by_queue(
             tickets.record_transfer,
             monitor.measure,
             monitor.reconcile,
+            credentials.record,
         ],
+        ActivityQueue.CREDENTIALS: [credentials.submit_anchor],
         ActivityQueue.STRIPE: [stripe.pay, stripe.retrieve, stripe.cancel, stripe.refund],
         ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
         ActivityQueue.EVM_READ: [chain.scan, chain.check_transfers, chain.fallback_transfers],
@@ -258,12 +264,20 @@ def build_workers(
         if not activities:
             log.info("no activities on this queue yet", queue=name)
             continue
+        limits: dict[str, Any] = {
+            "max_concurrent_activities": settings.worker_max_concurrent_activities
+        }
+        if name == ActivityQueue.CREDENTIALS.value:
+            limits = {
+                "max_concurrent_activities": settings.credential_anchor_concurrency,
+                "max_task_queue_activities_per_second": settings.credential_anchor_rate_per_second,
+            }
         workers.append(
             Worker(
                 client,
                 task_queue=f"{prefix}{name}",
                 activities=activities,
-                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                **limits,
                 # eager activities would bypass the server-side task-queue rate limits
                 disable_eager_activity_execution=True,
                 **common,

@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, install_metrics
 from api.routers import (
     alerts,
+    credentials,
     dead_letter,
     deposits,
     health,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         jobs.router,
         dead_letter.router,
         alerts.router,
+        credentials.router,
     )
     for router in routers:
         app.include_router(router)

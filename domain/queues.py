@@ -29,6 +29,7 @@ class ActivityQueue(StrEnum):
     IPFS = "ipfs"
     FX = "fx"
     DB = "db"
+    CREDENTIALS = "credentials"
 
 
 def workflow_queue(prefix: str) -> str:

@@ -24,6 +24,7 @@ class OperationKind(StrEnum):
     TICKET_PURCHASE = "ticket_purchase"
     TICKET_REFUND = "ticket_refund"
     NFT_TRANSFER = "nft_transfer"
+    CREDENTIAL_ANCHOR = "credential_anchor"
 
 
 class OperationStatus(StrEnum):

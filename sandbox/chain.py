@@ -167,6 +167,26 @@ class ChainSetup:
     deployed: bool
 
 
+async def deploy_registry(client: EvmClient, settings: Settings, issuer: str) -> bool:
+    """CredentialRegistry at its deterministic address (account #2's first transaction), with the
+    treasury as its issuer; True when it was deployed now."""
+    registry = to_checksum_address(settings.credential_registry_address)
+    if await has_code(client, registry):
+        return False
+    deployer = LocalSigner(settings.sandbox_registry_deployer_private_key)
+    if await client.nonce(deployer.address) != 0:
+        raise RuntimeError(
+            f"CredentialRegistry is not at {registry} and its deployer has already sent "
+            "transactions: start from an empty chain or set CREDENTIAL_REGISTRY_ADDRESS"
+        )
+    address = await deploy(
+        client, deployer, "CredentialRegistry", issuer.lower()[2:].rjust(64, "0")
+    )
+    if address != registry:
+        raise RuntimeError(f"CredentialRegistry landed at {address}, expected {registry}")
+    return True
+
+
 async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
     """Deploy MockUSDC at its deterministic address when missing, and fund the treasury."""
     client = EvmClient(rpc_url, chain_id=settings.evm_chain_id)
@@ -187,6 +207,7 @@ async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
             if address != usdc:
                 raise RuntimeError(f"MockUSDC landed at {address}, expected {usdc}")
             deployed = True
+        await deploy_registry(client, settings, treasury)
         token = Erc20(client, usdc)
         if await token.balance_of(treasury) == 0:
             await mint_usdc(

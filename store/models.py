@@ -434,3 +434,27 @@ class Alert(Base):
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class CredentialAnchorRecord(Base):
+    """One credential anchored on the registry: pending until its transaction is confirmed."""
+
+    __tablename__ = "credential_anchors"
+
+    #: keccak256("<tenant>:<credential id>"): the registry's bytes32 key
+    credential_key: Mapped[str] = mapped_column(String(66), primary_key=True)
+    credential_id: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    data_hash: Mapped[str] = mapped_column(String(66))
+    ipfs_cid: Mapped[str] = mapped_column(String(128))
+    #: pending | confirmed | failed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )

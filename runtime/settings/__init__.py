@@ -12,6 +12,7 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings.core import CoreSettings
+from runtime.settings.credentials import CredentialSettings
 from runtime.settings.deposits import DepositSettings
 from runtime.settings.evm import EvmSettings
 from runtime.settings.monitor import MonitorSettings
@@ -59,6 +60,7 @@ class Settings(
     TicketSettings,
     SandboxSettings,
     MonitorSettings,
+    CredentialSettings,
 ):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False

@@ -8,6 +8,8 @@ from pydantic import BaseModel, SecretStr
 ANVIL_TREASURY_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 #: where MockUSDC lands when anvil's account #0 deploys it as its first transaction
 SANDBOX_USDC_ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+#: where CredentialRegistry lands when anvil's account #2 deploys it as its first transaction
+SANDBOX_CREDENTIAL_REGISTRY_ADDRESS = "0x663F3ad617193148711d28f5334eE4Ed07016602"
 
 
 class EvmSettings(BaseModel):
@@ -17,6 +19,9 @@ class EvmSettings(BaseModel):
     evm_rpc_url: str = "http://127.0.0.1:8545"
     evm_rpc_timeout_seconds: float = 10.0
     usdc_contract_address: str = SANDBOX_USDC_ADDRESS
+    #: CredentialRegistry: credential hashes and batch roots are anchored here (the treasury
+    #: wallet is its issuer and sends through the wallet writer)
+    credential_registry_address: str = SANDBOX_CREDENTIAL_REGISTRY_ADDRESS
     #: the treasury's key: every transaction from it goes through the wallet writer
     treasury_private_key: SecretStr = SecretStr(ANVIL_TREASURY_KEY)
 

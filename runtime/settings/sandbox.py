@@ -31,5 +31,10 @@ class SandboxSettings(BaseModel):
     sandbox_deployer_private_key: str = (
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
     )
+    #: key that deploys CredentialRegistry (anvil's account #2, so its address does not depend on
+    #: how many transactions account #0 has sent)
+    sandbox_registry_deployer_private_key: str = (
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+    )
     #: USDC minted to the treasury when the sandbox chain is first set up (whole USDC)
     sandbox_treasury_usdc: int = 10_000_000

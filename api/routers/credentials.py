@@ -1,0 +1,206 @@
+"""Credential anchoring: ``POST /api/v1/credentials/{credential_id}/anchor`` answers at once (202)
+and ``CredentialAnchor`` writes the hash and CID on the registry; ``GET`` tells where it stands.
+
+Idempotent by credential id within the tenant: the same id with the same hash and CID returns the
+existing anchor; with another hash or CID it is a 409 (an anchor is final on chain).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
+from api.errors import error_responses
+from api.job_options import start_kwargs
+from domain.credentials import (
+    CREDENTIAL_ID,
+    DATA_HASH,
+    AnchorConfig,
+    AnchorInput,
+    AnchorStatus,
+    anchor_calldata,
+    credential_key,
+    validate_cid,
+)
+from domain.errors import Conflict, NotFound, ServiceUnavailable
+from domain.queues import workflow_queue
+from domain.search import OperationKind, start_attributes
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.temporal import temporal_unreachable
+from store.models import CredentialAnchorRecord
+
+log = get_logger("api.credentials")
+router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
+CredentialId = Annotated[str, Path(pattern=CREDENTIAL_ID, max_length=128)]
+
+
+class AnchorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data_hash: str = Field(
+        description="0x + 64 hex: the credential's hash", examples=["0x" + "ab" * 32]
+    )
+    ipfs_cid: str = Field(
+        max_length=128,
+        description="CIDv0 (Qm…) or base32 CIDv1 (b…)",
+        examples=["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"],
+    )
+
+    @field_validator("data_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not DATA_HASH.fullmatch(value):
+            raise ValueError("must be 0x followed by 64 hex digits")
+        if int(value, 16) == 0:
+            raise ValueError("must not be zero")
+        return value.lower()
+
+    @field_validator("ipfs_cid")
+    @classmethod
+    def _cid(cls, value: str) -> str:
+        return validate_cid(value)
+
+
+class AnchorView(BaseModel):
+    credential_id: str
+    status: str
+    data_hash: str
+    ipfs_cid: str
+    tx_hash: str | None
+    block: int | None
+    error: str | None
+    workflow_id: str
+    registry: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def workflow_id_for(key: str) -> str:
+    return f"credential-anchor-{key}"
+
+
+def view(row: CredentialAnchorRecord, settings: Settings) -> AnchorView:
+    return AnchorView(
+        credential_id=row.credential_id,
+        status=row.status,
+        data_hash=row.data_hash,
+        ipfs_cid=row.ipfs_cid,
+        tx_hash=row.tx_hash,
+        block=row.block_number,
+        error=row.error,
+        workflow_id=row.workflow_id,
+        registry=settings.credential_registry_address,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@router.post(
+    "/{credential_id}/anchor",
+    status_code=202,
+    response_model=AnchorView,
+    responses=error_responses(401, 409, 422, 503),
+)
+async def anchor(
+    credential_id: CredentialId,
+    body: AnchorBody,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+) -> AnchorView:
+    """Anchor without waiting: 202 with ``status: pending``; poll the GET."""
+    key = credential_key(principal.tenant, credential_id)
+    async with sessions.begin() as session:
+        row = await session.get(CredentialAnchorRecord, key)
+        if row is not None:
+            if (row.data_hash, row.ipfs_cid) != (body.data_hash, body.ipfs_cid):
+                raise Conflict(
+                    "this credential id is anchored with another hash or CID; an anchor is final",
+                    field="credential_id",
+                )
+            return view(row, settings)
+        row = CredentialAnchorRecord(
+            credential_key=key,
+            credential_id=credential_id,
+            tenant=principal.tenant,
+            requested_by=principal.subject,
+            data_hash=body.data_hash,
+            ipfs_cid=body.ipfs_cid,
+            status=AnchorStatus.PENDING.value,
+            workflow_id=workflow_id_for(key),
+        )
+        session.add(row)
+        try:
+            await session.flush()
+        except IntegrityError as exc:  # the same id, at the same moment
+            raise Conflict("this credential id is being anchored", field="credential_id") from exc
+    request = AnchorInput(
+        credential_id=credential_id,
+        credential_key=key,
+        tenant=principal.tenant,
+        data_hash=body.data_hash,
+        ipfs_cid=body.ipfs_cid,
+        registry=settings.credential_registry_address,
+        calldata=anchor_calldata(key, body.data_hash, body.ipfs_cid),
+        task_queue_prefix=settings.task_queue_prefix,
+        config=AnchorConfig(
+            confirmations=settings.evm_confirmations,
+            use_safe_tag=settings.evm_use_safe_tag,
+            max_attempts=settings.credential_anchor_max_attempts,
+            retry_initial_seconds=settings.credential_anchor_retry_initial_seconds,
+        ),
+    )
+    try:
+        await temporal.start_workflow(
+            "CredentialAnchor",
+            request,
+            id=row.workflow_id,
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=start_attributes(
+                OperationKind.CREDENTIAL_ANCHOR, principal.tenant, principal.subject
+            ),
+            **start_kwargs(),
+        )
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        async with sessions.begin() as session:
+            stale = await session.get(CredentialAnchorRecord, key)
+            if stale is not None:
+                await session.delete(stale)
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was anchored or recorded"
+        ) from exc
+    log.info("credential anchor requested", credential_id=credential_id, tenant=principal.tenant)
+    return view(row, settings)
+
+
+@router.get(
+    "/{credential_id}/anchor", response_model=AnchorView, responses=error_responses(401, 404, 422)
+)
+async def anchor_status(
+    credential_id: CredentialId,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    reads: ReadSessionsDep,
+) -> AnchorView:
+    """``pending`` until the transaction has its confirmations, then ``confirmed`` (tx, block),
+    or ``failed`` with the error."""
+    async with reads() as session:
+        row = await session.get(
+            CredentialAnchorRecord, credential_key(principal.tenant, credential_id)
+        )
+    if row is None:
+        raise NotFound(f"no anchor for credential {credential_id}", field="credential_id")
+    return view(row, settings)

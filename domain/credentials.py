@@ -1,0 +1,127 @@
+"""Credential anchoring: ids, hashes and IPFS CIDs as the registry takes them, and the workflow's
+inputs and state.
+
+A credential id is the caller's string, unique within their tenant; on chain it is
+``keccak256(utf8("<tenant>:<id>"))`` (the registry's ``bytes32 credentialId``), so two tenants'
+ids never collide and an id reveals nothing of another tenant's.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from enum import StrEnum
+
+from eth_abi import encode
+from eth_utils import keccak
+from pydantic import BaseModel, Field
+
+from domain.queues import Routed
+
+CREDENTIAL_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+DATA_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+ANCHOR_SELECTOR = keccak(text="anchor(bytes32,bytes32,string)")[:4]
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+#: multihash functions a CID may use here: sha2-256 (0x12) and blake2b-256 (0xb220)
+_SHA2_256, _DIGEST = 0x12, 32
+
+
+class AnchorStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+def credential_key(tenant: str, credential_id: str) -> str:
+    """The registry's ``bytes32 credentialId`` for a tenant's credential id, 0x-hex."""
+    return "0x" + keccak(text=f"{tenant}:{credential_id}").hex()
+
+
+def _b58decode(text: str) -> bytes:
+    number = 0
+    for char in text:
+        index = _B58.find(char)
+        if index < 0:
+            raise ValueError(f"not base58: {char!r}")
+        number = number * 58 + index
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _check_multihash(data: bytes) -> None:
+    code, at = _varint(data, 0)
+    length, at = _varint(data, at)
+    if code != _SHA2_256 or length != _DIGEST or len(data) - at != _DIGEST:
+        raise ValueError("the multihash is not a 32-byte sha2-256 digest")
+
+
+def validate_cid(cid: str) -> str:
+    """A CIDv0 (``Qm…``, base58btc) or a CIDv1 in base32 (``b…``) over a sha2-256 multihash."""
+    if cid.startswith("Qm") and len(cid) == 46:
+        _check_multihash(_b58decode(cid))
+        return cid
+    if cid.startswith("b") and re.fullmatch(r"b[a-z2-7]+", cid):
+        raw = cid[1:].upper()
+        data = base64.b32decode(raw + "=" * (-len(raw) % 8))
+        version, at = _varint(data, 0)
+        if version != 1:
+            raise ValueError(f"CID version {version}, expected 1")
+        _codec, at = _varint(data, at)
+        _check_multihash(data[at:])
+        return cid
+    raise ValueError("not a CIDv0 (Qm…, 46 characters) or a base32 CIDv1 (b…)")
+
+
+def anchor_calldata(key: str, data_hash: str, cid: str) -> str:
+    """``anchor(bytes32 credentialId, bytes32 dataHash, string cid)`` calldata, 0x-hex."""
+    args = encode(
+        ["bytes32", "bytes32", "string"],
+        [bytes.fromhex(key[2:]), bytes.fromhex(data_hash[2:]), cid],
+    )
+    return "0x" + (ANCHOR_SELECTOR + args).hex()
+
+
+class AnchorConfig(BaseModel):
+    confirmations: int = 2
+    use_safe_tag: bool = False
+    max_attempts: int = 3
+    retry_initial_seconds: float = 5.0
+    confirmation_timeout_seconds: float = 600.0
+
+
+class AnchorInput(Routed):
+    credential_id: str
+    credential_key: str
+    tenant: str
+    data_hash: str
+    ipfs_cid: str
+    registry: str
+    calldata: str
+    config: AnchorConfig = Field(default_factory=AnchorConfig)
+
+
+class AnchorOutcome(BaseModel):
+    credential_key: str
+    status: AnchorStatus
+    tx_hash: str | None = None
+    block_number: int | None = None
+    error: str | None = None
+
+
+class AnchorSubmitInput(BaseModel):
+    idempotency_key: str
+    registry: str
+    calldata: str

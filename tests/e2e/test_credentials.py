@@ -1,0 +1,156 @@
+"""Credential anchoring on the CredentialRegistry deployed on anvil, through the API and the
+wallet writer: the anchor is read back from the chain, idempotent, refused when bad."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from eth_abi import decode, encode
+from eth_utils import keccak
+from sqlalchemy import func, select
+
+from domain.credentials import credential_key
+from providers.evm import LocalSigner
+from sandbox.chain import _send
+from store.models import CredentialAnchorRecord, EvmTransaction
+from tests.fixtures.stack import Stack, eventually, unique_tenant
+
+CID_V1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+
+
+def data_hash() -> str:
+    return "0x" + keccak(text=str(uuid.uuid4())).hex()
+
+
+def url(credential_id: str) -> str:
+    return f"/api/v1/credentials/{credential_id}/anchor"
+
+
+async def settled(stack: Stack, credential_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    response = await eventually(
+        lambda: stack.api.get(url(credential_id), headers=headers),
+        lambda r: r.json().get("status") in ("confirmed", "failed"),
+        timeout=60,
+        what=f"the anchor of {credential_id} to settle",
+    )
+    return dict(response.json())
+
+
+async def on_chain(stack: Stack, tenant: str, credential_id: str) -> tuple[str, str, int]:
+    selector = keccak(text="credential(bytes32)")[:4]
+    key = bytes.fromhex(credential_key(tenant, credential_id)[2:])
+    raw = await stack.chain.client.call(
+        stack.settings.credential_registry_address,
+        "0x" + (selector + encode(["bytes32"], [key])).hex(),
+    )
+    digest, cid, _at, block = decode(
+        ["bytes32", "string", "uint64", "uint64"], bytes.fromhex(raw[2:])
+    )
+    return "0x" + digest.hex(), cid, block
+
+
+async def test_anchor_is_confirmed_and_readable_on_chain(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("issuer", tenant)
+    digest = data_hash()
+    response = await stack.api.post(
+        url("diploma-42"), json={"data_hash": digest, "ipfs_cid": CID_V1}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "pending"
+    done = await settled(stack, "diploma-42", headers)
+    assert done["status"] == "confirmed" and done["tx_hash"] and done["block"] > 0
+    assert await on_chain(stack, tenant, "diploma-42") == (digest, CID_V1, done["block"])
+    job = await stack.api.get(f"/api/v1/jobs/{done['workflow_id']}", headers=headers)
+    assert job.json()["kind"] == "credential_anchor" and job.json()["status"] == "succeeded"
+
+
+async def test_anchoring_again_is_idempotent_and_another_hash_is_409(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("issuer", tenant)
+    body = {"data_hash": data_hash(), "ipfs_cid": CID_V0}
+    first = await stack.api.post(url("c-1"), json=body, headers=headers)
+    second = await stack.api.post(url("c-1"), json=body, headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["workflow_id"] == second.json()["workflow_id"]
+    await settled(stack, "c-1", headers)
+    third = await stack.api.post(url("c-1"), json=body, headers=headers)
+    assert third.json()["status"] == "confirmed"
+    key = f"credential:{credential_key(tenant, 'c-1')}"
+    async with stack.sessions() as session:
+        sent = await session.execute(
+            select(func.count())
+            .select_from(EvmTransaction)
+            .where(EvmTransaction.idempotency_key == key)
+        )
+        assert sent.scalar_one() == 1
+    other = await stack.api.post(
+        url("c-1"), json={**body, "data_hash": data_hash()}, headers=headers
+    )
+    assert other.status_code == 409 and other.json()["error"]["field"] == "credential_id"
+    # the same id in another tenant is another credential
+    elsewhere = stack.auth("issuer", unique_tenant())
+    assert (await stack.api.get(url("c-1"), headers=elsewhere)).status_code == 404
+
+
+async def test_a_reverting_anchor_ends_failed_with_the_error(stack: Stack) -> None:
+    """The registry's owner hands the issuer role to someone else: the anchor reverts."""
+    tenant = unique_tenant()
+    headers = stack.auth("issuer", tenant)
+    owner = LocalSigner(stack.settings.sandbox_registry_deployer_private_key)
+    registry = stack.settings.credential_registry_address
+    selector = keccak(text="setIssuer(address)")[:4]
+
+    async def set_issuer(address: str) -> None:
+        data = selector + encode(["address"], [address])
+        await _send(stack.chain.client, owner, {"to": registry, "data": "0x" + data.hex()})
+
+    await set_issuer(owner.address)
+    try:
+        response = await stack.api.post(
+            url("revoked"), json={"data_hash": data_hash(), "ipfs_cid": CID_V1}, headers=headers
+        )
+        assert response.status_code == 202
+        done = await settled(stack, "revoked", headers)
+    finally:
+        await set_issuer(stack.chain.treasury)
+    assert done["status"] == "failed" and done["error"]
+    async with stack.sessions() as session:
+        row = await session.get(CredentialAnchorRecord, credential_key(tenant, "revoked"))
+        assert row is not None and row.status == "failed"
+
+
+BAD = [
+    pytest.param("c-2", {"data_hash": "0x1234", "ipfs_cid": CID_V1}, "data_hash", id="short-hash"),
+    pytest.param(
+        "c-2", {"data_hash": "0x" + "00" * 32, "ipfs_cid": CID_V1}, "data_hash", id="zero"
+    ),
+    pytest.param("c-2", {"data_hash": "0x" + "ab" * 32, "ipfs_cid": "Qm123"}, "ipfs_cid", id="cid"),
+    pytest.param(
+        "c-2", {"data_hash": "0x" + "ab" * 32, "ipfs_cid": "b" + "a" * 58}, "ipfs_cid", id="cidv1"
+    ),
+    pytest.param("c-2", {"data_hash": "0x" + "ab" * 32}, "ipfs_cid", id="missing"),
+    pytest.param(
+        "bad id!", {"data_hash": "0x" + "ab" * 32, "ipfs_cid": CID_V1}, "credential_id", id="id"
+    ),
+]
+
+
+@pytest.mark.parametrize(("credential_id", "body", "field"), BAD)
+async def test_bad_anchor_input_is_422_and_records_nothing(
+    stack: Stack, credential_id: str, body: dict[str, str], field: str
+) -> None:
+    tenant = unique_tenant()
+    response = await stack.api.post(url(credential_id), json=body, headers=stack.auth("i", tenant))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+    async with stack.sessions() as session:
+        rows = await session.execute(
+            select(func.count())
+            .select_from(CredentialAnchorRecord)
+            .where(CredentialAnchorRecord.tenant == tenant)
+        )
+        assert rows.scalar_one() == 0
