@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from solders.keypair import Keypair
@@ -34,10 +35,11 @@ from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
 from activities.tickets import TicketActivities
 from domain.queues import WORKFLOW_SUFFIX, ActivityQueue, all_queue_names
+from providers.cache import CacheRegistry, TTLCache
 from providers.daraja import DarajaClient
 from providers.email import Mailer
 from providers.evm import EvmClient, LocalSigner
-from providers.fx import FixedRateProvider, RateProvider
+from providers.fx import CachedRateProvider, FixedRateProvider, RateProvider
 from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
@@ -78,6 +80,8 @@ class Resources:
     stripe: StripePayments
     mailer: Mailer
     webhooks: WebhookSender
+    #: this process's provider caches (the FX rate)
+    caches: CacheRegistry
 
     async def aclose(self) -> None:
         await self.daraja.aclose()
@@ -89,7 +93,10 @@ class Resources:
 
 def build_resources(settings: Settings) -> Resources:
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    caches = CacheRegistry()
+    fx_cache: TTLCache[Decimal] = caches.register(TTLCache("fx_rate", settings.fx_cache_seconds))
     return Resources(
+        caches=caches,
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
@@ -109,7 +116,7 @@ def build_resources(settings: Settings) -> Resources:
             timeout_seconds=settings.evm_rpc_timeout_seconds,
         ),
         treasury=LocalSigner(settings.treasury_private_key.get_secret_value()),
-        rates=FixedRateProvider(settings.fx_kes_per_usdc),
+        rates=CachedRateProvider(FixedRateProvider(settings.fx_kes_per_usdc), fx_cache),
         solana=SolanaTicketClient(
             settings.solana_rpc_url,
             Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
