@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from solders.keypair import Keypair
@@ -15,7 +16,9 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, install_metrics
+from api.metrics_queues import QueueStatsCache
 from api.routers import (
+    cache,
     dead_letter,
     deposits,
     health,
@@ -28,6 +31,7 @@ from api.routers import (
     wallets,
     webhook_endpoints,
 )
+from providers.cache import CacheRegistry, TTLCache
 from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
 from runtime.logging import configure_logging
@@ -36,7 +40,14 @@ from runtime.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
 
 
-def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal: Client | None = None,
+    caches: CacheRegistry | None = None,
+) -> FastAPI:
+    """``caches``: the registry ``/api/v1/cache`` reports, this process's; a test that runs the
+    worker in the same process passes the worker's, so the FX cache shows there too."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -81,6 +92,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
+    app.state.caches = caches if caches is not None else CacheRegistry()
+    app.state.solana_balance_cache = app.state.caches.register(
+        TTLCache[float]("solana_balance", settings.solana_balance_cache_seconds, max_entries=1)
+    )
+    app.state.queue_stats = QueueStatsCache(
+        settings.metrics_cache_seconds,
+        timedelta(seconds=settings.metrics_duration_window_seconds),
+    )
     install_error_handlers(app)
     install_metrics(app, app.state.metrics)
     routers = (
@@ -95,6 +114,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         webhook_endpoints.router,
         jobs.router,
         dead_letter.router,
+        cache.router,
     )
     for router in routers:
         app.include_router(router)
