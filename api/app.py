@@ -32,7 +32,7 @@ from api.routers import (
     webhook_endpoints,
 )
 from providers.cache import CacheRegistry, TTLCache
-from providers.evm import EvmClient
+from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
@@ -93,9 +93,13 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     app.state.caches = caches if caches is not None else CacheRegistry()
-    app.state.solana_balance_cache = app.state.caches.register(
-        TTLCache[float]("solana_balance", settings.solana_balance_cache_seconds, max_entries=1)
+    app.state.balance_cache = app.state.caches.register(
+        TTLCache[float]("wallet_balances", settings.metrics_balance_cache_seconds, max_entries=4)
     )
+    # only the address is kept: the API never signs
+    app.state.treasury_address = LocalSigner(
+        settings.treasury_private_key.get_secret_value()
+    ).address
     app.state.queue_stats = QueueStatsCache(
         settings.metrics_cache_seconds,
         timedelta(seconds=settings.metrics_duration_window_seconds),

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -23,8 +24,10 @@ from api.deps import AdminUser, MetricsDep, ReadSessionsDep, TemporalDep
 from api.jobs_lookup import raise_if_unreachable, tenant_query
 from api.metrics_queues import QueueSnapshot, QueueStatsCache, histogram_buckets
 from api.metrics_tickets import TicketSnapshot, snapshot
-from domain.errors import SolanaError
+from domain.errors import EvmError, SolanaError
+from domain.money import EXPONENT, Currency
 from providers.cache import TTLCache
+from providers.evm.erc20 import Erc20
 from providers.solana.client import sol
 from runtime.logging import get_logger
 
@@ -38,15 +41,35 @@ _AUTH: dict[int | str, dict[str, Any]] = {
 
 
 async def _solana_balance(request: Request) -> float | None:
-    cache: TTLCache[float] = request.app.state.solana_balance_cache
+    cache: TTLCache[float] = request.app.state.balance_cache
 
     async def read() -> float:
         return sol(await asyncio.wait_for(request.app.state.solana.balance_lamports(), 3))
 
     try:
-        return await cache.get_or_load("authority", read)
+        return await cache.get_or_load("solana_authority_sol", read)
     except (SolanaError, TimeoutError):
         return None
+
+
+async def _treasury_usdc(request: Request) -> float | None:
+    cache: TTLCache[float] = request.app.state.balance_cache
+    settings = request.app.state.settings
+    usdc = Erc20(request.app.state.evm, settings.usdc_contract_address)
+
+    async def read() -> float:
+        base_units = await asyncio.wait_for(usdc.balance_of(request.app.state.treasury_address), 3)
+        return base_units / 10 ** EXPONENT[Currency.USDC]
+
+    try:
+        return await cache.get_or_load("evm_treasury_usdc", read)
+    except (EvmError, TimeoutError):
+        return None
+
+
+async def _business(request: Request, reads: async_sessionmaker[AsyncSession]) -> TicketSnapshot:
+    solana, treasury = await asyncio.gather(_solana_balance(request), _treasury_usdc(request))
+    return await snapshot(reads, solana, treasury)
 
 
 def _queue_cache(request: Request) -> QueueStatsCache:
@@ -66,7 +89,7 @@ async def _queues(request: Request, client: Client, scope: str = "") -> QueueSna
 async def metrics(
     request: Request, api_metrics: MetricsDep, reads: ReadSessionsDep, client: TemporalDep
 ) -> Response:
-    api_metrics.tickets.last = await snapshot(reads, await _solana_balance(request))
+    api_metrics.tickets.last = await _business(request, reads)
     try:
         api_metrics.queues.last = await _queue_cache(request).get(client)
     except (RPCError, RuntimeError) as exc:
@@ -107,6 +130,7 @@ def _tickets_json(t: TicketSnapshot) -> dict[str, Any]:
         "webhooks_sent_total": t.notifications.get(("webhook", "sent"), 0),
         "webhooks_failed_total": t.notifications.get(("webhook", "failed"), 0),
         "solana_wallet_balance_sol": t.solana_balance_sol,
+        "evm_treasury_usdc_balance": t.treasury_usdc,
     }
 
 
@@ -119,7 +143,7 @@ async def metrics_json(
     client: TemporalDep,
 ) -> dict[str, Any]:
     """The figures of ``/metrics`` (service-wide) as JSON; HTTP request counters are left out."""
-    tickets = await snapshot(reads, await _solana_balance(request))
+    tickets = await _business(request, reads)
     taken = await _queues(request, client)
     return {
         "queues": _queues_json(taken),

@@ -23,5 +23,3 @@ class SolanaSettings(BaseModel):
     solana_ticket_symbol: str = "TIX"
     #: below this the readiness check reports the fee payer as low on funds
     solana_min_balance_sol: float = 0.05
-    #: how long the API reuses the authority's SOL balance it reads for /metrics, in seconds
-    solana_balance_cache_seconds: float = 15.0

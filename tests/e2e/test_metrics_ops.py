@@ -87,6 +87,9 @@ async def test_metrics_include_queue_service_and_business_figures(stack: Stack) 
     inf = sample(families, durations, f"{durations}_bucket", queue=kind, le="+Inf")
     assert count is not None and count >= 2 and inf == count
     assert total is not None and 0 < total < 600 * count
+    # the wallets the "balance low" alerts watch
+    assert (sample(families, "evm_treasury_usdc_balance", "evm_treasury_usdc_balance") or 0) > 0
+    assert (sample(families, "solana_wallet_balance_sol", "solana_wallet_balance_sol") or 0) > 0
     assert (sample(families, "service_uptime_seconds", "service_uptime_seconds") or 0) > 0
     assert (sample(families, "service_memory_usage_bytes", "service_memory_usage_bytes") or 0) > 1e6
     assert (sample(families, "service_cpu_usage_percent", "service_cpu_usage_percent") or 0) >= 0
@@ -172,7 +175,8 @@ async def test_fx_rate_cache_hits_misses_and_flush(stack: Stack) -> None:
     assert (await stack.api.delete("/api/v1/cache/flush")).status_code == 401
 
     flushed = await stack.api.delete("/api/v1/cache/flush", headers=admin)
-    assert flushed.status_code == 200 and set(flushed.json()["flushed"]) >= {"fx_rate"}
+    assert flushed.status_code == 200
+    assert set(flushed.json()["flushed"]) == {"fx_rate", "wallet_balances"}
     before = await fx_stats(stack, admin)
     assert before["size"] == 0
 
