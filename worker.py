@@ -22,6 +22,7 @@ from typing import Any
 from solders.keypair import Keypair
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
 from activities.chain import ChainReadActivities
@@ -218,6 +219,34 @@ def activities_by_queue(resources: Resources) -> dict[ActivityQueue, list[Callab
     }
 
 
+class CacheMetrics:
+    """The worker's cache counters as gauges on its SDK metrics endpoint (``WORKER_METRICS_BIND``):
+    ``settle_cache_hits``, ``settle_cache_misses``, ``settle_cache_entries`` by ``cache``. The
+    API's ``/api/v1/cache/stats`` reports the API process's caches, never these."""
+
+    def __init__(self, meter: MetricMeter, caches: CacheRegistry) -> None:
+        self._caches = caches
+        self._hits = meter.create_gauge(
+            "settle_cache_hits", "Look-ups answered from the cache since the worker started"
+        )
+        self._misses = meter.create_gauge(
+            "settle_cache_misses", "Look-ups that called the provider since the worker started"
+        )
+        self._entries = meter.create_gauge("settle_cache_entries", "Fresh entries held")
+
+    def publish(self) -> None:
+        for stats in self._caches.stats():
+            labels = {"cache": stats.name}
+            self._hits.set(stats.hits, labels)
+            self._misses.set(stats.misses, labels)
+            self._entries.set(stats.size, labels)
+
+    async def run(self, every_seconds: float = 15.0) -> None:
+        while True:
+            self.publish()
+            await asyncio.sleep(every_seconds)
+
+
 def parse_queues(value: str | None) -> list[str]:
     if not value:
         return all_queue_names()
@@ -273,6 +302,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     client = await connect_with_retry(settings, runtime=runtime)
     resources = build_resources(settings)
     workers = build_workers(client, settings, resources, queues)
+    cache_metrics = asyncio.create_task(CacheMetrics(runtime.metric_meter, resources.caches).run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -292,6 +322,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     log.info("stopping: letting in-flight activities finish")
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
+    cache_metrics.cancel()
     await resources.aclose()
     log.info("worker stopped")
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from decimal import Decimal
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from activities.fx import FxActivities
 from api.metrics_queues import KindStats, histogram_buckets
 from domain.fx import FxQuoteInput
 from providers.cache import CacheRegistry, TTLCache
 from providers.fx import CachedRateProvider
+from runtime.temporal import metrics_runtime
+from worker import CacheMetrics
 
 
 class Clock:
@@ -130,3 +135,29 @@ def test_queue_stats_and_histogram_buckets() -> None:
     buckets = dict(histogram_buckets([0.5, 3.0, 4000.0]))
     assert buckets["1.0"] == 1 and buckets["5.0"] == 2 and buckets["3600.0"] == 2
     assert buckets["+Inf"] == 3
+
+
+async def test_the_worker_publishes_its_cache_counters_on_the_sdk_metrics_endpoint() -> None:
+    registry = CacheRegistry()
+    cache = registry.register(TTLCache[Decimal]("fx_rate", 60))
+    rates = CountingRates()
+    await cache.get_or_load("r", rates.kes_per_usdc)
+    await cache.get_or_load("r", rates.kes_per_usdc)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runtime = metrics_runtime(f"127.0.0.1:{port}")
+    CacheMetrics(runtime.metric_meter, registry).publish()
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = {
+        (s.name, s.labels["cache"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("settle_cache_")
+    }
+    assert values == {
+        ("settle_cache_hits", "fx_rate"): 1,
+        ("settle_cache_misses", "fx_rate"): 1,
+        ("settle_cache_entries", "fx_rate"): 1,
+    }

@@ -59,8 +59,11 @@ SDK_HISTOGRAMS = {
     "temporal_activity_execution_latency",
     "temporal_activity_succeed_endtoend_latency",
 }
+#: Settle's own gauges on the worker's SDK endpoint (``worker.CacheMetrics``)
+WORKER_SERIES = {"settle_cache_hits", "settle_cache_misses", "settle_cache_entries"}
 SDK_SERIES = (
-    SDK_COUNTERS
+    WORKER_SERIES
+    | SDK_COUNTERS
     | SDK_GAUGES
     | {f"{h}{suffix}" for h in SDK_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")}
 )
