@@ -4,8 +4,8 @@ Temporal visibility when they are asked for, plus the process's own figures.
 Visibility is the source because it is the only place that sees every execution of every worker
 process, whatever its outcome (the database has rows for some operations only). One refresh costs
 a fixed number of calls, whatever the traffic: per kind, four ``count_workflows`` and one
-``list_workflows`` page (at most :data:`DURATION_SAMPLE` executions), run at most
-:data:`jobs_lookup.CONCURRENCY` at a time, and its result is reused for ``METRICS_CACHE_SECONDS``.
+``list_workflows`` page (at most :data:`DURATION_SAMPLE` executions), made concurrently, and its
+result is reused for ``METRICS_CACHE_SECONDS``.
 
 What the names mean (``queue`` label = ``SettleKind``):
 

@@ -98,6 +98,7 @@ async def test_metrics_include_queue_service_and_business_figures(stack: Stack) 
 async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
     tenant = unique_tenant()
     await deposit(stack, stack.auth("noor", tenant))
+    await deposit(stack, stack.auth("noor", tenant), phone=PHONE_CANCELLED)
     admin = stack.auth("ops", tenant, ["admin"])
     paths = ("/metrics/json", "/metrics/queue-stats", "/metrics/system")
     for path in paths:
@@ -111,14 +112,16 @@ async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
     kind = OperationKind.MPESA_DEPOSIT.value
     stats = await eventually(
         lambda: stack.api.get("/metrics/queue-stats", headers=admin),
-        lambda r: r.status_code == 200 and r.json()[kind]["completed"] == 1,
+        lambda r: (
+            r.status_code == 200 and r.json()[kind]["completed"] + r.json()[kind]["failed"] == 2
+        ),
         what="the tenant's deposit in /metrics/queue-stats",
     )
     assert set(stats.json()) == {k.value for k in OperationKind}
     assert stats.json()[kind] == {
         "running": 0,
         "completed": 1,
-        "failed": 0,
+        "failed": 1,  # the customer cancelled the prompt: the deposit failed
         "needs_attention": 0,
         "cancelled": 0,
     }
