@@ -16,11 +16,13 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from solders.keypair import Keypair
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
 from activities.chain import ChainReadActivities
@@ -36,10 +38,11 @@ from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
 from activities.tickets import TicketActivities
 from domain.queues import WORKFLOW_SUFFIX, ActivityQueue, all_queue_names
+from providers.cache import CacheRegistry, TTLCache
 from providers.daraja import DarajaClient
 from providers.email import Mailer
 from providers.evm import EvmClient, LocalSigner
-from providers.fx import FixedRateProvider, RateProvider
+from providers.fx import CachedRateProvider, FixedRateProvider, RateProvider
 from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
@@ -85,6 +88,8 @@ class Resources:
     stripe: StripePayments
     mailer: Mailer
     webhooks: WebhookSender
+    #: this process's provider caches (the FX rate)
+    caches: CacheRegistry
 
     async def aclose(self) -> None:
         await self.daraja.aclose()
@@ -96,7 +101,10 @@ class Resources:
 
 def build_resources(settings: Settings) -> Resources:
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    caches = CacheRegistry()
+    fx_cache: TTLCache[Decimal] = caches.register(TTLCache("fx_rate", settings.fx_cache_seconds))
     return Resources(
+        caches=caches,
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
@@ -116,7 +124,7 @@ def build_resources(settings: Settings) -> Resources:
             timeout_seconds=settings.evm_rpc_timeout_seconds,
         ),
         treasury=LocalSigner(settings.treasury_private_key.get_secret_value()),
-        rates=FixedRateProvider(settings.fx_kes_per_usdc),
+        rates=CachedRateProvider(FixedRateProvider(settings.fx_kes_per_usdc), fx_cache),
         solana=SolanaTicketClient(
             settings.solana_rpc_url,
             Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
@@ -228,6 +236,34 @@ def activities_by_queue(
     }
 
 
+class CacheMetrics:
+    """The worker's cache counters as gauges on its SDK metrics endpoint (``WORKER_METRICS_BIND``):
+    ``settle_cache_hits``, ``settle_cache_misses``, ``settle_cache_entries`` by ``cache``. The
+    API's ``/api/v1/cache/stats`` reports the API process's caches, never these."""
+
+    def __init__(self, meter: MetricMeter, caches: CacheRegistry) -> None:
+        self._caches = caches
+        self._hits = meter.create_gauge(
+            "settle_cache_hits", "Look-ups answered from the cache since the worker started"
+        )
+        self._misses = meter.create_gauge(
+            "settle_cache_misses", "Look-ups that called the provider since the worker started"
+        )
+        self._entries = meter.create_gauge("settle_cache_entries", "Fresh entries held")
+
+    def publish(self) -> None:
+        for stats in self._caches.stats():
+            labels = {"cache": stats.name}
+            self._hits.set(stats.hits, labels)
+            self._misses.set(stats.misses, labels)
+            self._entries.set(stats.size, labels)
+
+    async def run(self, every_seconds: float = 15.0) -> None:
+        while True:
+            self.publish()
+            await asyncio.sleep(every_seconds)
+
+
 def parse_queues(value: str | None) -> list[str]:
     if not value:
         return all_queue_names()
@@ -293,6 +329,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     workers = build_workers(client, settings, resources, queues)
     if WORKFLOW_SUFFIX in queues:
         await ensure_monitor_schedule(client, settings)
+    cache_metrics = asyncio.create_task(CacheMetrics(runtime.metric_meter, resources.caches).run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -312,6 +349,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     log.info("stopping: letting in-flight activities finish")
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
+    cache_metrics.cancel()
     await resources.aclose()
     log.info("worker stopped")
 

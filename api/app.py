@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from solders.keypair import Keypair
@@ -15,8 +16,10 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, install_metrics
+from api.metrics_queues import QueueStatsCache
 from api.routers import (
     alerts,
+    cache,
     credentials,
     dead_letter,
     deposits,
@@ -31,7 +34,8 @@ from api.routers import (
     wallets,
     webhook_endpoints,
 )
-from providers.evm import EvmClient
+from providers.cache import CacheRegistry, TTLCache
+from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
@@ -39,7 +43,14 @@ from runtime.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
 
 
-def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal: Client | None = None,
+    caches: CacheRegistry | None = None,
+) -> FastAPI:
+    """``caches``: the registry ``/api/v1/cache`` reports, this process's; a test that runs the
+    worker in the same process passes the worker's, so the FX cache shows there too."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -84,6 +95,18 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
+    app.state.caches = caches if caches is not None else CacheRegistry()
+    app.state.balance_cache = app.state.caches.register(
+        TTLCache[float]("wallet_balances", settings.metrics_balance_cache_seconds, max_entries=4)
+    )
+    # only the address is kept: the API never signs
+    app.state.treasury_address = LocalSigner(
+        settings.treasury_private_key.get_secret_value()
+    ).address
+    app.state.queue_stats = QueueStatsCache(
+        settings.metrics_cache_seconds,
+        timedelta(seconds=settings.metrics_duration_window_seconds),
+    )
     install_error_handlers(app)
     install_metrics(app, app.state.metrics)
     routers = (
@@ -101,6 +124,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         dead_letter.router,
         alerts.router,
         credentials.router,
+        cache.router,
     )
     for router in routers:
         app.include_router(router)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from api.metrics_queues import QueueCollector, SystemCollector
 from api.metrics_tickets import TicketCollector
 
 
@@ -39,6 +40,10 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.queues = QueueCollector()
+        self.registry.register(self.queues)
+        self.system = SystemCollector()
+        self.registry.register(self.system)
 
 
 def install_metrics(app: FastAPI, metrics: ApiMetrics) -> None:

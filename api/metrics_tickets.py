@@ -4,6 +4,7 @@ in one process would not be).
 
 payments_processed_total, payment_amount_total_cents, refunds_processed_total,
 refund_amount_total_cents, nfts_minted_total, nft_transfers_total, solana_wallet_balance_sol,
+evm_treasury_usdc_balance (not a ticket figure, but read at the same moment),
 emails_sent_total, emails_failed_total, webhooks_sent_total, webhooks_failed_total.
 """
 
@@ -30,12 +31,15 @@ class TicketSnapshot:
         default_factory=dict
     )  # (channel, status) -> n
     solana_balance_sol: float | None = None
+    treasury_usdc: float | None = None
 
 
 async def snapshot(
-    reads: async_sessionmaker[AsyncSession], solana_balance_sol: float | None
+    reads: async_sessionmaker[AsyncSession],
+    solana_balance_sol: float | None,
+    treasury_usdc: float | None = None,
 ) -> TicketSnapshot:
-    taken = TicketSnapshot(solana_balance_sol=solana_balance_sol)
+    taken = TicketSnapshot(solana_balance_sol=solana_balance_sol, treasury_usdc=treasury_usdc)
     async with reads() as session:
         for currency, count, total in await session.execute(
             select(TicketPurchase.currency, func.count(), func.sum(TicketPurchase.amount_captured))
@@ -118,4 +122,10 @@ class TicketCollector(Collector):
                 "solana_wallet_balance_sol",
                 "SOL held by the ticket authority",
                 value=s.solana_balance_sol,
+            )
+        if s.treasury_usdc is not None:
+            yield GaugeMetricFamily(
+                "evm_treasury_usdc_balance",
+                "USDC held by the treasury wallet that M-Pesa deposits pay out from",
+                value=s.treasury_usdc,
             )

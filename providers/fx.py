@@ -6,6 +6,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
+from providers.cache import TTLCache
+
 
 class RateProvider(Protocol):
     name: str
@@ -29,3 +31,19 @@ class FixedRateProvider:
 
     async def kes_per_usdc(self) -> Decimal:
         return self._rate
+
+
+class CachedRateProvider:
+    """Another provider's rate, reused for ``ttl_seconds`` (``FX_CACHE_SECONDS``).
+
+    A deposit's quote is still taken once and kept in its workflow history: the cache only spares
+    the rate source a call per deposit, it never changes a quote already taken.
+    """
+
+    def __init__(self, inner: RateProvider, cache: TTLCache[Decimal]) -> None:
+        self._inner = inner
+        self._cache = cache
+        self.name = inner.name
+
+    async def kes_per_usdc(self) -> Decimal:
+        return await self._cache.get_or_load(("KES", "USDC"), self._inner.kes_per_usdc)

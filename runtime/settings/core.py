@@ -40,6 +40,14 @@ class CoreSettings(BaseModel):
         "temporal",
     ]
 
+    #: how long /metrics and /metrics/* reuse the queue figures read from Temporal visibility
+    metrics_cache_seconds: float = 10.0
+    #: how long the API reuses the wallet balances (SOL fee payer, USDC treasury) it reads for
+    #: /metrics, in seconds
+    metrics_balance_cache_seconds: float = 15.0
+    #: queue_job_processing_duration_seconds covers executions closed this recently
+    metrics_duration_window_seconds: float = 3600.0
+
     log_level: str = "INFO"
     #: JSON lines (production) or a readable console format (local)
     log_json: bool = False
