@@ -15,6 +15,7 @@ from runtime.settings.core import CoreSettings
 from runtime.settings.deposits import DepositSettings
 from runtime.settings.evm import EvmSettings
 from runtime.settings.mpesa import MpesaSettings
+from runtime.settings.rate_limits import RateLimitSettings
 from runtime.settings.sandbox import SandboxSettings
 from runtime.settings.solana import SANDBOX_AUTHORITY_KEYPAIR, SolanaSettings
 from runtime.settings.temporal import TemporalSettings
@@ -56,6 +57,7 @@ class Settings(
     DepositSettings,
     SolanaSettings,
     TicketSettings,
+    RateLimitSettings,
     SandboxSettings,
 ):
     model_config = SettingsConfigDict(
