@@ -23,6 +23,8 @@ from api.routers import (
     jobs,
     metrics,
     portfolio,
+    queues,
+    rate_limits,
     stripe_webhooks,
     tickets,
     wallets,
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         webhook_endpoints.router,
         jobs.router,
         dead_letter.router,
+        queues.router,
+        rate_limits.router,
     )
     for router in routers:
         app.include_router(router)
