@@ -21,9 +21,10 @@ from temporalio.api.workflowservice.v1 import (
     UpdateTaskQueueConfigRequest,
 )
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.jobs_lookup import raise_if_unreachable
+from domain.errors import ServiceUnavailable
 from domain.queues import RATE_LIMITED_QUEUES, ActivityQueue
 from runtime.logging import get_logger
 from runtime.settings import Settings
@@ -55,6 +56,15 @@ class QueueLimit:
     @property
     def stopped(self) -> bool:
         return self.rate_per_second == 0
+
+
+def _raise_unsupported(exc: BaseException) -> None:
+    """Unreachable, or a server without task-queue configuration: 503 either way."""
+    raise_if_unreachable(exc)
+    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.UNIMPLEMENTED:
+        raise ServiceUnavailable(
+            "this Temporal server does not support task-queue rate-limit configuration"
+        ) from exc
 
 
 def _holders(reason: str) -> list[str]:
@@ -97,7 +107,7 @@ async def describe(client: Client, task_queue: str) -> QueueLimit:
             )
         )
     except (RPCError, RuntimeError) as exc:
-        raise_if_unreachable(exc)
+        _raise_unsupported(exc)
         raise
     limit = _limit(task_queue, response.config if response.HasField("config") else None)
     if response.HasField("stats"):
@@ -131,7 +141,7 @@ async def set_limit(
             )
         )
     except (RPCError, RuntimeError) as exc:
-        raise_if_unreachable(exc)
+        _raise_unsupported(exc)
         raise
     log.info("task-queue rate limit set", task_queue=task_queue, rps=rate_per_second, reason=reason)
     return _limit(task_queue, response.config if response.HasField("config") else None)
