@@ -29,6 +29,8 @@ from api.routers import (
     jobs,
     metrics,
     portfolio,
+    queues,
+    rate_limits,
     stripe_webhooks,
     tickets,
     wallets,
@@ -125,6 +127,8 @@ def create_app(
         alerts.router,
         credentials.router,
         cache.router,
+        queues.router,
+        rate_limits.router,
     )
     for router in routers:
         app.include_router(router)

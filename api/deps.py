@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.auth import Principal, decode_token
+from api.auth import Principal, Role, decode_token
 from api.metrics import ApiMetrics
 from domain.errors import Forbidden, Unauthorized
 from providers.evm import EvmClient
@@ -70,6 +70,13 @@ def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Princi
     return principal
 
 
+def staff_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """``admin`` or ``venue_admin``: may read the operations state of their tenant."""
+    if not ({Role.ADMIN, Role.VENUE_ADMIN} & principal.roles):
+        raise Forbidden("admin or venue_admin role required")
+    return principal
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 #: sessions that only read (on SQLite they never wait for the write lock)
@@ -80,3 +87,4 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 EvmDep = Annotated[EvmClient, Depends(get_evm)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]
+StaffUser = Annotated[Principal, Depends(staff_user)]

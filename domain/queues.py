@@ -52,3 +52,23 @@ class Routed(BaseModel):
 def all_queue_names() -> list[str]:
     """Short names accepted by ``worker.py --queues``."""
     return [WORKFLOW_SUFFIX, *(q.value for q in ActivityQueue)]
+
+
+class RateLimitKey(StrEnum):
+    """Providers whose activity queue carries a server-side rate limit of its own."""
+
+    STRIPE = "stripe"
+    MPESA = "mpesa"
+    SOLANA = "solana"
+    EVM_WRITE = "evm-write"
+    SMTP = "smtp"
+
+
+#: the activity queue each rate-limit key governs (email goes out from the notify queue)
+RATE_LIMITED_QUEUES: dict[RateLimitKey, ActivityQueue] = {
+    RateLimitKey.STRIPE: ActivityQueue.STRIPE,
+    RateLimitKey.MPESA: ActivityQueue.MPESA,
+    RateLimitKey.SOLANA: ActivityQueue.SOLANA,
+    RateLimitKey.EVM_WRITE: ActivityQueue.EVM_WRITE,
+    RateLimitKey.SMTP: ActivityQueue.NOTIFY,
+}

@@ -17,6 +17,7 @@ from runtime.settings.deposits import DepositSettings
 from runtime.settings.evm import EvmSettings
 from runtime.settings.monitor import MonitorSettings
 from runtime.settings.mpesa import MpesaSettings
+from runtime.settings.rate_limits import RateLimitSettings
 from runtime.settings.sandbox import SandboxSettings
 from runtime.settings.solana import SANDBOX_AUTHORITY_KEYPAIR, SolanaSettings
 from runtime.settings.temporal import TemporalSettings
@@ -58,6 +59,7 @@ class Settings(
     DepositSettings,
     SolanaSettings,
     TicketSettings,
+    RateLimitSettings,
     SandboxSettings,
     MonitorSettings,
     CredentialSettings,

@@ -1,0 +1,174 @@
+"""Rate limits per provider: the server-side rate limit of the provider's activity task queue.
+
+Keys: ``stripe``, ``mpesa``, ``solana``, ``evm-write`` and ``smtp`` (the notify queue). The limits
+live on the Temporal server (``UpdateTaskQueueConfig``), so every worker obeys them and they apply
+to every tenant. Status is for ``admin`` and ``venue_admin``; changes for ``admin``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict
+
+from api.deps import AdminUser, SettingsDep, StaffUser, TemporalDep
+from api.errors import error_responses
+from api.task_queue_limits import (
+    EMERGENCY_STOP,
+    QueueLimit,
+    default_rate,
+    describe,
+    hold,
+    release,
+    set_limit,
+)
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.queues import RATE_LIMITED_QUEUES, RateLimitKey, activity_queue_for_prefix
+from runtime.logging import get_logger
+from runtime.settings import Settings
+
+log = get_logger("api.rate_limits")
+router = APIRouter(prefix="/api/v1/rate-limits", tags=["rate-limits"])
+
+KeyPath = Annotated[
+    str,
+    Path(pattern=r"^[a-z-]{1,40}$", description="stripe, mpesa, solana, evm-write or smtp"),
+]
+
+
+class RateLimitStatus(BaseModel):
+    key: str
+    task_queue: str
+    #: the server-side limit now (requests per second); None: none set (the server's default)
+    rate_per_second: float | None
+    #: the configured default (RATE_LIMIT_<KEY>_PER_SECOND) that reset and resume return to
+    default_rate_per_second: float | None
+    #: dispatch stopped (limit 0)
+    stopped: bool
+    #: ``emergency-stop`` and/or ``queue:<kind>`` for paused queues using this task queue
+    held_by: list[str]
+    reason: str | None
+    updated_at: datetime | None
+    backlog: int | None
+
+
+class RateLimitList(BaseModel):
+    items: list[RateLimitStatus]
+
+
+class StopRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str | None = None
+    all: bool = False
+
+
+def key_of(value: str, field: str = "key") -> RateLimitKey:
+    try:
+        return RateLimitKey(value)
+    except ValueError:
+        known = ", ".join(k.value for k in RateLimitKey)
+        raise NotFound(f"no rate limit named {value!r}; keys: {known}", field=field) from None
+
+
+def _task_queue(settings: Settings, key: RateLimitKey) -> str:
+    return activity_queue_for_prefix(settings.task_queue_prefix, RATE_LIMITED_QUEUES[key])
+
+
+def _status(settings: Settings, key: RateLimitKey, limit: QueueLimit) -> RateLimitStatus:
+    return RateLimitStatus(
+        key=key.value,
+        task_queue=limit.task_queue,
+        rate_per_second=limit.rate_per_second,
+        default_rate_per_second=default_rate(settings, RATE_LIMITED_QUEUES[key]),
+        stopped=limit.stopped,
+        held_by=limit.holders,
+        reason=limit.reason,
+        updated_at=limit.updated_at,
+        backlog=limit.backlog,
+    )
+
+
+def _keys(body: StopRequest) -> list[RateLimitKey]:
+    if body.all == (body.key is not None):
+        raise InvalidInput('give either {"key": "..."} or {"all": true}', field="key")
+    if body.all:
+        return list(RateLimitKey)
+    assert body.key is not None
+    try:
+        return [RateLimitKey(body.key)]
+    except ValueError:
+        known = ", ".join(k.value for k in RateLimitKey)
+        raise InvalidInput(f"unknown key {body.key!r}; keys: {known}", field="key") from None
+
+
+@router.get(
+    "/status/{key}", response_model=RateLimitStatus, responses=error_responses(401, 403, 404, 503)
+)
+async def rate_limit_status(
+    key: KeyPath, _principal: StaffUser, settings: SettingsDep, temporal: TemporalDep
+) -> RateLimitStatus:
+    """The provider's current server-side limit and whether it is stopped. Same as
+    ``temporal task-queue config get --task-queue settle-stripe --task-queue-type activity``."""
+    k = key_of(key)
+    return _status(settings, k, await describe(temporal, _task_queue(settings, k)))
+
+
+@router.post(
+    "/reset/{key}",
+    response_model=RateLimitStatus,
+    responses=error_responses(401, 403, 404, 409, 503),
+)
+async def reset_rate_limit(
+    key: KeyPath, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+) -> RateLimitStatus:
+    """Back to the configured default. 409 while stopped or held by a paused queue: resume
+    first, so a reset never restarts what someone stopped."""
+    k = key_of(key)
+    task_queue = _task_queue(settings, k)
+    current = await describe(temporal, task_queue)
+    if current.holders:
+        raise Conflict(
+            f"{k.value} is held by {', '.join(current.holders)}; resume it first", field="key"
+        )
+    default = default_rate(settings, RATE_LIMITED_QUEUES[k])
+    limit = await set_limit(temporal, task_queue, default, f"settle reset by {principal.subject}")
+    log.info("rate limit reset", key=k.value, rps=default, by=principal.subject)
+    return _status(settings, k, limit)
+
+
+@router.post(
+    "/emergency-stop", response_model=RateLimitList, responses=error_responses(401, 403, 422, 503)
+)
+async def emergency_stop(
+    body: StopRequest, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+) -> RateLimitList:
+    """Stop calling a provider (``{"key": "stripe"}``) or every provider (``{"all": true}``):
+    the limit goes to 0, running activities finish, scheduled ones wait. Same as
+    ``temporal task-queue config set --task-queue settle-stripe --task-queue-type activity
+    --queue-rps-limit 0``."""
+    items = []
+    for k in _keys(body):
+        note = f"emergency stop by {principal.subject}"
+        limit = await hold(temporal, _task_queue(settings, k), EMERGENCY_STOP, note)
+        items.append(_status(settings, k, limit))
+        log.warning("provider stopped", key=k.value, by=principal.subject)
+    return RateLimitList(items=items)
+
+
+@router.post("/resume", response_model=RateLimitList, responses=error_responses(401, 403, 422, 503))
+async def resume(
+    body: StopRequest, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+) -> RateLimitList:
+    """Lift an emergency stop: the limit returns to its configured default, unless a paused
+    queue still holds the task queue."""
+    items = []
+    for k in _keys(body):
+        note = f"resumed by {principal.subject}"
+        default = default_rate(settings, RATE_LIMITED_QUEUES[k])
+        limit = await release(temporal, _task_queue(settings, k), EMERGENCY_STOP, default, note)
+        items.append(_status(settings, k, limit))
+        log.info("provider resumed", key=k.value, by=principal.subject)
+    return RateLimitList(items=items)
