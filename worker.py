@@ -52,6 +52,7 @@ from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
 from store.db import make_engine, make_session_factory
+from workflows.anchor_batcher import AnchorBatcher
 from workflows.chain_scanner import ChainScanner
 from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch
@@ -70,6 +71,7 @@ WORKFLOWS: list[type] = [
     NftTransfer,
     Monitor,
     CredentialAnchor,
+    AnchorBatcher,
 ]
 
 
@@ -215,6 +217,8 @@ def activities_by_queue(
             monitor.measure,
             monitor.reconcile,
             credentials.record,
+            credentials.prepare_batch,
+            credentials.record_batch,
         ],
         ActivityQueue.CREDENTIALS: [credentials.submit_anchor],
         ActivityQueue.STRIPE: [stripe.pay, stripe.retrieve, stripe.cancel, stripe.refund],

@@ -5,12 +5,23 @@ the credential's row. Runs on its own queue (``credentials``), whose worker take
 
 from __future__ import annotations
 
+import json
+
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.evm import EvmWriteActivities
-from domain.credentials import AnchorOutcome, AnchorSubmitInput
+from domain.credentials import (
+    AnchorOutcome,
+    AnchorStatus,
+    AnchorSubmitInput,
+    BatchOutcome,
+    PreparedBatch,
+    anchor_root_calldata,
+)
 from domain.evm import SubmittedTx, SubmitTxInput
+from domain.merkle import leaf, root_and_proofs
 from runtime.logging import get_logger
 from store.models import CredentialAnchorRecord
 
@@ -49,6 +60,61 @@ class CredentialActivities:
         log.info(
             "credential anchor recorded",
             credential_key=outcome.credential_key,
+            status=outcome.status.value,
+            tx_hash=outcome.tx_hash,
+        )
+
+    @activity.defn(name="credentials.prepare_batch")
+    async def prepare_batch(self, keys: list[str]) -> PreparedBatch:
+        """The Merkle root over the still-pending credentials among ``keys``; each one's proof is
+        stored with it now, so the status can show it as soon as the root is anchored."""
+        async with self._sessions.begin() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(CredentialAnchorRecord)
+                        .where(
+                            CredentialAnchorRecord.credential_key.in_(keys),
+                            CredentialAnchorRecord.status == AnchorStatus.PENDING.value,
+                        )
+                        .order_by(CredentialAnchorRecord.credential_key)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not rows:
+                return PreparedBatch(root="0x" + "00" * 32, calldata="0x", keys=[])
+            leaves = [leaf(r.credential_key, r.data_hash, r.ipfs_cid) for r in rows]
+            root, proofs = root_and_proofs(leaves)
+            root_hex = "0x" + root.hex()
+            for row, proof in zip(rows, proofs, strict=True):
+                row.batch_root = root_hex
+                row.proof = json.dumps(["0x" + p.hex() for p in proof])
+        return PreparedBatch(
+            root=root_hex,
+            calldata=anchor_root_calldata(root_hex, len(rows)),
+            keys=[r.credential_key for r in rows],
+        )
+
+    @activity.defn(name="credentials.record_batch")
+    async def record_batch(self, outcome: BatchOutcome) -> None:
+        async with self._sessions.begin() as session:
+            rows = (
+                await session.execute(
+                    select(CredentialAnchorRecord).where(
+                        CredentialAnchorRecord.credential_key.in_(outcome.keys)
+                    )
+                )
+            ).scalars()
+            for row in rows:
+                row.status = outcome.status.value
+                row.tx_hash, row.block_number = outcome.tx_hash, outcome.block_number
+                row.error = outcome.error
+        log.info(
+            "credential batch recorded",
+            root=outcome.root,
+            count=len(outcome.keys),
             status=outcome.status.value,
             tx_hash=outcome.tx_hash,
         )

@@ -125,3 +125,35 @@ class AnchorSubmitInput(BaseModel):
     idempotency_key: str
     registry: str
     calldata: str
+
+
+class BatcherInput(Routed):
+    registry: str
+    max_size: int = 100
+    max_wait_seconds: float = 10.0
+    config: AnchorConfig = Field(default_factory=AnchorConfig)
+    #: credential keys signalled but not yet batched when the previous run continued as new
+    carried: list[str] = Field(default_factory=list)
+
+
+class PreparedBatch(BaseModel):
+    """A Merkle root over the batch's pending credentials, its calldata, and who is in it."""
+
+    root: str
+    calldata: str
+    keys: list[str]
+
+
+class BatchOutcome(BaseModel):
+    root: str
+    keys: list[str]
+    status: AnchorStatus
+    tx_hash: str | None = None
+    block_number: int | None = None
+    error: str | None = None
+
+
+def anchor_root_calldata(root: str, count: int) -> str:
+    """``anchorRoot(bytes32 root, uint32 count)`` calldata, 0x-hex."""
+    selector = keccak(text="anchorRoot(bytes32,uint32)")[:4]
+    return "0x" + (selector + encode(["bytes32", "uint32"], [bytes.fromhex(root[2:]), count])).hex()

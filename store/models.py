@@ -451,6 +451,11 @@ class CredentialAnchorRecord(Base):
     #: pending | confirmed | failed
     status: Mapped[str] = mapped_column(String(16), index=True)
     workflow_id: Mapped[str] = mapped_column(String(200))
+    #: single (its own transaction) or batch (one Merkle root per transaction)
+    mode: Mapped[str] = mapped_column(String(16), default="single")
+    #: batch mode: the root anchored and this credential's proof (JSON list of 0x-hex siblings)
+    batch_root: Mapped[str | None] = mapped_column(String(66), index=True)
+    proof: Mapped[str | None] = mapped_column(Text)
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)

@@ -7,12 +7,15 @@ existing anchor; with another hash or CID it is a 409 (an anchor is final on cha
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
@@ -25,11 +28,12 @@ from domain.credentials import (
     AnchorConfig,
     AnchorInput,
     AnchorStatus,
+    BatcherInput,
     anchor_calldata,
     credential_key,
     validate_cid,
 )
-from domain.errors import Conflict, NotFound, ServiceUnavailable
+from domain.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from runtime.logging import get_logger
@@ -69,6 +73,29 @@ class AnchorBody(BaseModel):
         return validate_cid(value)
 
 
+class SingleAnchorBody(AnchorBody):
+    batch: bool | None = Field(
+        default=None,
+        description="anchor in the next Merkle batch; default CREDENTIAL_ANCHOR_BATCH_DEFAULT",
+    )
+
+
+class BatchItem(AnchorBody):
+    credential_id: str = Field(pattern=CREDENTIAL_ID, max_length=128)
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItem] = Field(min_length=1, max_length=1000)
+
+
+class BatchItemResult(BaseModel):
+    credential_id: str
+    anchor: AnchorView | None = None
+    error: dict[str, str] | None = None
+
+
 class AnchorView(BaseModel):
     credential_id: str
     status: str
@@ -79,12 +106,55 @@ class AnchorView(BaseModel):
     error: str | None
     workflow_id: str
     registry: str
+    mode: str
+    #: batch mode: the Merkle root anchored (registry.rootOf) and this credential's proof
+    batch_root: str | None
+    proof: list[str] | None
     created_at: datetime
     updated_at: datetime
 
 
 def workflow_id_for(key: str) -> str:
     return f"credential-anchor-{key}"
+
+
+def batcher_id(settings: Settings) -> str:
+    return f"anchor-batcher-{settings.task_queue_prefix.rstrip('-')}"
+
+
+def anchor_config(settings: Settings) -> AnchorConfig:
+    return AnchorConfig(
+        confirmations=settings.evm_confirmations,
+        use_safe_tag=settings.evm_use_safe_tag,
+        max_attempts=settings.credential_anchor_max_attempts,
+        retry_initial_seconds=settings.credential_anchor_retry_initial_seconds,
+    )
+
+
+async def signal_batcher(temporal: Client, settings: Settings, keys: list[str]) -> None:
+    """Signal-with-start: the batcher is started by the first credential that needs it."""
+    await temporal.start_workflow(
+        "AnchorBatcher",
+        BatcherInput(
+            registry=settings.credential_registry_address,
+            max_size=settings.credential_anchor_batch_size,
+            max_wait_seconds=settings.credential_anchor_batch_wait_seconds,
+            config=anchor_config(settings),
+            task_queue_prefix=settings.task_queue_prefix,
+        ),
+        id=batcher_id(settings),
+        task_queue=workflow_queue(settings.task_queue_prefix),
+        start_signal="add_many",
+        start_signal_args=[keys],
+    )
+
+
+async def forget(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> None:
+    async with sessions.begin() as session:
+        for key in keys:
+            stale = await session.get(CredentialAnchorRecord, key)
+            if stale is not None:
+                await session.delete(stale)
 
 
 def view(row: CredentialAnchorRecord, settings: Settings) -> AnchorView:
@@ -98,6 +168,9 @@ def view(row: CredentialAnchorRecord, settings: Settings) -> AnchorView:
         error=row.error,
         workflow_id=row.workflow_id,
         registry=settings.credential_registry_address,
+        mode=row.mode,
+        batch_root=row.batch_root,
+        proof=json.loads(row.proof) if row.proof else None,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -111,7 +184,7 @@ def view(row: CredentialAnchorRecord, settings: Settings) -> AnchorView:
 )
 async def anchor(
     credential_id: CredentialId,
-    body: AnchorBody,
+    body: SingleAnchorBody,
     principal: CurrentUser,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
@@ -119,6 +192,7 @@ async def anchor(
 ) -> AnchorView:
     """Anchor without waiting: 202 with ``status: pending``; poll the GET."""
     key = credential_key(principal.tenant, credential_id)
+    batch = settings.credential_anchor_batch_default if body.batch is None else body.batch
     async with sessions.begin() as session:
         row = await session.get(CredentialAnchorRecord, key)
         if row is not None:
@@ -136,13 +210,25 @@ async def anchor(
             data_hash=body.data_hash,
             ipfs_cid=body.ipfs_cid,
             status=AnchorStatus.PENDING.value,
-            workflow_id=workflow_id_for(key),
+            workflow_id=batcher_id(settings) if batch else workflow_id_for(key),
+            mode="batch" if batch else "single",
         )
         session.add(row)
         try:
             await session.flush()
         except IntegrityError as exc:  # the same id, at the same moment
             raise Conflict("this credential id is being anchored", field="credential_id") from exc
+    if batch:
+        try:
+            await signal_batcher(temporal, settings, [key])
+        except (RPCError, RuntimeError) as exc:
+            if not temporal_unreachable(exc):
+                raise
+            await forget(sessions, [key])
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was anchored or recorded"
+            ) from exc
+        return view(row, settings)
     request = AnchorInput(
         credential_id=credential_id,
         credential_key=key,
@@ -152,12 +238,7 @@ async def anchor(
         registry=settings.credential_registry_address,
         calldata=anchor_calldata(key, body.data_hash, body.ipfs_cid),
         task_queue_prefix=settings.task_queue_prefix,
-        config=AnchorConfig(
-            confirmations=settings.evm_confirmations,
-            use_safe_tag=settings.evm_use_safe_tag,
-            max_attempts=settings.credential_anchor_max_attempts,
-            retry_initial_seconds=settings.credential_anchor_retry_initial_seconds,
-        ),
+        config=anchor_config(settings),
     )
     try:
         await temporal.start_workflow(
@@ -175,15 +256,89 @@ async def anchor(
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
             raise
-        async with sessions.begin() as session:
-            stale = await session.get(CredentialAnchorRecord, key)
-            if stale is not None:
-                await session.delete(stale)
+        await forget(sessions, [key])
         raise ServiceUnavailable(
             "the workflow service is unavailable; nothing was anchored or recorded"
         ) from exc
     log.info("credential anchor requested", credential_id=credential_id, tenant=principal.tenant)
     return view(row, settings)
+
+
+@router.post(
+    "/anchor/batch",
+    status_code=202,
+    response_model=list[BatchItemResult],
+    responses=error_responses(401, 422, 503),
+)
+async def anchor_batch(
+    body: BatchBody,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+) -> list[BatchItemResult]:
+    """Up to 1,000 credentials, anchored in Merkle batches. Each is answered like the single
+    route: new ones pending, the same ones as they stand, another hash for an id a 409 item."""
+    seen: set[str] = set()
+    for index, item in enumerate(body.items):
+        if item.credential_id in seen:
+            raise InvalidInput(
+                f"credential id {item.credential_id!r} appears twice",
+                field=f"items.{index}.credential_id",
+            )
+        seen.add(item.credential_id)
+    results: list[BatchItemResult] = []
+    new_keys: list[str] = []
+    rows_by_id: dict[str, CredentialAnchorRecord] = {}
+    async with sessions.begin() as session:
+        for item in body.items:
+            key = credential_key(principal.tenant, item.credential_id)
+            row = await session.get(CredentialAnchorRecord, key)
+            if row is not None:
+                if (row.data_hash, row.ipfs_cid) != (item.data_hash, item.ipfs_cid):
+                    results.append(
+                        BatchItemResult(
+                            credential_id=item.credential_id,
+                            error={
+                                "code": "conflict",
+                                "message": "anchored with another hash or CID; an anchor is final",
+                            },
+                        )
+                    )
+                    continue
+            else:
+                row = CredentialAnchorRecord(
+                    credential_key=key,
+                    credential_id=item.credential_id,
+                    tenant=principal.tenant,
+                    requested_by=principal.subject,
+                    data_hash=item.data_hash,
+                    ipfs_cid=item.ipfs_cid,
+                    status=AnchorStatus.PENDING.value,
+                    workflow_id=batcher_id(settings),
+                    mode="batch",
+                )
+                session.add(row)
+                new_keys.append(key)
+            results.append(BatchItemResult(credential_id=item.credential_id))
+            rows_by_id[item.credential_id] = row
+        await session.flush()
+        anchored = {cid: view(row, settings) for cid, row in rows_by_id.items()}
+    if new_keys:
+        try:
+            await signal_batcher(temporal, settings, new_keys)
+        except (RPCError, RuntimeError) as exc:
+            if not temporal_unreachable(exc):
+                raise
+            await forget(sessions, new_keys)
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was anchored or recorded"
+            ) from exc
+    for result in results:
+        if result.error is None:
+            result.anchor = anchored[result.credential_id]
+    log.info("credential batch requested", count=len(new_keys), tenant=principal.tenant)
+    return results
 
 
 @router.get(

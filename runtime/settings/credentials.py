@@ -13,3 +13,8 @@ class CredentialSettings(BaseModel):
     #: attempts to submit an anchor, exponential from the initial interval
     credential_anchor_max_attempts: int = 3
     credential_anchor_retry_initial_seconds: float = 5.0
+    #: batch mode: one Merkle root per transaction for up to N credentials, or for what arrived
+    #: within T seconds of the first; the default mode of POST .../anchor (a request may choose)
+    credential_anchor_batch_default: bool = False
+    credential_anchor_batch_size: int = 100
+    credential_anchor_batch_wait_seconds: float = 10.0

@@ -154,3 +154,93 @@ async def test_bad_anchor_input_is_422_and_records_nothing(
             .where(CredentialAnchorRecord.tenant == tenant)
         )
         assert rows.scalar_one() == 0
+
+
+async def root_on_chain(stack: Stack, root: str) -> tuple[int, int]:
+    selector = keccak(text="rootOf(bytes32)")[:4]
+    raw = await stack.chain.client.call(
+        stack.settings.credential_registry_address,
+        "0x" + (selector + encode(["bytes32"], [bytes.fromhex(root[2:])])).hex(),
+    )
+    count, _at, block = decode(["uint32", "uint64", "uint64"], bytes.fromhex(raw[2:]))
+    return count, block
+
+
+async def test_a_batch_is_one_root_per_transaction_and_every_proof_verifies(stack: Stack) -> None:
+    from domain.merkle import leaf, verify
+
+    tenant = unique_tenant()
+    headers = stack.auth("registrar", tenant)
+    items = [
+        {"credential_id": f"cert-{i}", "data_hash": data_hash(), "ipfs_cid": CID_V1}
+        for i in range(7)  # the stack's batches hold 5: two roots
+    ]
+    response = await stack.api.post(
+        "/api/v1/credentials/anchor/batch", json={"items": items}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    assert all(r["anchor"]["mode"] == "batch" for r in response.json())
+    done = [await settled(stack, item["credential_id"], headers) for item in items]
+    assert {d["status"] for d in done} == {"confirmed"}
+    roots = {d["batch_root"] for d in done}
+    assert len(roots) == 2
+    for item, anchor in zip(items, done, strict=True):
+        key = credential_key(tenant, item["credential_id"])
+        proof = [bytes.fromhex(p[2:]) for p in anchor["proof"]]
+        root = bytes.fromhex(anchor["batch_root"][2:])
+        assert verify(proof, root, leaf(key, item["data_hash"], item["ipfs_cid"]))
+    for root_hex in roots:
+        members = [d for d in done if d["batch_root"] == root_hex]
+        assert len({d["tx_hash"] for d in members}) == 1  # one transaction per root
+        assert await root_on_chain(stack, root_hex) == (len(members), members[0]["block"])
+    # the single route can join a batch too
+    single = await stack.api.post(
+        url("cert-solo"),
+        json={"data_hash": data_hash(), "ipfs_cid": CID_V0, "batch": True},
+        headers=headers,
+    )
+    assert single.status_code == 202 and single.json()["mode"] == "batch"
+    assert (await settled(stack, "cert-solo", headers))["status"] == "confirmed"
+
+
+async def test_batch_input_is_checked_whole(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("registrar", tenant)
+    item = {"credential_id": "dup", "data_hash": data_hash(), "ipfs_cid": CID_V1}
+    twice = await stack.api.post(
+        "/api/v1/credentials/anchor/batch", json={"items": [item, item]}, headers=headers
+    )
+    assert twice.status_code == 422 and twice.json()["error"]["field"] == "items.1.credential_id"
+    bad = await stack.api.post(
+        "/api/v1/credentials/anchor/batch",
+        json={"items": [item, {**item, "credential_id": "x", "ipfs_cid": "nope"}]},
+        headers=headers,
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "items.1.ipfs_cid"
+    too_many = await stack.api.post(
+        "/api/v1/credentials/anchor/batch",
+        json={"items": [{**item, "credential_id": f"c{i}"} for i in range(1001)]},
+        headers=headers,
+    )
+    assert too_many.status_code == 422 and too_many.json()["error"]["field"] == "items"
+    async with stack.sessions() as session:
+        rows = await session.execute(
+            select(func.count())
+            .select_from(CredentialAnchorRecord)
+            .where(CredentialAnchorRecord.tenant == tenant)
+        )
+        assert rows.scalar_one() == 0
+    # an id already anchored with another hash is refused for that item only
+    first = await stack.api.post(
+        "/api/v1/credentials/anchor/batch", json={"items": [item]}, headers=headers
+    )
+    assert first.status_code == 202
+    mixed = await stack.api.post(
+        "/api/v1/credentials/anchor/batch",
+        json={"items": [{**item, "data_hash": data_hash()}, {**item, "credential_id": "fresh"}]},
+        headers=headers,
+    )
+    assert mixed.status_code == 202
+    results = mixed.json()
+    assert results[0]["anchor"] is None and results[0]["error"]["code"] == "conflict"
+    assert results[1]["anchor"]["status"] == "pending"

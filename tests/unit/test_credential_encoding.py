@@ -45,3 +45,18 @@ def test_anchor_calldata_decodes_to_its_arguments() -> None:
     assert data[:4] == keccak(text="anchor(bytes32,bytes32,string)")[:4]
     got_key, got_digest, cid = decode(["bytes32", "bytes32", "string"], data[4:])
     assert ("0x" + got_key.hex(), "0x" + got_digest.hex(), cid) == (key, digest, GOOD[1])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 100])
+def test_every_proof_verifies_against_the_root(size: int) -> None:
+    from domain.merkle import leaf, root_and_proofs, verify
+
+    leaves = [
+        leaf(credential_key("t", f"c-{i}"), "0x" + f"{i + 1:064x}", GOOD[0]) for i in range(size)
+    ]
+    root, proofs = root_and_proofs(leaves)
+    assert all(verify(p, root, lf) for p, lf in zip(proofs, leaves, strict=True))
+    other = leaf(credential_key("t", "stranger"), "0x" + "ee" * 32, GOOD[0])
+    assert not any(verify(p, root, other) for p in proofs) or size == 1
+    if size > 1:
+        assert not verify(proofs[0], root, leaves[1])

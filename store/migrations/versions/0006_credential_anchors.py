@@ -27,6 +27,9 @@ def upgrade() -> None:
         sa.Column("ipfs_cid", sa.String(length=128), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("workflow_id", sa.String(length=200), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("batch_root", sa.String(length=66), nullable=True),
+        sa.Column("proof", sa.Text(), nullable=True),
         sa.Column("tx_hash", sa.String(length=66), nullable=True),
         sa.Column("block_number", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
@@ -38,11 +41,18 @@ def upgrade() -> None:
         op.f("ix_credential_anchors_status"), "credential_anchors", ["status"], unique=False
     )
     op.create_index(
+        op.f("ix_credential_anchors_batch_root"),
+        "credential_anchors",
+        ["batch_root"],
+        unique=False,
+    )
+    op.create_index(
         op.f("ix_credential_anchors_tenant"), "credential_anchors", ["tenant"], unique=False
     )
 
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_credential_anchors_tenant"), table_name="credential_anchors")
+    op.drop_index(op.f("ix_credential_anchors_batch_root"), table_name="credential_anchors")
     op.drop_index(op.f("ix_credential_anchors_status"), table_name="credential_anchors")
     op.drop_table("credential_anchors")

@@ -1,0 +1,126 @@
+"""``AnchorBatcher`` (``anchor-batcher-<prefix>``): one per deployment. Credentials in batch mode
+are signalled to it (``add``, signal-with-start); it anchors up to ``max_size`` of them, or what
+arrived within ``max_wait_seconds`` of the first, as one Merkle root per transaction, and records
+each credential's proof. Continues as new every few batches to keep its history small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from domain.credentials import (
+    AnchorStatus,
+    AnchorSubmitInput,
+    BatcherInput,
+    BatchOutcome,
+)
+from domain.errors import NON_RETRYABLE
+from domain.evm import AwaitTxInput
+from domain.queues import ActivityQueue
+from workflows import policies
+from workflows.mpesa_deposit import cause_message
+
+with workflow.unsafe.imports_passed_through():
+    from activities.credentials import CredentialActivities
+    from activities.evm import EvmWriteActivities
+
+#: batches per run before continuing as new
+BATCHES_PER_RUN = 20
+
+
+@workflow.defn(name="AnchorBatcher")
+class AnchorBatcher:
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+
+    @workflow.signal
+    def add(self, credential_key: str) -> None:
+        if credential_key not in self._pending:
+            self._pending.append(credential_key)
+
+    @workflow.signal
+    def add_many(self, credential_keys: list[str]) -> None:
+        for key in credential_keys:
+            self.add(key)
+
+    @workflow.query
+    def waiting(self) -> list[str]:
+        return list(self._pending)
+
+    @workflow.run
+    async def run(self, request: BatcherInput) -> None:
+        for key in request.carried:
+            self.add(key)
+        for _ in range(BATCHES_PER_RUN):
+            await workflow.wait_condition(lambda: bool(self._pending))
+            # N credentials, or T seconds since the first: anchor what there is
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: len(self._pending) >= request.max_size,
+                    timeout=timedelta(seconds=request.max_wait_seconds),
+                )
+            keys, self._pending = (
+                self._pending[: request.max_size],
+                self._pending[request.max_size :],
+            )
+            await self._anchor(request, keys)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(request.model_copy(update={"carried": list(self._pending)}))
+
+    async def _anchor(self, request: BatcherInput, keys: list[str]) -> None:
+        config = request.config
+        prepared = await workflow.execute_activity_method(
+            CredentialActivities.prepare_batch,
+            keys,
+            task_queue=request.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+        if not prepared.keys:
+            return  # all of them were settled already
+        tx_key = f"credential-batch:{prepared.root}"
+        outcome = BatchOutcome(root=prepared.root, keys=prepared.keys, status=AnchorStatus.PENDING)
+        try:
+            submitted = await workflow.execute_activity_method(
+                CredentialActivities.submit_anchor,
+                AnchorSubmitInput(
+                    idempotency_key=tx_key, registry=request.registry, calldata=prepared.calldata
+                ),
+                task_queue=request.queue(ActivityQueue.CREDENTIALS),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=config.retry_initial_seconds),
+                    backoff_coefficient=2.0,
+                    maximum_attempts=config.max_attempts,
+                    non_retryable_error_types=list(NON_RETRYABLE),
+                ),
+            )
+            outcome.tx_hash = submitted.tx_hash
+            receipt = await workflow.execute_activity_method(
+                EvmWriteActivities.await_confirmations,
+                AwaitTxInput(
+                    idempotency_key=tx_key,
+                    confirmations=config.confirmations,
+                    use_safe_tag=config.use_safe_tag,
+                ),
+                task_queue=request.queue(ActivityQueue.EVM_WRITE),
+                start_to_close_timeout=timedelta(seconds=config.confirmation_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=policies.EVM_CONFIRMATIONS,
+            )
+            outcome.status = AnchorStatus.CONFIRMED
+            outcome.tx_hash, outcome.block_number = receipt.tx_hash, receipt.block_number
+        except ActivityError as err:
+            outcome.status, outcome.error = AnchorStatus.FAILED, cause_message(err)
+        await workflow.execute_activity_method(
+            CredentialActivities.record_batch,
+            outcome,
+            task_queue=request.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
