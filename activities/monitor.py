@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from domain.monitor import (
@@ -52,6 +55,29 @@ class MonitorActivities:
         """One reading per condition; a source that cannot be read is itself a breached reading."""
         limits = request.thresholds
         now = datetime.now(UTC)
+
+        async def backlog() -> Reading:
+            waiting: dict[str, int] = {}
+            for queue in request.activity_queues:
+                response = await self._client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=self._client.namespace,
+                        task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                        report_stats=True,
+                    )
+                )
+                if response.HasField("stats"):
+                    waiting[queue] = response.stats.approximate_backlog_count
+            worst = max(waiting, key=lambda q: waiting[q], default=None)
+            deepest = waiting[worst] if worst else 0
+            return Reading(
+                condition="backlog",
+                value=deepest,
+                threshold=limits.backlog_max,
+                breached=deepest > limits.backlog_max,
+                message=f"{deepest} activity task(s) waiting in {worst or 'no queue'}",
+            )
 
         async def dead_letters() -> Reading:
             parked = await self._count(
@@ -125,6 +151,7 @@ class MonitorActivities:
             )
 
         checks: dict[str, Callable[[], Awaitable[Reading]]] = {
+            "backlog": backlog,
             "dead_letters": dead_letters,
             "oldest_open_job": oldest_open_job,
             "failure_rate": failure_rate,

@@ -8,6 +8,7 @@ from domain.queues import Routed
 
 #: the conditions the Monitor checks; an alert is open per condition at most once
 CONDITIONS = (
+    "backlog",
     "dead_letters",
     "oldest_open_job",
     "failure_rate",
@@ -18,6 +19,8 @@ TEST_CONDITION = "test"
 
 
 class MonitorThresholds(BaseModel):
+    #: activity tasks waiting in any one activity task queue (a paused or starved queue)
+    backlog_max: int = 1000
     #: parked (needs_attention) jobs tolerated before alerting
     dead_letters_max: int = 0
     #: the oldest running job (a DepositWatch lives up to its expiry; scanners are excluded)
@@ -53,6 +56,8 @@ class AlertChanges(BaseModel):
 
 
 class MonitorInput(Routed):
+    #: the activity task queues whose backlog is read
+    activity_queues: list[str] = Field(default_factory=list)
     thresholds: MonitorThresholds = Field(default_factory=MonitorThresholds)
     admin_emails: list[str] = Field(default_factory=list)
     alert_webhook_tenant: str = "settle-ops"

@@ -25,7 +25,7 @@ from temporalio.client import (
 )
 
 from domain.monitor import MonitorInput, MonitorThresholds
-from domain.queues import workflow_queue
+from domain.queues import ActivityQueue, activity_queue_for_prefix, workflow_queue
 from runtime.logging import get_logger
 from runtime.settings import Settings
 
@@ -39,7 +39,11 @@ def monitor_schedule_id(settings: Settings) -> str:
 def monitor_input(settings: Settings, *, test_alert_by: str | None = None) -> MonitorInput:
     return MonitorInput(
         task_queue_prefix=settings.task_queue_prefix,
+        activity_queues=[
+            activity_queue_for_prefix(settings.task_queue_prefix, q) for q in ActivityQueue
+        ],
         thresholds=MonitorThresholds(
+            backlog_max=settings.monitor_backlog_max,
             dead_letters_max=settings.monitor_dead_letters_max,
             oldest_open_job_max_seconds=settings.monitor_oldest_open_job_max_seconds,
             failure_rate_max=settings.monitor_failure_rate_max,

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 class MonitorSettings(BaseModel):
     #: the Temporal Schedule that runs the Monitor workflow (created or updated by the worker)
     monitor_interval_seconds: int = 60
+    #: activity tasks waiting in one activity task queue before alerting
+    monitor_backlog_max: int = 1000
     monitor_dead_letters_max: int = 0
     monitor_oldest_open_job_max_seconds: int = 6 * 3600
     monitor_failure_rate_max: float = 0.2

@@ -57,6 +57,9 @@ async def test_the_monitor_raises_tells_admins_and_clears(stack: Stack, receiver
     secret = created.json()["secret"]
 
     result = await run_monitor(stack, starving_treasury(stack, tenant))
+    backlog = next(r for r in result.readings if r.condition == "backlog")
+    assert backlog.value >= 0 and "could not be measured" not in backlog.message
+    assert not backlog.breached  # nothing is held in the stack's activity queues
     gas = next(r for r in result.readings if r.condition == "treasury_gas")
     assert gas.breached and gas.value > 0  # a real balance read from anvil
     (raised,) = [a for a in result.changes.raised if a.condition == "treasury_gas"]
@@ -136,3 +139,41 @@ def test_the_schedule_runs_the_monitor_every_interval_without_overlap(stack: Sta
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_a_held_queue_backlog_raises_an_alert_and_clears_once_resumed(stack: Stack) -> None:
+    from tests.e2e.test_tickets import buy
+
+    admin = stack.auth("root", "t-ops", ["admin"])
+    limits = "/api/v1/rate-limits"
+    stopped = await stack.api.post(
+        f"{limits}/emergency-stop", json={"key": "stripe"}, headers=admin
+    )
+    assert stopped.status_code == 200, stopped.text
+    try:
+        buyer = stack.auth("held", f"held-{uuid.uuid4().hex[:6]}")
+        _, accepted = await buy(stack, buyer)
+        request = monitor_input(stack.settings)
+        request.thresholds.backlog_max = 0
+
+        async def backlog() -> float:
+            readings = (await run_monitor(stack, request)).readings
+            return next(r for r in readings if r.condition == "backlog").value
+
+        await eventually(backlog, lambda v: v >= 1, what="the held payment in the stripe backlog")
+        (row,) = [a for a in await alerts(stack, "backlog") if a.status == "open"]
+        assert "stripe" in row.message
+    finally:
+        resumed = await stack.api.post(f"{limits}/resume", json={"key": "stripe"}, headers=admin)
+        assert resumed.status_code == 200, resumed.text
+    await eventually(
+        lambda: stack.api.get(f"/api/v1/tickets/purchase/{accepted['id']}", headers=buyer),
+        lambda r: r.json()["status"] == "completed",
+        what="the held purchase to complete after resume",
+    )
+
+    async def open_backlog_alerts() -> int:
+        await run_monitor(stack, request)  # backlog stats are approximate and lag a little
+        return sum(a.status == "open" for a in await alerts(stack, "backlog"))
+
+    await eventually(open_backlog_alerts, lambda n: n == 0, what="the backlog alert to clear")
