@@ -47,9 +47,19 @@ class Parkable:
     def parked(self) -> bool:
         return self._parked
 
+    def accept_decisions(self) -> None:
+        """Take ``retry`` / ``abandon`` from now on, before :meth:`park` is reached.
+
+        A workflow that records its parking first (an activity) already shows ``needs_attention``
+        in its status query meanwhile; an operator acting on that must not be ignored. State
+        only, no command: replays of histories made before this existed behave as they did.
+        """
+        self._parked, self._decision = True, None
+
     async def park(self, reason: str) -> Decision:
         """Mark the workflow ``needs_attention`` and wait for an operator's decision."""
-        self._parked, self._decision = True, None
+        if not self._parked:  # else a decision may already have come (see accept_decisions)
+            self._parked, self._decision = True, None
         self.times_parked += 1
         set_status(OperationStatus.NEEDS_ATTENTION)
         workflow.logger.error("parked for an operator: %s", reason)

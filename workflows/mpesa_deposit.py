@@ -479,6 +479,8 @@ class MpesaDeposit(Parkable):
         previous = self._state.status
         self._state.error = reason
         self._move(DepositStatus.NEEDS_ATTENTION, self._state.step)
+        if workflow.patched("accept-decision-while-recording-park"):
+            self.accept_decisions()
         try:
             await workflow.execute_activity_method(
                 DepositActivities.set_outcome,

@@ -67,6 +67,9 @@ class FakeMpesa:
     confirm_gate: asyncio.Event | None = None
     confirm_started: asyncio.Event = field(default_factory=asyncio.Event)
     conversions: list[RecordConversionInput] = field(default_factory=list)
+    # holds the database write of a park (the status query already says needs_attention)
+    park_record_gate: asyncio.Event | None = None
+    park_recording: asyncio.Event = field(default_factory=asyncio.Event)
 
     def activities(self) -> dict[ActivityQueue, list]:
         @activity.defn(name="mpesa.stk_push")
@@ -93,6 +96,9 @@ class FakeMpesa:
         @activity.defn(name="deposits.set_outcome")
         async def set_outcome(outcome: DepositOutcomeInput) -> str:
             self.outcomes.append(outcome)
+            if outcome.status == DepositStatus.NEEDS_ATTENTION and self.park_record_gate:
+                self.park_recording.set()
+                await self.park_record_gate.wait()
             return outcome.status.value
 
         @activity.defn(name="deposits.credit")
@@ -439,6 +445,32 @@ async def test_parked_credit_can_be_abandoned_with_a_reason(
     assert state.failure_reason == "refunded to the customer by hand"
     assert fake.statuses()[-1] == DepositStatus.ABANDONED
     assert await settle_status(env.client, run.handle.id) == "abandoned"
+
+
+async def test_retry_sent_while_the_park_is_being_recorded_is_not_lost(
+    start, env: WorkflowEnvironment
+) -> None:
+    """An operator who sees needs_attention and sends retry while the workflow still records
+    the park in the database: the retry counts (it was dropped before, and the deposit waited
+    for a second retry; found by the temporal-CLI test hanging under load)."""
+    fake = FakeMpesa(credit_failures=3, park_record_gate=asyncio.Event())
+    run = await start(fake, MpesaDepositConfig(credit_max_attempts=3))
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    for _ in range(100):  # past the credit's retry backoffs, up to the park's record
+        if fake.park_recording.is_set():
+            break
+        await env.sleep(2)
+    assert fake.park_recording.is_set()
+    state = await run.handle.query(MpesaDeposit.status)
+    assert state.status == DepositStatus.NEEDS_ATTENTION
+    await run.handle.signal(MpesaDeposit.retry)
+    assert fake.park_record_gate is not None
+    fake.park_record_gate.set()
+    final = await asyncio.wait_for(run.handle.result(), 30)
+    assert final.status == DepositStatus.CREDITED and len(fake.credits) == 4
 
 
 async def test_retry_signal_before_parking_is_ignored(start) -> None:
