@@ -28,7 +28,7 @@ async def cli(env: WorkflowEnvironment, *args: str) -> str:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     return out.decode()
 
@@ -86,7 +86,7 @@ async def test_parked_deposit_retried_and_abandoned_with_the_temporal_cli(
         assert handle.id in listed
 
         await cli(dev_env, "workflow", "signal", "--workflow-id", handle.id, "--name", "retry")
-        state = await handle.result()
+        state = await asyncio.wait_for(handle.result(), 60)  # a lost signal fails, not hangs
         assert state.status == DepositStatus.CREDITED
         assert len(fake.credits) == 3
         assert (await handle.describe()).typed_search_attributes.get(SETTLE_STATUS) == "succeeded"
@@ -104,6 +104,6 @@ async def test_parked_deposit_retried_and_abandoned_with_the_temporal_cli(
             "--input",
             '"refunded by hand"',
         )
-        state = await handle.result()
+        state = await asyncio.wait_for(handle.result(), 60)  # a lost signal fails, not hangs
         assert state.status == DepositStatus.ABANDONED
         assert state.failure_reason == "refunded by hand"
