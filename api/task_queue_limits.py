@@ -10,6 +10,7 @@ lets go. Same as ``temporal task-queue config set --task-queue-type activity --q
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,12 @@ async def describe(client: Client, task_queue: str) -> QueueLimit:
     return limit
 
 
+UPDATE_ATTEMPTS = 4
+TRANSIENT = frozenset(
+    {RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
+)
+
+
 async def set_limit(
     client: Client, task_queue: str, rate_per_second: float | None, reason: str
 ) -> QueueLimit:
@@ -130,19 +137,26 @@ async def set_limit(
         else RateLimit(requests_per_second=rate_per_second),
         reason=reason,
     )
-    try:
-        response = await client.workflow_service.update_task_queue_config(
-            UpdateTaskQueueConfigRequest(
-                namespace=client.namespace,
-                identity=IDENTITY,
-                task_queue=task_queue,
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-                update_queue_rate_limit=update,
-            )
-        )
-    except (RPCError, RuntimeError) as exc:
-        _raise_unsupported(exc)
-        raise
+    request = UpdateTaskQueueConfigRequest(
+        namespace=client.namespace,
+        identity=IDENTITY,
+        task_queue=task_queue,
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        update_queue_rate_limit=update,
+    )
+    for attempt in range(UPDATE_ATTEMPTS):
+        try:
+            response = await client.workflow_service.update_task_queue_config(request)
+            break
+        except (RPCError, RuntimeError) as exc:
+            # setting a limit is idempotent: a call the server cancelled (seen under load on the
+            # dev server) or could not take right now is simply made again
+            transient = isinstance(exc, RPCError) and exc.status in TRANSIENT
+            if transient and attempt + 1 < UPDATE_ATTEMPTS:
+                await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            _raise_unsupported(exc)
+            raise
     log.info("task-queue rate limit set", task_queue=task_queue, rps=rate_per_second, reason=reason)
     return _limit(task_queue, response.config if response.HasField("config") else None)
 
