@@ -10,24 +10,20 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from domain.credentials import (
     AnchorStatus,
-    AnchorSubmitInput,
     BatcherInput,
     BatchOutcome,
 )
-from domain.errors import NON_RETRYABLE
-from domain.evm import AwaitTxInput
 from domain.queues import ActivityQueue
 from workflows import policies
+from workflows.credentials import await_anchor, submit_anchor
 from workflows.mpesa_deposit import cause_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.credentials import CredentialActivities
-    from activities.evm import EvmWriteActivities
 
 #: batches per run before continuing as new
 BATCHES_PER_RUN = 20
@@ -73,7 +69,6 @@ class AnchorBatcher:
         workflow.continue_as_new(request.model_copy(update={"carried": list(self._pending)}))
 
     async def _anchor(self, request: BatcherInput, keys: list[str]) -> None:
-        config = request.config
         prepared = await workflow.execute_activity_method(
             CredentialActivities.prepare_batch,
             keys,
@@ -86,33 +81,9 @@ class AnchorBatcher:
         tx_key = f"credential-batch:{prepared.root}"
         outcome = BatchOutcome(root=prepared.root, keys=prepared.keys, status=AnchorStatus.PENDING)
         try:
-            submitted = await workflow.execute_activity_method(
-                CredentialActivities.submit_anchor,
-                AnchorSubmitInput(
-                    idempotency_key=tx_key, registry=request.registry, calldata=prepared.calldata
-                ),
-                task_queue=request.queue(ActivityQueue.CREDENTIALS),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=config.retry_initial_seconds),
-                    backoff_coefficient=2.0,
-                    maximum_attempts=config.max_attempts,
-                    non_retryable_error_types=list(NON_RETRYABLE),
-                ),
-            )
+            submitted = await submit_anchor(request, tx_key, request.registry, prepared.calldata)
             outcome.tx_hash = submitted.tx_hash
-            receipt = await workflow.execute_activity_method(
-                EvmWriteActivities.await_confirmations,
-                AwaitTxInput(
-                    idempotency_key=tx_key,
-                    confirmations=config.confirmations,
-                    use_safe_tag=config.use_safe_tag,
-                ),
-                task_queue=request.queue(ActivityQueue.EVM_WRITE),
-                start_to_close_timeout=timedelta(seconds=config.confirmation_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=policies.EVM_CONFIRMATIONS,
-            )
+            receipt = await await_anchor(request, tx_key)
             outcome.status = AnchorStatus.CONFIRMED
             outcome.tx_hash, outcome.block_number = receipt.tx_hash, receipt.block_number
         except ActivityError as err:

@@ -14,9 +14,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from domain.credentials import AnchorInput, AnchorOutcome, AnchorStatus, AnchorSubmitInput
+from domain.credentials import (
+    AnchorInput,
+    AnchorOutcome,
+    AnchorStatus,
+    AnchorSubmitInput,
+    BatcherInput,
+)
 from domain.errors import NON_RETRYABLE
-from domain.evm import AwaitTxInput
+from domain.evm import AwaitTxInput, SubmittedTx, TxReceipt
 from domain.queues import ActivityQueue
 from domain.search import OperationStatus
 from workflows import policies
@@ -26,6 +32,43 @@ from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 with workflow.unsafe.imports_passed_through():
     from activities.credentials import CredentialActivities
     from activities.evm import EvmWriteActivities
+
+
+async def submit_anchor(
+    request: AnchorInput | BatcherInput, key: str, registry: str, calldata: str
+) -> SubmittedTx:
+    """The registry call through the wallet writer, on the rate-limited ``credentials`` queue:
+    ``max_attempts`` tries, exponential from ``retry_initial_seconds``."""
+    config = request.config
+    return await workflow.execute_activity_method(
+        CredentialActivities.submit_anchor,
+        AnchorSubmitInput(idempotency_key=key, registry=registry, calldata=calldata),
+        task_queue=request.queue(ActivityQueue.CREDENTIALS),
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=config.retry_initial_seconds),
+            backoff_coefficient=2.0,
+            maximum_attempts=config.max_attempts,
+            non_retryable_error_types=list(NON_RETRYABLE),
+        ),
+    )
+
+
+async def await_anchor(request: AnchorInput | BatcherInput, key: str) -> TxReceipt:
+    """Until the anchoring transaction has its confirmations, like every treasury transaction."""
+    config = request.config
+    return await workflow.execute_activity_method(
+        EvmWriteActivities.await_confirmations,
+        AwaitTxInput(
+            idempotency_key=key,
+            confirmations=config.confirmations,
+            use_safe_tag=config.use_safe_tag,
+        ),
+        task_queue=request.queue(ActivityQueue.EVM_WRITE),
+        start_to_close_timeout=timedelta(seconds=config.confirmation_timeout_seconds),
+        heartbeat_timeout=timedelta(seconds=60),
+        retry_policy=policies.EVM_CONFIRMATIONS,
+    )
 
 
 @workflow.defn(name="CredentialAnchor")
@@ -40,39 +83,14 @@ class CredentialAnchor:
     @workflow.run
     async def run(self, request: AnchorInput) -> AnchorOutcome:
         key = f"credential:{request.credential_key}"
-        config = request.config
         try:
-            submitted = await workflow.execute_activity_method(
-                CredentialActivities.submit_anchor,
-                AnchorSubmitInput(
-                    idempotency_key=key, registry=request.registry, calldata=request.calldata
-                ),
-                task_queue=request.queue(ActivityQueue.CREDENTIALS),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=config.retry_initial_seconds),
-                    backoff_coefficient=2.0,
-                    maximum_attempts=config.max_attempts,
-                    non_retryable_error_types=list(NON_RETRYABLE),
-                ),
-            )
+            submitted = await submit_anchor(request, key, request.registry, request.calldata)
             self._outcome = AnchorOutcome(
                 credential_key=request.credential_key,
                 status=AnchorStatus.PENDING,
                 tx_hash=submitted.tx_hash,
             )
-            receipt = await workflow.execute_activity_method(
-                EvmWriteActivities.await_confirmations,
-                AwaitTxInput(
-                    idempotency_key=key,
-                    confirmations=config.confirmations,
-                    use_safe_tag=config.use_safe_tag,
-                ),
-                task_queue=request.queue(ActivityQueue.EVM_WRITE),
-                start_to_close_timeout=timedelta(seconds=config.confirmation_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=policies.EVM_CONFIRMATIONS,
-            )
+            receipt = await await_anchor(request, key)
             self._outcome = AnchorOutcome(
                 credential_key=request.credential_key,
                 status=AnchorStatus.CONFIRMED,
