@@ -24,6 +24,8 @@ ANCHOR_SELECTOR = keccak(text="anchor(bytes32,bytes32,string)")[:4]
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 #: multihash functions a CID may use here: sha2-256 (0x12) and blake2b-256 (0xb220)
 _SHA2_256, _DIGEST = 0x12, 32
+#: the content codec of every CIDv0 (a UnixFS node)
+_DAG_PB = 0x70
 
 
 class AnchorStatus(StrEnum):
@@ -61,28 +63,35 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
         shift += 7
 
 
-def _check_multihash(data: bytes) -> None:
+def _check_multihash(data: bytes) -> bytes:
+    """The sha2-256 digest a multihash carries."""
     code, at = _varint(data, 0)
     length, at = _varint(data, at)
     if code != _SHA2_256 or length != _DIGEST or len(data) - at != _DIGEST:
         raise ValueError("the multihash is not a 32-byte sha2-256 digest")
+    return data[at:]
 
 
-def validate_cid(cid: str) -> str:
-    """A CIDv0 (``Qm…``, base58btc) or a CIDv1 in base32 (``b…``) over a sha2-256 multihash."""
+def cid_codec_digest(cid: str) -> tuple[int, bytes]:
+    """A valid CID's content codec (0x55 raw, 0x70 dag-pb: a CIDv0 is always dag-pb) and its
+    sha2-256 digest, so a raw block can be checked against its CID without a gateway's word."""
     if cid.startswith("Qm") and len(cid) == 46:
-        _check_multihash(_b58decode(cid))
-        return cid
+        return _DAG_PB, _check_multihash(_b58decode(cid))
     if cid.startswith("b") and re.fullmatch(r"b[a-z2-7]+", cid):
         raw = cid[1:].upper()
         data = base64.b32decode(raw + "=" * (-len(raw) % 8))
         version, at = _varint(data, 0)
         if version != 1:
             raise ValueError(f"CID version {version}, expected 1")
-        _codec, at = _varint(data, at)
-        _check_multihash(data[at:])
-        return cid
+        codec, at = _varint(data, at)
+        return codec, _check_multihash(data[at:])
     raise ValueError("not a CIDv0 (Qm…, 46 characters) or a base32 CIDv1 (b…)")
+
+
+def validate_cid(cid: str) -> str:
+    """A CIDv0 (``Qm…``, base58btc) or a CIDv1 in base32 (``b…``) over a sha2-256 multihash."""
+    cid_codec_digest(cid)
+    return cid
 
 
 def anchor_calldata(key: str, data_hash: str, cid: str) -> str:

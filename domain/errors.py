@@ -229,6 +229,49 @@ class WebhookDeliveryFailed(NotificationError):
     """The endpoint answered an error or could not be reached: retried on the schedule."""
 
 
+# --- IPFS and content verification -------------------------------------------------------------
+
+
+class PayloadTooLarge(SettleError):
+    """An upload above the configured size limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class IpfsError(ProviderError):
+    """Base of every IPFS gateway error."""
+
+    code = "ipfs_error"
+
+
+class IpfsUnavailable(IpfsError):
+    """The gateway timed out, refused the connection or answered 5xx/429: worth retrying."""
+
+
+class IpfsNotFound(IpfsError):
+    """The gateway answered 404 for the CID (or path): asking again will not help."""
+
+
+class IpfsTooLarge(IpfsError):
+    """The content is larger than the configured limit: it is not read any further."""
+
+
+class IpfsContentMismatch(IpfsError):
+    """The gateway's bytes do not hash to the CID asked for (a raw-codec CID can be checked)."""
+
+
+class InvalidManifest(SettleError):
+    """A manifest that is not the documented JSON (missing field, bad hash, bad address)."""
+
+    status_code = 422
+    code = "invalid_manifest"
+
+
+class RegistryNotFound(EvmError):
+    """No contract (no code) at the registry address given: reading it would mean nothing."""
+
+
 # --- tickets ----------------------------------------------------------------------------------
 
 
@@ -286,4 +329,9 @@ NON_RETRYABLE: tuple[str, ...] = (
     "IdempotencyConflict",
     "InvalidInput",
     "NotFound",
+    "IpfsNotFound",
+    "IpfsTooLarge",
+    "IpfsContentMismatch",
+    "InvalidManifest",
+    "RegistryNotFound",
 )

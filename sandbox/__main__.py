@@ -13,6 +13,7 @@ from solders.keypair import Keypair
 from runtime.logging import configure_logging, get_logger
 from runtime.settings import Settings, get_settings
 from sandbox.daraja import create_daraja_app
+from sandbox.ipfs import create_ipfs_app
 from sandbox.serve import RunningServer, serve
 from sandbox.smtp import MailCatcher, start_smtp
 from sandbox.solana_rpc import create_solana_app, fund
@@ -54,6 +55,9 @@ async def main() -> None:
     )
     servers.append(await serve(stripe, host, settings.sandbox_stripe_port))
     log.info("sandbox stripe listening", url=servers[-1].url, webhooks_to=webhook_url)
+    ipfs_dir = Path(settings.sandbox_ipfs_dir)
+    servers.append(await serve(create_ipfs_app(ipfs_dir), host, settings.sandbox_ipfs_port))
+    log.info("sandbox ipfs gateway listening", url=servers[-1].url, serves_from=str(ipfs_dir))
     mail = MailCatcher(directory=Path(settings.sandbox_mail_dir))
     smtp = await start_smtp(mail, host, settings.sandbox_smtp_port)
     log.info(

@@ -187,8 +187,27 @@ async def deploy_registry(client: EvmClient, settings: Settings, issuer: str) ->
     return True
 
 
+async def deploy_content_registry(client: EvmClient, settings: Settings) -> bool:
+    """ContentRegistry at its deterministic address (account #3's first transaction); True when it
+    was deployed now. It has no owner: anyone registers their own content."""
+    registry = to_checksum_address(settings.content_registry_address)
+    if await has_code(client, registry):
+        return False
+    deployer = LocalSigner(settings.sandbox_content_registry_deployer_private_key)
+    if await client.nonce(deployer.address) != 0:
+        raise RuntimeError(
+            f"ContentRegistry is not at {registry} and its deployer has already sent "
+            "transactions: start from an empty chain or set CONTENT_REGISTRY_ADDRESS"
+        )
+    address = await deploy(client, deployer, "ContentRegistry")
+    if address != registry:
+        raise RuntimeError(f"ContentRegistry landed at {address}, expected {registry}")
+    return True
+
+
 async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
-    """Deploy MockUSDC at its deterministic address when missing, and fund the treasury."""
+    """Deploy MockUSDC and the registries at their deterministic addresses when missing, and fund
+    the treasury."""
     client = EvmClient(rpc_url, chain_id=settings.evm_chain_id)
     try:
         await client.ensure_chain()
@@ -208,6 +227,7 @@ async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
                 raise RuntimeError(f"MockUSDC landed at {address}, expected {usdc}")
             deployed = True
         await deploy_registry(client, settings, treasury)
+        await deploy_content_registry(client, settings)
         token = Erc20(client, usdc)
         if await token.balance_of(treasury) == 0:
             await mint_usdc(

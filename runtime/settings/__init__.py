@@ -22,6 +22,7 @@ from runtime.settings.sandbox import SandboxSettings
 from runtime.settings.solana import SANDBOX_AUTHORITY_KEYPAIR, SolanaSettings
 from runtime.settings.temporal import TemporalSettings
 from runtime.settings.tickets import TicketSettings
+from runtime.settings.verification import VerificationSettings
 
 #: every default secret starts with this, so production can refuse to run with one
 PLACEHOLDER_PREFIX = "dev-only-"
@@ -63,6 +64,7 @@ class Settings(
     SandboxSettings,
     MonitorSettings,
     CredentialSettings,
+    VerificationSettings,
 ):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False

@@ -22,6 +22,11 @@ class SandboxSettings(BaseModel):
     #: SOL given to the Solana authority when the sandbox validator starts
     sandbox_solana_airdrop_sol: float = 100.0
 
+    sandbox_ipfs_port: int = 8104
+    #: the IPFS gateway stand-in serves <dir>/<cid> (a file) or <dir>/<cid>/<path> (a folder) and
+    #: keeps what is added through its Kubo-style /api/v0/add here
+    sandbox_ipfs_dir: str = ".data/ipfs"
+
     sandbox_anvil_port: int = 8545
     #: seconds between blocks on the local chain (Base makes one every 2 s)
     sandbox_anvil_block_time: float = 2.0
@@ -35,6 +40,11 @@ class SandboxSettings(BaseModel):
     #: how many transactions account #0 has sent)
     sandbox_registry_deployer_private_key: str = (
         "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+    )
+    #: key that deploys ContentRegistry (anvil's account #3, so its address is that account's first
+    #: contract whatever the other deployers have sent)
+    sandbox_content_registry_deployer_private_key: str = (
+        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
     )
     #: USDC minted to the treasury when the sandbox chain is first set up (whole USDC)
     sandbox_treasury_usdc: int = 10_000_000
