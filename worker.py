@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from solders.keypair import Keypair
@@ -37,15 +38,18 @@ from activities.notify import NotifyActivities
 from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
 from activities.tickets import TicketActivities
+from activities.verification import VerificationActivities
 from domain.queues import WORKFLOW_SUFFIX, ActivityQueue, all_queue_names
 from providers.cache import CacheRegistry, TTLCache
 from providers.daraja import DarajaClient
 from providers.email import Mailer
 from providers.evm import EvmClient, LocalSigner
 from providers.fx import CachedRateProvider, FixedRateProvider, RateProvider
+from providers.ipfs import IpfsGateway
 from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
+from runtime.clients import ipfs_gateway
 from runtime.logging import configure_logging, get_logger
 from runtime.schedules import ensure_monitor_schedule
 from runtime.settings import Settings, get_settings
@@ -59,6 +63,7 @@ from workflows.deposit_watch import DepositWatch
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
+from workflows.verification import Proof, Verification
 
 log = get_logger("worker")
 
@@ -72,6 +77,8 @@ WORKFLOWS: list[type] = [
     Monitor,
     CredentialAnchor,
     AnchorBatcher,
+    Verification,
+    Proof,
 ]
 
 
@@ -90,6 +97,7 @@ class Resources:
     stripe: StripePayments
     mailer: Mailer
     webhooks: WebhookSender
+    ipfs: IpfsGateway
     #: this process's provider caches (the FX rate)
     caches: CacheRegistry
 
@@ -98,6 +106,7 @@ class Resources:
         await self.evm.aclose()
         await self.solana.aclose()
         await self.webhooks.aclose()
+        await self.ipfs.aclose()
         await self.engine.dispose()
 
 
@@ -144,6 +153,7 @@ def build_resources(settings: Settings) -> Resources:
             timeout_seconds=settings.webhook_timeout_seconds,
             allowed_networks=settings.webhook_allowed_networks,
         ),
+        ipfs=ipfs_gateway(settings),
     )
 
 
@@ -199,6 +209,9 @@ def activities_by_queue(
     stripe = StripeActivities(resources.stripe)
     notify = NotifyActivities(resources.mailer, resources.webhooks, resources.sessions)
     tickets = TicketActivities(resources.sessions)
+    verification = VerificationActivities(
+        resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
+    )
     return {
         ActivityQueue.MPESA: [mpesa.stk_push, mpesa.stk_query],
         ActivityQueue.DB: [
@@ -219,11 +232,24 @@ def activities_by_queue(
             credentials.record,
             credentials.prepare_batch,
             credentials.record_batch,
+            verification.record,
         ],
+        ActivityQueue.VERIFICATION: [
+            verification.hash_upload,
+            verification.discard_upload,
+            verification.recover_signer,
+        ],
+        ActivityQueue.IPFS: [verification.fetch_manifest],
         ActivityQueue.CREDENTIALS: [credentials.submit_anchor],
         ActivityQueue.STRIPE: [stripe.pay, stripe.retrieve, stripe.cancel, stripe.refund],
         ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
-        ActivityQueue.EVM_READ: [chain.scan, chain.check_transfers, chain.fallback_transfers],
+        ActivityQueue.EVM_READ: [
+            chain.scan,
+            chain.check_transfers,
+            chain.fallback_transfers,
+            verification.read_registry,
+            verification.proof_bundle,
+        ],
         ActivityQueue.EVM_WRITE: [
             evm_write.submit,
             evm_write.transfer_usdc,
@@ -307,6 +333,8 @@ def build_workers(
         limits: dict[str, Any] = {
             "max_concurrent_activities": settings.worker_max_concurrent_activities
         }
+        if name == ActivityQueue.VERIFICATION.value:
+            limits = {"max_concurrent_activities": settings.verification_concurrency}
         if name == ActivityQueue.CREDENTIALS.value:
             limits = {
                 "max_concurrent_activities": settings.credential_anchor_concurrency,

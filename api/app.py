@@ -33,12 +33,14 @@ from api.routers import (
     rate_limits,
     stripe_webhooks,
     tickets,
+    verification_jobs,
     wallets,
     webhook_endpoints,
 )
 from providers.cache import CacheRegistry, TTLCache
 from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
+from runtime.clients import ipfs_gateway
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect
@@ -71,6 +73,7 @@ def create_app(
             chain_id=settings.evm_chain_id,
             timeout_seconds=settings.evm_rpc_timeout_seconds,
         )
+        app.state.ipfs = ipfs_gateway(settings)
         app.state.scanner_ensured_at = None
         app.state.solana = SolanaTicketClient(
             settings.solana_rpc_url,
@@ -84,6 +87,7 @@ def create_app(
         finally:
             app.state.started = False
             await app.state.evm.aclose()
+            await app.state.ipfs.aclose()
             await app.state.solana.aclose()
             await engine.dispose()
 
@@ -129,6 +133,7 @@ def create_app(
         cache.router,
         queues.router,
         rate_limits.router,
+        verification_jobs.router,
     )
     for router in routers:
         app.include_router(router)

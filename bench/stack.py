@@ -109,7 +109,7 @@ async def bench_stack(
     temporal_port, ui_port, api_port, daraja_port, metrics_port, anvil_port = (
         free_port() for _ in range(6)
     )
-    stripe_port, smtp_port, solana_port = (free_port() for _ in range(3))
+    stripe_port, smtp_port, solana_port, ipfs_port = (free_port() for _ in range(4))
     proxy_socket = bind_socket("127.0.0.1", 0)
     proxy = RpcProxy(f"http://127.0.0.1:{anvil_port}")
     proxy_server = await serve(proxy.app, sock=proxy_socket)
@@ -138,6 +138,10 @@ async def bench_stack(
         "SANDBOX_MAIL_DIR": str(workdir / "mail"),
         "SANDBOX_SOLANA_PORT": str(solana_port),
         "SOLANA_RPC_URL": f"http://127.0.0.1:{solana_port}",
+        "SANDBOX_IPFS_PORT": str(ipfs_port),
+        "SANDBOX_IPFS_DIR": str(workdir / "ipfs"),
+        "IPFS_GATEWAY_URL": f"http://127.0.0.1:{ipfs_port}",
+        "VERIFICATION_UPLOAD_DIR": str(workdir / "uploads"),
         **(extra_env or {}),
     }
     stack = BenchStack(

@@ -33,6 +33,18 @@ KIND_QUEUES: dict[OperationKind, tuple[ActivityQueue, ...]] = {
         ActivityQueue.EVM_WRITE,
         ActivityQueue.DB,
     ),
+    OperationKind.VERIFICATION: (
+        ActivityQueue.VERIFICATION,
+        ActivityQueue.IPFS,
+        ActivityQueue.EVM_READ,
+        ActivityQueue.DB,
+    ),
+    OperationKind.PROOF: (
+        ActivityQueue.VERIFICATION,
+        ActivityQueue.IPFS,
+        ActivityQueue.EVM_READ,
+        ActivityQueue.DB,
+    ),
 }
 
 

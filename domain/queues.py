@@ -30,6 +30,8 @@ class ActivityQueue(StrEnum):
     FX = "fx"
     DB = "db"
     CREDENTIALS = "credentials"
+    #: hashing uploads: its workers must share VERIFICATION_UPLOAD_DIR with the API
+    VERIFICATION = "verification"
 
 
 def workflow_queue(prefix: str) -> str:

@@ -25,6 +25,8 @@ class OperationKind(StrEnum):
     TICKET_REFUND = "ticket_refund"
     NFT_TRANSFER = "nft_transfer"
     CREDENTIAL_ANCHOR = "credential_anchor"
+    VERIFICATION = "verification"
+    PROOF = "proof"
 
 
 class OperationStatus(StrEnum):

@@ -51,6 +51,8 @@ def banner(settings: Settings, ready: bool) -> str:
    Sandbox Stripe    {settings.stripe_api_base} (webhooks to /webhooks/stripe)
    Sandbox Solana    {settings.solana_rpc_url} (LiteSVM, Token-2022)
    Caught emails     {settings.sandbox_mail_dir}/ (SMTP on port {settings.sandbox_smtp_port})
+   Sandbox IPFS      {settings.ipfs_gateway_url}/ipfs/<cid> (serves {settings.sandbox_ipfs_dir}/)
+   ContentRegistry   {settings.content_registry_address}
 
  A token for alice (tenant t1), valid 12 h:
    export TOKEN={token}
@@ -59,6 +61,8 @@ def banner(settings: Settings, ready: bool) -> str:
         -H 'Content-Type: application/json' \\
         -d '{{"phone": "254708374149", "amount": 150, "wallet_address": "{DEMO_WALLET}"}}'
    curl -s {api}/api/v1/portfolio -H "Authorization: Bearer $TOKEN"
+ Verify a file: `.venv/bin/python -m sandbox.content publish <file>` signs, publishes and
+   registers it, and prints the curl for POST /api/verification-jobs/verify.
  Ctrl-C stops everything; data stays in .data/ for the next `make run`.
 ==================================================================================
 """

@@ -463,3 +463,37 @@ class CredentialAnchorRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class VerificationJob(Base):
+    """One file checked against its manifest, its signer and the ContentRegistry (``verify``),
+    or the same with an offline-checkable bundle (``proof``)."""
+
+    __tablename__ = "verification_jobs"
+    __table_args__ = (Index("ix_verification_jobs_owner", "tenant", "owner", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    #: the caller who uploaded the file: listings show a caller their own jobs
+    owner: Mapped[str] = mapped_column(String(255))
+    #: verify | proof
+    kind: Mapped[str] = mapped_column(String(16))
+    #: queued | active | completed | failed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    #: async (a workflow) or sync (run in the API because Temporal could not be reached)
+    mode: Mapped[str] = mapped_column(String(8), default="async")
+    registry_address: Mapped[str] = mapped_column(String(42))
+    manifest_uri: Mapped[str] = mapped_column(String(512))
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(66))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    #: the VerificationResult as JSON, once the job has one
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -165,3 +165,21 @@ def mint(max_attempts: int) -> RetryPolicy:
         maximum_attempts=max_attempts,
         non_retryable_error_types=list(NON_RETRYABLE),
     )
+
+
+#: hashing an upload: local disk; a missing upload is permanent
+HASH_UPLOAD = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+    non_retryable_error_types=[*NON_RETRYABLE, "UploadMissing"],
+)
+
+#: reading a manifest from an IPFS gateway, or the registry: a few quick tries ride out a blip;
+#: a 404, an oversize or unparsable manifest, or no contract at the address, end the job at once
+VERIFICATION_READ = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=list(NON_RETRYABLE),
+)
