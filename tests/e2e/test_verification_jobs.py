@@ -351,3 +351,22 @@ async def test_temporal_down_runs_inline_or_refuses(stack: Stack, fallback: bool
     else:
         assert rows == []
     assert uploads_left(stack) == []
+
+
+async def test_a_registry_address_without_a_contract_fails_the_job(stack: Stack) -> None:
+    headers = stack.auth("verifier", unique_tenant())
+    data = document()
+    content = await published(stack, data)
+    response = await stack.api.post(
+        f"{BASE}/verify",
+        files={"file": ("diploma.pdf", data)},
+        data={
+            "registryAddress": "0x" + "5a" * 20,  # an address nothing was deployed to
+            "manifestURI": content.manifest_uri,
+        },
+        headers=headers,
+    )
+    assert response.status_code == 202, response.text
+    job = await finished(stack, response.json()["jobId"], headers)
+    assert job["status"] == "failed" and "RegistryNotFound" in job["error"]
+    assert uploads_left(stack) == []
