@@ -50,3 +50,10 @@ def test_search_attributes_are_registered_by_admin_tools() -> None:
 def test_worker_grace_period_exceeds_the_graceful_shutdown_setting() -> None:
     grace = int(COMPOSE["services"]["settle-worker"]["stop_grace_period"].rstrip("s"))
     assert grace > Settings.model_fields["worker_graceful_shutdown_seconds"].default
+
+
+def test_api_and_worker_share_the_verification_upload_folder() -> None:
+    folder = COMPOSE["services"]["settle-api"]["environment"]["VERIFICATION_UPLOAD_DIR"]
+    for service in ("settle-api", "settle-worker"):
+        assert f"uploads:{folder}" in COMPOSE["services"][service]["volumes"]
+    assert "uploads" in COMPOSE["volumes"]
