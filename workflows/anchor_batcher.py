@@ -33,6 +33,10 @@ BATCHES_PER_RUN = 20
 class AnchorBatcher:
     def __init__(self) -> None:
         self._pending: list[str] = []
+        #: settings sent with the latest credentials (``add_with_settings``): from the next batch
+        #: on they replace the ones this run started with, so a changed registry address, batch
+        #: size or wait reaches a batcher that is already running
+        self._settings: BatcherInput | None = None
 
     @workflow.signal
     def add(self, credential_key: str) -> None:
@@ -44,9 +48,17 @@ class AnchorBatcher:
         for key in credential_keys:
             self.add(key)
 
+    @workflow.signal
+    def add_with_settings(self, credential_keys: list[str], settings: BatcherInput) -> None:
+        self._settings = settings
+        self.add_many(credential_keys)
+
     @workflow.query
     def waiting(self) -> list[str]:
         return list(self._pending)
+
+    def _current(self, started_with: BatcherInput) -> BatcherInput:
+        return self._settings or started_with
 
     @workflow.run
     async def run(self, request: BatcherInput) -> None:
@@ -55,18 +67,22 @@ class AnchorBatcher:
         for _ in range(BATCHES_PER_RUN):
             await workflow.wait_condition(lambda: bool(self._pending))
             # N credentials, or T seconds since the first: anchor what there is
+            settings = self._current(request)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: len(self._pending) >= request.max_size,
-                    timeout=timedelta(seconds=request.max_wait_seconds),
+                    lambda: len(self._pending) >= self._current(request).max_size,
+                    timeout=timedelta(seconds=settings.max_wait_seconds),
                 )
+            settings = self._current(request)
             keys, self._pending = (
-                self._pending[: request.max_size],
-                self._pending[request.max_size :],
+                self._pending[: settings.max_size],
+                self._pending[settings.max_size :],
             )
-            await self._anchor(request, keys)
+            await self._anchor(settings, keys)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(request.model_copy(update={"carried": list(self._pending)}))
+        workflow.continue_as_new(
+            self._current(request).model_copy(update={"carried": list(self._pending)})
+        )
 
     async def _anchor(self, request: BatcherInput, keys: list[str]) -> None:
         prepared = await workflow.execute_activity_method(

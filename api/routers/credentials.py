@@ -132,20 +132,23 @@ def anchor_config(settings: Settings) -> AnchorConfig:
 
 
 async def signal_batcher(temporal: Client, settings: Settings, keys: list[str]) -> None:
-    """Signal-with-start: the batcher is started by the first credential that needs it."""
+    """Signal-with-start: the batcher is started by the first credential that needs it. The
+    settings go with every signal too, so a running batcher follows a changed registry address,
+    batch size or wait from its next batch on."""
+    batcher = BatcherInput(
+        registry=settings.credential_registry_address,
+        max_size=settings.credential_anchor_batch_size,
+        max_wait_seconds=settings.credential_anchor_batch_wait_seconds,
+        config=anchor_config(settings),
+        task_queue_prefix=settings.task_queue_prefix,
+    )
     await temporal.start_workflow(
         "AnchorBatcher",
-        BatcherInput(
-            registry=settings.credential_registry_address,
-            max_size=settings.credential_anchor_batch_size,
-            max_wait_seconds=settings.credential_anchor_batch_wait_seconds,
-            config=anchor_config(settings),
-            task_queue_prefix=settings.task_queue_prefix,
-        ),
+        batcher,
         id=batcher_id(settings),
         task_queue=workflow_queue(settings.task_queue_prefix),
-        start_signal="add_many",
-        start_signal_args=[keys],
+        start_signal="add_with_settings",
+        start_signal_args=[keys, batcher],
     )
 
 
