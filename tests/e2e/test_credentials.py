@@ -94,6 +94,8 @@ async def test_anchoring_again_is_idempotent_and_another_hash_is_409(stack: Stac
     # the same id in another tenant is another credential
     elsewhere = stack.auth("issuer", unique_tenant())
     assert (await stack.api.get(url("c-1"), headers=elsewhere)).status_code == 404
+    never = await stack.api.get(url("never-anchored"), headers=headers)
+    assert never.status_code == 404 and never.json()["error"]["field"] == "credential_id"
 
 
 async def test_a_reverting_anchor_ends_failed_with_the_error(stack: Stack) -> None:

@@ -299,6 +299,8 @@ async def test_listing_filters_paginates_and_scopes(stack: Stack) -> None:
     assert [j["jobId"] for j in failed["jobs"]] == [jobs[2]["jobId"]]
     assert (await stack.api.get(BASE, headers=bob)).json()["total"] == 0
     assert (await stack.api.get(f"{BASE}/{jobs[0]['jobId']}", headers=bob)).status_code == 404
+    unknown = await stack.api.get(f"{BASE}/{uuid.uuid4().hex}", headers=alice)
+    assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "jobId"
     admin = stack.auth("ops", unique_tenant(), roles=("admin",))
     everyone = (await stack.api.get(BASE, params={"limit": 100}, headers=admin)).json()
     assert {j["jobId"] for j in jobs} <= {j["jobId"] for j in everyone["jobs"]}
