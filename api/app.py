@@ -6,9 +6,12 @@ starts, and says it is not ready, while Temporal is still down).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from solders.keypair import Keypair
@@ -37,6 +40,7 @@ from api.routers import (
     wallets,
     webhook_endpoints,
 )
+from api.upload_sweeper import sweep_forever
 from providers.cache import CacheRegistry, TTLCache
 from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
@@ -81,11 +85,21 @@ def create_app(
             commitment=settings.solana_commitment,
             timeout_seconds=3,
         )
+        sweeper = asyncio.create_task(
+            sweep_forever(
+                Path(settings.verification_upload_dir),
+                app.state.sessions,
+                settings.verification_orphan_upload_seconds,
+            )
+        )
         app.state.started = True
         try:
             yield
         finally:
             app.state.started = False
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await app.state.evm.aclose()
             await app.state.ipfs.aclose()
             await app.state.solana.aclose()

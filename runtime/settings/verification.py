@@ -22,6 +22,9 @@ class VerificationSettings(BaseModel):
     #: uploads wait here until their job has hashed them; the API and the workers serving the
     #: `verification` queue must share it (one volume) when they run on different machines
     verification_upload_dir: str = ".data/uploads"
+    #: an upload this old whose job has finished or was never started is removed (the API
+    #: stopped between saving it and starting the job); queued or active jobs keep theirs
+    verification_orphan_upload_seconds: float = 900.0
     #: longest ?wait= a caller may ask for, in seconds
     verification_max_wait_seconds: float = 30.0
     #: when Temporal cannot be reached, run the same steps in the API and answer
