@@ -300,7 +300,14 @@ async def _inline(
         app.state.ipfs, app.state.evm, sessions, Path(app.state.settings.verification_upload_dir)
     )
     started = datetime.now(UTC)
-    status, result, error = await run_inline(steps, inputs)
+    try:
+        status, result, error = await run_inline(steps, inputs)
+    except Exception:  # the chain could not be read: no verdict, so nothing is kept
+        async with sessions.begin() as session:
+            row = await session.get(VerificationJob, inputs.job_id)
+            if row is not None:
+                await session.delete(row)
+        raise
     async with sessions.begin() as session:
         row = await session.get(VerificationJob, inputs.job_id)
         assert row is not None
@@ -319,8 +326,8 @@ async def _waited(
     handle = temporal.get_workflow_handle(workflow_id_for(job_id))
     try:
         await asyncio.wait_for(handle.result(), timeout=seconds)
-    except (TimeoutError, WorkflowFailureError):
-        return None
+    except (TimeoutError, WorkflowFailureError, RPCError):
+        return None  # not done in time (or Temporal went away): the job is queued, poll it
     async with reads() as session:
         row = await session.get(VerificationJob, job_id)
     if row is None or row.status not in FINAL_STATUSES:

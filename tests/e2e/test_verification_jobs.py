@@ -372,3 +372,28 @@ async def test_a_registry_address_without_a_contract_fails_the_job(stack: Stack)
     job = await finished(stack, response.json()["jobId"], headers)
     assert job["status"] == "failed" and "RegistryNotFound" in job["error"]
     assert uploads_left(stack) == []
+
+
+async def test_inline_with_the_chain_unreachable_keeps_nothing(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("verifier", tenant)
+    data = document()
+    content = await published(stack, data)
+    settings = stack.settings.model_copy(
+        update={"temporal_address": "127.0.0.1:9", "evm_rpc_url": "http://127.0.0.1:9"}
+    )
+    server = await serve(create_app(settings))
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
+            response = await submit(stack, headers, data, content.manifest_uri, api=api)
+    finally:
+        await server.stop()
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "evm_error"
+    async with stack.sessions() as session:
+        kept = await session.scalar(
+            select(func.count())
+            .select_from(VerificationJob)
+            .where(VerificationJob.tenant == tenant)
+        )
+    assert kept == 0 and uploads_left(stack) == []
