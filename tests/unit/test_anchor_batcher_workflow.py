@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.credentials import (
@@ -29,7 +28,7 @@ from domain.credentials import (
 )
 from domain.evm import AwaitTxInput, SubmittedTx, TxReceipt
 from domain.queues import ActivityQueue
-from tests.fixtures.temporal import new_prefix, running_workers
+from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.anchor_batcher import AnchorBatcher
 
 REGISTRY_A = "0x663F3ad617193148711d28f5334eE4Ed07016602"
@@ -152,12 +151,7 @@ async def test_settings_sent_with_later_credentials_reach_the_running_batcher(
 
 
 async def _record() -> None:
-    from tests.fixtures.temporal import _binary
-
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=_binary("temporal-test-server"),
-    )
+    env = await start_time_skipping()
     async with env:
         fake, prefix = FakeChain(), new_prefix()
         async with running_workers(

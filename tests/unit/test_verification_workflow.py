@@ -1,11 +1,18 @@
 """Verification on the time-skipping server with stand-in activities: the progress its query
-reports step by step, the verdicts, and the failures that end a job with their reason."""
+reports step by step, the verdicts, and the failures that end a job with their reason.
+
+``python -m tests.unit.test_verification_workflow`` records the histories replayed by
+tests/unit/test_replay.py (tests/histories/verification/); never re-record an existing file.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +34,7 @@ from domain.verification import (
     VerificationKind,
     VerificationState,
 )
-from tests.fixtures.temporal import new_prefix, running_workers
+from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.verification import Verification
 
 CREATOR_KEY = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a"
@@ -125,12 +132,14 @@ def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
     return time_skipping_env
 
 
-async def run(env: WorkflowEnvironment, fakes: Fakes) -> VerificationState:
+async def run(
+    env: WorkflowEnvironment, fakes: Fakes, job_id: str | None = None
+) -> VerificationState:
     prefix = new_prefix()
     async with running_workers(
         env.client, prefix, workflows=[Verification], activities=fakes.activities()
     ):
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         return await env.client.execute_workflow(
             Verification.run,
             VerificationInput(
@@ -222,3 +231,33 @@ async def test_an_upload_that_cannot_be_hashed_fails_and_is_discarded(
     assert state.status == JobStatus.FAILED and "UploadMissing" in (state.error or "")
     assert len(fakes.discarded) == 1 and fakes.discarded[0].endswith(".upload")
     assert "manifest" not in [step for step, _ in fakes.seen]
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "verification"
+
+
+async def _record() -> None:
+    """A verified job and a job whose manifest is missing, as histories of today's shape."""
+    env = await start_time_skipping()
+    missing = ApplicationError(
+        f"{MANIFEST_URI}: gateway 404", type="IpfsNotFound", non_retryable=True
+    )
+    async with env:
+        HISTORIES.mkdir(parents=True, exist_ok=True)
+        for name, fakes in (
+            ("v1_verified", Fakes(env.client, entry=entry(creator()))),
+            ("v1_manifest_missing", Fakes(env.client, fetch_error=missing, entry=entry(creator()))),
+        ):
+            path = HISTORIES / f"{name}.json"
+            if path.exists():
+                sys.exit(f"{path} exists: histories are never re-recorded")
+            job_id = uuid.uuid4().hex
+            await run(env, fakes, job_id)
+            handle = env.client.get_workflow_handle(f"verification-{job_id}")
+            history = await handle.fetch_history()
+            path.write_text(history.to_json())
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_record())
