@@ -150,10 +150,11 @@ class EvmClient:
     async def rpc(self, method: str, params: list[Any] | None = None) -> Any:
         self.calls[method] += 1
         try:
-            response = await asyncio.wait_for(
-                self.w3.provider.make_request(method, params or []),
-                timeout=self._timeout,
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the request completes (CPython gh-86296), and the caller's task
+            # then runs on as if never cancelled
+            async with asyncio.timeout(self._timeout):
+                response = await self.w3.provider.make_request(method, params or [])
         except Web3RPCError as exc:
             error = exc.rpc_response.get("error") if exc.rpc_response else None
             raise map_rpc_error(method, _error_dict(error, exc)) from exc
