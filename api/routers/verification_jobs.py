@@ -303,10 +303,8 @@ async def _inline(
     try:
         status, result, error = await run_inline(steps, inputs)
     except Exception:  # the chain could not be read: no verdict, so nothing is kept
-        async with sessions.begin() as session:
-            row = await session.get(VerificationJob, inputs.job_id)
-            if row is not None:
-                await session.delete(row)
+        folder = Path(app.state.settings.verification_upload_dir)
+        await _forget(sessions, inputs.job_id, folder / inputs.upload)
         raise
     async with sessions.begin() as session:
         row = await session.get(VerificationJob, inputs.job_id)
@@ -334,6 +332,15 @@ async def _waited(
         return None
     job = view(row)
     return JSONResponse({**job.model_dump(mode="json"), "mode": "sync"})
+
+
+async def _forget(sessions: SessionFactoryDep, job_id: str, upload: Path) -> None:
+    """No job was started: neither its row nor its upload is kept."""
+    await asyncio.to_thread(_remove, upload)
+    async with sessions.begin() as session:
+        row = await session.get(VerificationJob, job_id)
+        if row is not None:
+            await session.delete(row)
 
 
 async def submit(
@@ -387,20 +394,16 @@ async def submit(
         )
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
-            await asyncio.to_thread(_remove, upload.path)
+            await _forget(sessions, job_id, upload.path)
             raise
         if settings.verification_inline_fallback:
             return await _inline(request, inputs, sessions)
-        await asyncio.to_thread(_remove, upload.path)
-        async with sessions.begin() as session:
-            row = await session.get(VerificationJob, job_id)
-            if row is not None:
-                await session.delete(row)
+        await _forget(sessions, job_id, upload.path)
         raise ServiceUnavailable(
             "the workflow service is unavailable; nothing was queued or kept"
         ) from exc
     except BaseException:
-        await asyncio.to_thread(_remove, upload.path)
+        await _forget(sessions, job_id, upload.path)
         raise
     log.info("verification queued", job_id=job_id, kind=kind.value, size=upload.size)
     if wait:

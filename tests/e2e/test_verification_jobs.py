@@ -397,3 +397,31 @@ async def test_inline_with_the_chain_unreachable_keeps_nothing(stack: Stack) -> 
             .where(VerificationJob.tenant == tenant)
         )
     assert kept == 0 and uploads_left(stack) == []
+
+
+class RefusingTemporal:
+    """A Temporal client whose server answers, but refuses to start the workflow."""
+
+    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the server refused the start")
+
+
+async def test_a_refused_start_keeps_neither_row_nor_upload(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("verifier", tenant)
+    data = document()
+    content = await published(stack, data)
+    server = await serve(create_app(stack.settings, temporal=RefusingTemporal()))  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
+            response = await submit(stack, headers, data, content.manifest_uri, api=api)
+    finally:
+        await server.stop()
+    assert response.status_code == 500
+    async with stack.sessions() as session:
+        kept = await session.scalar(
+            select(func.count())
+            .select_from(VerificationJob)
+            .where(VerificationJob.tenant == tenant)
+        )
+    assert kept == 0 and uploads_left(stack) == []
