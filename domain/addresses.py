@@ -22,3 +22,8 @@ def normalize_evm_address(value: str) -> str:
     if mixed and not is_checksum_address(value):
         raise ValueError("mixed-case EVM address with an invalid EIP-55 checksum")
     return str(to_checksum_address(value))
+
+
+def same_address(a: str | None, b: str | None) -> bool:
+    """Both present and the same account, whatever their case (checksummed or not)."""
+    return a is not None and b is not None and a.lower() == b.lower()

@@ -23,7 +23,7 @@ from Crypto.Hash import keccak as _keccak
 from eth_abi import decode, encode
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils import to_checksum_address
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,12 +33,12 @@ from pydantic import (
     field_validator,
 )
 
+from domain.addresses import normalize_evm_address, same_address
 from domain.credentials import cid_codec_digest, validate_cid
 from domain.errors import InvalidManifest
 
 MANIFEST_VERSION = 1
 CONTENT_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 #: r (32 bytes) ‖ s (32 bytes) ‖ v (1 byte), as personal_sign returns it
 SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -103,15 +103,6 @@ def recover_signer(content_hash: str, signature: str) -> str | None:
 # --- manifests -----------------------------------------------------------------------------------
 
 
-def _checksummed(value: str) -> str:
-    if not isinstance(value, str) or not ADDRESS.fullmatch(value):
-        raise ValueError("must be an EVM address, 0x + 40 hex")
-    lowered = value[2:]
-    if lowered != lowered.lower() and lowered != lowered.upper() and not is_checksum_address(value):
-        raise ValueError("has mixed case but is not a valid EIP-55 checksum")
-    return str(to_checksum_address(value))
-
-
 class Manifest(BaseModel):
     """What a creator publishes on IPFS next to (or about) a file. Field names are the JSON's."""
 
@@ -148,7 +139,7 @@ class Manifest(BaseModel):
     @field_validator("creator")
     @classmethod
     def _creator_address(cls, value: str) -> str:
-        return _checksummed(value)
+        return normalize_evm_address(value)
 
     @field_validator("signature")
     @classmethod
@@ -402,10 +393,6 @@ def proof_bundle(
     )
 
 
-def _same_address(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and a.lower() == b.lower()
-
-
 def _decoded_raw_tx(raw: bytes) -> dict[str, Any]:
     """``to``, ``data`` and ``chainId`` of a signed transaction (typed or legacy)."""
     from eth_account._utils.legacy_transactions import Transaction
@@ -466,7 +453,7 @@ def check_bundle(bundle: ProofBundle, file_bytes: bytes | None = None) -> dict[s
             _topic_address(entry.creator),
         ]
         return (
-            _same_address(bundle.log.address, bundle.registry)
+            same_address(bundle.log.address, bundle.registry)
             and [t.lower() for t in bundle.log.topics] == expected
             and uri == entry.manifestURI
         )
@@ -487,22 +474,22 @@ def check_bundle(bundle: ProofBundle, file_bytes: bytes | None = None) -> dict[s
         signer = recover_signer(entry.contentHash, bundle.signature)
         return (
             bundle.signature.lower() == bundle.manifest.signature.lower()
-            and _same_address(signer, bundle.manifest.creator)
-            and _same_address(signer, entry.creator)
+            and same_address(signer, bundle.manifest.creator)
+            and same_address(signer, entry.creator)
         )
 
     checks = {
         "transaction_hash": run(lambda: raw_tx and content_hash(raw_tx) == tx.hash.lower()),
         "transaction_sender": run(
             lambda: (
-                _same_address(Account.recover_transaction(raw_tx), entry.creator)
-                and _same_address(tx.from_, entry.creator)
+                same_address(Account.recover_transaction(raw_tx), entry.creator)
+                and same_address(tx.from_, entry.creator)
             )
         ),
         "transaction_target": run(
             lambda: (
-                _same_address(_hex(decoded_tx()["to"]), bundle.registry)
-                and _same_address(tx.to, bundle.registry)
+                same_address(_hex(decoded_tx()["to"]), bundle.registry)
+                and same_address(tx.to, bundle.registry)
             )
         ),
         "transaction_chain": run(lambda: decoded_tx()["chainId"] == bundle.chainId),

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from domain.addresses import same_address
 from domain.content import Manifest, ProofBundle, RegistryEntry
 from domain.queues import Routed
 
@@ -150,10 +151,6 @@ def onchain_view(registry: str, entry: RegistryEntry | None) -> OnChain:
     )
 
 
-def _same_address(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and a.lower() == b.lower()
-
-
 def evaluate(
     *,
     registry: str,
@@ -170,7 +167,7 @@ def evaluate(
         reasons.append(manifest_error or f"the manifest at {manifest_uri} could not be read")
         manifest_ok = hash_ok = False
     else:
-        manifest_ok = _same_address(recovered, manifest.creator)
+        manifest_ok = same_address(recovered, manifest.creator)
         if not manifest_ok:
             reasons.append(
                 f"the manifest's signature recovers to {recovered or 'nobody'}, "
@@ -185,7 +182,7 @@ def evaluate(
         creator_ok = False
         reasons.append(f"the file's hash {file_hash} is not registered on {registry}")
     else:
-        creator_ok = _same_address(entry.creator, recovered)
+        creator_ok = same_address(entry.creator, recovered)
         if not creator_ok:
             reasons.append(
                 f"registered on chain by {entry.creator}, but the manifest was signed by "

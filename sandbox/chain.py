@@ -167,42 +167,53 @@ class ChainSetup:
     deployed: bool
 
 
-async def deploy_registry(client: EvmClient, settings: Settings, issuer: str) -> bool:
-    """CredentialRegistry at its deterministic address (account #2's first transaction), with the
-    treasury as its issuer; True when it was deployed now."""
-    registry = to_checksum_address(settings.credential_registry_address)
-    if await has_code(client, registry):
+async def deploy_first_contract(
+    client: EvmClient,
+    deployer_key: str,
+    contract: str,
+    expected: str,
+    setting: str,
+    constructor_args: str = "",
+) -> bool:
+    """``contract`` as its deployer's first transaction, so it lands at ``expected`` (the
+    default of ``setting``) on any fresh chain; True when it was deployed now."""
+    expected = to_checksum_address(expected)
+    if await has_code(client, expected):
         return False
-    deployer = LocalSigner(settings.sandbox_registry_deployer_private_key)
+    deployer = LocalSigner(deployer_key)
     if await client.nonce(deployer.address) != 0:
         raise RuntimeError(
-            f"CredentialRegistry is not at {registry} and its deployer has already sent "
-            "transactions: start from an empty chain or set CREDENTIAL_REGISTRY_ADDRESS"
+            f"{contract} is not at {expected} and its deployer has already sent transactions: "
+            f"start from an empty chain (delete the anvil state file) or set {setting}"
         )
-    address = await deploy(
-        client, deployer, "CredentialRegistry", issuer.lower()[2:].rjust(64, "0")
-    )
-    if address != registry:
-        raise RuntimeError(f"CredentialRegistry landed at {address}, expected {registry}")
+    address = await deploy(client, deployer, contract, constructor_args)
+    if address != expected:
+        raise RuntimeError(f"{contract} landed at {address}, expected {expected}")
     return True
+
+
+async def deploy_registry(client: EvmClient, settings: Settings, issuer: str) -> bool:
+    """CredentialRegistry (account #2's first contract), with the treasury as its issuer."""
+    return await deploy_first_contract(
+        client,
+        settings.sandbox_registry_deployer_private_key,
+        "CredentialRegistry",
+        settings.credential_registry_address,
+        "CREDENTIAL_REGISTRY_ADDRESS",
+        issuer.lower()[2:].rjust(64, "0"),
+    )
 
 
 async def deploy_content_registry(client: EvmClient, settings: Settings) -> bool:
-    """ContentRegistry at its deterministic address (account #3's first transaction); True when it
-    was deployed now. It has no owner: anyone registers their own content."""
-    registry = to_checksum_address(settings.content_registry_address)
-    if await has_code(client, registry):
-        return False
-    deployer = LocalSigner(settings.sandbox_content_registry_deployer_private_key)
-    if await client.nonce(deployer.address) != 0:
-        raise RuntimeError(
-            f"ContentRegistry is not at {registry} and its deployer has already sent "
-            "transactions: start from an empty chain or set CONTENT_REGISTRY_ADDRESS"
-        )
-    address = await deploy(client, deployer, "ContentRegistry")
-    if address != registry:
-        raise RuntimeError(f"ContentRegistry landed at {address}, expected {registry}")
-    return True
+    """ContentRegistry (account #3's first contract). It has no owner: anyone registers their
+    own content."""
+    return await deploy_first_contract(
+        client,
+        settings.sandbox_content_registry_deployer_private_key,
+        "ContentRegistry",
+        settings.content_registry_address,
+        "CONTENT_REGISTRY_ADDRESS",
+    )
 
 
 async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
@@ -214,18 +225,9 @@ async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
         deployer = LocalSigner(settings.sandbox_deployer_private_key)
         treasury = Account.from_key(settings.treasury_private_key.get_secret_value()).address
         usdc = to_checksum_address(settings.usdc_contract_address)
-        deployed = False
-        if not await has_code(client, usdc):
-            if await client.nonce(deployer.address) != 0:
-                raise RuntimeError(
-                    f"MockUSDC is not at {usdc} and the deployer has already sent transactions: "
-                    "start from an empty chain (delete the anvil state file) or set "
-                    "USDC_CONTRACT_ADDRESS"
-                )
-            address = await deploy(client, deployer, "MockUSDC")
-            if address != usdc:
-                raise RuntimeError(f"MockUSDC landed at {address}, expected {usdc}")
-            deployed = True
+        deployed = await deploy_first_contract(
+            client, settings.sandbox_deployer_private_key, "MockUSDC", usdc, "USDC_CONTRACT_ADDRESS"
+        )
         await deploy_registry(client, settings, treasury)
         await deploy_content_registry(client, settings)
         token = Erc20(client, usdc)

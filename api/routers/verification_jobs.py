@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from eth_utils import is_checksum_address
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse
@@ -38,6 +36,7 @@ from api.auth import Principal
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from domain.addresses import normalize_evm_address
 from domain.content import parse_ipfs_uri
 from domain.errors import (
     BadRequest,
@@ -64,7 +63,6 @@ from store.models import VerificationJob
 log = get_logger("api.verification_jobs")
 router = APIRouter(prefix="/api/verification-jobs", tags=["verification"])
 
-ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 #: room for the multipart framing and the two text fields around the file
 MULTIPART_OVERHEAD = 64 * 1024
 COPY_CHUNK = 1024 * 1024
@@ -187,11 +185,10 @@ class Upload(BaseModel):
 def _registry(value: str | None, settings: Settings) -> str:
     if value is None or value == "":
         return settings.content_registry_address
-    if not ADDRESS.fullmatch(value):
-        raise InvalidInput("must be 0x followed by 40 hex digits", field="registryAddress")
-    if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(value):
-        raise InvalidInput("mixed-case address with a wrong checksum", field="registryAddress")
-    return value
+    try:
+        return normalize_evm_address(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="registryAddress") from exc
 
 
 def _manifest_uri(value: str | None) -> str:
