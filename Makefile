@@ -45,13 +45,13 @@ tools: $(TOOLS_STAMP)
 contracts: install tools
 	$(BIN)/python -m contracts.compile
 
+# with DATABASE_URL unset, both start the embedded PostgreSQL (data in .data/postgres) first
 migrate: install
-	$(BIN)/python -m store.migrate
+	$(BIN)/python -m runtime.stack migrate
 
 run: install tools
 	mkdir -p .data
-	$(BIN)/python -m store.migrate
-	$(BIN)/honcho -f Procfile start
+	$(BIN)/python -m runtime.stack run
 
 test: install tools
 	$(BIN)/python -m pytest

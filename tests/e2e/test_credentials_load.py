@@ -15,7 +15,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-import pytest
 from eth_abi import decode, encode
 from eth_utils import keccak
 from sqlalchemy import func, select
@@ -93,10 +92,6 @@ async def _submit(stack: Stack, workflow_id: str) -> tuple[bool, datetime | None
 async def test_200_single_anchors_at_once_use_contiguous_nonces_within_the_rate_limit(
     stack: Stack,
 ) -> None:
-    if stack.settings.database_url.startswith("sqlite"):
-        # ~40 s of a 10-minute suite: the rate limit is the server's and the nonce lock is the
-        # same code on both backends, so this runs on PostgreSQL, the production database
-        pytest.skip("200 anchors at the 10/s limit run on PostgreSQL only")
     tenant = unique_tenant()
     headers = stack.auth("issuer", tenant)
     bodies = {f"load-{i}": {"data_hash": data_hash(), "ipfs_cid": CID_V1} for i in range(SINGLES)}

@@ -1,5 +1,5 @@
 """M-Pesa deposits through the HTTP API, the real dev server, the Daraja sandbox and a real
-database (each test runs on SQLite and on PostgreSQL)."""
+database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The double-entry ledger on SQLite and PostgreSQL."""
+"""The double-entry ledger on PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alembic migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+"""Alembic migrations build exactly the schema the models describe, on PostgreSQL."""
 
 from __future__ import annotations
 

@@ -58,9 +58,15 @@ def test_production_refuses_the_local_chains_well_known_keys() -> None:
     assert "TREASURY_PRIVATE_KEY" in str(info.value)
 
 
-def test_production_refuses_sqlite() -> None:
-    with pytest.raises(ValidationError, match="PostgreSQL"):
-        settings(settle_env="production", **{**REAL, "database_url": "sqlite+aiosqlite:///x.db"})
+def test_sqlite_is_refused_everywhere() -> None:
+    with pytest.raises(ValidationError, match="no longer supports SQLite"):
+        settings(database_url="sqlite+aiosqlite:///x.db")
+
+
+def test_production_refuses_the_embedded_database() -> None:
+    real = {k: v for k, v in REAL.items() if k != "database_url"}
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
+        settings(settle_env="production", **real)
 
 
 def test_production_with_real_values_starts() -> None:
@@ -69,7 +75,9 @@ def test_production_with_real_values_starts() -> None:
 
 def test_local_accepts_embedded_defaults() -> None:
     local = settings()
-    assert local.database_url.startswith("sqlite")
+    assert local.uses_embedded_database
+    assert local.database_url == "postgresql+asyncpg://postgres@127.0.0.1:5488/settle"
+    assert not settings(database_url="postgresql+asyncpg://u@db/settle").uses_embedded_database
     assert local.callback_base_url == "http://127.0.0.1:8000"
 
 
