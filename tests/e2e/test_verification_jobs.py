@@ -127,7 +127,13 @@ async def test_a_valid_file_passes_every_check(stack: Stack) -> None:
     assert result["onchain"]["creator"] == result["recovered"]
     assert result["onchain"]["blockNumber"] == content.block
     assert uploads_left(stack) == []  # hashed, then deleted
-    workflow = await stack.api.get(f"/api/v1/jobs/verification-{job['jobId']}", headers=headers)
+    # the row is written by the workflow's last step, an instant before the workflow closes
+    workflow = await eventually(
+        lambda: stack.api.get(f"/api/v1/jobs/verification-{job['jobId']}", headers=headers),
+        lambda r: r.json()["status"] != "running",
+        timeout=15,
+        what="the verification workflow to close",
+    )
     assert workflow.json()["kind"] == "verification"
     assert workflow.json()["status"] == "succeeded"
 
