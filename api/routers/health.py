@@ -1,9 +1,13 @@
 """Liveness, readiness and startup probes.
 
-Readiness checks the database, Temporal, SMTP, Stripe, the Solana RPC and the EVM RPC, each with
-its status and latency. Only those in ``HEALTH_REQUIRED_CHECKS`` (database and Temporal by
-default) make the API not ready: taking every API replica out of service because Stripe is
-down would also stop the status reads and the callbacks that still work.
+Readiness checks the database, Temporal, SMTP, Stripe, the Solana RPC and the EVM RPC, and what
+the operations need before the first one can run: Settle's search attributes registered, the
+contracts deployed, the treasury holding USDC and gas, the Solana fee payer funded. Each check has
+its status and latency. Only those in ``HEALTH_REQUIRED_CHECKS`` make the API not ready. The
+default is every check: a local stack (``make run``) is ready when every operation can run at once.
+Production lists fewer (the compose file: database and Temporal): taking every API replica out of
+service because Stripe is down or the treasury ran low would also stop the status reads and the
+callbacks that still work; the Monitor alerts on those instead.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import ReadSessionsDep, SettingsDep, TemporalDep
+from domain.search import ALL_KEYS
 from providers.email import Mailer
+from providers.evm.erc20 import Erc20
 from providers.stripe import StripePayments
 from runtime.settings import Settings
 from store.migrate import current_revision, head_revision
@@ -97,9 +103,61 @@ def provider_checks(settings: Settings) -> dict[str, Callable[[], Awaitable[None
     return {"smtp": smtp, "stripe": stripe, "solana": solana, "evm": evm}
 
 
+def operation_checks(request: Request, temporal: Any) -> dict[str, Callable[[], Awaitable[None]]]:
+    """What the first operation of each kind needs (a fresh chain is set up after it answers)."""
+    state = request.app.state
+    settings: Settings = state.settings
+
+    async def search_attributes() -> None:
+        from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+        listed = await temporal.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=temporal.namespace)
+        )
+        missing = [k.name for k in ALL_KEYS if k.name not in listed.custom_attributes]
+        if missing:
+            raise RuntimeError(f"search attributes not registered: {', '.join(missing)}")
+
+    async def contracts() -> None:
+        named = {
+            "USDC_CONTRACT_ADDRESS": settings.usdc_contract_address,
+            "CREDENTIAL_REGISTRY_ADDRESS": settings.credential_registry_address,
+            "CONTENT_REGISTRY_ADDRESS": settings.content_registry_address,
+        }
+        codes = await asyncio.gather(
+            *(state.evm.rpc("eth_getCode", [address, "latest"]) for address in named.values())
+        )
+        missing = [name for name, code in zip(named, codes, strict=True) if code in ("0x", "0x0")]
+        if missing:
+            raise RuntimeError(f"no contract deployed at {', '.join(missing)}")
+
+    async def treasury() -> None:
+        usdc = Erc20(state.evm, settings.usdc_contract_address)
+        base_units, wei = await asyncio.gather(
+            usdc.balance_of(state.treasury_address), state.evm.balance(state.treasury_address)
+        )
+        if base_units == 0 or wei == 0:
+            raise RuntimeError(
+                f"treasury {state.treasury_address} holds {base_units} USDC base units "
+                f"and {wei} wei of gas"
+            )
+
+    async def fee_payer() -> None:
+        lamports = await state.solana.balance_lamports()
+        if lamports == 0:
+            raise RuntimeError("the Solana fee payer holds no SOL")
+
+    return {
+        "search_attributes": search_attributes,
+        "contracts": contracts,
+        "treasury": treasury,
+        "fee_payer": fee_payer,
+    }
+
+
 @router.get("/ready", responses={503: {"description": "a required dependency is down"}})
 async def ready(
-    reads: ReadSessionsDep, temporal: TemporalDep, settings: SettingsDep
+    request: Request, reads: ReadSessionsDep, temporal: TemporalDep, settings: SettingsDep
 ) -> JSONResponse:
     """Every dependency with status, latency and whether it is required; 503 when a required one
     is down."""
@@ -119,6 +177,7 @@ async def ready(
         "database": database,
         "temporal": temporal_server,
         **provider_checks(settings),
+        **operation_checks(request, temporal),
     }
     checks = await asyncio.gather(*(timed_check(name, probe) for name, probe in probes.items()))
     required = set(settings.health_required_checks)

@@ -17,9 +17,21 @@ async def test_probes(stack: Stack) -> None:
     ready = await stack.api.get("/health/ready")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "temporal", "smtp", "stripe", "solana", "evm"}
+    assert set(checks) == {
+        "database",
+        "temporal",
+        "search_attributes",
+        "smtp",
+        "stripe",
+        "solana",
+        "evm",
+        "contracts",
+        "treasury",
+        "fee_payer",
+    }
     assert {name: c["status"] for name, c in checks.items() if c["status"] != "up"} == {}
-    assert {name for name, c in checks.items() if c["required"]} == {"database", "temporal"}
+    # the default: a stack is ready when every operation can run
+    assert {name for name, c in checks.items() if c["required"]} == set(checks)
     assert all(c["latency_ms"] >= 0 for c in checks.values())
     startup = await stack.api.get("/health/startup")
     assert startup.status_code == 200 and startup.json()["status"] == "started"
@@ -37,7 +49,10 @@ async def ready_with(settings: Settings, temporal: Client) -> httpx.Response:
 async def test_a_provider_down_is_reported_and_fails_readiness_only_when_required(
     stack: Stack, dev_env: WorkflowEnvironment
 ) -> None:
-    stripe_down = {"stripe_api_base": "http://127.0.0.1:9"}  # nothing listens there
+    stripe_down = {
+        "stripe_api_base": "http://127.0.0.1:9",  # nothing listens there
+        "health_required_checks": ["database", "temporal"],
+    }
     optional = await ready_with(stack.settings.model_copy(update=stripe_down), dev_env.client)
     assert optional.status_code == 200
     assert optional.json()["checks"]["stripe"]["status"] == "down"
@@ -55,6 +70,21 @@ async def test_a_provider_down_is_reported_and_fails_readiness_only_when_require
         "required": True,
         "latency_ms": 0,
     }
+
+
+async def test_not_ready_until_the_contracts_are_deployed_and_the_treasury_funded(
+    stack: Stack, dev_env: WorkflowEnvironment
+) -> None:
+    """A fresh chain answers before its contracts exist: the first deposit would park."""
+    nothing_there = "0x000000000000000000000000000000000000dEaD"
+    settings = stack.settings.model_copy(update={"usdc_contract_address": nothing_there})
+    answer = await ready_with(settings, dev_env.client)
+    assert answer.status_code == 503 and answer.json()["status"] == "not_ready"
+    checks = answer.json()["checks"]
+    assert checks["contracts"]["status"] == "down"
+    assert "USDC_CONTRACT_ADDRESS" in checks["contracts"]["error"]
+    assert checks["treasury"]["status"] == "down"
+    assert checks["fee_payer"]["status"] == "up" and checks["database"]["status"] == "up"
 
 
 async def test_metrics_count_requests_by_route_template(stack: Stack) -> None:
