@@ -22,9 +22,15 @@ from runtime.settings import Settings, get_settings
 
 
 class Role(StrEnum):
+    #: acts on their own operations
     USER = "user"
+    #: runs a tenant's events, refunds and transfers
     VENUE_ADMIN = "venue_admin"
+    #: runs one tenant: its jobs, dead letters, alerts, webhook endpoints
     ADMIN = "admin"
+    #: runs the deployment: providers, shared queues, caches, the platform's alerts, and reads
+    #: every tenant's operations (but acts on none of them in a tenant's name)
+    PLATFORM_ADMIN = "platform_admin"
 
 
 class Principal(BaseModel):
@@ -36,7 +42,24 @@ class Principal(BaseModel):
 
     @property
     def is_admin(self) -> bool:
+        """An admin of the caller's own tenant."""
         return Role.ADMIN in self.roles
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return Role.PLATFORM_ADMIN in self.roles
+
+    @property
+    def sees_every_tenant(self) -> bool:
+        """Reads are not limited to the caller's tenant (the platform's operators only)."""
+        return self.is_platform_admin
+
+    def in_own_tenant(self) -> Principal:
+        """The caller as they act on jobs: within their own tenant only, whatever they may read
+        (a platform_admin who is also a tenant's admin changes that tenant's jobs, no other)."""
+        if not self.is_platform_admin:
+            return self
+        return self.model_copy(update={"roles": self.roles - {Role.PLATFORM_ADMIN}})
 
 
 def _verification_key(settings: Settings) -> str:
@@ -73,6 +96,9 @@ def decode_token(token: str, settings: Settings) -> Principal:
     tenant = claims.get("tenant")
     if not isinstance(tenant, str) or not tenant:
         raise Unauthorized("token has no tenant claim")
+    if tenant.strip().lower() in {t.lower() for t in settings.reserved_tenants}:
+        # the platform's own workflows and alert endpoints live under these names
+        raise Unauthorized(f"tenant {tenant!r} is reserved for the platform")
     roles = claims.get("roles", [])
     if isinstance(roles, str):
         roles = roles.split()
@@ -113,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     token = sub.add_parser("token", help="print a bearer token signed with the configured key")
     token.add_argument("--sub", required=True, help="the caller's subject (user id)")
     token.add_argument("--tenant", required=True)
-    token.add_argument("--roles", default="user", help="comma-separated: user,venue_admin,admin")
+    token.add_argument(
+        "--roles", default="user", help="comma-separated: user,venue_admin,admin,platform_admin"
+    )
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     args = parser.parse_args(argv)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]

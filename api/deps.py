@@ -65,15 +65,32 @@ def current_user(
 
 
 def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """A tenant's ``admin``: acts on that tenant's operations."""
     if not principal.is_admin:
         raise Forbidden("admin role required")
     return principal
 
 
+def operator_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """A tenant's ``admin`` (their tenant) or a ``platform_admin`` (every tenant): may read the
+    operations state an admin reads."""
+    if not (principal.is_admin or principal.is_platform_admin):
+        raise Forbidden("admin or platform_admin role required")
+    return principal
+
+
 def staff_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
-    """``admin`` or ``venue_admin``: may read the operations state of their tenant."""
-    if not ({Role.ADMIN, Role.VENUE_ADMIN} & principal.roles):
-        raise Forbidden("admin or venue_admin role required")
+    """``admin`` or ``venue_admin`` (their tenant), or ``platform_admin`` (every tenant): may read
+    the operations state."""
+    if not ({Role.ADMIN, Role.VENUE_ADMIN, Role.PLATFORM_ADMIN} & principal.roles):
+        raise Forbidden("admin, venue_admin or platform_admin role required")
+    return principal
+
+
+def platform_admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """Runs the deployment: what it changes holds for every tenant."""
+    if not principal.is_platform_admin:
+        raise Forbidden("platform_admin role required")
     return principal
 
 
@@ -87,4 +104,6 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 EvmDep = Annotated[EvmClient, Depends(get_evm)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]
+OperatorUser = Annotated[Principal, Depends(operator_user)]
 StaffUser = Annotated[Principal, Depends(staff_user)]
+PlatformAdmin = Annotated[Principal, Depends(platform_admin_user)]

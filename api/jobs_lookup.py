@@ -79,7 +79,10 @@ def quote(value: str) -> str:
 
 
 def tenant_query(principal: Principal, *clauses: str) -> str:
-    """A visibility query limited to the caller's tenant (and to their own jobs for a user)."""
+    """A visibility query limited to the caller's tenant (and to their own jobs for a user); a
+    ``platform_admin`` reads every tenant's jobs (Settle's kinds only)."""
+    if principal.sees_every_tenant:
+        return " AND ".join(["SettleKind IS NOT NULL", *clauses])
     try:
         parts = [f"SettleTenant = {quote(principal.tenant)}"]
         if not is_staff(principal):
@@ -97,8 +100,9 @@ def parked_query(principal: Principal, kind: OperationKind | None = None) -> str
 
 
 def is_staff(principal: Principal) -> bool:
-    """``admin`` and ``venue_admin`` see every job of their tenant; a ``user`` only their own."""
-    return bool({Role.ADMIN, Role.VENUE_ADMIN} & principal.roles)
+    """``admin`` and ``venue_admin`` see every job of their tenant (``platform_admin`` of every
+    tenant); a ``user`` only their own."""
+    return bool({Role.ADMIN, Role.VENUE_ADMIN, Role.PLATFORM_ADMIN} & principal.roles)
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,18 @@ class JobRef:
         return self.temporal_status
 
     def visible_to(self, principal: Principal) -> bool:
+        if principal.sees_every_tenant:
+            return self.kind is not None  # Settle's operations, not foreign workflows
         if self.tenant != principal.tenant:
             return False
         return is_staff(principal) or self.user == principal.subject
 
     def owned_by(self, principal: Principal) -> bool:
         return self.tenant == principal.tenant and self.user == principal.subject
+
+    def administered_by(self, principal: Principal) -> bool:
+        """An admin of the job's own tenant (a platform_admin reads every tenant, acts on none)."""
+        return principal.is_admin and self.tenant == principal.tenant
 
 
 async def describe_job(

@@ -430,6 +430,9 @@ class Alert(Base):
     threshold: Mapped[str] = mapped_column(String(64))
     #: open | cleared
     status: Mapped[str] = mapped_column(String(16), index=True)
+    #: the tenant whose operation it is about; None: the platform's (Monitor conditions), shown
+    #: to platform_admin only
+    tenant: Mapped[str | None] = mapped_column(String(64), index=True)
     raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,7 +1,8 @@
-"""Alerts raised by the Monitor (admins only): list, acknowledge, and send a test alert.
+"""Alerts: list, acknowledge, and send a test alert.
 
-Alerts are about the platform (dead letters, failure rate, wallets), not one tenant's jobs, so
-any admin sees them all.
+The Monitor's alerts are about the platform (backlog, failure rate, wallets): they have no tenant
+and only ``platform_admin`` sees them. An alert about one tenant's operation carries that tenant:
+its ``admin`` sees it (and ``platform_admin``). Another tenant's alert is a 404.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from temporalio.service import RPCError
 
-from api.deps import AdminUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
+from api.auth import Principal
+from api.deps import (
+    OperatorUser,
+    PlatformAdmin,
+    ReadSessionsDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.errors import error_responses
 from domain.errors import NotFound, ServiceUnavailable
 from domain.queues import workflow_queue
@@ -36,6 +45,7 @@ class AlertView(BaseModel):
     value: str
     threshold: str
     status: str
+    tenant: str | None
     raised_at: datetime
     cleared_at: datetime | None
     acknowledged_at: datetime | None
@@ -51,15 +61,21 @@ class TestAlertStarted(BaseModel):
     message: str
 
 
+def _visible(alert: Alert, principal: Principal) -> bool:
+    return principal.sees_every_tenant or alert.tenant == principal.tenant
+
+
 @router.get("", response_model=list[AlertView], responses=error_responses(401, 403, 422))
 async def list_alerts(
-    _admin: AdminUser,
+    principal: OperatorUser,
     reads: ReadSessionsDep,
     status: Annotated[Literal["open", "cleared"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertView]:
     """Newest first; ``status=open`` for what is wrong now."""
     query = select(Alert).order_by(Alert.raised_at.desc()).limit(limit)
+    if not principal.sees_every_tenant:
+        query = query.where(Alert.tenant == principal.tenant)
     if status is not None:
         query = query.where(Alert.status == status)
     async with reads() as session:
@@ -73,13 +89,13 @@ async def list_alerts(
 )
 async def acknowledge(
     alert_id: Annotated[str, Path(pattern=ALERT_ID)],
-    admin: AdminUser,
+    admin: OperatorUser,
     sessions: SessionFactoryDep,
 ) -> AlertView:
     """Someone is on it: the alert stays open until the Monitor finds the condition cleared."""
     async with sessions.begin() as session:
         alert = await session.get(Alert, alert_id)
-        if alert is None:
+        if alert is None or not _visible(alert, admin):
             raise NotFound(f"no alert {alert_id}", field="alert_id")
         if alert.acknowledged_at is None:
             alert.acknowledged_at, alert.acknowledged_by = utcnow(), admin.subject
@@ -93,7 +109,7 @@ async def acknowledge(
     responses=error_responses(401, 403, 503),
 )
 async def test_alert(
-    admin: AdminUser, settings: SettingsDep, temporal: TemporalDep
+    admin: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> TestAlertStarted:
     """Run the Monitor now with a test alert: the admins get it by email and webhook."""
     workflow_id = f"{settings.task_queue_prefix}monitor-test-{uuid.uuid4()}"

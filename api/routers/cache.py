@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.deps import AdminUser
+from api.deps import PlatformAdmin
 from providers.cache import CacheRegistry
 from runtime.logging import get_logger
 
@@ -32,13 +32,13 @@ def _caches(request: Request) -> CacheRegistry:
 
 
 @router.get("/stats", responses=_AUTH)
-async def cache_stats(request: Request, _: AdminUser) -> dict[str, Any]:
+async def cache_stats(request: Request, _: PlatformAdmin) -> dict[str, Any]:
     """Per cache: entries held, hits, misses, hit ratio (null before the first look-up)."""
     return {"caches": {s.name: s.as_dict() for s in _caches(request).stats()}}
 
 
 @router.delete("/flush", responses=_AUTH)
-async def cache_flush(request: Request, principal: AdminUser) -> dict[str, Any]:
+async def cache_flush(request: Request, principal: PlatformAdmin) -> dict[str, Any]:
     """Empties every cache of this process; hit and miss counters keep counting."""
     dropped = _caches(request).flush()
     log.info("caches flushed", by=principal.subject, tenant=principal.tenant, dropped=dropped)

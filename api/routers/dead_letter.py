@@ -1,4 +1,5 @@
-"""Dead letters: parked jobs (``SettleStatus="needs_attention"``) of the caller's tenant; admins.
+"""Dead letters: parked jobs (``SettleStatus="needs_attention"``) of the caller's tenant; admins
+(a ``platform_admin`` reads every tenant's, and retries none: that is the tenant admin's call).
 
 Lists come from Temporal visibility (eventually consistent: a job parked a second ago may not be
 listed yet). The error of each parked job, and its type, come from the workflow's ``status`` query
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
 from api.auth import Principal
-from api.deps import AdminUser, SettingsDep, TemporalDep
+from api.deps import AdminUser, OperatorUser, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.jobs_lookup import (
     JOB_ID_PATTERN,
@@ -135,7 +136,7 @@ async def _parked(
 
 @router.get("", response_model=DeadLetterList, responses=error_responses(401, 403, 422, 503))
 async def list_dead_letters(
-    principal: AdminUser,
+    principal: OperatorUser,
     settings: SettingsDep,
     temporal: TemporalDep,
     kind: KindQuery = None,
@@ -170,7 +171,7 @@ async def list_dead_letters(
     },
 )
 async def export_dead_letters(
-    principal: AdminUser, settings: SettingsDep, temporal: TemporalDep, kind: KindQuery = None
+    principal: OperatorUser, settings: SettingsDep, temporal: TemporalDep, kind: KindQuery = None
 ) -> StreamingResponse:
     """Every parked job of the tenant (up to 10,000) as JSON lines, one dead letter per line."""
     jobs = await list_jobs(temporal, parked_query(principal, kind), SCAN_LIMIT)
@@ -191,7 +192,7 @@ async def export_dead_letters(
     "/stats/by-error", response_model=ErrorStats, responses=error_responses(401, 403, 422, 503)
 )
 async def stats_by_error(
-    principal: AdminUser, settings: SettingsDep, temporal: TemporalDep, kind: KindQuery = None
+    principal: OperatorUser, settings: SettingsDep, temporal: TemporalDep, kind: KindQuery = None
 ) -> ErrorStats:
     """Parked jobs counted by error type and failed step (up to 10,000 jobs read)."""
     items = await _parked(temporal, settings, principal, kind, SCAN_LIMIT)
@@ -240,10 +241,13 @@ async def retry_many(
     if body.ids is not None:
         ids = list(dict.fromkeys(body.ids))
     else:
-        jobs = await list_jobs(temporal, parked_query(principal, body.kind), MAX_BULK)
+        jobs = await list_jobs(
+            temporal, parked_query(principal.in_own_tenant(), body.kind), MAX_BULK
+        )
         ids = [job.id for job in jobs]
+    actor = principal.in_own_tenant()
     results: list[RetryResult] = await bounded(
-        ids, lambda job_id: _retry_one(temporal, principal, job_id)
+        ids, lambda job_id: _retry_one(temporal, actor, job_id)
     )
     retried = sum(r.outcome == "retried" for r in results)
     log.info(
@@ -262,7 +266,7 @@ async def retry_dead_letter(
     job_id: JobId, principal: AdminUser, temporal: TemporalDep
 ) -> JobAccepted:
     """Retry one parked job of the tenant; 409 when it is not parked."""
-    result = await _retry_one(temporal, principal, job_id)
+    result = await _retry_one(temporal, principal.in_own_tenant(), job_id)
     if result.outcome == "not_found":
         raise NotFound("job not found", field="job_id")
     if result.outcome == "not_parked":

@@ -104,8 +104,8 @@ def _activity_state(value: PendingActivityState.ValueType) -> str:
 
 def may_change(job: JobRef, principal: Principal) -> None:
     """Retry and cancel: the job's own user, or an admin of its tenant."""
-    if not (job.owned_by(principal) or principal.is_admin):
-        raise Forbidden("admin role required to change another user's job")
+    if not (job.owned_by(principal) or job.administered_by(principal)):
+        raise Forbidden("admin role of the job's tenant required to change another user's job")
 
 
 async def _error(client: Client, job: JobRef) -> str | None:

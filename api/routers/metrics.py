@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.deps import AdminUser, MetricsDep, ReadSessionsDep, TemporalDep
+from api.deps import MetricsDep, OperatorUser, PlatformAdmin, ReadSessionsDep, TemporalDep
 from api.jobs_lookup import raise_if_unreachable, tenant_query
 from api.metrics import ApiMetrics
 from api.metrics_queues import QueueSnapshot, QueueStatsCache, histogram_buckets
@@ -148,7 +148,7 @@ def _initiated(api_metrics: ApiMetrics) -> float:
 @router.get("/metrics/json", responses=_AUTH)
 async def metrics_json(
     request: Request,
-    _: AdminUser,
+    _: PlatformAdmin,
     api_metrics: MetricsDep,
     reads: ReadSessionsDep,
     client: TemporalDep,
@@ -167,7 +167,7 @@ async def metrics_json(
 
 @router.get("/metrics/queue-stats", responses=_AUTH)
 async def queue_stats(
-    request: Request, principal: AdminUser, client: TemporalDep
+    request: Request, principal: OperatorUser, client: TemporalDep
 ) -> dict[str, dict[str, int]]:
     """Per operation kind, the caller's tenant's executions: running, completed, failed,
     needs_attention, cancelled."""
@@ -176,6 +176,6 @@ async def queue_stats(
 
 
 @router.get("/metrics/system", responses=_AUTH)
-async def system(_: AdminUser, api_metrics: MetricsDep) -> dict[str, Any]:
+async def system(_: PlatformAdmin, api_metrics: MetricsDep) -> dict[str, Any]:
     """This API process: uptime, resident memory, CPU use, Python version, pid."""
     return api_metrics.system.read().as_dict()

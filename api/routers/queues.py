@@ -1,7 +1,9 @@
 """Queues: an operation kind (``mpesa_deposit``, ``ticket_purchase`` ...) and its task queues.
 
-Reads are for ``admin`` and ``venue_admin``; pause, resume and clear for ``admin``. Job counts and
-lists come from Temporal visibility, limited to the caller's tenant. Pause and resume act on the
+Reads are for ``admin`` and ``venue_admin`` (their tenant's jobs) and ``platform_admin`` (every
+tenant's); clear is a tenant ``admin``'s (their tenant's jobs); pause and resume, which hold a
+shared queue for every tenant, are ``platform_admin``'s. Job counts and lists come from Temporal
+visibility. Pause and resume act on the
 server (the activity task queues' rate limit, see ``api/task_queue_limits.py``), so they hold for
 every worker and every tenant, and they hold every kind sharing one of those task queues too: the
 answer names them (``also_holds``).
@@ -21,7 +23,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal
-from api.deps import AdminUser, SettingsDep, StaffUser, TemporalDep
+from api.deps import AdminUser, PlatformAdmin, SettingsDep, StaffUser, TemporalDep
 from api.errors import error_responses
 from api.jobs_lookup import (
     JobRef,
@@ -297,7 +299,7 @@ async def queue_jobs(
     "/{name}/pause", response_model=QueueAction, responses=error_responses(401, 403, 404, 422, 503)
 )
 async def pause_queue(
-    name: QueueName, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+    name: QueueName, principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> QueueAction:
     """Stop dispatching the kind's activities (rate limit 0 on each of its activity task queues).
     Running activities finish; scheduled ones wait in the backlog, nothing is lost. Same as
@@ -324,7 +326,7 @@ async def pause_queue(
     "/{name}/resume", response_model=QueueAction, responses=error_responses(401, 403, 404, 422, 503)
 )
 async def resume_queue(
-    name: QueueName, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+    name: QueueName, principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> QueueAction:
     """Let the kind's activities be dispatched again: each task queue returns to its configured
     limit, unless something else (another paused kind, an emergency stop) still holds it."""
@@ -381,7 +383,9 @@ async def clear_queue(
             "clearing cancels every open job of the queue; pass confirm=true", field="confirm"
         )
     jobs = await list_jobs(
-        temporal, kind_query(principal, kind, 'ExecutionStatus = "Running"'), MAX_CLEAR
+        temporal,
+        kind_query(principal.in_own_tenant(), kind, 'ExecutionStatus = "Running"'),
+        MAX_CLEAR,
     )
     results: list[ClearResult] = await bounded(
         [j.id for j in jobs], lambda job_id: _cancel(temporal, principal, job_id)

@@ -2,7 +2,8 @@
 
 Keys: ``stripe``, ``mpesa``, ``solana``, ``evm-write`` and ``smtp`` (the notify queue). The limits
 live on the Temporal server (``UpdateTaskQueueConfig``), so every worker obeys them and they apply
-to every tenant. Status is for ``admin`` and ``venue_admin``; changes for ``admin``.
+to every tenant: status and changes are for ``platform_admin`` (a tenant's admin cannot stop a
+provider for everyone).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import AdminUser, SettingsDep, StaffUser, TemporalDep
+from api.deps import PlatformAdmin, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.task_queue_limits import (
     EMERGENCY_STOP,
@@ -108,7 +109,7 @@ def _keys(body: StopRequest) -> list[RateLimitKey]:
     "/status/{key}", response_model=RateLimitStatus, responses=error_responses(401, 403, 404, 503)
 )
 async def rate_limit_status(
-    key: KeyPath, _principal: StaffUser, settings: SettingsDep, temporal: TemporalDep
+    key: KeyPath, _principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> RateLimitStatus:
     """The provider's current server-side limit and whether it is stopped. Same as
     ``temporal task-queue config get --task-queue settle-stripe --task-queue-type activity``."""
@@ -122,7 +123,7 @@ async def rate_limit_status(
     responses=error_responses(401, 403, 404, 409, 503),
 )
 async def reset_rate_limit(
-    key: KeyPath, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+    key: KeyPath, principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> RateLimitStatus:
     """Back to the configured default. 409 while stopped or held by a paused queue: resume
     first, so a reset never restarts what someone stopped."""
@@ -143,7 +144,7 @@ async def reset_rate_limit(
     "/emergency-stop", response_model=RateLimitList, responses=error_responses(401, 403, 422, 503)
 )
 async def emergency_stop(
-    body: StopRequest, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+    body: StopRequest, principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> RateLimitList:
     """Stop calling a provider (``{"key": "stripe"}``) or every provider (``{"all": true}``):
     the limit goes to 0, running activities finish, scheduled ones wait. Same as
@@ -160,7 +161,7 @@ async def emergency_stop(
 
 @router.post("/resume", response_model=RateLimitList, responses=error_responses(401, 403, 422, 503))
 async def resume(
-    body: StopRequest, principal: AdminUser, settings: SettingsDep, temporal: TemporalDep
+    body: StopRequest, principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
 ) -> RateLimitList:
     """Lift an emergency stop: the limit returns to its configured default, unless a paused
     queue still holds the task queue."""

@@ -463,9 +463,12 @@ async def proof(
 
 
 def _scope(principal: Principal) -> list[Any]:
-    """A caller sees their own jobs; an admin sees every job."""
-    if principal.is_admin:
+    """A caller sees their own jobs; a tenant's admin every job of the tenant; a platform_admin
+    every job."""
+    if principal.sees_every_tenant:
         return []
+    if principal.is_admin:
+        return [VerificationJob.tenant == principal.tenant]
     return [VerificationJob.tenant == principal.tenant, VerificationJob.owner == principal.subject]
 
 
@@ -477,8 +480,8 @@ async def _available(temporal: Client) -> bool:
 
 @router.get("/stats", response_model=JobStats, responses=error_responses(401))
 async def stats(principal: CurrentUser, reads: ReadSessionsDep, temporal: TemporalDep) -> JobStats:
-    """The caller's jobs by status (an admin's: everyone's), Bull's job counts by another name:
-    ``waiting`` = queued."""
+    """The caller's jobs by status (an admin's: the tenant's; a platform_admin's: everyone's),
+    Bull's job counts by another name: ``waiting`` = queued."""
     async with reads() as session:
         rows = await session.execute(
             select(VerificationJob.status, func.count())
@@ -551,7 +554,9 @@ async def get_job(
     async with reads() as session:
         row = await session.get(VerificationJob, job_id)
     visible = row is not None and (
-        principal.is_admin or (row.tenant, row.owner) == (principal.tenant, principal.subject)
+        principal.sees_every_tenant
+        or (principal.is_admin and row.tenant == principal.tenant)
+        or (row.tenant, row.owner) == (principal.tenant, principal.subject)
     )
     if row is None or not visible:
         raise NotFound(f"no verification job {job_id}", field="jobId")

@@ -1,4 +1,9 @@
-"""A venue's webhook endpoints: where signed ticket events are sent (venue admins only)."""
+"""Webhook endpoints: where signed events are sent.
+
+A tenant's ``venue_admin`` or ``admin`` manages the tenant's endpoints (ticket events). A
+``platform_admin`` manages the platform's: those of ``ALERT_WEBHOOK_TENANT``, a reserved tenant
+name no token can carry, where the Monitor's alerts go.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from api.auth import Principal, Role
+from api.auth import Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep
 from api.errors import error_responses
 from domain.errors import (
@@ -26,13 +31,16 @@ from store.models import WebhookEndpoint
 router = APIRouter(prefix="/api/v1/webhook-endpoints", tags=["webhook-endpoints"])
 
 
-def venue_admin(principal: CurrentUser) -> Principal:
-    if not {Role.VENUE_ADMIN, Role.ADMIN} & principal.roles:
-        raise Forbidden("venue_admin or admin role required")
-    return principal
+def endpoint_owner(principal: CurrentUser, settings: SettingsDep) -> str:
+    """The tenant whose endpoints the caller manages."""
+    if {Role.VENUE_ADMIN, Role.ADMIN} & principal.roles:
+        return principal.tenant
+    if principal.is_platform_admin:
+        return settings.alert_webhook_tenant
+    raise Forbidden("venue_admin, admin or platform_admin role required")
 
 
-VenueAdmin = Annotated[Principal, Depends(venue_admin)]
+EndpointTenant = Annotated[str, Depends(endpoint_owner)]
 
 
 class EndpointBody(BaseModel):
@@ -62,7 +70,7 @@ async def create_endpoint(
     body: EndpointBody,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
-    principal: VenueAdmin,
+    tenant: EndpointTenant,
 ) -> CreatedEndpoint:
     """Private or loopback targets are refused unless allow-listed (WEBHOOK_ALLOWED_NETWORKS)."""
     try:
@@ -71,7 +79,7 @@ async def create_endpoint(
         raise WebhookTargetRefused(exc.message, field="url") from exc
     except WebhookDeliveryFailed as exc:  # the host does not resolve: the caller's input
         raise InvalidInput(exc.message, field="url") from exc
-    endpoint = WebhookEndpoint(tenant=principal.tenant, url=body.url, secret=tickets.new_secret())
+    endpoint = WebhookEndpoint(tenant=tenant, url=body.url, secret=tickets.new_secret())
     async with sessions.begin() as session:
         session.add(endpoint)
     return CreatedEndpoint(
@@ -84,12 +92,10 @@ async def create_endpoint(
 
 
 @router.get("", response_model=list[EndpointView], responses=error_responses(401, 403))
-async def list_endpoints(reads: ReadSessionsDep, principal: VenueAdmin) -> list[EndpointView]:
+async def list_endpoints(reads: ReadSessionsDep, tenant: EndpointTenant) -> list[EndpointView]:
     async with reads() as session:
         rows = (
-            await session.execute(
-                select(WebhookEndpoint).where(WebhookEndpoint.tenant == principal.tenant)
-            )
+            await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.tenant == tenant))
         ).scalars()
         return [
             EndpointView(
@@ -101,11 +107,11 @@ async def list_endpoints(reads: ReadSessionsDep, principal: VenueAdmin) -> list[
 
 @router.delete("/{endpoint_id}", status_code=204, responses=error_responses(401, 403, 404))
 async def delete_endpoint(
-    endpoint_id: str, sessions: SessionFactoryDep, principal: VenueAdmin
+    endpoint_id: str, sessions: SessionFactoryDep, tenant: EndpointTenant
 ) -> Response:
     async with sessions.begin() as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
-        if endpoint is None or endpoint.tenant != principal.tenant:
+        if endpoint is None or endpoint.tenant != tenant:
             raise NotFound("webhook endpoint not found")
         await session.delete(endpoint)
     return Response(status_code=204)

@@ -47,6 +47,8 @@ class CoreSettings(BaseModel):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_token_ttl_seconds: int = 3600 * 12
+    #: tenant names the platform uses itself (its scanners, its alert endpoints): refused in tokens
+    reserved_tenants: list[str] = ["system", "settle-ops", "settle", "platform", "internal"]
     jwt_leeway_seconds: int = 30
 
     #: /health/ready checks these; the ones listed must be up for the API to be ready (the others

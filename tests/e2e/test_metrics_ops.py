@@ -100,6 +100,7 @@ async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
     await deposit(stack, stack.auth("noor", tenant))
     await deposit(stack, stack.auth("noor", tenant), phone=PHONE_CANCELLED)
     admin = stack.auth("ops", tenant, ["admin"])
+    platform = stack.auth("root", unique_tenant(), ["platform_admin"])
     paths = ("/metrics/json", "/metrics/queue-stats", "/metrics/system")
     for path in paths:
         assert (await stack.api.get(path)).status_code == 401
@@ -107,6 +108,9 @@ async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
             assert (
                 await stack.api.get(path, headers=stack.auth("x", tenant, roles))
             ).status_code == 403
+    # the service-wide figures are the platform's; a tenant's admin reads its own queue stats
+    for path in ("/metrics/json", "/metrics/system"):
+        assert (await stack.api.get(path, headers=admin)).status_code == 403
     assert (await stack.api.get("/metrics")).status_code == 200  # Prometheus stays open
 
     kind = OperationKind.MPESA_DEPOSIT.value
@@ -131,7 +135,7 @@ async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
         "completed"
     ] == 0
 
-    figures = (await stack.api.get("/metrics/json", headers=admin)).json()
+    figures = (await stack.api.get("/metrics/json", headers=platform)).json()
     assert set(figures) >= {"queues", "service", "tickets", "mpesa_deposits_initiated_total"}
     mpesa = figures["queues"][kind]
     assert set(mpesa) == {
@@ -147,7 +151,7 @@ async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
     assert figures["mpesa_deposits_initiated_total"] >= 1
     assert "nfts_minted_total" in figures["tickets"]
 
-    system = (await stack.api.get("/metrics/system", headers=admin)).json()
+    system = (await stack.api.get("/metrics/system", headers=platform)).json()
     assert set(system) == {
         "uptime_seconds",
         "memory_usage_bytes",
@@ -169,8 +173,8 @@ async def fx_stats(stack: Stack, headers: dict[str, str]) -> dict[str, Any]:
 async def test_fx_rate_cache_hits_misses_and_flush(stack: Stack) -> None:
     tenant = unique_tenant()
     user = stack.auth("lee", tenant)
-    admin = stack.auth("ops", tenant, ["admin"])
-    for roles in (["user"], ["venue_admin"]):
+    admin = stack.auth("ops", unique_tenant(), ["platform_admin"])
+    for roles in (["user"], ["venue_admin"], ["admin"]):  # the process's caches: the platform's
         headers = stack.auth("x", tenant, roles)
         assert (await stack.api.get("/api/v1/cache/stats", headers=headers)).status_code == 403
         assert (await stack.api.delete("/api/v1/cache/flush", headers=headers)).status_code == 403

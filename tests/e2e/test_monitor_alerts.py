@@ -91,7 +91,7 @@ async def test_the_monitor_raises_tells_admins_and_clears(stack: Stack, receiver
 
 
 async def test_alerts_api_lists_acknowledges_and_sends_a_test_alert(stack: Stack) -> None:
-    admin = stack.auth("root", "t-ops", ["admin"])
+    admin = stack.auth("root", "t-ops", ["platform_admin"])
     await run_monitor(stack, starving_treasury(stack, "nobody"))
     listed = await stack.api.get("/api/v1/alerts?status=open", headers=admin)
     assert listed.status_code == 200
@@ -115,6 +115,16 @@ async def test_alerts_api_lists_acknowledges_and_sends_a_test_alert(stack: Stack
     await run_monitor(stack, monitor_input(stack.settings))
     assert all(a.status == "cleared" for a in await alerts(stack, "test"))
     assert all(a.status == "cleared" for a in await alerts(stack, "treasury_gas"))
+
+    # the platform's alerts are the platform_admin's: a tenant's admin sees none of them
+    tenant_admin = stack.auth("ann", "t-ops", ["admin"])
+    theirs = await stack.api.get("/api/v1/alerts", headers=tenant_admin)
+    assert theirs.status_code == 200 and theirs.json() == []
+    foreign = await stack.api.post(
+        f"/api/v1/alerts/{gas[0]['id']}/acknowledge", headers=tenant_admin
+    )
+    assert foreign.status_code == 404
+    assert (await stack.api.post("/api/v1/alerts/test", headers=tenant_admin)).status_code == 403
 
     # errors and roles
     user = stack.auth("joe", "t-ops", ["user"])
@@ -144,7 +154,7 @@ async def _async(value: Any) -> Any:
 async def test_a_held_queue_backlog_raises_an_alert_and_clears_once_resumed(stack: Stack) -> None:
     from tests.e2e.test_tickets import buy
 
-    admin = stack.auth("root", "t-ops", ["admin"])
+    admin = stack.auth("root", "t-ops", ["platform_admin"])
     limits = "/api/v1/rate-limits"
     stopped = await stack.api.post(
         f"{limits}/emergency-stop", json={"key": "stripe"}, headers=admin

@@ -53,9 +53,10 @@ async def _statuses(stack: Stack, deposits: list[dict[str, Any]]) -> list[str | 
 async def test_paused_queue_holds_deposits_until_resumed(stack: Stack) -> None:
     tenant = unique_tenant()
     admin = stack.auth("ops", tenant, ["admin"])
+    platform = stack.auth("root", unique_tenant(), ["platform_admin"])
     owner = stack.auth("wanjiru", tenant)
 
-    paused = await stack.api.post(f"{QUEUES}/mpesa_deposit/pause", headers=admin)
+    paused = await stack.api.post(f"{QUEUES}/mpesa_deposit/pause", headers=platform)
     assert paused.status_code == 200, paused.text
     body = paused.json()
     assert body["paused"] is True and body["action"] == "pause"
@@ -75,10 +76,10 @@ async def test_paused_queue_holds_deposits_until_resumed(stack: Stack) -> None:
         what="three running deposits counted",
     )
     assert status.json()["paused"] is True and status.json()["total"] == 3
-    mpesa_limit = (await stack.api.get(f"{LIMITS}/status/mpesa", headers=admin)).json()
+    mpesa_limit = (await stack.api.get(f"{LIMITS}/status/mpesa", headers=platform)).json()
     assert mpesa_limit["stopped"] is True and mpesa_limit["held_by"] == ["queue:mpesa_deposit"]
 
-    resumed = await stack.api.post(f"{QUEUES}/mpesa_deposit/resume", headers=admin)
+    resumed = await stack.api.post(f"{QUEUES}/mpesa_deposit/resume", headers=platform)
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["paused"] is False
     by_system = {q["system"]: q for q in resumed.json()["task_queues"]}
@@ -98,8 +99,10 @@ async def test_paused_queue_holds_deposits_until_resumed(stack: Stack) -> None:
 async def test_jobs_are_paged_and_clear_cancels_open_jobs(stack: Stack) -> None:
     tenant = unique_tenant()
     admin = stack.auth("ops", tenant, ["admin"])
+    platform = stack.auth("root", unique_tenant(), ["platform_admin"])
     owner = stack.auth("kamau", tenant)
-    assert (await stack.api.post(f"{QUEUES}/mpesa_deposit/pause", headers=admin)).status_code == 200
+    paused = await stack.api.post(f"{QUEUES}/mpesa_deposit/pause", headers=platform)
+    assert paused.status_code == 200
     deposits = await _deposits(stack, owner, 3)
     ids = {d["workflow_id"] for d in deposits}
 
@@ -135,7 +138,7 @@ async def test_jobs_are_paged_and_clear_cancels_open_jobs(stack: Stack) -> None:
     )
     assert cleared.status_code == 200, cleared.text
     assert cleared.json()["requested"] == 3 and cleared.json()["cancel_requested"] == 3
-    assert (await stack.api.post(f"{QUEUES}/mpesa_deposit/resume", headers=admin)).is_success
+    assert (await stack.api.post(f"{QUEUES}/mpesa_deposit/resume", headers=platform)).is_success
     for d in deposits:
         await stack.wait_for_deposit(d["id"], {DepositStatus.FAILED}, timeout=30)
     assert await portfolio(stack, owner) == 0
@@ -144,6 +147,7 @@ async def test_jobs_are_paged_and_clear_cancels_open_jobs(stack: Stack) -> None:
 async def test_roles_and_bad_input(stack: Stack) -> None:
     tenant = unique_tenant()
     admin = stack.auth("ops", tenant, ["admin"])
+    platform = stack.auth("root", unique_tenant(), ["platform_admin"])
     venue = stack.auth("venue", tenant, ["venue_admin"])
     user = stack.auth("amara", tenant)
 
@@ -154,26 +158,32 @@ async def test_roles_and_bad_input(stack: Stack) -> None:
     assert mpesa["workflow_task_queue"] == f"{prefix}workflows"
     assert f"{prefix}mpesa" in mpesa["activity_task_queues"]
     assert (await stack.api.get(f"{QUEUES}/mpesa_deposit/status", headers=venue)).status_code == 200
-    assert (await stack.api.get(f"{LIMITS}/status/stripe", headers=venue)).status_code == 200
+    # provider limits are the platform's: no tenant role reads or changes them
+    assert (await stack.api.get(f"{LIMITS}/status/stripe", headers=venue)).status_code == 403
+    assert (await stack.api.get(f"{LIMITS}/status/stripe", headers=platform)).status_code == 200
 
     assert (await stack.api.get(QUEUES)).status_code == 401
     assert (await stack.api.get(QUEUES, headers=user)).status_code == 403
     assert (await stack.api.get(f"{LIMITS}/status/stripe", headers=user)).status_code == 403
     for who in (user, venue):
-        for path in ("pause", "resume", "clear?confirm=true"):
+        r = await stack.api.post(f"{QUEUES}/mpesa_deposit/clear?confirm=true", headers=who)
+        assert r.status_code == 403, r.text
+    # a tenant's admin cannot stop a provider or pause a shared queue for every tenant
+    for who in (user, venue, admin):
+        for path in ("pause", "resume"):
             r = await stack.api.post(f"{QUEUES}/mpesa_deposit/{path}", headers=who)
             assert r.status_code == 403, (path, r.text)
         assert (await stack.api.post(f"{LIMITS}/reset/stripe", headers=who)).status_code == 403
         stop = await stack.api.post(f"{LIMITS}/emergency-stop", json={"all": True}, headers=who)
         assert stop.status_code == 403
-    assert not (await stack.api.get(f"{LIMITS}/status/stripe", headers=admin)).json()["stopped"]
+    assert not (await stack.api.get(f"{LIMITS}/status/stripe", headers=platform)).json()["stopped"]
 
     missing = await stack.api.get(f"{QUEUES}/nope/status", headers=admin)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "name"
     assert "nope" in missing.json()["error"]["message"]
-    missing = await stack.api.post(f"{QUEUES}/nope/pause", headers=admin)
+    missing = await stack.api.post(f"{QUEUES}/nope/pause", headers=platform)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "name"
-    missing = await stack.api.get(f"{LIMITS}/status/paypal", headers=admin)
+    missing = await stack.api.get(f"{LIMITS}/status/paypal", headers=platform)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "key"
     bad = await stack.api.get(f"{QUEUES}/mpesa_deposit/jobs?status=weird", headers=admin)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
@@ -182,14 +192,14 @@ async def test_roles_and_bad_input(stack: Stack) -> None:
     bad = await stack.api.get(f"{QUEUES}/mpesa_deposit/jobs?cursor=a%22b", headers=admin)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "cursor"
     for body in ({}, {"key": "stripe", "all": True}, {"key": "paypal"}, {"all": False}):
-        bad = await stack.api.post(f"{LIMITS}/emergency-stop", json=body, headers=admin)
+        bad = await stack.api.post(f"{LIMITS}/emergency-stop", json=body, headers=platform)
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "key", body
-    bad = await stack.api.post(f"{LIMITS}/resume", json={"keys": ["stripe"]}, headers=admin)
+    bad = await stack.api.post(f"{LIMITS}/resume", json={"keys": ["stripe"]}, headers=platform)
     assert bad.status_code == 422
 
 
 async def test_rate_limit_status_reset_stop_resume_round_trip(stack: Stack) -> None:
-    admin = stack.auth("ops", unique_tenant(), ["admin"])
+    admin = stack.auth("ops", unique_tenant(), ["platform_admin"])
     default = stack.settings.rate_limit_stripe_per_second
 
     status = (await stack.api.get(f"{LIMITS}/status/stripe", headers=admin)).json()

@@ -307,8 +307,20 @@ async def test_listing_filters_paginates_and_scopes(stack: Stack) -> None:
     assert (await stack.api.get(f"{BASE}/{jobs[0]['jobId']}", headers=bob)).status_code == 404
     unknown = await stack.api.get(f"{BASE}/{uuid.uuid4().hex}", headers=alice)
     assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "jobId"
-    admin = stack.auth("ops", unique_tenant(), roles=("admin",))
-    everyone = (await stack.api.get(BASE, params={"limit": 100}, headers=admin)).json()
+    # a tenant's admin sees the tenant's jobs, another tenant's admin none of them (it listed
+    # them all before the roles were split); the platform's operator sees every tenant's
+    ours = stack.auth("ops", tenant, roles=("admin",))
+    listed = (await stack.api.get(BASE, params={"limit": 100}, headers=ours)).json()
+    assert {j["jobId"] for j in listed["jobs"]} == {j["jobId"] for j in jobs}
+    assert (await stack.api.get(f"{BASE}/{jobs[0]['jobId']}", headers=ours)).status_code == 200
+    other_admin = stack.auth("ops", unique_tenant(), roles=("admin",))
+    theirs = (await stack.api.get(BASE, params={"limit": 100}, headers=other_admin)).json()
+    assert theirs["total"] == 0 and theirs["jobs"] == []
+    assert (await stack.api.get(f"{BASE}/stats", headers=other_admin)).json()["completed"] == 0
+    foreign = await stack.api.get(f"{BASE}/{jobs[0]['jobId']}", headers=other_admin)
+    assert foreign.status_code == 404
+    platform = stack.auth("root", unique_tenant(), roles=("platform_admin",))
+    everyone = (await stack.api.get(BASE, params={"limit": 100}, headers=platform)).json()
     assert {j["jobId"] for j in jobs} <= {j["jobId"] for j in everyone["jobs"]}
     bad = await stack.api.get(BASE, params={"status": "done"}, headers=alice)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"

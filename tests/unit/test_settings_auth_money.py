@@ -98,6 +98,26 @@ def test_token_round_trip() -> None:
     assert principal.is_admin
 
 
+@pytest.mark.parametrize("tenant", ["system", "settle-ops", "SYSTEM", "platform"])
+def test_tenant_names_of_the_platform_are_refused_in_tokens(tenant: str) -> None:
+    s = settings(jwt_secret="x" * 40)
+    token = issue_token(s, subject="mallory", tenant=tenant, roles=["admin", "platform_admin"])
+    with pytest.raises(Unauthorized, match="reserved"):
+        decode_token(token, s)
+
+
+def test_platform_admin_reads_every_tenant_and_acts_in_its_own() -> None:
+    s = settings(jwt_secret="x" * 40)
+    both = decode_token(
+        issue_token(s, subject="ops", tenant="t9", roles=["admin", "platform_admin"]), s
+    )
+    assert both.sees_every_tenant and both.is_admin
+    acting = both.in_own_tenant()
+    assert not acting.sees_every_tenant and acting.is_admin and acting.tenant == "t9"
+    admin = decode_token(issue_token(s, subject="a", tenant="t2", roles=["admin"]), s)
+    assert not admin.sees_every_tenant and not admin.is_platform_admin
+
+
 @pytest.mark.parametrize(
     ("claims", "expires_in", "message"),
     [
