@@ -50,6 +50,7 @@ from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
 from runtime.clients import ipfs_gateway
+from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
 from runtime.schedules import ensure_monitor_schedule
 from runtime.settings import Settings, get_settings
@@ -65,6 +66,8 @@ from workflows.mpesa_deposit import MpesaDeposit
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 from workflows.verification import Proof, Verification
 
+# after every import: web3 -> py_ecc raised it to 100000
+restore_recursion_limit()
 log = get_logger("worker")
 
 WORKFLOWS: list[type] = [

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from solders.keypair import Keypair
+from starlette.types import Scope
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.limits import BodyLimits, BodyRefused, RouteCap
 from api.metrics import ApiMetrics, install_metrics
 from api.metrics_queues import QueueStatsCache
 from api.routers import (
@@ -45,10 +47,15 @@ from providers.cache import CacheRegistry, TTLCache
 from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
 from runtime.clients import ipfs_gateway
-from runtime.logging import configure_logging
+from runtime.interpreter import restore_recursion_limit
+from runtime.logging import configure_logging, get_logger
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
+
+# after every import: web3 -> py_ecc raised it to 100000 (a deep body then kills the process)
+restore_recursion_limit()
+log = get_logger("api.app")
 
 
 def create_app(
@@ -92,6 +99,7 @@ def create_app(
                 settings.verification_orphan_upload_seconds,
             )
         )
+        restore_recursion_limit()  # in case a lazy import raised it again
         app.state.started = True
         try:
             yield
@@ -151,4 +159,43 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    install_body_limits(app, settings)
     return app
+
+
+def body_caps(settings: Settings) -> list[RouteCap]:
+    """Routes whose body cap is not API_MAX_BODY_BYTES: provider callbacks read at most a small
+    cap before their signature or token is checked; uploads get the upload limit."""
+    webhook = settings.api_webhook_max_body_bytes
+    upload = settings.verification_max_upload_bytes + verification_jobs.MULTIPART_OVERHEAD
+    return [
+        RouteCap("/webhooks/stripe", webhook, "API_WEBHOOK_MAX_BODY_BYTES"),
+        RouteCap("/api/v1/deposit/mpesa-callback/", webhook, "API_WEBHOOK_MAX_BODY_BYTES"),
+        RouteCap(
+            f"{verification_jobs.router.prefix}/verify",
+            upload,
+            "VERIFICATION_MAX_UPLOAD_BYTES",
+            "file",
+        ),
+        RouteCap(
+            f"{verification_jobs.router.prefix}/proof",
+            upload,
+            "VERIFICATION_MAX_UPLOAD_BYTES",
+            "file",
+        ),
+    ]
+
+
+def install_body_limits(app: FastAPI, settings: Settings) -> None:
+    """Added last, so it is the outermost of the app's middleware: it sees every body first."""
+
+    def refused(scope: Scope, error: BodyRefused) -> None:
+        log.warning("request body refused", path=scope.get("path"), code=error.code)
+
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.api_max_body_bytes,
+        max_depth=settings.api_max_json_depth,
+        routes=body_caps(settings),
+        on_refused=refused,
+    )
