@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.limits import BodyLimits, BodyRefused, RouteCap
-from api.metrics import ApiMetrics, install_metrics
+from api.metrics import ApiMetrics, MetricsListenerOnly, install_metrics
 from api.metrics_queues import QueueStatsCache
 from api.routers import (
     alerts,
@@ -49,6 +49,7 @@ from providers.solana.client import SolanaTicketClient
 from runtime.clients import ipfs_gateway
 from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
+from runtime.redact import register_settings
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
@@ -67,6 +68,7 @@ def create_app(
     """``caches``: the registry ``/api/v1/cache`` reports, this process's; a test that runs the
     worker in the same process passes the worker's, so the FX cache shows there too."""
     settings = settings or get_settings()
+    register_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +88,7 @@ def create_app(
         )
         app.state.ipfs = ipfs_gateway(settings)
         app.state.scanner_ensured_at = None
+        app.state.readiness = health.Readiness(settings)
         app.state.solana = SolanaTicketClient(
             settings.solana_rpc_url,
             Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
@@ -111,6 +114,7 @@ def create_app(
             await app.state.evm.aclose()
             await app.state.ipfs.aclose()
             await app.state.solana.aclose()
+            await app.state.readiness.aclose()
             await engine.dispose()
 
     if temporal is None:
@@ -159,6 +163,8 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    # the internal metrics listener serves /metrics only
+    app.add_middleware(MetricsListenerOnly, bind=settings.metrics_bind)
     install_body_limits(app, settings)
     return app
 

@@ -25,6 +25,8 @@ class Role(StrEnum):
     USER = "user"
     VENUE_ADMIN = "venue_admin"
     ADMIN = "admin"
+    #: runs the deployment: readiness details, /metrics, every tenant's view
+    PLATFORM_ADMIN = "platform_admin"
 
 
 class Principal(BaseModel):
@@ -37,6 +39,10 @@ class Principal(BaseModel):
     @property
     def is_admin(self) -> bool:
         return Role.ADMIN in self.roles
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return Role.PLATFORM_ADMIN in self.roles
 
 
 def _verification_key(settings: Settings) -> str:
@@ -64,7 +70,14 @@ def decode_token(token: str, settings: Settings) -> Principal:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_seconds,
-            options={"require": ["sub", "exp"]},
+            options={
+                "require": [
+                    "sub",
+                    "exp",
+                    *(["iss"] if settings.jwt_issuer else []),
+                    *(["aud"] if settings.jwt_audience else []),
+                ]
+            },
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("token expired") from exc
@@ -113,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     token = sub.add_parser("token", help="print a bearer token signed with the configured key")
     token.add_argument("--sub", required=True, help="the caller's subject (user id)")
     token.add_argument("--tenant", required=True)
-    token.add_argument("--roles", default="user", help="comma-separated: user,venue_admin,admin")
+    token.add_argument(
+        "--roles", default="user", help="comma-separated: user,venue_admin,admin,platform_admin"
+    )
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     args = parser.parse_args(argv)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
