@@ -14,10 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from solders.keypair import Keypair
 from starlette.types import Scope
 from temporalio.client import Client
 
+from api import public_keys
 from api.errors import install_error_handlers
 from api.limits import BodyLimits, BodyRefused, RouteCap
 from api.metrics import ApiMetrics, MetricsListenerOnly, install_metrics
@@ -44,7 +44,7 @@ from api.routers import (
 )
 from api.upload_sweeper import sweep_forever
 from providers.cache import CacheRegistry, TTLCache
-from providers.evm import EvmClient, LocalSigner
+from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
 from runtime.clients import ipfs_gateway
 from runtime.interpreter import restore_recursion_limit
@@ -91,7 +91,8 @@ def create_app(
         app.state.readiness = health.Readiness(settings)
         app.state.solana = SolanaTicketClient(
             settings.solana_rpc_url,
-            Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
+            # the public key only: the API reads the fee payer's balance, the worker signs
+            public_keys.solana_authority(settings),
             commitment=settings.solana_commitment,
             timeout_seconds=3,
         )
@@ -131,10 +132,9 @@ def create_app(
     app.state.balance_cache = app.state.caches.register(
         TTLCache[float]("wallet_balances", settings.metrics_balance_cache_seconds, max_entries=4)
     )
-    # only the address is kept: the API never signs
-    app.state.treasury_address = LocalSigner(
-        settings.treasury_private_key.get_secret_value()
-    ).address
+    # addresses and public keys only: the API never signs
+    app.state.treasury_address = public_keys.treasury_address(settings)
+    public_keys.deposit_wallet(settings)  # a bad DEPOSIT_XPUB stops the start, not a request
     app.state.queue_stats = QueueStatsCache(
         settings.metrics_cache_seconds,
         timedelta(seconds=settings.metrics_duration_window_seconds),

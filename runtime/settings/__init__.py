@@ -113,6 +113,11 @@ class Settings(
                 "SETTLE_ENV=production refuses the local chain's well-known keys and mnemonics: "
                 + ", ".join(dev_keys)
             )
+        if not self.deposit_xpub:
+            raise ValueError(
+                "SETTLE_ENV=production needs DEPOSIT_XPUB: the API derives deposit addresses from "
+                "it and holds no seed phrase (python -m providers.evm.xpub prints it)"
+            )
         if self.database_url.startswith("sqlite"):
             raise ValueError("SETTLE_ENV=production needs DATABASE_URL pointing at PostgreSQL")
         return self

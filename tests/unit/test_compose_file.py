@@ -101,12 +101,22 @@ def test_no_password_or_secret_is_a_literal() -> None:
     for name, service in COMPOSE["services"].items():
         for key, value in _environment(service).items():
             if SECRET_NAME.search(key):
-                assert REFERENCE.match(value), f"{name}: {key} must come from the env file"
+                assert value == "" or REFERENCE.match(value), (
+                    f"{name}: {key} must come from the env file (or be blanked out)"
+                )
             # credentials inside URLs too (postgresql://user:password@host)
             for userinfo in re.findall(r"://[^/@\s]*:([^/@\s]+)@", value):
                 assert REFERENCE.match(userinfo), f"{name}: {key} has a literal password"
     init = (ROOT / "deploy" / "postgres-init.sh").read_text()
     assert "PASSWORD '" not in init and "SETTLE_DB_PASSWORD" in init
+
+
+def test_the_api_gets_no_private_key() -> None:
+    api = _environment(COMPOSE["services"]["settle-api"])
+    for key in ("TREASURY_PRIVATE_KEY", "SOLANA_AUTHORITY_KEYPAIR", "DEPOSIT_HD_MNEMONIC"):
+        assert api[key] == "", key
+    worker = _environment(COMPOSE["services"]["settle-worker"])
+    assert "TREASURY_PRIVATE_KEY" not in worker  # the worker signs: from the env file
 
 
 def test_temporal_requires_client_certificates_and_the_ui_a_login() -> None:

@@ -29,6 +29,7 @@ REAL = {
     "stripe_api_key": "sk_live_a-real-key-from-the-vault",
     "stripe_webhook_secret": "whsec_a-real-secret-from-the-vault",
     "jwt_issuer": "https://auth.settle.example",
+    "deposit_xpub": "xpub6EF8jXqFeFEW5bwMU7RpQtHkzE4KJxcqJtvkCjJumzW8CPpacXkb92ek4WzLQXjL93HycJwTPUAcuNxCqFPKKU5m5Z2Vq4nCyh5CyPeBFFr",
     "jwt_audience": "settle-api",
 }
 
@@ -75,9 +76,10 @@ def test_production_with_real_values_starts() -> None:
         ({"jwt_secret": "short-but-not-a-placeholder"}, "at least 32 bytes"),
         ({"jwt_issuer": None}, "JWT_ISSUER and JWT_AUDIENCE"),
         ({"jwt_audience": ""}, "JWT_ISSUER and JWT_AUDIENCE"),
+        ({"deposit_xpub": None}, "DEPOSIT_XPUB"),
     ],
 )
-def test_production_needs_a_long_jwt_secret_an_issuer_and_an_audience(
+def test_production_needs_a_long_jwt_secret_an_issuer_an_audience_and_an_xpub(
     change: dict[str, str | None], message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message):
