@@ -17,6 +17,9 @@ def redact_event(
     return {key: redact_value(value) for key, value in event.items()}
 
 
+_FORMATTER = logging.Formatter()
+
+
 class RedactingFilter(logging.Filter):
     """The same for the standard library's records (uvicorn, httpx, temporalio, sqlalchemy)."""
 
@@ -25,6 +28,9 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # a traceback quotes the exception's message: format it now, redacted
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
         return True
 
 

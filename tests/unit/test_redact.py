@@ -71,8 +71,13 @@ def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
         logger = logging.getLogger("httpx-test")
         logger.addHandler(handler)
         logger.warning("HTTP Request: POST https://r.example/v3/%s", KEY)
+        try:
+            raise RuntimeError(f"ConnectError for https://r.example/v3/{KEY}")
+        except RuntimeError:
+            logger.exception("request failed")
         logger.removeHandler(handler)
         assert KEY not in stream.getvalue() and MASK in stream.getvalue()
+        assert "Traceback" in stream.getvalue()
     finally:
         structlog.reset_defaults()
 
