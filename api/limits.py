@@ -7,8 +7,8 @@ multipart parser or a webhook route reads it, chunked bodies included:
 - a declared ``Content-Length`` above the cap is answered 413 without reading a byte;
 - otherwise ``receive`` is wrapped: past the cap, or past the nesting depth, it raises, and
   whatever the app was doing with the body stops there (a multipart upload stops being written).
-  The answer is 413 ``payload_too_large`` or 400 ``json_too_deep``, whatever the app would have
-  answered instead.
+  The answer is 413 ``payload_too_large`` or 400 ``json_too_deep``, in place of whatever the
+  app made of the broken-off body.
 
 The depth is counted on every body but multipart and URL-encoded forms: routes that read raw
 bytes parse them as JSON too, and so does FastAPI when no content type is given.
