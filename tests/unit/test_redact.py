@@ -7,10 +7,14 @@ import io
 import json
 import logging
 
+import httpx
 import pytest
 import structlog
+from fastapi import FastAPI
 from temporalio.exceptions import ApplicationError
 
+from api.errors import install_error_handlers
+from domain.errors import EvmError
 from runtime.interceptors import _redact_exception
 from runtime.logging import RedactingFilter, configure_logging, get_logger
 from runtime.redact import MASK, redact, register_secret, register_settings
@@ -88,3 +92,18 @@ def test_activity_errors_leave_the_worker_redacted() -> None:
     error.__cause__ = cause
     _redact_exception(error)
     assert KEY not in error.message and KEY not in str(cause)
+
+
+async def test_error_answers_are_redacted() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise EvmError(f"eth_blockNumber: 401 for url 'https://base.example/v2/{KEY}'")
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        response = await http.get("/boom")
+    assert response.status_code >= 500
+    assert KEY not in response.text and MASK in response.json()["error"]["message"]
