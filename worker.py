@@ -50,7 +50,10 @@ from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
 from runtime.clients import ipfs_gateway
+from runtime.interceptors import RedactingInterceptor
+from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
+from runtime.redact import register_settings
 from runtime.schedules import ensure_monitor_schedule
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
@@ -65,6 +68,8 @@ from workflows.mpesa_deposit import MpesaDeposit
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 from workflows.verification import Proof, Verification
 
+# after every import: web3 -> py_ecc raised it to 100000
+restore_recursion_limit()
 log = get_logger("worker")
 
 WORKFLOWS: list[type] = [
@@ -111,6 +116,7 @@ class Resources:
 
 
 def build_resources(settings: Settings) -> Resources:
+    register_settings(settings)
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     caches = CacheRegistry()
     fx_cache: TTLCache[Decimal] = caches.register(TTLCache("fx_rate", settings.fx_cache_seconds))
@@ -311,6 +317,8 @@ def build_workers(
     registry = activities_by_queue(resources, client)
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        # activity errors leave the worker without the credentials a provider error may quote
+        "interceptors": [RedactingInterceptor()],
     }
     workers: list[Worker] = []
     for name in queues:

@@ -26,6 +26,7 @@ from domain.search import OperationKind, OperationStatus
 from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
 from runtime.logging import get_logger
+from runtime.redact import redact
 from store.models import Alert, utcnow
 
 log = get_logger("activities.monitor")
@@ -209,7 +210,7 @@ class MonitorActivities:
                 alert = Alert(
                     condition=reading.condition,
                     severity=reading.severity,
-                    message=reading.message,
+                    message=redact(reading.message),
                     value=str(reading.value),
                     threshold=str(reading.threshold),
                     status="open",

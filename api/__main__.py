@@ -1,21 +1,41 @@
-"""``python -m api``: serve the API with uvicorn on API_HOST:API_PORT.
+"""``python -m api``: serve the API with uvicorn on API_HOST:API_PORT, and ``/metrics`` alone on
+METRICS_BIND when set (an internal listener Prometheus scrapes without a token).
 
 Access logs are off: the Daraja callback URL carries a secret token in its path.
 """
 
 from __future__ import annotations
 
+import socket
+
 import uvicorn
 
+from api.metrics import parse_bind
+from runtime.interpreter import restore_recursion_limit
 from runtime.settings import get_settings
 
-if __name__ == "__main__":
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main() -> None:
     settings = get_settings()
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.app:create_app",
         factory=True,
-        host=settings.api_host,
-        port=settings.api_port,
         access_log=False,
         log_level=settings.log_level.lower(),
     )
+    sockets = [bind_socket(settings.api_host, settings.api_port)]
+    if settings.metrics_bind:
+        sockets.append(bind_socket(*parse_bind(settings.metrics_bind)))
+    restore_recursion_limit()
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+if __name__ == "__main__":
+    main()

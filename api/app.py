@@ -14,11 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from solders.keypair import Keypair
+from starlette.types import Scope
 from temporalio.client import Client
 
+from api import public_keys
 from api.errors import install_error_handlers
-from api.metrics import ApiMetrics, install_metrics
+from api.limits import BodyLimits, BodyRefused, RouteCap
+from api.metrics import ApiMetrics, MetricsListenerOnly, install_metrics
 from api.metrics_queues import QueueStatsCache
 from api.routers import (
     alerts,
@@ -42,13 +44,19 @@ from api.routers import (
 )
 from api.upload_sweeper import sweep_forever
 from providers.cache import CacheRegistry, TTLCache
-from providers.evm import EvmClient, LocalSigner
+from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
 from runtime.clients import ipfs_gateway
-from runtime.logging import configure_logging
+from runtime.interpreter import restore_recursion_limit
+from runtime.logging import configure_logging, get_logger
+from runtime.redact import register_settings
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
+
+# after every import: web3 -> py_ecc raised it to 100000 (a deep body then kills the process)
+restore_recursion_limit()
+log = get_logger("api.app")
 
 
 def create_app(
@@ -60,6 +68,7 @@ def create_app(
     """``caches``: the registry ``/api/v1/cache`` reports, this process's; a test that runs the
     worker in the same process passes the worker's, so the FX cache shows there too."""
     settings = settings or get_settings()
+    register_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,9 +88,11 @@ def create_app(
         )
         app.state.ipfs = ipfs_gateway(settings)
         app.state.scanner_ensured_at = None
+        app.state.readiness = health.Readiness(settings)
         app.state.solana = SolanaTicketClient(
             settings.solana_rpc_url,
-            Keypair.from_base58_string(settings.solana_authority_keypair.get_secret_value()),
+            # the public key only: the API reads the fee payer's balance, the worker signs
+            public_keys.solana_authority(settings),
             commitment=settings.solana_commitment,
             timeout_seconds=3,
         )
@@ -92,6 +103,7 @@ def create_app(
                 settings.verification_orphan_upload_seconds,
             )
         )
+        restore_recursion_limit()  # in case a lazy import raised it again
         app.state.started = True
         try:
             yield
@@ -103,6 +115,7 @@ def create_app(
             await app.state.evm.aclose()
             await app.state.ipfs.aclose()
             await app.state.solana.aclose()
+            await app.state.readiness.aclose()
             await engine.dispose()
 
     if temporal is None:
@@ -119,10 +132,9 @@ def create_app(
     app.state.balance_cache = app.state.caches.register(
         TTLCache[float]("wallet_balances", settings.metrics_balance_cache_seconds, max_entries=4)
     )
-    # only the address is kept: the API never signs
-    app.state.treasury_address = LocalSigner(
-        settings.treasury_private_key.get_secret_value()
-    ).address
+    # addresses and public keys only: the API never signs
+    app.state.treasury_address = public_keys.treasury_address(settings)
+    public_keys.deposit_wallet(settings)  # a bad DEPOSIT_XPUB stops the start, not a request
     app.state.queue_stats = QueueStatsCache(
         settings.metrics_cache_seconds,
         timedelta(seconds=settings.metrics_duration_window_seconds),
@@ -151,4 +163,45 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    # the internal metrics listener serves /metrics only
+    app.add_middleware(MetricsListenerOnly, bind=settings.metrics_bind)
+    install_body_limits(app, settings)
     return app
+
+
+def body_caps(settings: Settings) -> list[RouteCap]:
+    """Routes whose body cap is not API_MAX_BODY_BYTES: provider callbacks read at most a small
+    cap before their signature or token is checked; uploads get the upload limit."""
+    webhook = settings.api_webhook_max_body_bytes
+    upload = settings.verification_max_upload_bytes + verification_jobs.MULTIPART_OVERHEAD
+    return [
+        RouteCap("/webhooks/stripe", webhook, "API_WEBHOOK_MAX_BODY_BYTES"),
+        RouteCap("/api/v1/deposit/mpesa-callback/", webhook, "API_WEBHOOK_MAX_BODY_BYTES"),
+        RouteCap(
+            f"{verification_jobs.router.prefix}/verify",
+            upload,
+            "VERIFICATION_MAX_UPLOAD_BYTES",
+            "file",
+        ),
+        RouteCap(
+            f"{verification_jobs.router.prefix}/proof",
+            upload,
+            "VERIFICATION_MAX_UPLOAD_BYTES",
+            "file",
+        ),
+    ]
+
+
+def install_body_limits(app: FastAPI, settings: Settings) -> None:
+    """Added last, so it is the outermost of the app's middleware: it sees every body first."""
+
+    def refused(scope: Scope, error: BodyRefused) -> None:
+        log.warning("request body refused", path=scope.get("path"), code=error.code)
+
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.api_max_body_bytes,
+        max_depth=settings.api_max_json_depth,
+        routes=body_caps(settings),
+        on_refused=refused,
+    )

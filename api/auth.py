@@ -28,8 +28,8 @@ class Role(StrEnum):
     VENUE_ADMIN = "venue_admin"
     #: runs one tenant: its jobs, dead letters, alerts, webhook endpoints
     ADMIN = "admin"
-    #: runs the deployment: providers, shared queues, caches, the platform's alerts, and reads
-    #: every tenant's operations (but acts on none of them in a tenant's name)
+    #: runs the deployment: providers, shared queues, caches, the platform's alerts, readiness
+    #: details, /metrics; reads every tenant's operations (but acts on none in a tenant's name)
     PLATFORM_ADMIN = "platform_admin"
 
 
@@ -87,7 +87,14 @@ def decode_token(token: str, settings: Settings) -> Principal:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_seconds,
-            options={"require": ["sub", "exp"]},
+            options={
+                "require": [
+                    "sub",
+                    "exp",
+                    *(["iss"] if settings.jwt_issuer else []),
+                    *(["aud"] if settings.jwt_audience else []),
+                ]
+            },
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("token expired") from exc

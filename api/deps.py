@@ -16,7 +16,7 @@ from domain.errors import Forbidden, Unauthorized
 from providers.evm import EvmClient
 from runtime.settings import Settings
 
-_bearer = HTTPBearer(auto_error=False, description="JWT with sub, tenant and roles claims")
+bearer = HTTPBearer(auto_error=False, description="JWT with sub, tenant and roles claims")
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -57,7 +57,7 @@ def get_metrics(request: Request) -> ApiMetrics:
 
 def current_user(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")

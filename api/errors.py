@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from domain.errors import SettleError
 from runtime.logging import get_logger
+from runtime.redact import redact
 
 log = get_logger("api.errors")
 
@@ -43,9 +44,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SettleError)
     async def settle_error(_request: Request, exc: SettleError) -> JSONResponse:
+        message = redact(exc.message)
         if exc.status_code >= 500:
-            log.warning("request failed", code=exc.code, message=exc.message)
-        body = ErrorBody(code=exc.code, message=exc.message, field=exc.field)
+            log.warning("request failed", code=exc.code, message=message)
+        body = ErrorBody(code=exc.code, message=message, field=exc.field)
         return JSONResponse(
             {"error": body.model_dump(exclude_none=True)}, status_code=exc.status_code
         )

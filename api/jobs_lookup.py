@@ -38,6 +38,7 @@ from domain.search import (
     OperationStatus,
 )
 from runtime.logging import get_logger
+from runtime.redact import redact
 from runtime.temporal import temporal_unreachable
 
 log = get_logger("api.jobs")
@@ -213,7 +214,7 @@ async def status_error(client: Client, job_id: str) -> str | None:
         log.info("status query unanswered", job_id=job_id, error=str(exc))
         return None
     error = state.get("error") if isinstance(state, dict) else getattr(state, "error", None)
-    return error if isinstance(error, str) and error else None
+    return redact(error) if isinstance(error, str) and error else None
 
 
 async def failure_message(client: Client, job_id: str, run_id: str | None) -> str | None:
@@ -230,7 +231,7 @@ async def failure_message(client: Client, job_id: str, run_id: str | None) -> st
             while failure.HasField("cause") and len(messages) < 4:
                 failure = failure.cause
                 messages.append(failure.message)
-            return ": ".join(m for m in messages if m)
+            return redact(": ".join(m for m in messages if m))
     except (RPCError, RuntimeError) as exc:
         log.info("close event unreadable", job_id=job_id, error=str(exc))
     return None

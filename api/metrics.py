@@ -7,9 +7,51 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.metrics_queues import QueueCollector, SystemCollector
 from api.metrics_tickets import TicketCollector
+
+#: any other method is counted as ``other``: no request can create a new label value
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9100`` for IPv6)."""
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"METRICS_BIND must be host:port, not {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def on_metrics_listener(scope: Scope, settings_bind: str | None) -> bool:
+    """Whether the request came in on METRICS_BIND's listener (same app, second socket)."""
+    if not settings_bind:
+        return False
+    server = scope.get("server")
+    return server is not None and server[1] == parse_bind(settings_bind)[1]
+
+
+class MetricsListenerOnly:
+    """On the METRICS_BIND listener only ``/metrics`` is served; everything else is a 404."""
+
+    def __init__(self, app: ASGIApp, *, bind: str | None) -> None:
+        self.app, self.bind = app, bind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and on_metrics_listener(scope, self.bind)
+            and scope.get("path") != "/metrics"
+        ):
+            response = Response(status_code=404)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class ApiMetrics:
@@ -56,6 +98,7 @@ def install_metrics(app: FastAPI, metrics: ApiMetrics) -> None:
         route = request.scope.get("route")
         # label by route template, never by raw path (ids would explode the label set)
         path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - start)
+        method = method_label(request.method)
+        metrics.requests.labels(method, path, str(response.status_code)).inc()
+        metrics.latency.labels(method, path).observe(time.perf_counter() - start)
         return response

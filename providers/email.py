@@ -36,6 +36,8 @@ class Mailer:
         self._host, self._port, self._sender = host, port, sender
         self._security, self._username, self._password = security, username, password
         self._timeout = timeout_seconds
+        #: the readiness probe's connection, kept between probes (no login per probe)
+        self._probe: aiosmtplib.SMTP | None = None
         self._env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -64,7 +66,15 @@ class Mailer:
         return message
 
     async def check_reachable(self) -> None:
-        """Connect (TLS as configured), log in when configured, NOOP, QUIT: readiness."""
+        """NOOP on a kept connection; connect (TLS as configured) and log in only when there is
+        none or the server dropped it: readiness probes must not log in every few seconds."""
+        if self._probe is not None and self._probe.is_connected:
+            try:
+                await self._probe.noop()
+                return
+            except aiosmtplib.SMTPException:
+                self._probe.close()
+                self._probe = None
         client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -77,8 +87,19 @@ class Mailer:
             if self._username and self._password:
                 await client.login(self._username, self._password)
             await client.noop()
-        finally:
-            await client.quit()
+        except BaseException:
+            client.close()
+            raise
+        self._probe = client
+
+    async def aclose(self) -> None:
+        """Close the probe's connection, if any."""
+        probe, self._probe = self._probe, None
+        if probe is not None and probe.is_connected:
+            try:
+                await probe.quit()
+            except aiosmtplib.SMTPException:
+                probe.close()
 
     async def send(
         self, template: str, context: dict[str, Any], *, to: str, message_id: str

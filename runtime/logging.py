@@ -7,6 +7,32 @@ import sys
 
 import structlog
 
+from runtime.redact import redact, redact_value
+
+
+def redact_event(
+    _logger: object, _method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """No credentials in log lines: every value goes through :func:`runtime.redact.redact`."""
+    return {key: redact_value(value) for key, value in event.items()}
+
+
+_FORMATTER = logging.Formatter()
+
+
+class RedactingFilter(logging.Filter):
+    """The same for the standard library's records (uvicorn, httpx, temporalio, sqlalchemy)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # a traceback quotes the exception's message: format it now, redacted
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+        return True
+
 
 def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     shared: list[structlog.types.Processor] = [
@@ -18,7 +44,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, redact_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
@@ -27,6 +53,9 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -26,6 +26,7 @@ from api.deps import (
 )
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.public_keys import deposit_wallet
 from domain.deposit_watch import (
     ChainScannerInput,
     DepositWatchInput,
@@ -38,7 +39,6 @@ from domain.money import Currency, format_minor, to_minor
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from providers.evm import EvmClient
-from providers.evm.hd import HdWallet
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
@@ -164,7 +164,7 @@ async def _create_row(
     async with sessions.begin() as session:
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
         index = await intents.allocate_hd_index(session, settings.evm_chain)
-        address = HdWallet(settings.deposit_hd_mnemonic.get_secret_value()).address(index)
+        address = deposit_wallet(settings).address(index)
         intent = DepositIntent(
             id=intent_id,
             tenant=principal.tenant,
@@ -340,7 +340,7 @@ async def _subject(session: AsyncSession, user_id: str) -> str | None:
 
 async def _live(client: Client, workflow_id: str) -> DepositWatchState | None:
     try:
-        handle = client.get_workflow_handle_for(deposit_watch.DepositWatch.run, workflow_id)
+        handle = client.get_workflow_handle(workflow_id, result_type=DepositWatchState)
         if (
             await handle.describe(rpc_timeout=timedelta(seconds=2))
         ).status != WorkflowExecutionStatus.RUNNING:

@@ -36,6 +36,7 @@ from api.jobs_lookup import (
 from api.routers.deposits import web_ui_url
 from domain.errors import Conflict, Forbidden
 from runtime.logging import get_logger
+from runtime.redact import redact
 
 log = get_logger("api.jobs")
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -92,7 +93,7 @@ def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]
             state=_activity_state(a.state),
             attempt=a.attempt,
             maximum_attempts=a.maximum_attempts,
-            last_failure=a.last_failure.message if a.HasField("last_failure") else None,
+            last_failure=redact(a.last_failure.message) if a.HasField("last_failure") else None,
         )
         for a in description.raw_description.pending_activities
     ]

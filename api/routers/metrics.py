@@ -3,29 +3,39 @@ metrics (from Temporal visibility, ``api/metrics_queues.py``) and the business m
 database); ``/metrics/json``, ``/metrics/queue-stats`` and ``/metrics/system`` give the same
 figures as JSON.
 
-Who may read what: ``/metrics`` stays open, as before (Prometheus scrapes it; keep the port on the
-internal network). The JSON endpoints take a bearer token with the ``admin`` role.
-``/metrics/json`` and ``/metrics/system`` are service-wide, the same figures ``/metrics`` serves;
-``/metrics/queue-stats`` counts the caller's tenant only, like every other list of jobs.
+Who may read what: ``/metrics`` needs a bearer token with the ``platform_admin`` role, except on
+the internal listener ``METRICS_BIND`` (when set), where Prometheus scrapes it without one.
+``/metrics/json`` and ``/metrics/system`` are service-wide, the same figures ``/metrics`` serves:
+``platform_admin`` only. ``/metrics/queue-stats`` counts the caller's tenant only for a tenant's
+``admin``, like every other list of jobs (every tenant for ``platform_admin``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.deps import MetricsDep, OperatorUser, PlatformAdmin, ReadSessionsDep, TemporalDep
+from api.deps import (
+    MetricsDep,
+    OperatorUser,
+    PlatformAdmin,
+    ReadSessionsDep,
+    TemporalDep,
+    bearer,
+    current_user,
+)
 from api.jobs_lookup import raise_if_unreachable, tenant_query
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, on_metrics_listener
 from api.metrics_queues import QueueSnapshot, QueueStatsCache, histogram_buckets
 from api.metrics_tickets import TicketSnapshot, snapshot
-from domain.errors import EvmError, SolanaError
+from domain.errors import EvmError, Forbidden, SolanaError
 from domain.money import EXPONENT, Currency
 from providers.cache import TTLCache
 from providers.evm.erc20 import Erc20
@@ -86,7 +96,25 @@ async def _queues(request: Request, client: Client, scope: str = "") -> QueueSna
         raise
 
 
-@router.get("/metrics", response_class=Response)
+def scraper(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Open on the METRICS_BIND listener; elsewhere a ``platform_admin`` token."""
+    settings = request.app.state.settings
+    if on_metrics_listener(request.scope, settings.metrics_bind):
+        return
+    principal = current_user(request, credentials)
+    if not principal.is_platform_admin:
+        raise Forbidden("platform_admin role required (or scrape METRICS_BIND)")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: {"description": "no valid token"}, 403: {"description": "not platform_admin"}},
+    dependencies=[Depends(scraper)],
+)
 async def metrics(
     request: Request, api_metrics: MetricsDep, reads: ReadSessionsDep, client: TemporalDep
 ) -> Response:

@@ -56,6 +56,7 @@ from domain.verification import (
     workflow_id_for,
 )
 from runtime.logging import get_logger
+from runtime.redact import redact
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
 from store.models import VerificationJob
@@ -162,7 +163,7 @@ def view(row: VerificationJob, live: VerificationState | None = None) -> JobView
         fileName=row.file_name,
         fileSize=row.file_size,
         result=json.loads(row.result) if row.result else None,
-        error=row.error,
+        error=redact(row.error) if row.error else None,
         createdAt=row.created_at,
         startedAt=row.started_at,
         completedAt=row.completed_at,

@@ -77,7 +77,7 @@ class SolanaTicketClient:
     def __init__(
         self,
         rpc_url: str,
-        authority: Keypair,
+        authority: Keypair | Pubkey,
         *,
         commitment: str = "confirmed",
         timeout_seconds: float = 15.0,
@@ -98,6 +98,8 @@ class SolanaTicketClient:
 
     @property
     def authority_key(self) -> Pubkey:
+        if isinstance(self.authority, Pubkey):
+            return self.authority
         return self.authority.pubkey()
 
     def mint_address(self, ticket_id: str) -> Pubkey:
@@ -332,6 +334,8 @@ class SolanaTicketClient:
         except SolanaRpcException as exc:
             raise SolanaUnavailable(f"getLatestBlockhash: {exc}") from exc
         message = Message.new_with_blockhash(instructions, self.authority_key, blockhash)
+        if not isinstance(self.authority, Keypair):
+            raise SolanaRejected("this client has the authority's public key only: it cannot sign")
         transaction = Transaction([self.authority], message, blockhash)
         try:
             response = await self._rpc.send_raw_transaction(

@@ -26,6 +26,8 @@ from runtime.settings.verification import VerificationSettings
 
 #: every default secret starts with this, so production can refuse to run with one
 PLACEHOLDER_PREFIX = "dev-only-"
+#: an HS256 secret shorter than the hash is guessable offline from any one token
+MIN_JWT_SECRET_BYTES = 32
 #: anvil's and BIP-39's public test mnemonics: anything derived from them is public
 PUBLIC_TEST_MNEMONICS = (
     "test test test test test test test test test test test junk",
@@ -105,6 +107,19 @@ class Settings(
         )
         if self.jwt_algorithm == "RS256" and not self.jwt_public_key_path:
             raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY_PATH")
+        if (
+            self.jwt_algorithm == "HS256"
+            and len(self.jwt_secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES
+        ):
+            raise ValueError(
+                f"SETTLE_ENV=production needs a JWT_SECRET of at least {MIN_JWT_SECRET_BYTES} "
+                "bytes (or JWT_ALGORITHM=RS256)"
+            )
+        if not self.jwt_issuer or not self.jwt_audience:
+            raise ValueError(
+                "SETTLE_ENV=production needs JWT_ISSUER and JWT_AUDIENCE (tokens are checked "
+                "for both)"
+            )
         if placeholders:
             raise ValueError(
                 "SETTLE_ENV=production refuses placeholder secrets; set real values for: "
@@ -119,6 +134,11 @@ class Settings(
             raise ValueError(
                 "SETTLE_ENV=production refuses the local chain's well-known keys and mnemonics: "
                 + ", ".join(dev_keys)
+            )
+        if not self.deposit_xpub:
+            raise ValueError(
+                "SETTLE_ENV=production needs DEPOSIT_XPUB: the API derives deposit addresses from "
+                "it and holds no seed phrase (python -m providers.evm.xpub prints it)"
             )
         if self.uses_embedded_database:
             raise ValueError(

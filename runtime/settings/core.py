@@ -38,6 +38,15 @@ class CoreSettings(BaseModel):
     api_port: int = 8000
     #: how providers (Daraja callbacks, Stripe webhooks) reach this API from outside
     api_public_url: str = "http://127.0.0.1:8000"
+    #: largest request body the API reads, in bytes, chunked bodies included (413 above);
+    #: verification uploads have their own limit (VERIFICATION_MAX_UPLOAD_BYTES)
+    api_max_body_bytes: int = 1024 * 1024
+    #: largest body the provider callbacks (Stripe webhook, Daraja callback) read before their
+    #: signature or token is checked, in bytes
+    api_webhook_max_body_bytes: int = 256 * 1024
+    #: deepest nesting of arrays and objects a JSON body may have (400 above), checked while the
+    #: body streams in, before anything parses it
+    api_max_json_depth: int = 64
 
     #: HS256 (shared secret) or RS256 (public key to verify, private key only for the token command)
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
@@ -55,7 +64,13 @@ class CoreSettings(BaseModel):
     #: are reported with their status and latency). Every check by default, so that a local stack
     #: is ready when every operation can run; production lists fewer (see the compose file)
     health_required_checks: list[HealthCheck] = list(get_args(HealthCheck))
+    #: /health/ready reuses its last answer for this many seconds, so probes cannot multiply
+    #: the calls to the database, Temporal, SMTP, Stripe and the RPCs
+    health_cache_seconds: float = 5.0
 
+    #: host:port of a second, internal listener serving only /metrics without a token (for
+    #: Prometheus on the internal network); empty: /metrics needs a platform_admin token
+    metrics_bind: str | None = None
     #: how long /metrics and /metrics/* reuse the queue figures read from Temporal visibility
     metrics_cache_seconds: float = 10.0
     #: how long the API reuses the wallet balances (SOL fee payer, USDC treasury) it reads for

@@ -11,8 +11,13 @@ TEST_MNEMONIC = (
 
 
 class DepositSettings(BaseModel):
-    #: seed phrase of the deposit addresses (one BIP-44 index per intent)
+    #: seed phrase of the deposit addresses (one BIP-44 index per intent). Nothing running needs
+    #: it once DEPOSIT_XPUB is set: keep it offline (empty here) in production
     deposit_hd_mnemonic: SecretStr = SecretStr(TEST_MNEMONIC)
+    #: extended public key (xpub) of m/44'/60'/0'/0: the API derives deposit addresses from it
+    #: (print it with `python -m providers.evm.xpub`); required in production; empty: derived
+    #: from DEPOSIT_HD_MNEMONIC (local)
+    deposit_xpub: str | None = None
     deposit_intent_ttl_minutes: float = 60.0
     #: bounds of an intent's amount, in whole USDC
     deposit_intent_min_usdc: str = "0.01"

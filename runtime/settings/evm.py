@@ -22,8 +22,12 @@ class EvmSettings(BaseModel):
     #: CredentialRegistry: credential hashes and batch roots are anchored here (the treasury
     #: wallet is its issuer and sends through the wallet writer)
     credential_registry_address: str = SANDBOX_CREDENTIAL_REGISTRY_ADDRESS
-    #: the treasury's key: every transaction from it goes through the wallet writer
+    #: the treasury's key: every transaction from it goes through the wallet writer (the worker
+    #: signs; the API never does: leave it empty in the API's environment)
     treasury_private_key: SecretStr = SecretStr(ANVIL_TREASURY_KEY)
+    #: the treasury's address, for the API (balances in /metrics); empty: derived from
+    #: TREASURY_PRIVATE_KEY
+    treasury_address: str | None = None
 
     #: confirmations before a transfer counts (ignored when EVM_USE_SAFE_TAG is true)
     evm_confirmations: int = 2

@@ -17,6 +17,9 @@ class SolanaSettings(BaseModel):
     solana_commitment: str = "confirmed"
     #: fee payer, mint and freeze authority and permanent delegate of the tickets (base58)
     solana_authority_keypair: SecretStr = SecretStr(SANDBOX_AUTHORITY_KEYPAIR)
+    #: the authority's public key (base58), for the API (fee-payer balance); empty: derived from
+    #: SOLANA_AUTHORITY_KEYPAIR, which only the worker needs
+    solana_authority_pubkey: str | None = None
     solana_timeout_seconds: float = 15.0
     #: how long a sent transaction may take to reach the commitment before it is checked again
     solana_confirm_timeout_seconds: float = 30.0

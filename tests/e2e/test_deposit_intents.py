@@ -175,7 +175,9 @@ async def test_reorg_before_confirmations_is_not_credited(stack: Stack) -> None:
     intent = await view(stack, intent_id, headers)
     receipt = await stack.chain.pay(intent["address"], 6_000_000)
     block = int(receipt["blockNumber"], 16)
-    handle = stack.temporal.get_workflow_handle_for(DepositWatch.run, intent["workflow_id"])
+    handle = stack.temporal.get_workflow_handle(
+        intent["workflow_id"], result_type=DepositWatchState
+    )
 
     async def state() -> DepositWatchState:
         return await handle.query(DepositWatch.status)
@@ -264,8 +266,8 @@ async def test_watch_credits_by_itself_while_the_scanner_is_down(stack: Stack) -
         await stack.chain.pay(intent["address"], 3_000_000)
         done = await until_status(stack, intent_id, headers, {"paid"}, timeout=40)
         assert done["received_minor"] == 3_000_000
-        result = await stack.temporal.get_workflow_handle_for(
-            DepositWatch.run, done["workflow_id"]
+        result = await stack.temporal.get_workflow_handle(
+            done["workflow_id"], result_type=DepositWatchState
         ).result()
         assert result.fallback_queries >= 1
     finally:

@@ -7,6 +7,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.auth import issue_token
 from runtime.settings import Settings
 from sandbox.serve import serve
 from tests.fixtures.stack import Stack
@@ -14,7 +15,7 @@ from tests.fixtures.stack import Stack
 
 async def test_probes(stack: Stack) -> None:
     assert (await stack.api.get("/health/live")).json() == {"status": "ok"}
-    ready = await stack.api.get("/health/ready")
+    ready = await stack.api.get("/health/ready", headers=stack.platform_admin())
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert set(checks) == {
@@ -39,9 +40,10 @@ async def test_probes(stack: Stack) -> None:
 
 async def ready_with(settings: Settings, temporal: Client) -> httpx.Response:
     server = await serve(create_app(settings, temporal=temporal))
+    token = issue_token(settings, subject="ops", tenant="ops", roles=["platform_admin"])
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            return await http.get("/health/ready")
+            return await http.get("/health/ready", headers={"Authorization": f"Bearer {token}"})
     finally:
         await server.stop()
 
@@ -89,7 +91,7 @@ async def test_not_ready_until_the_contracts_are_deployed_and_the_treasury_funde
 
 async def test_metrics_count_requests_by_route_template(stack: Stack) -> None:
     await stack.api.get("/api/v1/deposit/some-id")  # 401, but counted under its template
-    text = (await stack.api.get("/metrics")).text
+    text = (await stack.api.get("/metrics", headers=stack.platform_admin())).text
     assert (
         'http_requests_total{method="GET",route="/api/v1/deposit/{deposit_id}",status="401"}'
         in text

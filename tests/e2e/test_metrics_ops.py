@@ -40,7 +40,7 @@ async def deposit(stack: Stack, headers: dict[str, str], **extra: Any) -> str:
 
 async def scrape(stack: Stack) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     """``/metrics`` as {family: {(sample name, labels): value}}."""
-    response = await stack.api.get("/metrics")
+    response = await stack.api.get("/metrics", headers=stack.platform_admin())
     assert response.status_code == 200
     return {
         family.name: {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
@@ -111,7 +111,9 @@ async def test_json_endpoints_and_who_may_read_them(stack: Stack) -> None:
     # the service-wide figures are the platform's; a tenant's admin reads its own queue stats
     for path in ("/metrics/json", "/metrics/system"):
         assert (await stack.api.get(path, headers=admin)).status_code == 403
-    assert (await stack.api.get("/metrics")).status_code == 200  # Prometheus stays open
+    # Prometheus scrapes with a platform_admin token (or on METRICS_BIND: tests/e2e/test_secrets.py)
+    assert (await stack.api.get("/metrics")).status_code == 401
+    assert (await stack.api.get("/metrics", headers=stack.platform_admin())).status_code == 200
 
     kind = OperationKind.MPESA_DEPOSIT.value
     stats = await eventually(

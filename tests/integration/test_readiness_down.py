@@ -19,11 +19,13 @@ async def test_not_ready_and_503_when_temporal_is_down(database_url: str) -> Non
     server = await serve(create_app(settings))
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            ready = await http.get("/health/ready")
+            from api.auth import issue_token
+
+            ops = issue_token(settings, subject="ops", tenant="ops", roles=["platform_admin"])
+            ready = await http.get("/health/ready", headers={"Authorization": f"Bearer {ops}"})
             assert ready.status_code == 503
             assert ready.json()["checks"]["temporal"]["status"] == "down"
             assert ready.json()["checks"]["database"]["status"] == "up"
-            from api.auth import issue_token
 
             token = issue_token(settings, subject="x", tenant="down", roles=["user"])
             response = await http.post(

@@ -28,6 +28,9 @@ REAL = {
     "solana_authority_keypair": str(Keypair()),
     "stripe_api_key": "sk_live_a-real-key-from-the-vault",
     "stripe_webhook_secret": "whsec_a-real-secret-from-the-vault",
+    "jwt_issuer": "https://auth.settle.example",
+    "deposit_xpub": "xpub6EF8jXqFeFEW5bwMU7RpQtHkzE4KJxcqJtvkCjJumzW8CPpacXkb92ek4WzLQXjL93HycJwTPUAcuNxCqFPKKU5m5Z2Vq4nCyh5CyPeBFFr",
+    "jwt_audience": "settle-api",
 }
 
 
@@ -71,6 +74,41 @@ def test_production_refuses_the_embedded_database() -> None:
 
 def test_production_with_real_values_starts() -> None:
     assert settings(settle_env="production", **REAL).settle_env == "production"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"jwt_secret": "short-but-not-a-placeholder"}, "at least 32 bytes"),
+        ({"jwt_issuer": None}, "JWT_ISSUER and JWT_AUDIENCE"),
+        ({"jwt_audience": ""}, "JWT_ISSUER and JWT_AUDIENCE"),
+        ({"deposit_xpub": None}, "DEPOSIT_XPUB"),
+    ],
+)
+def test_production_needs_a_long_jwt_secret_an_issuer_an_audience_and_an_xpub(
+    change: dict[str, str | None], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        settings(settle_env="production", **{**REAL, **change})
+
+
+def test_tokens_without_the_configured_issuer_or_audience_are_refused() -> None:
+    s = settings(settle_env="production", **REAL)
+    good = issue_token(s, subject="a", tenant="t", roles=["user"])
+    assert decode_token(good, s).subject == "a"
+    for drop in ("iss", "aud"):
+        claims = jwt.decode(good, options={"verify_signature": False})
+        del claims[drop]
+        token = jwt.encode(claims, REAL["jwt_secret"], algorithm="HS256")
+        with pytest.raises(Unauthorized, match=drop):
+            decode_token(token, s)
+    foreign = jwt.encode(
+        {**jwt.decode(good, options={"verify_signature": False}), "aud": "another-api"},
+        REAL["jwt_secret"],
+        algorithm="HS256",
+    )
+    with pytest.raises(Unauthorized, match=r"(?i)audience"):
+        decode_token(foreign, s)
 
 
 def test_local_accepts_embedded_defaults() -> None:
