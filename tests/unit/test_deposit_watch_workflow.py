@@ -4,12 +4,15 @@ of fallback timers takes well under a second."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio import activity
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from domain.deposit_watch import (
@@ -241,3 +244,46 @@ async def test_fallback_finds_what_the_scanner_missed(env: WorkflowEnvironment) 
     state = await run_watch(env, fake, 2_000_000)
     assert state.status == IntentStatus.PAID
     assert fake.fallbacks == 2
+
+
+# --- recording histories for tests/unit/test_replay.py -------------------------------------------
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "deposit_watch"
+
+
+async def _record() -> None:
+    """``python -m tests.unit.test_deposit_watch_workflow``: record this shape's histories."""
+    from tests.fixtures.temporal import start_time_skipping
+
+    scenarios: dict[str, tuple[int, list[TransferSeen], FakeChain]] = {}
+    seen = transfer(1, 5_000_000)
+    scenarios["v1_confirmed_paid"] = (
+        5_000_000,
+        [seen],
+        FakeChain(outcomes={seen.key: [("pending", 3), ("confirmed", 0)]}),
+    )
+    gone = transfer(2, 4_000_000, block_hash="0xold")
+    scenarios["v1_reorged_then_expired"] = (
+        4_000_000,
+        [gone, transfer(3, 1_000_000)],
+        FakeChain(outcomes={gone.key: [("reorged", 0)]}),
+    )
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    async with await start_time_skipping() as env:
+        for name, (amount, signals, fake) in scenarios.items():
+            path = HISTORIES / f"{name}.json"
+            if path.exists():
+                sys.exit(f"{path} exists: histories are never re-recorded")
+            captured: list[WorkflowHistory] = []
+
+            async def keep(handle, captured=captured) -> None:
+                await handle.result()
+                captured.append(await handle.fetch_history())
+
+            await run_watch(env, fake, amount, signals=signals, before_result=keep)
+            path.write_text(captured[0].to_json())
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_record())
