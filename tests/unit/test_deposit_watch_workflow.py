@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
@@ -32,7 +33,7 @@ from domain.deposit_watch import (
     WatchConfig,
 )
 from domain.queues import ActivityQueue
-from domain.search import OperationKind, start_attributes
+from domain.search import SETTLE_STATUS, OperationKind, start_attributes
 from tests.fixtures.temporal import new_prefix, running_workers
 from workflows.deposit_watch import DepositWatch
 
@@ -59,6 +60,8 @@ class FakeChain:
     credited: list[TransferSeen] = field(default_factory=list)
     marked: list[MarkTransferInput] = field(default_factory=list)
     closed: list[CloseIntentInput] = field(default_factory=list)
+    #: how many credits fail (non-retryably, as a zero posting did) before they succeed
+    credit_failures: int = 0
 
     def activities(self) -> dict[ActivityQueue, list]:
         @activity.defn(name="chain.check_transfers")
@@ -79,6 +82,11 @@ class FakeChain:
 
         @activity.defn(name="intents.credit_transfer")
         async def credit_transfer(request: CreditTransferInput) -> IntentTotals:
+            if self.credit_failures > 0:
+                self.credit_failures -= 1
+                raise ApplicationError(
+                    "a posting of zero moves nothing", type="UnbalancedEntry", non_retryable=True
+                )
             self.credited.append(request.transfer)
             return IntentTotals(
                 intent_id=request.intent_id,
@@ -244,6 +252,87 @@ async def test_fallback_finds_what_the_scanner_missed(env: WorkflowEnvironment) 
     state = await run_watch(env, fake, 2_000_000)
     assert state.status == IntentStatus.PAID
     assert fake.fallbacks == 2
+
+
+async def until(handle, predicate, what: str):
+    for _ in range(500):
+        state = await handle.query(DepositWatch.status)
+        if predicate(state):
+            return state
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_dust_neither_wakes_the_watch_nor_spends_its_checks(
+    env: WorkflowEnvironment,
+) -> None:
+    """50 dust transfers (and a zero) one by one, then the real payment: credited, and the watch
+    spent no check on the dust (before the fix each one woke it: 50 checks > max_checks)."""
+    real = transfer(99, 5_000_000)
+    fake = FakeChain()
+
+    async def dust_then_pay(handle) -> None:
+        for n in range(51):
+            await handle.signal(DepositWatch.transfer_seen, transfer(n + 1, 0 if n == 0 else 5))
+            await handle.query(DepositWatch.status)  # one signal per activation
+        await handle.signal(DepositWatch.transfer_seen, real)
+
+    state = await run_watch(
+        env,
+        fake,
+        5_000_000,
+        config=WatchConfig(max_checks=20, min_amount_minor=10_000),
+        before_result=dust_then_pay,
+    )
+    assert state.status == IntentStatus.PAID
+    assert [t.key for t in fake.credited] == [real.key]
+    assert state.ignored == 51 and state.checks <= 3
+
+
+async def test_zero_value_transfer_is_ignored_even_with_no_minimum(
+    env: WorkflowEnvironment,
+) -> None:
+    real = transfer(2, 1_000_000)
+    fake = FakeChain()
+    state = await run_watch(
+        env, fake, 1_000_000, signals=[transfer(1, 0), real], config=WatchConfig(min_amount_minor=0)
+    )
+    assert state.status == IntentStatus.PAID
+    assert [t.key for t in fake.credited] == [real.key] and state.ignored == 1
+
+
+async def test_a_failing_credit_parks_the_watch_and_retry_credits(
+    env: WorkflowEnvironment,
+) -> None:
+    seen = transfer(1, 3_000_000)
+    fake = FakeChain(credit_failures=1)
+
+    async def retry_when_parked(handle) -> None:
+        parked = await until(handle, lambda s: s.needs_attention, "the watch to park")
+        assert parked.error and parked.error.startswith("credit failed: UnbalancedEntry")
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(SETTLE_STATUS) == "needs_attention"
+        await handle.signal("retry")
+
+    state = await run_watch(env, fake, 3_000_000, signals=[seen], before_result=retry_when_parked)
+    assert state.status == IntentStatus.PAID and not state.needs_attention
+    assert [t.key for t in fake.credited] == [seen.key]
+
+
+async def test_an_abandoned_credit_is_marked_and_the_watch_goes_on(
+    env: WorkflowEnvironment,
+) -> None:
+    seen = transfer(1, 3_000_000)
+    fake = FakeChain(credit_failures=1)
+
+    async def abandon_when_parked(handle) -> None:
+        await until(handle, lambda s: s.needs_attention, "the watch to park")
+        await handle.signal("abandon", "credited by hand")
+
+    state = await run_watch(env, fake, 3_000_000, signals=[seen], before_result=abandon_when_parked)
+    assert state.status == IntentStatus.EXPIRED and fake.credited == []
+    assert state.abandoned == [seen.key]
+    assert [(m.transfer.key, m.status.value) for m in fake.marked] == [(seen.key, "abandoned")]
 
 
 # --- recording histories for tests/unit/test_replay.py -------------------------------------------
