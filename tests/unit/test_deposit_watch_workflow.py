@@ -4,7 +4,6 @@ of fallback timers takes well under a second."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 from temporalio.client import WorkflowHistory
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.deposit_watch import (
@@ -341,35 +340,63 @@ HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "deposit_watch"
 
 
 async def _record() -> None:
-    """``python -m tests.unit.test_deposit_watch_workflow``: record this shape's histories."""
+    """``python -m tests.unit.test_deposit_watch_workflow``: record the histories not yet kept
+    (a history, once kept, is never re-recorded)."""
     from tests.fixtures.temporal import start_time_skipping
 
-    scenarios: dict[str, tuple[int, list[TransferSeen], FakeChain]] = {}
-    seen = transfer(1, 5_000_000)
-    scenarios["v1_confirmed_paid"] = (
-        5_000_000,
-        [seen],
-        FakeChain(outcomes={seen.key: [("pending", 3), ("confirmed", 0)]}),
-    )
-    gone = transfer(2, 4_000_000, block_hash="0xold")
-    scenarios["v1_reorged_then_expired"] = (
-        4_000_000,
-        [gone, transfer(3, 1_000_000)],
-        FakeChain(outcomes={gone.key: [("reorged", 0)]}),
-    )
+    async def retry_when_parked(handle) -> None:
+        await until(handle, lambda s: s.needs_attention, "the watch to park")
+        await handle.signal("retry")
+
+    seen, gone = transfer(1, 5_000_000), transfer(2, 4_000_000, block_hash="0xold")
+    scenarios = {
+        # the shape before dust and parking (v1)
+        "v1_confirmed_paid": (
+            5_000_000,
+            [seen],
+            FakeChain(outcomes={seen.key: [("pending", 3), ("confirmed", 0)]}),
+            None,
+            None,
+        ),
+        "v1_reorged_then_expired": (
+            4_000_000,
+            [gone, transfer(3, 1_000_000)],
+            FakeChain(outcomes={gone.key: [("reorged", 0)]}),
+            None,
+            None,
+        ),
+        # dust ignored, a failing credit parked then retried (v2)
+        "v2_dust_then_paid": (
+            5_000_000,
+            [transfer(4, 0), transfer(5, 3), seen],
+            FakeChain(),
+            WatchConfig(min_amount_minor=10_000),
+            None,
+        ),
+        "v2_credit_parked_then_retried": (
+            5_000_000,
+            [seen],
+            FakeChain(credit_failures=1),
+            None,
+            retry_when_parked,
+        ),
+    }
     HISTORIES.mkdir(parents=True, exist_ok=True)
     async with await start_time_skipping() as env:
-        for name, (amount, signals, fake) in scenarios.items():
+        for name, (amount, signals, fake, config, during) in scenarios.items():
             path = HISTORIES / f"{name}.json"
             if path.exists():
-                sys.exit(f"{path} exists: histories are never re-recorded")
+                print(f"kept {path}")
+                continue
             captured: list[WorkflowHistory] = []
 
-            async def keep(handle, captured=captured) -> None:
+            async def keep(handle, captured=captured, during=during) -> None:
+                if during is not None:
+                    await during(handle)
                 await handle.result()
                 captured.append(await handle.fetch_history())
 
-            await run_watch(env, fake, amount, signals=signals, before_result=keep)
+            await run_watch(env, fake, amount, signals=signals, config=config, before_result=keep)
             path.write_text(captured[0].to_json())
             print(f"wrote {path}")
 
