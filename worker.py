@@ -255,6 +255,7 @@ def activities_by_queue(
             evm_write.submit,
             evm_write.transfer_usdc,
             evm_write.await_confirmations,
+            evm_write.cancel,
         ],
         ActivityQueue.FX: [fx.quote],
         ActivityQueue.SOLANA: [
