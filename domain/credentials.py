@@ -131,6 +131,16 @@ class AnchorInput(Routed):
     registry: str
     calldata: str
     config: AnchorConfig = Field(default_factory=AnchorConfig)
+    #: >1: a new run for an anchor whose earlier run failed before failed anchors could be
+    #: retried in place; the run first settles the transaction of attempt ``attempt - 1``
+    attempt: int = Field(default=1, ge=1)
+
+
+def anchor_tx_key(credential_key: str, attempt: int) -> str:
+    """The wallet writer's idempotency key of an anchor's attempt: the first one keeps the key
+    anchors always had; each retry sends a transaction of its own."""
+    base = f"credential:{credential_key}"
+    return base if attempt == 1 else f"{base}:attempt-{attempt}"
 
 
 class AnchorOutcome(BaseModel):

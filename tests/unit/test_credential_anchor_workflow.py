@@ -21,7 +21,13 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.credentials import AnchorConfig, AnchorInput, AnchorOutcome, AnchorSubmitInput
+from domain.credentials import (
+    AnchorConfig,
+    AnchorInput,
+    AnchorOutcome,
+    AnchorSubmitInput,
+    anchor_tx_key,
+)
 from domain.evm import AwaitTxInput, CancelOutcome, CancelTxInput, SubmittedTx, TxReceipt
 from domain.queues import ActivityQueue
 from domain.search import SETTLE_STATUS, OperationKind, start_attributes
@@ -103,7 +109,11 @@ def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
 
 
 async def run_anchor(
-    env: WorkflowEnvironment, fake: FakeChain, during=None, keep: list | None = None
+    env: WorkflowEnvironment,
+    fake: FakeChain,
+    during=None,
+    keep: list | None = None,
+    attempt: int = 1,
 ) -> AnchorOutcome:
     prefix = new_prefix()
     async with running_workers(
@@ -121,6 +131,7 @@ async def run_anchor(
                 calldata="0xfeed",
                 config=AnchorConfig(max_attempts=1, retry_initial_seconds=1),
                 task_queue_prefix=prefix,
+                attempt=attempt,
             ),
             id=f"credential-anchor-{uuid.uuid4()}",
             task_queue=f"{prefix}workflows",
@@ -143,6 +154,57 @@ async def until_parked(handle: WorkflowHandle) -> None:
     raise AssertionError("the anchor never parked")
 
 
+K1, K2 = anchor_tx_key(KEY, 1), anchor_tx_key(KEY, 2)
+
+
+async def test_a_failed_anchor_cancels_its_transaction_parks_and_retry_sends_a_new_one(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeChain(submit_errors=["EvmUnavailable"])
+
+    async def retry(handle: WorkflowHandle) -> None:
+        await until_parked(handle)
+        state = await handle.query(CredentialAnchor.status)
+        assert state.status == "failed" and "EvmUnavailable" in state.error
+        await handle.signal("retry")
+
+    outcome = await run_anchor(env, fake, during=retry)
+    assert outcome.status == "confirmed" and outcome.block_number == 42
+    assert fake.submitted == [K1, K2] and fake.cancelled == [K1]
+    assert [r.status.value for r in fake.recorded] == ["failed", "pending", "confirmed"]
+    assert f"credential:{KEY}" == K1  # the first attempt keeps the key anchors always had
+
+
+async def test_a_failed_anchor_whose_transaction_landed_is_confirmed(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeChain(submit_errors=["EvmUnavailable"], cancel_outcome="landed")
+    outcome = await run_anchor(env, fake)
+    assert outcome.status == "confirmed" and outcome.tx_hash == "0x" + "ab" * 32
+    assert fake.cancelled == [K1] and [r.status.value for r in fake.recorded] == ["confirmed"]
+
+
+async def test_an_abandoned_anchor_stays_failed(env: WorkflowEnvironment) -> None:
+    fake = FakeChain(submit_errors=["EvmReverted"])
+
+    async def abandon(handle: WorkflowHandle) -> None:
+        await until_parked(handle)
+        await handle.signal("abandon", "anchored by hand")
+
+    outcome = await run_anchor(env, fake, during=abandon)
+    assert outcome.status == "failed" and outcome.error.startswith("abandoned: anchored by hand")
+    assert fake.submitted == [K1]
+
+
+async def test_a_new_run_after_an_old_failure_settles_the_old_transaction_first(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeChain()
+    outcome = await run_anchor(env, fake, attempt=2)
+    assert outcome.status == "confirmed"
+    assert fake.cancelled == [K1] and fake.submitted == [K2]
+
+
 if __name__ == "__main__":
 
     async def _record() -> None:
@@ -151,7 +213,13 @@ if __name__ == "__main__":
         scenarios = {
             "v1_confirmed": FakeChain(),
             "v1_submit_failed": FakeChain(submit_errors=["EvmRejected"]),
+            "v2_failed_cancelled_then_retried": FakeChain(submit_errors=["EvmUnavailable"]),
         }
+
+        async def retry(handle: WorkflowHandle) -> None:
+            await until_parked(handle)
+            await handle.signal("retry")
+
         HISTORIES.mkdir(parents=True, exist_ok=True)
         async with await start_time_skipping() as env:
             for name, fake in scenarios.items():
@@ -160,7 +228,8 @@ if __name__ == "__main__":
                     print(f"kept {path}")
                     continue
                 kept: list[WorkflowHistory] = []
-                await run_anchor(env, fake, keep=kept)
+                during = retry if name.startswith("v2_failed") else None
+                await run_anchor(env, fake, during=during, keep=kept)
                 path.write_text(kept[0].to_json())
                 print(f"wrote {path}")
 
