@@ -165,7 +165,8 @@ async def test_a_failed_anchor_cancels_its_transaction_parks_and_retry_sends_a_n
     async def retry(handle: WorkflowHandle) -> None:
         await until_parked(handle)
         state = await handle.query(CredentialAnchor.status)
-        assert state.status == "failed" and "EvmUnavailable" in state.error
+        assert state is not None and state.status == "failed"
+        assert "EvmUnavailable" in (state.error or "")
         await handle.signal("retry")
 
     outcome = await run_anchor(env, fake, during=retry)
@@ -192,7 +193,8 @@ async def test_an_abandoned_anchor_stays_failed(env: WorkflowEnvironment) -> Non
         await handle.signal("abandon", "anchored by hand")
 
     outcome = await run_anchor(env, fake, during=abandon)
-    assert outcome.status == "failed" and outcome.error.startswith("abandoned: anchored by hand")
+    assert outcome.status == "failed"
+    assert (outcome.error or "").startswith("abandoned: anchored by hand")
     assert fake.submitted == [K1]
 
 
