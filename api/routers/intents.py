@@ -504,7 +504,10 @@ def _latest(rows: Iterable[DepositTransfer]) -> DepositTransfer | None:
     "/{intent_id}/credit-late",
     status_code=202,
     response_model=LateCreditView,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses={
+        200: {"model": LateCreditView, "description": "already credited: nothing changed"},
+        **error_responses(401, 403, 404, 409, 422, 503),
+    },
 )
 async def credit_late_transfer(
     intent_id: str,
