@@ -15,7 +15,7 @@ is counted in ``status.ignored`` and dropped. A credit that fails (patch
 ``deposit-watch-parks-failed-credit``) parks the watch (``needs_attention``) for ``retry`` or
 ``abandon`` instead of failing it; an abandoned transfer can still be credited by an admin.
 
-``LateTransferCredit`` (``deposit-late-credit-<chain>-<tx hash>-<log index>``) credits a
+``LateTransferCredit`` (``deposit-late-credit-<intent id>-<tx hash>-<log index>``) credits a
 transfer that arrived after its intent closed, once an admin asks: it checks the transfer's
 confirmations and block on chain first, then credits it under the same ledger key as any credit.
 """
@@ -59,9 +59,10 @@ def workflow_id_for(intent_id: str) -> str:
     return f"deposit-watch-{intent_id}"
 
 
-def late_credit_workflow_id(chain: str, tx_hash: str, log_index: int) -> str:
-    """One late credit per transfer, whoever asks and however often."""
-    return f"deposit-late-credit-{chain}-{tx_hash.lower()}-{log_index}"
+def late_credit_workflow_id(intent_id: str, tx_hash: str, log_index: int) -> str:
+    """One late credit per transfer (a transfer goes to one intent's address), whoever asks and
+    however often; the ledger key (chain, tx hash, log index) is what makes it credit once."""
+    return f"deposit-late-credit-{intent_id}-{tx_hash.lower()}-{log_index}"
 
 
 #: dust and zero-value transfers neither wake the watch nor spend its checks

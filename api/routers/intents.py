@@ -424,7 +424,7 @@ async def credit_late(
             for row in await intents.transfers_of(session, intent.id)
             if row.tx_hash == tx_hash and row.log_index == log_index
         ]
-    workflow_id = deposit_watch.late_credit_workflow_id(intent.chain, tx_hash, log_index)
+    workflow_id = deposit_watch.late_credit_workflow_id(intent.id, tx_hash, log_index)
     view = LateCreditView(
         intent_id=intent.id,
         tx_hash=tx_hash,

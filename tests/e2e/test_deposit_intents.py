@@ -327,6 +327,13 @@ async def test_late_transfer_is_credited_once_by_an_admin(stack: Stack) -> None:
     admin = stack.auth("ops", tenant, roles=("admin",))
     intent_id = await short_intent(stack, "cid", tenant, 2_000_000, ttl_seconds=2)
     intent = await until_status(stack, intent_id, headers, {"expired"}, timeout=30)
+    poison = await stack.chain.pay(intent["address"], 0)
+    dust = await eventually(
+        lambda: view(stack, intent_id, headers),
+        lambda v: len(v["transfers"]) == 1,
+        what="the 0-value transfer after expiry to be recorded",
+    )
+    assert dust["transfers"][0]["status"] == "ignored" and not dust["late_transfer_seen"]
     receipt = await stack.chain.pay(intent["address"], 2_000_000)
     await eventually(
         lambda: view(stack, intent_id, headers),
@@ -334,6 +341,13 @@ async def test_late_transfer_is_credited_once_by_an_admin(stack: Stack) -> None:
         what="the late transfer to be flagged",
     )
     path = f"/api/v1/deposit/intent/{intent_id}/credit-late"
+    # dust is not creditable this way
+    refused = await stack.api.post(
+        path,
+        json={"tx_hash": poison["transactionHash"], "log_index": 0},
+        headers=stack.auth("ops", tenant, roles=("admin",)),
+    )
+    assert refused.status_code == 409, refused.text
     body = {"tx_hash": receipt["transactionHash"], "log_index": 0}
 
     # the owner is not an operator; another tenant's admin does not see the intent
@@ -352,7 +366,7 @@ async def test_late_transfer_is_credited_once_by_an_admin(stack: Stack) -> None:
     assert job["status"] == "crediting"
     credited = await eventually(
         lambda: view(stack, intent_id, headers),
-        lambda v: [t["status"] for t in v["transfers"]] == ["credited"],
+        lambda v: [t["status"] for t in v["transfers"]] == ["ignored", "credited"],
         what="the late transfer to be credited",
     )
     assert credited["received_minor"] == 2_000_000
