@@ -26,6 +26,8 @@ from domain.deposit_watch import (
     FallbackResult,
     IntentStatus,
     IntentTotals,
+    LateCreditInput,
+    LateCreditState,
     MarkTransferInput,
     TransferCheck,
     TransferSeen,
@@ -34,7 +36,7 @@ from domain.deposit_watch import (
 from domain.queues import ActivityQueue
 from domain.search import SETTLE_STATUS, OperationKind, start_attributes
 from tests.fixtures.temporal import new_prefix, running_workers
-from workflows.deposit_watch import DepositWatch
+from workflows.deposit_watch import DepositWatch, LateTransferCredit
 
 
 def transfer(n: int, amount: int, block: int = 100, block_hash: str = "0xaa") -> TransferSeen:
@@ -332,6 +334,68 @@ async def test_an_abandoned_credit_is_marked_and_the_watch_goes_on(
     assert state.status == IntentStatus.EXPIRED and fake.credited == []
     assert state.abandoned == [seen.key]
     assert [(m.transfer.key, m.status.value) for m in fake.marked] == [(seen.key, "abandoned")]
+
+
+async def run_late_credit(
+    env: WorkflowEnvironment, fake: FakeChain, seen: TransferSeen, during=None
+) -> LateCreditState:
+    prefix = new_prefix()
+    async with running_workers(
+        env.client, prefix, workflows=[LateTransferCredit], activities=fake.activities()
+    ):
+        intent_id = str(uuid.uuid4())
+        handle = await env.client.start_workflow(
+            LateTransferCredit.run,
+            LateCreditInput(
+                intent_id=intent_id,
+                tenant="t",
+                chain="base",
+                chain_id=31337,
+                transfer=seen,
+                requested_by="ops",
+                credit_max_attempts=1,
+                task_queue_prefix=prefix,
+            ),
+            id=f"deposit-late-credit-{intent_id}-{seen.tx_hash}-0",
+            task_queue=f"{prefix}workflows",
+            search_attributes=start_attributes(OperationKind.DEPOSIT_WATCH, "t", "ops"),
+        )
+        if during is not None:
+            await during(handle)
+        return await handle.result()
+
+
+async def test_late_credit_waits_for_confirmations_then_credits(env: WorkflowEnvironment) -> None:
+    seen = transfer(1, 2_000_000)
+    fake = FakeChain(outcomes={seen.key: [("pending", 3), ("confirmed", 0)]})
+    state = await run_late_credit(env, fake, seen)
+    assert state.status == "credited" and fake.checks == 2
+    assert [t.key for t in fake.credited] == [seen.key]
+
+
+async def test_late_credit_of_a_reorged_transfer_credits_nothing(env: WorkflowEnvironment) -> None:
+    seen = transfer(1, 2_000_000)
+    fake = FakeChain(outcomes={seen.key: [("reorged", 0)]})
+    state = await run_late_credit(env, fake, seen)
+    assert state.status == "reorged" and fake.credited == []
+    assert [m.status.value for m in fake.marked] == ["reorged"]
+
+
+async def test_late_credit_that_fails_parks_for_retry(env: WorkflowEnvironment) -> None:
+    seen = transfer(1, 2_000_000)
+    fake = FakeChain(credit_failures=1)
+
+    async def retry(handle) -> None:
+        for _ in range(500):
+            if (await handle.query(LateTransferCredit.status)).status == "needs_attention":
+                break
+            await asyncio.sleep(0.02)
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(SETTLE_STATUS) == "needs_attention"
+        await handle.signal("retry")
+
+    state = await run_late_credit(env, fake, seen, during=retry)
+    assert state.status == "credited" and [t.key for t in fake.credited] == [seen.key]
 
 
 # --- recording histories for tests/unit/test_replay.py -------------------------------------------
