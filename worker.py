@@ -62,7 +62,7 @@ from store.db import make_engine, make_session_factory
 from workflows.anchor_batcher import AnchorBatcher
 from workflows.chain_scanner import ChainScanner
 from workflows.credentials import CredentialAnchor
-from workflows.deposit_watch import DepositWatch
+from workflows.deposit_watch import DepositWatch, LateTransferCredit
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
@@ -75,6 +75,7 @@ log = get_logger("worker")
 WORKFLOWS: list[type] = [
     MpesaDeposit,
     DepositWatch,
+    LateTransferCredit,
     ChainScanner,
     TicketPurchase,
     Refund,
@@ -260,6 +261,7 @@ def activities_by_queue(
             evm_write.submit,
             evm_write.transfer_usdc,
             evm_write.await_confirmations,
+            evm_write.cancel,
         ],
         ActivityQueue.FX: [fx.quote],
         ActivityQueue.SOLANA: [

@@ -25,6 +25,7 @@ from domain.deposit_watch import (
     TransferCheck,
     TransferSeen,
     TransferStatus,
+    qualifies,
 )
 from providers.evm import EvmClient, LogFilter
 from providers.evm.erc20 import TRANSFER_TOPIC, TransferLog, decode_transfer
@@ -87,7 +88,7 @@ class ChainReadActivities:
         )
         transfers = [t for t in (decode_transfer(entry) for entry in logs) if t is not None]
         matches: list[IntentMatch] = []
-        late = 0
+        late = ignored = 0
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             found = await intents.by_addresses(
@@ -98,7 +99,11 @@ class ChainReadActivities:
                 if intent is None:
                     continue
                 seen = _seen(transfer)
-                if intents.is_open(intent, now):
+                if not qualifies(seen.amount_minor, request.min_amount_minor):
+                    # dust or zero (address poisoning): kept for the record, nothing more
+                    if await intents.record_transfer(session, intent, seen, TransferStatus.IGNORED):
+                        ignored += 1
+                elif intents.is_open(intent, now):
                     if await intents.record_transfer(session, intent, seen, TransferStatus.SEEN):
                         matches.append(
                             IntentMatch(
@@ -116,7 +121,12 @@ class ChainReadActivities:
                     )
             await intents.set_checkpoint(session, request.chain, head)
         return ScanResult(
-            from_block=start, to_block=head, logs=len(logs), matches=matches, late=late
+            from_block=start,
+            to_block=head,
+            logs=len(logs),
+            matches=matches,
+            late=late,
+            ignored=ignored,
         )
 
     @activity.defn(name="chain.check_transfers")
@@ -157,6 +167,7 @@ class ChainReadActivities:
                     row
                     for row in await intents.transfers_of(session, request.intent_id)
                     if row.status == TransferStatus.SEEN
+                    and qualifies(row.amount_minor, request.min_amount_minor)
                 ]
                 return FallbackResult(
                     transfers=[
@@ -183,11 +194,13 @@ class ChainReadActivities:
             ),
             self._max_range,
         )
-        seen = [_seen(t) for t in (decode_transfer(entry) for entry in logs) if t is not None]
+        found = [_seen(t) for t in (decode_transfer(entry) for entry in logs) if t is not None]
+        seen = [t for t in found if qualifies(t.amount_minor, request.min_amount_minor)]
         async with self._sessions.begin() as session:
             intent = await intents.get(session, request.intent_id)
-            for transfer in seen:
-                await intents.record_transfer(session, intent, transfer, TransferStatus.SEEN)
+            for transfer in found:
+                status = TransferStatus.SEEN if transfer in seen else TransferStatus.IGNORED
+                await intents.record_transfer(session, intent, transfer, status)
         log.warning(
             "scanner stale: a watch read the chain itself",
             intent_id=request.intent_id,

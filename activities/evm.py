@@ -9,6 +9,10 @@ for any number of worker processes and is easy to inspect.
   transaction under the caller's idempotency key, commits, and only then broadcasts. A retry (after
   a crash, a timeout, anything) finds the key and re-broadcasts the same signed bytes, so one key is
   one transaction: never two.
+* ``evm.cancel`` makes sure a transaction its caller gave up on can never land later unnoticed:
+  when it is not mined yet, it is replaced by a 0-value transfer to the treasury itself with the
+  same nonce (fees bumped like any replacement) and that is waited for; when it was mined first,
+  its receipt is reported instead (the caller's status follows it).
 * ``evm.await_confirmations`` waits (heartbeating) for a receipt and the required confirmations,
   checking that the block is still canonical; re-broadcasts a transaction the node forgot; replaces
   one not mined within ``EVM_STUCK_AFTER_SECONDS`` with fees at least ``EVM_FEE_BUMP_PERCENT``
@@ -26,7 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from domain.errors import EvmRejected, EvmReverted
-from domain.evm import AwaitTxInput, SubmittedTx, SubmitTxInput, TransferUsdcInput, TxReceipt
+from domain.evm import (
+    AwaitTxInput,
+    CancelOutcome,
+    CancelTxInput,
+    SubmittedTx,
+    SubmitTxInput,
+    TransferUsdcInput,
+    TxReceipt,
+)
 from providers.evm import EvmClient, FeeQuote, LocalSigner
 from providers.evm.client import GWEI, EvmAlreadyKnown, EvmNonceTooLow, EvmUnderpriced
 from providers.evm.erc20 import transfer_calldata
@@ -40,6 +52,20 @@ log = get_logger("activities.evm")
 
 def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+#: gas of a plain transfer with no data: what a cancel costs
+CANCEL_GAS = 21_000
+
+
+def _is_cancel(tx: EvmTransaction, wallet: str) -> bool:
+    """A transaction whose payload was turned into a 0-value transfer to ourselves."""
+    return tx.to_address.lower() == wallet.lower() and tx.data in ("", "0x") and tx.value == "0"
+
+
+def _to_self(receipt: dict[str, Any], writer: EvmWriteActivities) -> bool:
+    """Whether a mined transaction of ours went to ourselves (only a cancel does)."""
+    return str(receipt.get("to") or "").lower() == writer.address.lower()
 
 
 def _int(value: Any) -> int:
@@ -110,6 +136,11 @@ class EvmWriteActivities:
         async with self._reads() as session:
             known = await records.by_key(session, request.idempotency_key)
         if known is not None:
+            if _is_cancel(known, self.address) and request.to.lower() != self.address.lower():
+                raise EvmRejected(
+                    f"the transaction under {request.idempotency_key!r} was cancelled "
+                    f"(nonce {known.nonce}); send again under a new key"
+                )
             await self._rebroadcast(known.id)
             return SubmittedTx(
                 idempotency_key=request.idempotency_key,
@@ -280,6 +311,93 @@ class EvmWriteActivities:
             assert stored is not None and tx is not None
             records.mark_broadcast(stored, tx)
 
+    # --- cancellation --------------------------------------------------------------------------
+
+    @activity.defn(name="evm.cancel")
+    async def cancel(self, request: CancelTxInput) -> CancelOutcome:
+        """Settle the fate of the transaction under the key: replace it, if it is not mined yet,
+        with a 0-value self-transfer of the same nonce, and wait until one of the two has its
+        confirmations. Heartbeats; a retry resumes (the replacement is stored like any attempt).
+        """
+        await self._client.ensure_chain()
+        key = request.idempotency_key
+        confirm = AwaitTxInput(
+            idempotency_key=key,
+            confirmations=request.confirmations,
+            use_safe_tag=request.use_safe_tag,
+        )
+        while True:
+            async with self._reads() as session:
+                tx = await records.by_key(session, key)
+                if tx is None:
+                    return CancelOutcome(idempotency_key=key, outcome="never_submitted")
+                tx_id, nonce = tx.id, tx.nonce
+                cancelling = _is_cancel(tx, self.address)
+                attempts = await records.attempts(session, tx.id)
+            activity.heartbeat({"nonce": nonce, "attempts": len(attempts)})
+            receipt = await self._mined_receipt(attempts)
+            if receipt is not None:
+                landed = not _to_self(receipt, self)
+                try:
+                    done = await self._confirmed(tx_id, receipt, confirm)
+                except EvmReverted:
+                    return CancelOutcome(
+                        idempotency_key=key,
+                        outcome="reverted",
+                        nonce=nonce,
+                        tx_hash=str(receipt["transactionHash"]),
+                    )
+                if done is not None:
+                    if landed:
+                        log.warning("a transaction being cancelled landed", key=key, nonce=nonce)
+                    return CancelOutcome(
+                        idempotency_key=key,
+                        outcome="landed" if landed else "cancelled",
+                        nonce=nonce,
+                        tx_hash=done.tx_hash,
+                        receipt=done if landed else None,
+                    )
+            elif not cancelling:
+                await self._sign_cancel(tx_id)
+                await self._rebroadcast(tx_id)
+            else:
+                await self._keep_moving(tx_id, attempts)
+            await asyncio.sleep(self._config.poll_interval_seconds)
+
+    async def _sign_cancel(self, tx_id: str) -> None:
+        """The transaction's payload becomes a 0-value transfer to ourselves, signed with fees
+        bumped over its last attempt (a node replaces a pending transaction only then); from now
+        on every re-broadcast or replacement at this nonce sends the cancel."""
+        async with self._sessions.begin() as session:
+            await records.lock_wallet(session, self._client.chain_id, self.address)
+            tx = await session.get(EvmTransaction, tx_id)
+            assert tx is not None
+            if _is_cancel(tx, self.address) or tx.status not in (
+                records.SIGNED,
+                records.BROADCAST,
+            ):
+                return
+            latest = await records.latest_attempt(session, tx.id)
+            previous = FeeQuote(int(latest.max_fee_per_gas), int(latest.max_priority_fee_per_gas))
+            bumped = previous.bumped(self._config.fee_bump_percent, self._config.max_fee_wei)
+            fresh = await self._fees()
+            fees = FeeQuote(
+                max(bumped.max_fee_per_gas, fresh.max_fee_per_gas),
+                max(bumped.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas),
+            )
+            tx.to_address, tx.data, tx.value, tx.gas_limit = self.address, "0x", "0", CANCEL_GAS
+            tx.purpose = f"cancel:{tx.purpose or ''}"[:64]
+            attempt = self._sign_attempt(tx, fees)
+            session.add(attempt)
+            tx.current_hash = attempt.tx_hash
+            log.warning(
+                "cancelling a transaction: same nonce, 0-value self-transfer",
+                key=tx.idempotency_key,
+                nonce=tx.nonce,
+                old_hash=latest.tx_hash,
+                cancel_hash=attempt.tx_hash,
+            )
+
     # --- confirmations -------------------------------------------------------------------------
 
     @activity.defn(name="evm.await_confirmations")
@@ -300,6 +418,11 @@ class EvmWriteActivities:
                 attempts = await records.attempts(session, tx.id)
             activity.heartbeat({"nonce": tx.nonce, "attempts": len(attempts)})
             receipt = await self._mined_receipt(attempts)
+            if receipt is not None and _is_cancel(tx, self.address) and _to_self(receipt, self):
+                raise EvmRejected(
+                    f"the transaction under {request.idempotency_key!r} was cancelled "
+                    f"(nonce {tx.nonce}): a 0-value self-transfer took its nonce"
+                )
             if receipt is not None:
                 done = await self._confirmed(tx_id, receipt, request)
                 if done is not None:

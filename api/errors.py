@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
-from domain.errors import SettleError
+from domain.errors import QuotaExceeded, SettleError
 from runtime.logging import get_logger
 from runtime.redact import redact
 
@@ -48,8 +48,15 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code >= 500:
             log.warning("request failed", code=exc.code, message=message)
         body = ErrorBody(code=exc.code, message=message, field=exc.field)
+        headers = (
+            {"Retry-After": str(exc.retry_after_seconds)}
+            if isinstance(exc, QuotaExceeded)
+            else None
+        )
         return JSONResponse(
-            {"error": body.model_dump(exclude_none=True)}, status_code=exc.status_code
+            {"error": body.model_dump(exclude_none=True)},
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(OperationalError)

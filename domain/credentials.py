@@ -2,8 +2,12 @@
 inputs and state.
 
 A credential id is the caller's string, unique within their tenant; on chain it is
-``keccak256(utf8("<tenant>:<id>"))`` (the registry's ``bytes32 credentialId``), so two tenants'
-ids never collide and an id reveals nothing of another tenant's.
+``keccak256(abi.encode(string tenant, string id))`` (the registry's ``bytes32 credentialId``):
+each string is length-prefixed, so two tenants' ids never collide and an id reveals nothing of
+another tenant's. Anchors made before that used ``keccak256(utf8("<tenant>:<id>"))``, which gave
+tenant ``a:b`` + id ``c`` and tenant ``a`` + id ``b:c`` the same key; they are still found (the
+lookup tries the new key, then the legacy one, and takes a legacy record only when its stored
+tenant and id are the caller's).
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ class AnchorStatus(StrEnum):
 
 
 def credential_key(tenant: str, credential_id: str) -> str:
-    """The registry's ``bytes32 credentialId`` for a tenant's credential id, 0x-hex."""
+    """The registry's ``bytes32 credentialId`` for a tenant's credential id, 0x-hex: the hash of
+    the ABI encoding of both strings (offsets and lengths make the pair unambiguous)."""
+    return "0x" + keccak(encode(["string", "string"], [tenant, credential_id])).hex()
+
+
+def legacy_credential_key(tenant: str, credential_id: str) -> str:
+    """The key of anchors made before :func:`credential_key` (``keccak256("<tenant>:<id>")``):
+    ambiguous when a tenant or an id holds a colon, so only ever a fallback for lookups."""
     return "0x" + keccak(text=f"{tenant}:{credential_id}").hex()
 
 
@@ -120,6 +131,16 @@ class AnchorInput(Routed):
     registry: str
     calldata: str
     config: AnchorConfig = Field(default_factory=AnchorConfig)
+    #: >1: a new run for an anchor whose earlier run failed before failed anchors could be
+    #: retried in place; the run first settles the transaction of attempt ``attempt - 1``
+    attempt: int = Field(default=1, ge=1)
+
+
+def anchor_tx_key(credential_key: str, attempt: int) -> str:
+    """The wallet writer's idempotency key of an anchor's attempt: the first one keeps the key
+    anchors always had; each retry sends a transaction of its own."""
+    base = f"credential:{credential_key}"
+    return base if attempt == 1 else f"{base}:attempt-{attempt}"
 
 
 class AnchorOutcome(BaseModel):

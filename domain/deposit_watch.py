@@ -4,7 +4,11 @@ Activities (queue ``evm-read``): ``chain.scan`` (scanner: logs in block ranges, 
 and recorded), ``chain.check_transfers`` (watch: confirmations and canonical blocks),
 ``chain.fallback_transfers`` (watch: what the scanner recorded, or its own log query when the
 scanner is stale). Queue ``db``: ``intents.credit_transfer``, ``intents.close``,
-``intents.mark_transfer``.
+``intents.mark_transfer``, ``intents.late_transfer``.
+
+Chain data is hostile: anyone can send any amount (zero too) to an intent's address. A transfer
+below ``min_amount_minor`` (never below 1: zero is always ignored) is recorded as ``ignored`` and
+never signalled, credited, or counted as one of the watch's checks.
 """
 
 from __future__ import annotations
@@ -35,6 +39,19 @@ class TransferStatus(StrEnum):
     CREDITED = "credited"  # confirmed and credited
     REORGED = "reorged"  # its block left the canonical chain before confirmation
     LATE = "late"  # arrived when the intent was no longer open: recorded, flagged, not credited
+    IGNORED = "ignored"  # below the minimum (address-poisoning dust, zero): recorded, nothing more
+    ABANDONED = (
+        "abandoned"  # its credit failed and an operator gave up on it (can be credited late)
+    )
+
+
+#: statuses of a transfer an admin may still credit (``POST .../credit-late``)
+CREDITABLE_LATE = frozenset({TransferStatus.LATE, TransferStatus.ABANDONED})
+
+
+def qualifies(amount_minor: int, min_amount_minor: int) -> bool:
+    """Whether a transfer counts at all: zero never does, whatever the setting."""
+    return amount_minor >= max(1, min_amount_minor)
 
 
 class WatchConfig(BaseModel):
@@ -47,6 +64,10 @@ class WatchConfig(BaseModel):
     block_time_seconds: float = 2.0
     #: a scanner checkpoint older than this is stale: the watch queries the chain itself
     scanner_stale_after_seconds: float = 60.0
+    #: transfers below this (USDC base units) are ignored: ``DEPOSIT_MIN_AMOUNT``
+    min_amount_minor: int = 1
+    #: attempts of a credit before the watch parks for an operator
+    credit_max_attempts: int = 10
 
 
 class TransferSeen(BaseModel):
@@ -104,6 +125,7 @@ class FallbackInput(BaseModel):
     address: str
     start_block: int
     stale_after_seconds: float
+    min_amount_minor: int = 1
 
 
 class FallbackResult(BaseModel):
@@ -147,7 +169,41 @@ class DepositWatchState(BaseModel):
     credited: list[str] = Field(default_factory=list)
     reorged: list[str] = Field(default_factory=list)
     fallback_queries: int = 0
+    #: transfers below the minimum that reached the watch and were dropped (no check spent)
+    ignored: int = 0
+    #: set while a credit failed and the watch waits for ``retry`` / ``abandon``
+    error: str | None = None
+    needs_attention: bool = False
+    #: transfers an operator abandoned after their credit failed (``tx:log``)
+    abandoned: list[str] = Field(default_factory=list)
     updated_at: datetime | None = None
+
+
+# --- a late transfer, credited by an admin --------------------------------------------------------
+
+
+class LateCreditInput(Routed):
+    intent_id: str
+    tenant: str
+    chain: str
+    chain_id: int
+    transfer: TransferSeen
+    #: who asked (an admin's subject), kept in the ledger entry's description
+    requested_by: str
+    confirmations: int = 2
+    use_safe_tag: bool = False
+    block_time_seconds: float = 2.0
+    credit_max_attempts: int = 10
+
+
+class LateCreditState(BaseModel):
+    intent_id: str
+    transfer_key: str
+    #: checking, credited, already_credited, reorged, abandoned, needs_attention
+    status: str = "checking"
+    credited_now: bool = False
+    received_minor: int | None = None
+    error: str | None = None
 
 
 # --- the scanner ----------------------------------------------------------------------------------
@@ -160,6 +216,8 @@ class ScannerConfig(BaseModel):
     reorg_window: int = 12
     #: rounds per run before continue-as-new (history stays small)
     rounds_per_run: int = 200
+    #: transfers below this are recorded as ignored and never signalled
+    min_amount_minor: int = 1
 
 
 class ChainScannerInput(Routed):
@@ -176,6 +234,7 @@ class ScanInput(BaseModel):
     usdc_address: str
     max_range: int
     reorg_window: int
+    min_amount_minor: int = 1
 
 
 class IntentMatch(BaseModel):
@@ -190,3 +249,4 @@ class ScanResult(BaseModel):
     logs: int
     matches: list[IntentMatch]
     late: int = 0
+    ignored: int = 0

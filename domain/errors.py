@@ -65,6 +65,17 @@ class Conflict(SettleError):
     code = "conflict"
 
 
+class QuotaExceeded(SettleError):
+    """A per-tenant quota is used up until ``retry_after_seconds`` from now (429 + Retry-After)."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after_seconds: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
 class ServiceUnavailable(SettleError):
     """A dependency (database, Temporal, provider) cannot be reached right now."""
 

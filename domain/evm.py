@@ -43,6 +43,26 @@ class AwaitTxInput(BaseModel):
     use_safe_tag: bool = False
 
 
+class CancelTxInput(BaseModel):
+    """Make sure the transaction stored under ``idempotency_key`` can never land later unnoticed."""
+
+    idempotency_key: str
+    confirmations: int = Field(default=2, ge=1)
+    use_safe_tag: bool = False
+
+
+class CancelOutcome(BaseModel):
+    idempotency_key: str
+    #: never_submitted (nothing was signed under the key), cancelled (a 0-value self-transfer
+    #: took its nonce), landed (the transaction itself was mined: ``receipt``), reverted (it was
+    #: mined and reverted)
+    outcome: str
+    nonce: int | None = None
+    #: the cancelling transaction, or the transaction itself when it landed or reverted
+    tx_hash: str | None = None
+    receipt: TxReceipt | None = None
+
+
 class TxReceipt(BaseModel):
     idempotency_key: str
     #: the hash that was mined (a replacement's, when fees were bumped)
@@ -54,3 +74,6 @@ class TxReceipt(BaseModel):
     replacements: int = 0
     gas_used: int = 0
     effective_gas_price: int = 0
+
+
+CancelOutcome.model_rebuild()

@@ -444,7 +444,8 @@ class CredentialAnchorRecord(Base):
 
     __tablename__ = "credential_anchors"
 
-    #: keccak256("<tenant>:<credential id>"): the registry's bytes32 key
+    #: the registry's bytes32 key: keccak256(abi.encode(tenant, credential id)); rows made before
+    #: that carry the legacy keccak256("<tenant>:<credential id>") (domain/credentials.py)
     credential_key: Mapped[str] = mapped_column(String(66), primary_key=True)
     credential_id: Mapped[str] = mapped_column(String(128))
     tenant: Mapped[str] = mapped_column(String(64), index=True)

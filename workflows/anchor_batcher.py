@@ -19,7 +19,7 @@ from domain.credentials import (
 )
 from domain.queues import ActivityQueue
 from workflows import policies
-from workflows.credentials import await_anchor, submit_anchor
+from workflows.credentials import await_anchor, settle_anchor_tx, submit_anchor
 from workflows.mpesa_deposit import cause_message
 
 with workflow.unsafe.imports_passed_through():
@@ -27,6 +27,10 @@ with workflow.unsafe.imports_passed_through():
 
 #: batches per run before continuing as new
 BATCHES_PER_RUN = 20
+
+
+#: a failed batch's transaction is cancelled (or followed) before the failure is recorded
+BATCH_CANCEL_PATCH = "anchor-batcher-cancels-failed-tx"
 
 
 @workflow.defn(name="AnchorBatcher")
@@ -85,6 +89,9 @@ class AnchorBatcher:
         )
 
     async def _anchor(self, request: BatcherInput, keys: list[str]) -> None:
+        """One root per transaction. A batch whose transaction fails is reported failed only
+        once that transaction is cancelled (same nonce, 0-value self-transfer) or, when it was
+        mined after all, as confirmed."""
         prepared = await workflow.execute_activity_method(
             CredentialActivities.prepare_batch,
             keys,
@@ -104,6 +111,13 @@ class AnchorBatcher:
             outcome.tx_hash, outcome.block_number = receipt.tx_hash, receipt.block_number
         except ActivityError as err:
             outcome.status, outcome.error = AnchorStatus.FAILED, cause_message(err)
+            if workflow.patched(BATCH_CANCEL_PATCH):
+                # never report failure while its transaction could still land
+                settled = await settle_anchor_tx(request, tx_key)
+                if settled.outcome == "landed" and settled.receipt is not None:
+                    outcome.status, outcome.error = AnchorStatus.CONFIRMED, None
+                    outcome.tx_hash = settled.receipt.tx_hash
+                    outcome.block_number = settled.receipt.block_number
         await workflow.execute_activity_method(
             CredentialActivities.record_batch,
             outcome,

@@ -55,6 +55,7 @@ class ChainScanner:
                     usdc_address=request.usdc_address,
                     max_range=config.max_range,
                     reorg_window=config.reorg_window,
+                    min_amount_minor=config.min_amount_minor,
                 ),
                 task_queue=request.queue(ActivityQueue.EVM_READ),
                 start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,

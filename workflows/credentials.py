@@ -3,7 +3,14 @@ IPFS CID on the CredentialRegistry, through the wallet writer, and keep its stat
 
 Submitting gets 3 attempts, exponential from 5 s (``CREDENTIAL_ANCHOR_*``); the transaction then
 waits for its confirmations like every treasury transaction. A revert (for instance the id was
-anchored before by hand) or exhausted attempts end the credential as ``failed`` with the error.
+anchored before by hand) or exhausted attempts make the credential ``failed`` with the error.
+
+Since patch ``credential-anchor-cancel-and-retry``: before a failure is reported, the wallet
+writer settles the attempt's transaction (``evm.cancel``): one not mined yet is replaced by a
+0-value self-transfer of the same nonce, so it can never land later unnoticed; one that was mined
+after all makes the anchor ``confirmed`` (the status follows it). A failed anchor then parks
+(``needs_attention``): ``retry`` sends a new transaction under the next attempt's key, ``abandon``
+leaves it failed.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from domain.credentials import (
     AnchorStatus,
     AnchorSubmitInput,
     BatcherInput,
+    anchor_tx_key,
 )
 from domain.errors import NON_RETRYABLE
-from domain.evm import AwaitTxInput, SubmittedTx, TxReceipt
+from domain.evm import AwaitTxInput, CancelOutcome, CancelTxInput, SubmittedTx, TxReceipt
 from domain.queues import ActivityQueue
 from domain.search import OperationStatus
 from workflows import policies
-from workflows.dead_letter import set_status
+from workflows.dead_letter import Decision, Parkable, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 
 with workflow.unsafe.imports_passed_through():
@@ -71,9 +79,32 @@ async def await_anchor(request: AnchorInput | BatcherInput, key: str) -> TxRecei
     )
 
 
+async def settle_anchor_tx(request: AnchorInput | BatcherInput, key: str) -> CancelOutcome:
+    """Make sure the transaction under ``key`` cannot land later unnoticed: cancelled (same
+    nonce, 0-value self-transfer), or reported as mined. Keeps resuming like a confirmation wait."""
+    config = request.config
+    return await workflow.execute_activity_method(
+        EvmWriteActivities.cancel,
+        CancelTxInput(
+            idempotency_key=key,
+            confirmations=config.confirmations,
+            use_safe_tag=config.use_safe_tag,
+        ),
+        task_queue=request.queue(ActivityQueue.EVM_WRITE),
+        start_to_close_timeout=timedelta(seconds=config.confirmation_timeout_seconds),
+        heartbeat_timeout=timedelta(seconds=60),
+        retry_policy=policies.EVM_CONFIRMATIONS,
+    )
+
+
+#: a failed anchor's transaction is cancelled (or followed), then the anchor parks for retry
+CANCEL_AND_RETRY_PATCH = "credential-anchor-cancel-and-retry"
+
+
 @workflow.defn(name="CredentialAnchor")
-class CredentialAnchor:
+class CredentialAnchor(Parkable):
     def __init__(self) -> None:
+        super().__init__()
         self._outcome: AnchorOutcome | None = None
 
     @workflow.query
@@ -82,6 +113,101 @@ class CredentialAnchor:
 
     @workflow.run
     async def run(self, request: AnchorInput) -> AnchorOutcome:
+        if workflow.patched(CANCEL_AND_RETRY_PATCH):
+            return await self._run_with_retries(request)
+        return await self._run_v1(request)
+
+    async def _run_with_retries(self, request: AnchorInput) -> AnchorOutcome:
+        attempt = request.attempt
+        outcome: AnchorOutcome | None = None
+        if attempt > 1:  # an earlier run failed: its transaction must not land behind our back
+            outcome = await self._settled(
+                request, anchor_tx_key(request.credential_key, attempt - 1)
+            )
+        if outcome is None:
+            outcome = await self._attempt(request, attempt)
+        while True:
+            self._outcome = outcome
+            await self._record(request, outcome)
+            if outcome.status is AnchorStatus.CONFIRMED:
+                set_status(OperationStatus.SUCCEEDED)
+                return outcome
+            if await self.park(outcome.error or "anchor failed") is Decision.ABANDON:
+                outcome = outcome.model_copy(
+                    update={"error": f"abandoned: {self.abandon_reason} (after: {outcome.error})"}
+                )
+                self._outcome = outcome
+                await self._record(request, outcome)
+                set_status(OperationStatus.ABANDONED)
+                return outcome
+            attempt += 1
+            pending = AnchorOutcome(
+                credential_key=request.credential_key, status=AnchorStatus.PENDING
+            )
+            self._outcome = pending
+            await self._record(request, pending)
+            outcome = await self._attempt(request, attempt)
+
+    async def _attempt(self, request: AnchorInput, attempt: int) -> AnchorOutcome:
+        """One transaction under the attempt's key: confirmed, or failed once its transaction is
+        settled (cancelled, or followed to its block when it was mined after all)."""
+        key = anchor_tx_key(request.credential_key, attempt)
+        tx_hash: str | None = None
+        try:
+            submitted = await submit_anchor(request, key, request.registry, request.calldata)
+            tx_hash = submitted.tx_hash
+            self._outcome = AnchorOutcome(
+                credential_key=request.credential_key,
+                status=AnchorStatus.PENDING,
+                tx_hash=tx_hash,
+            )
+            receipt = await await_anchor(request, key)
+            return AnchorOutcome(
+                credential_key=request.credential_key,
+                status=AnchorStatus.CONFIRMED,
+                tx_hash=receipt.tx_hash,
+                block_number=receipt.block_number,
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            error = cause_message(err)
+        landed = await self._settled(request, key)
+        if landed is not None:
+            return landed
+        return AnchorOutcome(
+            credential_key=request.credential_key,
+            status=AnchorStatus.FAILED,
+            tx_hash=tx_hash,
+            error=f"anchor failed: {error}",
+        )
+
+    async def _settled(self, request: AnchorInput, key: str) -> AnchorOutcome | None:
+        """The confirmed outcome when the transaction under ``key`` was mined after all and did
+        not revert; None when it was cancelled, reverted or never sent."""
+        settled = await settle_anchor_tx(request, key)
+        if settled.outcome == "landed" and settled.receipt is not None:
+            workflow.logger.warning("a failed anchor's transaction landed: %s", settled.tx_hash)
+            return AnchorOutcome(
+                credential_key=request.credential_key,
+                status=AnchorStatus.CONFIRMED,
+                tx_hash=settled.receipt.tx_hash,
+                block_number=settled.receipt.block_number,
+            )
+        if settled.outcome == "cancelled":
+            workflow.logger.info("cancelled nonce %s with %s", settled.nonce, settled.tx_hash)
+        return None
+
+    async def _record(self, request: AnchorInput, outcome: AnchorOutcome) -> None:
+        await workflow.execute_activity_method(
+            CredentialActivities.record,
+            outcome,
+            task_queue=request.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+
+    async def _run_v1(self, request: AnchorInput) -> AnchorOutcome:
+        """The shape before failed anchors were cancelled and retried (recorded histories)."""
         key = f"credential:{request.credential_key}"
         try:
             submitted = await submit_anchor(request, key, request.registry, request.calldata)

@@ -8,6 +8,16 @@ look for itself (through the scanner's records, or the chain when the scanner is
 
 Ends when the amount has arrived (paid or overpaid), at expiry (transfers already seen still
 finish confirming), or after ``max_checks`` wake-ups.
+
+Chain data is hostile (patch ``deposit-watch-ignores-dust``): a transfer below
+``config.min_amount_minor`` (zero always) neither wakes the watch nor spends one of its checks; it
+is counted in ``status.ignored`` and dropped. A credit that fails (patch
+``deposit-watch-parks-failed-credit``) parks the watch (``needs_attention``) for ``retry`` or
+``abandon`` instead of failing it; an abandoned transfer can still be credited by an admin.
+
+``LateTransferCredit`` (``deposit-late-credit-<intent id>-<tx hash>-<log index>``) credits a
+transfer that arrived after its intent closed, once an admin asks: it checks the transfer's
+confirmations and block on chain first, then credits it under the same ledger key as any credit.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 from domain.deposit_watch import (
     CheckTransfersInput,
@@ -24,14 +36,19 @@ from domain.deposit_watch import (
     DepositWatchState,
     FallbackInput,
     IntentStatus,
+    IntentTotals,
+    LateCreditInput,
+    LateCreditState,
     MarkTransferInput,
     TransferSeen,
     TransferStatus,
+    qualifies,
 )
 from domain.queues import ActivityQueue
 from domain.search import OperationStatus
 from workflows import policies
-from workflows.dead_letter import set_status
+from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainReadActivities
@@ -40,6 +57,18 @@ with workflow.unsafe.imports_passed_through():
 
 def workflow_id_for(intent_id: str) -> str:
     return f"deposit-watch-{intent_id}"
+
+
+def late_credit_workflow_id(intent_id: str, tx_hash: str, log_index: int) -> str:
+    """One late credit per transfer (a transfer goes to one intent's address), whoever asks and
+    however often; the ledger key (chain, tx hash, log index) is what makes it credit once."""
+    return f"deposit-late-credit-{intent_id}-{tx_hash.lower()}-{log_index}"
+
+
+#: dust and zero-value transfers neither wake the watch nor spend its checks
+DUST_PATCH = "deposit-watch-ignores-dust"
+#: a credit that fails parks the watch instead of failing it
+PARK_PATCH = "deposit-watch-parks-failed-credit"
 
 
 FINAL_SEARCH_STATUS = {
@@ -52,10 +81,13 @@ FINAL_SEARCH_STATUS = {
 
 
 @workflow.defn(name="DepositWatch")
-class DepositWatch:
+class DepositWatch(Parkable):
     def __init__(self) -> None:
+        super().__init__()
         self._inbox: list[TransferSeen] = []
         self._state = DepositWatchState(intent_id="")
+        self._ignore_dust = False
+        self._park_credits = False
 
     @workflow.signal(name="transfer_seen")
     def transfer_seen(self, transfer: TransferSeen) -> None:
@@ -68,6 +100,8 @@ class DepositWatch:
     @workflow.run
     async def run(self, request: DepositWatchInput) -> DepositWatchState:
         self._request, config = request, request.config
+        self._ignore_dust = workflow.patched(DUST_PATCH)
+        self._park_credits = workflow.patched(PARK_PATCH)
         state = self._state = DepositWatchState(
             intent_id=request.intent_id, amount_minor=request.amount_minor
         )
@@ -127,7 +161,10 @@ class DepositWatch:
         """New sightings join the pending set; a transfer seen again in another block (after a
         reorg) replaces its old sighting; credited ones are never looked at again."""
         for transfer in self._inbox:
-            if transfer.key in self._state.credited:
+            if transfer.key in self._state.credited or transfer.key in self._state.abandoned:
+                continue
+            if not self._counts(transfer):
+                self._state.ignored += 1
                 continue
             known = pending.get(transfer.key)
             if known is None or known.block_hash != transfer.block_hash:
@@ -135,10 +172,18 @@ class DepositWatch:
         self._inbox.clear()
         self._state.pending = list(pending.values())
 
+    def _counts(self, transfer: TransferSeen) -> bool:
+        return not self._ignore_dust or qualifies(
+            transfer.amount_minor, self._request.config.min_amount_minor
+        )
+
     async def _wait_for_signal(self, seconds: float) -> bool:
+        """True when a transfer that counts arrived before ``seconds`` passed (dust does not
+        wake the watch, so it cannot use up its checks)."""
         try:
             await workflow.wait_condition(
-                lambda: bool(self._inbox), timeout=timedelta(seconds=seconds)
+                lambda: any(self._counts(t) for t in self._inbox),
+                timeout=timedelta(seconds=seconds),
             )
             return True
         except TimeoutError:
@@ -165,19 +210,135 @@ class DepositWatch:
         for check in result.checks:
             transfer = check.transfer
             if check.outcome == "confirmed":
-                totals = await workflow.execute_activity_method(
+                totals = await self._credit(transfer)
+                if totals is None:  # abandoned by an operator: never credited by this watch
+                    await self._mark(transfer, TransferStatus.ABANDONED)
+                    state.abandoned.append(transfer.key)
+                    pending.pop(transfer.key, None)
+                    continue
+                state.received_minor = totals.received_minor
+                state.credited.append(transfer.key)
+                pending.pop(transfer.key, None)
+            elif check.outcome == "reorged":
+                await self._mark(transfer, TransferStatus.REORGED)
+                state.reorged.append(f"{transfer.key}@{transfer.block_hash}")
+                pending.pop(transfer.key, None)
+        if state.received_minor and state.received_minor < request.amount_minor:
+            state.status = IntentStatus.PARTIALLY_PAID
+        state.pending = list(pending.values())
+        state.updated_at = workflow.now()
+        return min(to_go) if to_go else 1
+
+    async def _credit(self, transfer: TransferSeen) -> IntentTotals | None:
+        """Credit a confirmed transfer; when that keeps failing, park for an operator: ``retry``
+        tries again, ``abandon`` leaves it uncredited (None)."""
+        request, state = self._request, self._state
+        retry_policy: RetryPolicy = (
+            policies.intent_credit(request.config.credit_max_attempts)
+            if self._park_credits
+            else policies.DB_BOOKKEEPING
+        )
+        while True:
+            try:
+                return await workflow.execute_activity_method(
                     IntentActivities.credit_transfer,
                     CreditTransferInput(
                         intent_id=request.intent_id, chain_id=request.chain_id, transfer=transfer
                     ),
                     task_queue=request.queue(ActivityQueue.DB),
                     start_to_close_timeout=policies.DB_TIMEOUT,
-                    retry_policy=policies.DB_BOOKKEEPING,
+                    retry_policy=retry_policy,
                 )
-                state.received_minor = totals.received_minor
-                state.credited.append(transfer.key)
-                pending.pop(transfer.key, None)
-            elif check.outcome == "reorged":
+            except ActivityError as err:
+                if not self._park_credits:
+                    raise
+                reraise_if_cancelled(err)
+                state.error = f"credit failed: {cause_message(err)}"
+                state.needs_attention = True
+                state.updated_at = workflow.now()
+                decision = await self.park(state.error)
+                state.error, state.needs_attention = None, False
+                if decision is Decision.ABANDON:
+                    workflow.logger.warning(
+                        "credit abandoned: %s (%s)", transfer.key, self.abandon_reason
+                    )
+                    return None
+
+    async def _mark(self, transfer: TransferSeen, status: TransferStatus) -> None:
+        request = self._request
+        await workflow.execute_activity_method(
+            IntentActivities.mark_transfer,
+            MarkTransferInput(
+                intent_id=request.intent_id,
+                chain=request.chain,
+                transfer=transfer,
+                status=status,
+            ),
+            task_queue=request.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+
+    async def _fallback(self) -> None:
+        request = self._request
+        result = await workflow.execute_activity_method(
+            ChainReadActivities.fallback_transfers,
+            FallbackInput(
+                intent_id=request.intent_id,
+                chain=request.chain,
+                address=request.address,
+                start_block=request.start_block,
+                stale_after_seconds=request.config.scanner_stale_after_seconds,
+                min_amount_minor=request.config.min_amount_minor,
+            ),
+            task_queue=request.queue(ActivityQueue.EVM_READ),
+            start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+            retry_policy=policies.CHAIN_READ,
+        )
+        if result.queried_chain:
+            self._state.fallback_queries += 1
+        # what was credited or reorged before must not come back as new
+        reorged = set(self._state.reorged)
+        self._inbox += [t for t in result.transfers if f"{t.key}@{t.block_hash}" not in reorged]
+
+
+@workflow.defn(name="LateTransferCredit")
+class LateTransferCredit(Parkable):
+    """An admin's credit of a transfer that reached a closed intent: confirmations and canonical
+    block checked on chain, then one credit under the transfer's ledger key (a second request
+    finds it credited and changes nothing). A credit that keeps failing parks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = LateCreditState(intent_id="", transfer_key="")
+
+    @workflow.query
+    def status(self) -> LateCreditState:
+        return self._state
+
+    @workflow.run
+    async def run(self, request: LateCreditInput) -> LateCreditState:
+        transfer = request.transfer
+        state = self._state = LateCreditState(
+            intent_id=request.intent_id, transfer_key=transfer.key
+        )
+        while True:
+            result = await workflow.execute_activity_method(
+                ChainReadActivities.check_transfers,
+                CheckTransfersInput(
+                    chain_id=request.chain_id,
+                    transfers=[transfer],
+                    confirmations=request.confirmations,
+                    use_safe_tag=request.use_safe_tag,
+                ),
+                task_queue=request.queue(ActivityQueue.EVM_READ),
+                start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+                retry_policy=policies.CHAIN_READ,
+            )
+            (check,) = result.checks
+            if check.outcome == "confirmed":
+                break
+            if check.outcome == "reorged":
                 await workflow.execute_activity_method(
                     IntentActivities.mark_transfer,
                     MarkTransferInput(
@@ -190,31 +351,32 @@ class DepositWatch:
                     start_to_close_timeout=policies.DB_TIMEOUT,
                     retry_policy=policies.DB_BOOKKEEPING,
                 )
-                state.reorged.append(f"{transfer.key}@{transfer.block_hash}")
-                pending.pop(transfer.key, None)
-        if state.received_minor and state.received_minor < request.amount_minor:
-            state.status = IntentStatus.PARTIALLY_PAID
-        state.pending = list(pending.values())
-        state.updated_at = workflow.now()
-        return min(to_go) if to_go else 1
-
-    async def _fallback(self) -> None:
-        request = self._request
-        result = await workflow.execute_activity_method(
-            ChainReadActivities.fallback_transfers,
-            FallbackInput(
-                intent_id=request.intent_id,
-                chain=request.chain,
-                address=request.address,
-                start_block=request.start_block,
-                stale_after_seconds=request.config.scanner_stale_after_seconds,
-            ),
-            task_queue=request.queue(ActivityQueue.EVM_READ),
-            start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
-            retry_policy=policies.CHAIN_READ,
-        )
-        if result.queried_chain:
-            self._state.fallback_queries += 1
-        # what was credited or reorged before must not come back as new
-        reorged = set(self._state.reorged)
-        self._inbox += [t for t in result.transfers if f"{t.key}@{t.block_hash}" not in reorged]
+                state.status, state.error = "reorged", "its block is no longer on the chain"
+                set_status(OperationStatus.FAILED)
+                return state
+            await workflow.sleep(max(1, check.blocks_to_go) * request.block_time_seconds)
+        while True:
+            try:
+                totals = await workflow.execute_activity_method(
+                    IntentActivities.credit_transfer,
+                    CreditTransferInput(
+                        intent_id=request.intent_id, chain_id=request.chain_id, transfer=transfer
+                    ),
+                    task_queue=request.queue(ActivityQueue.DB),
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.intent_credit(request.credit_max_attempts),
+                )
+                break
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                state.status = "needs_attention"
+                state.error = f"credit failed: {cause_message(err)}"
+                if await self.park(state.error) is Decision.ABANDON:
+                    state.status, state.error = "abandoned", self.abandon_reason
+                    set_status(OperationStatus.ABANDONED)
+                    return state
+                state.status, state.error = "checking", None
+        state.credited_now, state.received_minor = totals.credited_now, totals.received_minor
+        state.status = "credited" if totals.credited_now else "already_credited"
+        set_status(OperationStatus.SUCCEEDED)
+        return state

@@ -183,3 +183,15 @@ VERIFICATION_READ = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=list(NON_RETRYABLE),
 )
+
+
+def intent_credit(max_attempts: int) -> RetryPolicy:
+    """Crediting an on-chain deposit: bounded, then the watch parks for an operator (a credit
+    that keeps failing never fails the watch, and never retries forever in silence)."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=max(1, max_attempts),
+        non_retryable_error_types=list(NON_RETRYABLE),
+    )

@@ -2,22 +2,25 @@
 and ``CredentialAnchor`` writes the hash and CID on the registry; ``GET`` tells where it stands.
 
 Idempotent by credential id within the tenant: the same id with the same hash and CID returns the
-existing anchor; with another hash or CID it is a 409 (an anchor is final on chain).
+existing anchor; with another hash or CID it is a 409 (an anchor is final on chain). A tenant may
+ask for ``CREDENTIAL_ANCHOR_DAILY_QUOTA_PER_TENANT`` new anchors in any 24 hours; past it the
+answer is 429 with ``Retry-After`` and nothing is recorded or started. A failed anchor is retried
+with ``POST .../anchor/retry`` (or ``/api/v1/jobs/{workflow id}/retry``).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
@@ -33,12 +36,13 @@ from domain.credentials import (
     credential_key,
     validate_cid,
 )
-from domain.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from domain.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, ServiceUnavailable
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
+from store import credentials as anchors
 from store.models import CredentialAnchorRecord
 
 log = get_logger("api.credentials")
@@ -160,6 +164,54 @@ async def forget(sessions: async_sessionmaker[AsyncSession], keys: list[str]) ->
                 await session.delete(stale)
 
 
+QUOTA_WINDOW = timedelta(days=1)
+
+
+async def check_quota(
+    session: AsyncSession, settings: Settings, tenant: str, new: int, field: str
+) -> None:
+    """Refuse (429, Retry-After) when ``new`` more anchors would take the tenant past its quota
+    for the last 24 hours. Checked in the transaction that records them; two requests racing
+    at the edge can each pass it."""
+    quota = settings.credential_anchor_daily_quota_per_tenant
+    if quota <= 0 or new <= 0:
+        return
+    now = datetime.now(UTC)
+    used, oldest = await anchors.made_since(session, tenant, now - QUOTA_WINDOW)
+    if used + new <= quota:
+        return
+    oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+    retry_after = (
+        int((oldest + QUOTA_WINDOW - now).total_seconds()) + 1
+        if new <= quota
+        else int(QUOTA_WINDOW.total_seconds())
+    )
+    log.warning("credential anchor quota reached", tenant=tenant, used=used, asked=new)
+    raise QuotaExceeded(
+        f"this tenant has asked for {used} anchors in the last 24 hours; the quota is {quota} "
+        f"(CREDENTIAL_ANCHOR_DAILY_QUOTA_PER_TENANT): nothing was recorded",
+        retry_after_seconds=retry_after,
+        field=field,
+    )
+
+
+def anchor_request(
+    settings: Settings, row: CredentialAnchorRecord, *, attempt: int = 1
+) -> AnchorInput:
+    return AnchorInput(
+        credential_id=row.credential_id,
+        credential_key=row.credential_key,
+        tenant=row.tenant,
+        data_hash=row.data_hash,
+        ipfs_cid=row.ipfs_cid,
+        registry=settings.credential_registry_address,
+        calldata=anchor_calldata(row.credential_key, row.data_hash, row.ipfs_cid),
+        task_queue_prefix=settings.task_queue_prefix,
+        config=anchor_config(settings),
+        attempt=attempt,
+    )
+
+
 def view(row: CredentialAnchorRecord, settings: Settings) -> AnchorView:
     return AnchorView(
         credential_id=row.credential_id,
@@ -197,7 +249,7 @@ async def anchor(
     key = credential_key(principal.tenant, credential_id)
     batch = settings.credential_anchor_batch_default if body.batch is None else body.batch
     async with sessions.begin() as session:
-        row = await session.get(CredentialAnchorRecord, key)
+        row = await anchors.find(session, principal.tenant, credential_id)
         if row is not None:
             if (row.data_hash, row.ipfs_cid) != (body.data_hash, body.ipfs_cid):
                 raise Conflict(
@@ -205,6 +257,7 @@ async def anchor(
                     field="credential_id",
                 )
             return view(row, settings)
+        await check_quota(session, settings, principal.tenant, 1, "credential_id")
         row = CredentialAnchorRecord(
             credential_key=key,
             credential_id=credential_id,
@@ -232,17 +285,7 @@ async def anchor(
                 "the workflow service is unavailable; nothing was anchored or recorded"
             ) from exc
         return view(row, settings)
-    request = AnchorInput(
-        credential_id=credential_id,
-        credential_key=key,
-        tenant=principal.tenant,
-        data_hash=body.data_hash,
-        ipfs_cid=body.ipfs_cid,
-        registry=settings.credential_registry_address,
-        calldata=anchor_calldata(key, body.data_hash, body.ipfs_cid),
-        task_queue_prefix=settings.task_queue_prefix,
-        config=anchor_config(settings),
-    )
+    request = anchor_request(settings, row)
     try:
         await temporal.start_workflow(
             "CredentialAnchor",
@@ -294,9 +337,16 @@ async def anchor_batch(
     new_keys: list[str] = []
     rows_by_id: dict[str, CredentialAnchorRecord] = {}
     async with sessions.begin() as session:
+        found = {
+            item.credential_id: await anchors.find(session, principal.tenant, item.credential_id)
+            for item in body.items
+        }
+        await check_quota(
+            session, settings, principal.tenant, sum(r is None for r in found.values()), "items"
+        )
         for item in body.items:
             key = credential_key(principal.tenant, item.credential_id)
-            row = await session.get(CredentialAnchorRecord, key)
+            row = found[item.credential_id]
             if row is not None:
                 if (row.data_hash, row.ipfs_cid) != (item.data_hash, item.ipfs_cid):
                     results.append(
@@ -356,9 +406,75 @@ async def anchor_status(
     """``pending`` until the transaction has its confirmations, then ``confirmed`` (tx, block),
     or ``failed`` with the error."""
     async with reads() as session:
-        row = await session.get(
-            CredentialAnchorRecord, credential_key(principal.tenant, credential_id)
-        )
+        row = await anchors.find(session, principal.tenant, credential_id)
     if row is None:
         raise NotFound(f"no anchor for credential {credential_id}", field="credential_id")
+    return view(row, settings)
+
+
+@router.post(
+    "/{credential_id}/anchor/retry",
+    status_code=202,
+    response_model=AnchorView,
+    responses=error_responses(401, 404, 409, 422, 503),
+)
+async def retry_anchor(
+    credential_id: CredentialId,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+) -> AnchorView:
+    """Anchor a ``failed`` credential again: a new transaction under the next attempt's key (the
+    failed one was cancelled, or followed when it landed). Same as ``POST /api/v1/jobs/{workflow
+    id}/retry`` on the parked anchor; an anchor that failed before anchors could park is started
+    again, settling its old transaction first. 409 unless the anchor is ``failed``, or when an
+    operator abandoned it."""
+    return await retry_failed_anchor(settings, sessions, temporal, principal.tenant, credential_id)
+
+
+async def retry_failed_anchor(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    tenant: str,
+    credential_id: str,
+) -> AnchorView:
+    async with sessions() as session:
+        row = await anchors.find(session, tenant, credential_id)
+    if row is None:
+        raise NotFound(f"no anchor for credential {credential_id}", field="credential_id")
+    if row.status != AnchorStatus.FAILED:
+        raise Conflict(f"the anchor is {row.status}; only a failed anchor is retried")
+    if row.mode != "single":
+        raise Conflict(
+            "a credential anchored in a batch is not retried on its own; anchor it under a new id"
+        )
+    if (row.error or "").startswith("abandoned:"):
+        raise Conflict("an operator abandoned this anchor; that decision stands")
+    handle = temporal.get_workflow_handle(row.workflow_id)
+    try:
+        described = await handle.describe()
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            await handle.signal("retry")
+        else:  # failed before failed anchors parked: a new run settles the old transaction first
+            await temporal.start_workflow(
+                "CredentialAnchor",
+                anchor_request(settings, row, attempt=2),
+                id=row.workflow_id,
+                task_queue=workflow_queue(settings.task_queue_prefix),
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=start_attributes(
+                    OperationKind.CREDENTIAL_ANCHOR, row.tenant, row.requested_by
+                ),
+            )
+    except (RPCError, RuntimeError) as exc:
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the anchor's workflow is gone; anchor it under a new id") from exc
+        if not temporal_unreachable(exc):
+            raise
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was retried"
+        ) from exc
+    log.info("credential anchor retry requested", credential_id=credential_id, tenant=tenant)
     return view(row, settings)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -17,6 +18,7 @@ from temporalio.service import RPCError
 
 from api.auth import Principal
 from api.deps import (
+    AdminUser,
     CurrentUser,
     EvmDep,
     ReadSessionsDep,
@@ -28,13 +30,17 @@ from api.errors import error_responses
 from api.job_options import start_kwargs
 from api.public_keys import deposit_wallet
 from domain.deposit_watch import (
+    CREDITABLE_LATE,
     ChainScannerInput,
     DepositWatchInput,
     DepositWatchState,
+    LateCreditInput,
     ScannerConfig,
+    TransferSeen,
+    TransferStatus,
     WatchConfig,
 )
-from domain.errors import EvmError, InvalidInput, NotFound, ServiceUnavailable
+from domain.errors import Conflict, EvmError, InvalidInput, NotFound, ServiceUnavailable
 from domain.money import Currency, format_minor, to_minor
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
@@ -43,7 +49,7 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
 from store import accounts, intents
-from store.models import DepositIntent, User
+from store.models import DepositIntent, DepositTransfer, User
 from workflows import chain_scanner, deposit_watch
 
 log = get_logger("api.intents")
@@ -87,6 +93,26 @@ class IntentView(BaseModel):
     status_url: str
     transfers: list[TransferView] = []
     checks: int | None = None
+    #: the watch is parked: a credit failed (``error``); retry or abandon it as a job
+    needs_attention: bool = False
+    error: str | None = None
+
+
+class CreditLate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tx_hash: StrictStr = Field(pattern=r"^0x[0-9a-fA-F]{64}$", description="the transfer's tx")
+    log_index: StrictInt = Field(ge=0, le=2**31 - 1, description="its log index in that tx")
+
+
+class LateCreditView(BaseModel):
+    intent_id: str
+    tx_hash: str
+    log_index: int
+    #: crediting (a job checks it on chain, then credits), or already_credited (nothing changed)
+    status: str
+    workflow_id: str
+    job_url: str
 
 
 def _utc(value: datetime) -> datetime:
@@ -101,7 +127,13 @@ def watch_config(settings: Settings) -> WatchConfig:
         fallback_interval_seconds=settings.deposit_watch_fallback_seconds,
         block_time_seconds=settings.evm_block_time_seconds,
         scanner_stale_after_seconds=settings.chain_scanner_stale_after_seconds,
+        min_amount_minor=min_amount_minor(settings),
     )
+
+
+def min_amount_minor(settings: Settings) -> int:
+    """``DEPOSIT_MIN_AMOUNT`` in USDC base units; never below 1, so zero is always ignored."""
+    return max(1, to_minor(settings.deposit_min_amount, Currency.USDC))
 
 
 def scanner_input(settings: Settings) -> ChainScannerInput:
@@ -115,6 +147,7 @@ def scanner_input(settings: Settings) -> ChainScannerInput:
             max_range=settings.evm_getlogs_max_range,
             reorg_window=settings.chain_scanner_reorg_window,
             rounds_per_run=settings.chain_scanner_rounds_per_run,
+            min_amount_minor=min_amount_minor(settings),
         ),
     )
 
@@ -300,10 +333,11 @@ async def _view(
         ):
             raise NotFound("deposit intent not found")
         transfers = await intents.transfers_of(session, intent.id)
-    checks = None
+    checks, needs_attention, error = None, False, None
     if temporal is not None:
         state = await _live(temporal, intent.workflow_id)
-        checks = state.checks if state else None
+        if state is not None:
+            checks, needs_attention, error = state.checks, state.needs_attention, state.error
     return IntentView(
         id=intent.id,
         workflow_id=intent.workflow_id,
@@ -330,6 +364,8 @@ async def _view(
             for t in transfers
         ],
         checks=checks,
+        needs_attention=needs_attention,
+        error=error,
     )
 
 
@@ -360,3 +396,134 @@ async def get_intent(
     intent_id: str, principal: CurrentUser, reads: ReadSessionsDep, temporal: TemporalDep
 ) -> IntentView:
     return await _view(reads, temporal, intent_id, principal)
+
+
+async def credit_late(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    principal: Principal,
+    intent_id: str,
+    tx_hash: str,
+    log_index: int,
+) -> LateCreditView:
+    """Credit a transfer that reached the intent after it closed (or whose credit an operator
+    abandoned), once: a ``LateTransferCredit`` job keyed by chain, tx hash and log index checks
+    it on chain and credits it under the same ledger key as any credit. A transfer already
+    credited is reported as such and nothing starts."""
+    tx_hash = tx_hash.lower()
+    async with sessions() as session:
+        try:
+            intent = await intents.get(session, intent_id)
+        except NotFound:
+            raise NotFound("deposit intent not found") from None
+        if intent.tenant != principal.tenant:
+            raise NotFound("deposit intent not found")
+        rows = [
+            row
+            for row in await intents.transfers_of(session, intent.id)
+            if row.tx_hash == tx_hash and row.log_index == log_index
+        ]
+    workflow_id = deposit_watch.late_credit_workflow_id(intent.id, tx_hash, log_index)
+    view = LateCreditView(
+        intent_id=intent.id,
+        tx_hash=tx_hash,
+        log_index=log_index,
+        status="crediting",
+        workflow_id=workflow_id,
+        job_url=f"/api/v1/jobs/{workflow_id}",
+    )
+    if not rows:
+        raise NotFound(f"no transfer {tx_hash}:{log_index} was recorded for this intent")
+    if any(row.status == TransferStatus.CREDITED for row in rows):
+        return view.model_copy(update={"status": "already_credited"})
+    row = _latest(r for r in rows if r.status in CREDITABLE_LATE)
+    if row is None:
+        statuses = sorted({r.status for r in rows})
+        raise Conflict(
+            f"transfer {tx_hash}:{log_index} is {', '.join(statuses)}: only a late or an "
+            "abandoned transfer is credited this way"
+        )
+    try:
+        await temporal.start_workflow(
+            deposit_watch.LateTransferCredit.run,
+            LateCreditInput(
+                intent_id=intent.id,
+                tenant=intent.tenant,
+                chain=intent.chain,
+                chain_id=settings.evm_chain_id,
+                transfer=TransferSeen(
+                    tx_hash=row.tx_hash,
+                    log_index=row.log_index,
+                    block_number=row.block_number,
+                    block_hash=row.block_hash,
+                    from_address=row.from_address,
+                    amount_minor=row.amount_minor,
+                ),
+                requested_by=principal.subject,
+                confirmations=settings.evm_confirmations,
+                use_safe_tag=settings.evm_use_safe_tag,
+                block_time_seconds=settings.evm_block_time_seconds,
+                task_queue_prefix=settings.task_queue_prefix,
+            ),
+            id=workflow_id,
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=start_attributes(
+                OperationKind.DEPOSIT_WATCH, intent.tenant, principal.subject
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        raise Conflict(
+            f"a late credit of this transfer already ran and ended without crediting it: see "
+            f"{view.job_url} (retry it there)"
+        ) from None
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        raise ServiceUnavailable(
+            "the workflow service is unavailable; nothing was started"
+        ) from exc
+    log.info(
+        "late transfer credit requested",
+        intent_id=intent.id,
+        tx_hash=tx_hash,
+        log_index=log_index,
+        by=principal.subject,
+    )
+    return view
+
+
+def _latest(rows: Iterable[DepositTransfer]) -> DepositTransfer | None:
+    """The most recent sighting (after a reorg the transfer may have been seen in two blocks)."""
+    return max(rows, key=lambda r: r.block_number, default=None)
+
+
+@router.post(
+    "/{intent_id}/credit-late",
+    status_code=202,
+    response_model=LateCreditView,
+    responses={
+        200: {"model": LateCreditView, "description": "already credited: nothing changed"},
+        **error_responses(401, 403, 404, 409, 422, 503),
+    },
+)
+async def credit_late_transfer(
+    intent_id: str,
+    body: CreditLate,
+    principal: AdminUser,
+    settings: SettingsDep,
+    sessions: ReadSessionsDep,
+    temporal: TemporalDep,
+    response: Response,
+) -> LateCreditView:
+    """Credit a transfer that arrived after the intent closed (``late``) or whose credit was
+    abandoned, named by tx hash and log index: 202 and a job that checks it on chain and credits
+    it once; 200 ``already_credited`` when it was, and nothing changes. Tenant ``admin`` only."""
+    view = await credit_late(
+        settings, sessions, temporal, principal, intent_id, body.tx_hash, body.log_index
+    )
+    if view.status == "already_credited":
+        response.status_code = 200
+    return view

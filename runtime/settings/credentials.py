@@ -18,3 +18,6 @@ class CredentialSettings(BaseModel):
     credential_anchor_batch_default: bool = False
     credential_anchor_batch_size: int = 100
     credential_anchor_batch_wait_seconds: float = 10.0
+    #: anchors one tenant may ask for in any 24 hours (single and batch items alike); past it
+    #: the API answers 429 with Retry-After and starts nothing. 0: no quota
+    credential_anchor_daily_quota_per_tenant: int = 1000

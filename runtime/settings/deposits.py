@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, SecretStr
+import re
+
+from pydantic import BaseModel, SecretStr, field_validator
 
 #: BIP-39's public test phrase: fine for the local chain, refused in production
 TEST_MNEMONIC = (
@@ -22,6 +24,9 @@ class DepositSettings(BaseModel):
     #: bounds of an intent's amount, in whole USDC
     deposit_intent_min_usdc: str = "0.01"
     deposit_intent_max_usdc: str = "1000000"
+    #: USDC transfers to an intent below this (a decimal string) are recorded and ignored: no
+    #: credit, no check spent (address-poisoning dust); a 0-value transfer is always ignored
+    deposit_min_amount: str = "0.01"
     #: a watch stops after this many checks (each wake-up by a signal or a timer is one)
     deposit_watch_max_checks: int = 120
     #: how often a watch with nothing pending looks for itself (the scanner is the fast path)
@@ -35,3 +40,10 @@ class DepositSettings(BaseModel):
     #: a scanner checkpoint older than this counts as down: watches query the chain themselves
     chain_scanner_stale_after_seconds: float = 60.0
     chain_scanner_rounds_per_run: int = 200
+
+    @field_validator("deposit_min_amount")
+    @classmethod
+    def _usdc_decimal(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{1,12}(\.\d{1,6})?", value):
+            raise ValueError("must be a USDC amount: a decimal string with at most 6 places")
+        return value

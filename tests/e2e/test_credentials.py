@@ -11,7 +11,7 @@ from eth_abi import decode, encode
 from eth_utils import keccak
 from sqlalchemy import func, select
 
-from domain.credentials import credential_key
+from domain.credentials import credential_key, legacy_credential_key
 from providers.evm import LocalSigner
 from sandbox.chain import _send
 from store.models import CredentialAnchorRecord, EvmTransaction
@@ -248,3 +248,162 @@ async def test_batch_input_is_checked_whole(stack: Stack) -> None:
     results = mixed.json()
     assert results[0]["anchor"] is None and results[0]["error"]["code"] == "conflict"
     assert results[1]["anchor"]["status"] == "pending"
+
+
+# --- keys, quota, retries -------------------------------------------------------------------------
+
+
+async def status_of(stack: Stack, credential_id: str, headers: dict[str, str], want: str):
+    response = await eventually(
+        lambda: stack.api.get(url(credential_id), headers=headers),
+        lambda r: r.json().get("status") == want,
+        timeout=60,
+        what=f"the anchor of {credential_id} to be {want}",
+    )
+    return dict(response.json())
+
+
+async def test_a_colon_in_tenant_or_id_cannot_make_two_credentials_one(stack: Stack) -> None:
+    """keccak("a:b" + ":" + "c") == keccak("a" + ":" + "b:c"): under the old key the second
+    tenant got a 409 for the first one's credential (and could have read its status)."""
+    base = unique_tenant()
+    first, second = stack.auth("i", f"{base}:b"), stack.auth("i", base)
+    one, two = data_hash(), data_hash()
+    a = await stack.api.post(url("c"), json={"data_hash": one, "ipfs_cid": CID_V1}, headers=first)
+    b = await stack.api.post(
+        url("b:c"), json={"data_hash": two, "ipfs_cid": CID_V1}, headers=second
+    )
+    assert a.status_code == 202 and b.status_code == 202, b.text
+    assert a.json()["workflow_id"] != b.json()["workflow_id"]
+    assert credential_key(f"{base}:b", "c") != credential_key(base, "b:c")
+    assert (await settled(stack, "c", first))["status"] == "confirmed"
+    assert (await settled(stack, "b:c", second))["status"] == "confirmed"
+    assert (await on_chain(stack, f"{base}:b", "c"))[0] == one
+    assert (await on_chain(stack, base, "b:c"))[0] == two
+
+
+async def test_an_anchor_made_under_the_legacy_key_is_still_found(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("i", tenant)
+    digest = data_hash()
+    async with stack.sessions.begin() as session:
+        for owner, cid in ((tenant, "old-1"), (f"{tenant}:x", "y")):
+            session.add(
+                CredentialAnchorRecord(
+                    credential_key=legacy_credential_key(owner, cid),
+                    credential_id=cid,
+                    tenant=owner,
+                    requested_by="i",
+                    data_hash=digest,
+                    ipfs_cid=CID_V1,
+                    status="confirmed",
+                    workflow_id=f"credential-anchor-{legacy_credential_key(owner, cid)}",
+                    mode="single",
+                    tx_hash="0x" + "ab" * 32,
+                    block_number=1,
+                )
+            )
+    found = await stack.api.get(url("old-1"), headers=headers)
+    assert found.status_code == 200 and found.json()["status"] == "confirmed"
+    again = await stack.api.post(
+        url("old-1"), json={"data_hash": digest, "ipfs_cid": CID_V1}, headers=headers
+    )
+    assert again.status_code == 202 and again.json()["status"] == "confirmed"
+    # the legacy key of tenant "<t>" + id "x:y" is that of tenant "<t>:x" + id "y": not theirs
+    assert (await stack.api.get(url("x:y"), headers=headers)).status_code == 404
+    async with stack.sessions() as session:
+        rows = await session.execute(
+            select(func.count())
+            .select_from(CredentialAnchorRecord)
+            .where(CredentialAnchorRecord.tenant == tenant)
+        )
+        assert rows.scalar_one() == 1
+
+
+async def test_past_the_daily_quota_is_429_and_nothing_starts(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack.settings, "credential_anchor_daily_quota_per_tenant", 2)
+    tenant = unique_tenant()
+    headers = stack.auth("i", tenant)
+    for n in range(2):
+        ok = await stack.api.post(
+            url(f"q-{n}"), json={"data_hash": data_hash(), "ipfs_cid": CID_V1}, headers=headers
+        )
+        assert ok.status_code == 202
+    over = await stack.api.post(
+        url("q-2"), json={"data_hash": data_hash(), "ipfs_cid": CID_V1}, headers=headers
+    )
+    assert over.status_code == 429 and over.json()["error"]["code"] == "quota_exceeded"
+    assert 0 < int(over.headers["Retry-After"]) <= 86_400
+    batch = await stack.api.post(
+        "/api/v1/credentials/anchor/batch",
+        json={"items": [{"credential_id": "q-3", "data_hash": data_hash(), "ipfs_cid": CID_V1}]},
+        headers=headers,
+    )
+    assert batch.status_code == 429 and "Retry-After" in batch.headers
+    # the same credential again is not a new anchor: still answered
+    repeat = await stack.api.get(url("q-0"), headers=headers)
+    assert repeat.status_code == 200
+    async with stack.sessions() as session:
+        rows = await session.execute(
+            select(CredentialAnchorRecord.credential_id).where(
+                CredentialAnchorRecord.tenant == tenant
+            )
+        )
+        assert sorted(rows.scalars()) == ["q-0", "q-1"]
+    started = await stack.temporal.count_workflows(
+        f'WorkflowId = "credential-anchor-{credential_key(tenant, "q-2")}"'
+    )
+    assert started.count == 0
+    # another tenant has a quota of its own
+    elsewhere = await stack.api.post(
+        url("q-2"),
+        json={"data_hash": data_hash(), "ipfs_cid": CID_V1},
+        headers=stack.auth("i", unique_tenant()),
+    )
+    assert elsewhere.status_code == 202
+
+
+async def test_a_failed_anchor_is_retried_through_the_api_and_the_jobs_api(stack: Stack) -> None:
+    """The issuer role is taken away: both anchors revert and park; once it is back, one is
+    retried with POST .../anchor/retry, the other with /api/v1/jobs/{id}/retry."""
+    tenant = unique_tenant()
+    headers = stack.auth("issuer", tenant)
+    owner = LocalSigner(stack.settings.sandbox_registry_deployer_private_key)
+    registry = stack.settings.credential_registry_address
+    selector = keccak(text="setIssuer(address)")[:4]
+
+    async def set_issuer(address: str) -> None:
+        data = selector + encode(["address"], [address])
+        await _send(stack.chain.client, owner, {"to": registry, "data": "0x" + data.hex()})
+
+    digests = {"r-api": data_hash(), "r-job": data_hash()}
+    await set_issuer(owner.address)
+    try:
+        for cid, digest in digests.items():
+            response = await stack.api.post(
+                url(cid), json={"data_hash": digest, "ipfs_cid": CID_V1}, headers=headers
+            )
+            assert response.status_code == 202
+        failed = {cid: await status_of(stack, cid, headers, "failed") for cid in digests}
+    finally:
+        await set_issuer(stack.chain.treasury)
+    assert all(f["error"] for f in failed.values())
+    not_failed = await stack.api.post(f"{url('never')}/retry", headers=headers)
+    assert not_failed.status_code == 404
+    job = failed["r-job"]["workflow_id"]
+    await eventually(
+        lambda: stack.api.get(f"/api/v1/jobs/{job}", headers=headers),
+        lambda r: r.json().get("status") == "needs_attention",
+        what="the failed anchor to park",
+    )
+    retried = await stack.api.post(f"{url('r-api')}/retry", headers=headers)
+    assert retried.status_code == 202, retried.text
+    by_job = await stack.api.post(f"/api/v1/jobs/{job}/retry", headers=headers)
+    assert by_job.status_code == 202, by_job.text
+    for cid, digest in digests.items():
+        done = await status_of(stack, cid, headers, "confirmed")
+        assert await on_chain(stack, tenant, cid) == (digest, CID_V1, done["block"])
+    again = await stack.api.post(f"{url('r-api')}/retry", headers=headers)
+    assert again.status_code == 409  # confirmed: nothing to retry

@@ -3,6 +3,7 @@ the watch waits for confirmations and credits; expiry, late transfers and reorgs
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -272,3 +273,112 @@ async def test_watch_credits_by_itself_while_the_scanner_is_down(stack: Stack) -
         assert result.fallback_queries >= 1
     finally:
         await ensure_scanner(stack.temporal, stack.settings)
+
+
+# --- hostile chain data: dust, zero-value transfers, late transfers ------------------------------
+
+
+async def test_zero_value_transfer_then_the_real_one_is_credited_once(stack: Stack) -> None:
+    """Address-poisoning bots send 0-value Transfers: once that failed the watch for good."""
+    headers = stack.auth("abe", unique_tenant())
+    intent = (await create(stack, headers, "2")).json()
+    poison = await stack.chain.pay(intent["address"], 0)
+    await eventually(
+        lambda: view(stack, intent["id"], headers),
+        lambda v: [t["status"] for t in v["transfers"]] == ["ignored"],
+        what="the 0-value transfer to be recorded as ignored",
+    )
+    receipt = await stack.chain.pay(intent["address"], 2_000_000)
+    done = await until_status(stack, intent["id"], headers, {"paid"})
+    statuses = {t["tx_hash"]: t["status"] for t in done["transfers"]}
+    assert statuses == {
+        poison["transactionHash"]: "ignored",
+        receipt["transactionHash"]: "credited",
+    }
+    assert done["received_minor"] == 2_000_000 and await usdc(stack, headers) == 2_000_000
+    description = await stack.handle(intent["workflow_id"]).describe()
+    assert description.typed_search_attributes.get(SETTLE_STATUS) == "succeeded"
+
+
+async def test_fifty_dust_transfers_then_the_real_one_is_credited(stack: Stack) -> None:
+    """Dust in ten blocks used to wake the watch each time (a check each) and be credited."""
+    tenant = unique_tenant()
+    headers = stack.auth("bea", tenant)
+    intent_id = await short_intent(
+        stack, "bea", tenant, 3_000_000, ttl_seconds=60, max_checks=8, fallback_interval_seconds=60
+    )
+    intent = await view(stack, intent_id, headers)
+    for _ in range(10):
+        await stack.chain.pay_together([(intent["address"], 1)] * 5)  # 0.000001 USDC each
+        await asyncio.sleep(0.4)  # the scanner sees them in several rounds
+    await eventually(
+        lambda: view(stack, intent_id, headers),
+        lambda v: len(v["transfers"]) == 50,
+        what="the dust to be recorded",
+    )
+    await stack.chain.pay(intent["address"], 3_000_000)
+    done = await until_status(stack, intent_id, headers, {"paid"})
+    statuses = [t["status"] for t in done["transfers"]]
+    assert statuses.count("ignored") == 50 and statuses.count("credited") == 1
+    assert done["received_minor"] == 3_000_000 and await usdc(stack, headers) == 3_000_000
+
+
+async def test_late_transfer_is_credited_once_by_an_admin(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("cid", tenant)
+    admin = stack.auth("ops", tenant, roles=("admin",))
+    intent_id = await short_intent(stack, "cid", tenant, 2_000_000, ttl_seconds=2)
+    intent = await until_status(stack, intent_id, headers, {"expired"}, timeout=30)
+    poison = await stack.chain.pay(intent["address"], 0)
+    dust = await eventually(
+        lambda: view(stack, intent_id, headers),
+        lambda v: len(v["transfers"]) == 1,
+        what="the 0-value transfer after expiry to be recorded",
+    )
+    assert dust["transfers"][0]["status"] == "ignored" and not dust["late_transfer_seen"]
+    receipt = await stack.chain.pay(intent["address"], 2_000_000)
+    await eventually(
+        lambda: view(stack, intent_id, headers),
+        lambda v: v["late_transfer_seen"],
+        what="the late transfer to be flagged",
+    )
+    path = f"/api/v1/deposit/intent/{intent_id}/credit-late"
+    # dust is not creditable this way
+    refused = await stack.api.post(
+        path,
+        json={"tx_hash": poison["transactionHash"], "log_index": 0},
+        headers=stack.auth("ops", tenant, roles=("admin",)),
+    )
+    assert refused.status_code == 409, refused.text
+    body = {"tx_hash": receipt["transactionHash"], "log_index": 0}
+
+    # the owner is not an operator; another tenant's admin does not see the intent
+    assert (await stack.api.post(path, json=body, headers=headers)).status_code == 403
+    other = stack.auth("ops", unique_tenant(), roles=("admin",))
+    assert (await stack.api.post(path, json=body, headers=other)).status_code == 404
+    wrong = {"tx_hash": receipt["transactionHash"], "log_index": 7}
+    assert (await stack.api.post(path, json=wrong, headers=admin)).status_code == 404
+    bad = await stack.api.post(path, json={"tx_hash": "0x12", "log_index": 0}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "tx_hash"
+    assert await usdc(stack, headers) == 0
+
+    first = await stack.api.post(path, json=body, headers=admin)
+    assert first.status_code == 202, first.text
+    job = first.json()
+    assert job["status"] == "crediting"
+    credited = await eventually(
+        lambda: view(stack, intent_id, headers),
+        lambda v: [t["status"] for t in v["transfers"]] == ["ignored", "credited"],
+        what="the late transfer to be credited",
+    )
+    assert credited["received_minor"] == 2_000_000
+    assert await usdc(stack, headers) == 2_000_000
+    outcome = await stack.handle(job["workflow_id"]).result()
+    assert outcome["status"] == "credited"
+
+    again = await stack.api.post(path, json=body, headers=admin)
+    assert again.status_code == 200 and again.json()["status"] == "already_credited"
+    assert await usdc(stack, headers) == 2_000_000
+    assert (await view(stack, intent_id, headers))["received_minor"] == 2_000_000
+    seen = await stack.api.get(job["job_url"], headers=admin)
+    assert seen.status_code == 200, seen.text

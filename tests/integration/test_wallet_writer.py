@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.evm import EvmWriteActivities, WriterConfig
 from domain.errors import EvmRejected, EvmReverted
-from domain.evm import AwaitTxInput, SubmitTxInput, TransferUsdcInput
+from domain.evm import AwaitTxInput, CancelTxInput, SubmitTxInput, TransferUsdcInput
 from providers.evm import EvmClient, LocalSigner
 from providers.evm.client import LogFilter
 from providers.evm.erc20 import TRANSFER_TOPIC, decode_transfer
@@ -162,3 +162,64 @@ async def test_bad_recipient_is_refused_before_anything_is_signed(chain: Chain, 
                 select(EvmTransaction).where(EvmTransaction.idempotency_key == key)
             )
         ).first() is None
+
+
+async def test_cancel_takes_the_nonce_of_a_pending_transaction_with_a_self_transfer(
+    manual_chain: Chain, sessions
+) -> None:
+    """A transaction its caller gave up on can never land later: a 0-value transfer to the
+    treasury takes its nonce, the original is never mined, and nothing it carried happens."""
+    chain = manual_chain
+    w = writer(chain, sessions)
+    recipient, key = new_wallet(), f"test:{uuid.uuid4()}"
+    sent = await w.transfer_usdc(
+        TransferUsdcInput(idempotency_key=key, to=recipient, amount_minor=4_242)
+    )
+    assert await chain.client.transaction(sent.tx_hash) is not None  # in the pool, not mined
+    cancelling = asyncio.create_task(w.cancel(CancelTxInput(idempotency_key=key, confirmations=1)))
+    await asyncio.sleep(0.5)  # the cancel is signed and in the pool before any block is mined
+    async with chain.mining(0.2):
+        outcome = await asyncio.wait_for(cancelling, 60)
+        assert outcome.outcome == "cancelled" and outcome.nonce == sent.nonce
+        assert outcome.tx_hash != sent.tx_hash
+        await chain.mine(3)
+    assert await chain.client.receipt(sent.tx_hash) is None
+    cancel = await chain.client.transaction(str(outcome.tx_hash))
+    assert cancel is not None
+    assert str(cancel["to"]).lower() == chain.treasury.lower() and int(cancel["value"], 16) == 0
+    assert int(cancel["nonce"], 16) == sent.nonce
+    assert await chain.usdc_balance(recipient) == 0
+    # the key is spent: waiting on it or sending under it again says it was cancelled
+    with pytest.raises(EvmRejected, match="cancelled"):
+        await w.await_confirmations(AwaitTxInput(idempotency_key=key, confirmations=1))
+    with pytest.raises(EvmRejected, match="cancelled"):
+        await w.transfer_usdc(
+            TransferUsdcInput(idempotency_key=key, to=recipient, amount_minor=4_242)
+        )
+    # and the writer goes on with the next nonce
+    after = await w.transfer_usdc(
+        TransferUsdcInput(idempotency_key=f"test:{uuid.uuid4()}", to=recipient, amount_minor=1)
+    )
+    assert after.nonce == sent.nonce + 1
+
+
+async def test_cancel_reports_a_transaction_that_landed_first(
+    manual_chain: Chain, sessions
+) -> None:
+    chain = manual_chain
+    w = writer(chain, sessions)
+    recipient, key = new_wallet(), f"test:{uuid.uuid4()}"
+    sent = await w.transfer_usdc(
+        TransferUsdcInput(idempotency_key=key, to=recipient, amount_minor=777)
+    )
+    await chain.mine(3)
+    outcome = await w.cancel(CancelTxInput(idempotency_key=key, confirmations=1))
+    assert outcome.outcome == "landed" and outcome.receipt is not None
+    assert outcome.receipt.tx_hash == sent.tx_hash == outcome.tx_hash
+    assert await chain.usdc_balance(recipient) == 777
+
+
+async def test_cancel_of_a_key_never_used_sends_nothing(chain: Chain, sessions) -> None:
+    w = writer(chain, sessions)
+    outcome = await w.cancel(CancelTxInput(idempotency_key=f"test:{uuid.uuid4()}"))
+    assert outcome.outcome == "never_submitted" and outcome.tx_hash is None

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.credentials import (
@@ -26,7 +27,7 @@ from domain.credentials import (
     BatchOutcome,
     PreparedBatch,
 )
-from domain.evm import AwaitTxInput, SubmittedTx, TxReceipt
+from domain.evm import AwaitTxInput, CancelOutcome, CancelTxInput, SubmittedTx, TxReceipt
 from domain.queues import ActivityQueue
 from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.anchor_batcher import AnchorBatcher
@@ -41,6 +42,10 @@ class FakeChain:
     prepared: list[list[str]] = field(default_factory=list)
     submitted: list[AnchorSubmitInput] = field(default_factory=list)
     recorded: list[BatchOutcome] = field(default_factory=list)
+    #: when set, every submit fails with this error type and ``evm.cancel`` answers ``cancel_outcome``
+    submit_error: str | None = None
+    cancel_outcome: str = "cancelled"
+    cancelled: list[str] = field(default_factory=list)
 
     def activities(self) -> dict[ActivityQueue, list[Any]]:
         fake = self
@@ -54,6 +59,8 @@ class FakeChain:
         @activity.defn(name="credentials.submit_anchor")
         async def submit_anchor(request: AnchorSubmitInput) -> SubmittedTx:
             fake.submitted.append(request)
+            if fake.submit_error:
+                raise ApplicationError("on purpose", type=fake.submit_error, non_retryable=True)
             return SubmittedTx(
                 idempotency_key=request.idempotency_key, tx_hash="0x" + "ab" * 32, nonce=1
             )
@@ -69,6 +76,26 @@ class FakeChain:
                 confirmations=request.confirmations,
             )
 
+        @activity.defn(name="evm.cancel")
+        async def cancel(request: CancelTxInput) -> CancelOutcome:
+            fake.cancelled.append(request.idempotency_key)
+            landed = fake.cancel_outcome == "landed"
+            receipt = TxReceipt(
+                idempotency_key=request.idempotency_key,
+                tx_hash="0x" + "ef" * 32,
+                nonce=1,
+                block_number=9,
+                block_hash="0x" + "cd" * 32,
+                confirmations=request.confirmations,
+            )
+            return CancelOutcome(
+                idempotency_key=request.idempotency_key,
+                outcome=fake.cancel_outcome,
+                nonce=1,
+                tx_hash=receipt.tx_hash,
+                receipt=receipt if landed else None,
+            )
+
         @activity.defn(name="credentials.record_batch")
         async def record_batch(outcome: BatchOutcome) -> None:
             fake.recorded.append(outcome)
@@ -76,7 +103,7 @@ class FakeChain:
         return {
             ActivityQueue.DB: [prepare_batch, record_batch],
             ActivityQueue.CREDENTIALS: [submit_anchor],
-            ActivityQueue.EVM_WRITE: [await_confirmations],
+            ActivityQueue.EVM_WRITE: [await_confirmations, cancel],
         }
 
 
@@ -148,6 +175,25 @@ async def test_settings_sent_with_later_credentials_reach_the_running_batcher(
         await handle.terminate("test over")
     assert [len(keys) for keys in fake.prepared] == [3, 2, 2, 2]
     assert [s.registry for s in fake.submitted] == [REGISTRY_A, REGISTRY_A, REGISTRY_B, REGISTRY_B]
+
+
+@pytest.mark.parametrize(
+    ("cancel_outcome", "status"), [("cancelled", "failed"), ("landed", "confirmed")]
+)
+async def test_a_failed_batch_is_reported_only_once_its_transaction_is_settled(
+    env: WorkflowEnvironment, cancel_outcome: str, status: str
+) -> None:
+    fake, prefix = (
+        FakeChain(submit_error="EvmUnavailable", cancel_outcome=cancel_outcome),
+        new_prefix(),
+    )
+    async with running_workers(
+        env.client, prefix, workflows=[AnchorBatcher], activities=fake.activities()
+    ):
+        handle = await two_batches(env.client, fake, prefix)
+        await handle.terminate("test over")
+    assert fake.cancelled == [f"credential-batch:{o.root}" for o in fake.recorded]
+    assert [o.status for o in fake.recorded] == [status, status]
 
 
 async def _record() -> None:

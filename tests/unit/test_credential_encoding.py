@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from eth_abi import decode
+from eth_abi import decode, encode
 from eth_utils import keccak
 
-from domain.credentials import anchor_calldata, credential_key, validate_cid
+from domain.credentials import (
+    anchor_calldata,
+    credential_key,
+    legacy_credential_key,
+    validate_cid,
+)
 
 GOOD = [
     "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",  # CIDv0, dag-pb
@@ -36,7 +41,17 @@ def test_invalid_cids(cid: str) -> None:
 
 def test_keys_are_per_tenant() -> None:
     assert credential_key("t1", "c-1") != credential_key("t2", "c-1")
-    assert credential_key("t1", "c-1") == "0x" + keccak(text="t1:c-1").hex()
+    assert (
+        credential_key("t1", "c-1")
+        == "0x" + keccak(encode(["string", "string"], ["t1", "c-1"])).hex()
+    )
+
+
+def test_the_pair_is_unambiguous_and_the_legacy_key_was_not() -> None:
+    assert legacy_credential_key("a:b", "c") == legacy_credential_key("a", "b:c")
+    assert credential_key("a:b", "c") != credential_key("a", "b:c")
+    assert credential_key("ab", "c") != credential_key("a", "bc")
+    assert legacy_credential_key("t1", "c-1") == "0x" + keccak(text="t1:c-1").hex()
 
 
 def test_anchor_calldata_decodes_to_its_arguments() -> None:

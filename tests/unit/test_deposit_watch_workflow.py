@@ -7,9 +7,12 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio import activity
+from temporalio.client import WorkflowHistory
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.deposit_watch import (
@@ -23,15 +26,17 @@ from domain.deposit_watch import (
     FallbackResult,
     IntentStatus,
     IntentTotals,
+    LateCreditInput,
+    LateCreditState,
     MarkTransferInput,
     TransferCheck,
     TransferSeen,
     WatchConfig,
 )
 from domain.queues import ActivityQueue
-from domain.search import OperationKind, start_attributes
+from domain.search import SETTLE_STATUS, OperationKind, start_attributes
 from tests.fixtures.temporal import new_prefix, running_workers
-from workflows.deposit_watch import DepositWatch
+from workflows.deposit_watch import DepositWatch, LateTransferCredit
 
 
 def transfer(n: int, amount: int, block: int = 100, block_hash: str = "0xaa") -> TransferSeen:
@@ -56,6 +61,8 @@ class FakeChain:
     credited: list[TransferSeen] = field(default_factory=list)
     marked: list[MarkTransferInput] = field(default_factory=list)
     closed: list[CloseIntentInput] = field(default_factory=list)
+    #: how many credits fail (non-retryably, as a zero posting did) before they succeed
+    credit_failures: int = 0
 
     def activities(self) -> dict[ActivityQueue, list]:
         @activity.defn(name="chain.check_transfers")
@@ -76,6 +83,11 @@ class FakeChain:
 
         @activity.defn(name="intents.credit_transfer")
         async def credit_transfer(request: CreditTransferInput) -> IntentTotals:
+            if self.credit_failures > 0:
+                self.credit_failures -= 1
+                raise ApplicationError(
+                    "a posting of zero moves nothing", type="UnbalancedEntry", non_retryable=True
+                )
             self.credited.append(request.transfer)
             return IntentTotals(
                 intent_id=request.intent_id,
@@ -241,3 +253,217 @@ async def test_fallback_finds_what_the_scanner_missed(env: WorkflowEnvironment) 
     state = await run_watch(env, fake, 2_000_000)
     assert state.status == IntentStatus.PAID
     assert fake.fallbacks == 2
+
+
+async def until(handle, predicate, what: str):
+    for _ in range(500):
+        state = await handle.query(DepositWatch.status)
+        if predicate(state):
+            return state
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_dust_neither_wakes_the_watch_nor_spends_its_checks(
+    env: WorkflowEnvironment,
+) -> None:
+    """50 dust transfers (and a zero) one by one, then the real payment: credited, and the watch
+    spent no check on the dust (before the fix each one woke it: 50 checks > max_checks)."""
+    real = transfer(99, 5_000_000)
+    fake = FakeChain()
+
+    async def dust_then_pay(handle) -> None:
+        for n in range(51):
+            await handle.signal(DepositWatch.transfer_seen, transfer(n + 1, 0 if n == 0 else 5))
+            await handle.query(DepositWatch.status)  # one signal per activation
+        await handle.signal(DepositWatch.transfer_seen, real)
+
+    state = await run_watch(
+        env,
+        fake,
+        5_000_000,
+        config=WatchConfig(max_checks=20, min_amount_minor=10_000),
+        before_result=dust_then_pay,
+    )
+    assert state.status == IntentStatus.PAID
+    assert [t.key for t in fake.credited] == [real.key]
+    assert state.ignored == 51 and state.checks <= 3
+
+
+async def test_zero_value_transfer_is_ignored_even_with_no_minimum(
+    env: WorkflowEnvironment,
+) -> None:
+    real = transfer(2, 1_000_000)
+    fake = FakeChain()
+    state = await run_watch(
+        env, fake, 1_000_000, signals=[transfer(1, 0), real], config=WatchConfig(min_amount_minor=0)
+    )
+    assert state.status == IntentStatus.PAID
+    assert [t.key for t in fake.credited] == [real.key] and state.ignored == 1
+
+
+async def test_a_failing_credit_parks_the_watch_and_retry_credits(
+    env: WorkflowEnvironment,
+) -> None:
+    seen = transfer(1, 3_000_000)
+    fake = FakeChain(credit_failures=1)
+
+    async def retry_when_parked(handle) -> None:
+        parked = await until(handle, lambda s: s.needs_attention, "the watch to park")
+        assert parked.error and parked.error.startswith("credit failed: UnbalancedEntry")
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(SETTLE_STATUS) == "needs_attention"
+        await handle.signal("retry")
+
+    state = await run_watch(env, fake, 3_000_000, signals=[seen], before_result=retry_when_parked)
+    assert state.status == IntentStatus.PAID and not state.needs_attention
+    assert [t.key for t in fake.credited] == [seen.key]
+
+
+async def test_an_abandoned_credit_is_marked_and_the_watch_goes_on(
+    env: WorkflowEnvironment,
+) -> None:
+    seen = transfer(1, 3_000_000)
+    fake = FakeChain(credit_failures=1)
+
+    async def abandon_when_parked(handle) -> None:
+        await until(handle, lambda s: s.needs_attention, "the watch to park")
+        await handle.signal("abandon", "credited by hand")
+
+    state = await run_watch(env, fake, 3_000_000, signals=[seen], before_result=abandon_when_parked)
+    assert state.status == IntentStatus.EXPIRED and fake.credited == []
+    assert state.abandoned == [seen.key]
+    assert [(m.transfer.key, m.status.value) for m in fake.marked] == [(seen.key, "abandoned")]
+
+
+async def run_late_credit(
+    env: WorkflowEnvironment, fake: FakeChain, seen: TransferSeen, during=None
+) -> LateCreditState:
+    prefix = new_prefix()
+    async with running_workers(
+        env.client, prefix, workflows=[LateTransferCredit], activities=fake.activities()
+    ):
+        intent_id = str(uuid.uuid4())
+        handle = await env.client.start_workflow(
+            LateTransferCredit.run,
+            LateCreditInput(
+                intent_id=intent_id,
+                tenant="t",
+                chain="base",
+                chain_id=31337,
+                transfer=seen,
+                requested_by="ops",
+                credit_max_attempts=1,
+                task_queue_prefix=prefix,
+            ),
+            id=f"deposit-late-credit-{intent_id}-{seen.tx_hash}-0",
+            task_queue=f"{prefix}workflows",
+            search_attributes=start_attributes(OperationKind.DEPOSIT_WATCH, "t", "ops"),
+        )
+        if during is not None:
+            await during(handle)
+        return await handle.result()
+
+
+async def test_late_credit_waits_for_confirmations_then_credits(env: WorkflowEnvironment) -> None:
+    seen = transfer(1, 2_000_000)
+    fake = FakeChain(outcomes={seen.key: [("pending", 3), ("confirmed", 0)]})
+    state = await run_late_credit(env, fake, seen)
+    assert state.status == "credited" and fake.checks == 2
+    assert [t.key for t in fake.credited] == [seen.key]
+
+
+async def test_late_credit_of_a_reorged_transfer_credits_nothing(env: WorkflowEnvironment) -> None:
+    seen = transfer(1, 2_000_000)
+    fake = FakeChain(outcomes={seen.key: [("reorged", 0)]})
+    state = await run_late_credit(env, fake, seen)
+    assert state.status == "reorged" and fake.credited == []
+    assert [m.status.value for m in fake.marked] == ["reorged"]
+
+
+async def test_late_credit_that_fails_parks_for_retry(env: WorkflowEnvironment) -> None:
+    seen = transfer(1, 2_000_000)
+    fake = FakeChain(credit_failures=1)
+
+    async def retry(handle) -> None:
+        for _ in range(500):
+            if (await handle.query(LateTransferCredit.status)).status == "needs_attention":
+                break
+            await asyncio.sleep(0.02)
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(SETTLE_STATUS) == "needs_attention"
+        await handle.signal("retry")
+
+    state = await run_late_credit(env, fake, seen, during=retry)
+    assert state.status == "credited" and [t.key for t in fake.credited] == [seen.key]
+
+
+# --- recording histories for tests/unit/test_replay.py -------------------------------------------
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "deposit_watch"
+
+
+async def _record() -> None:
+    """``python -m tests.unit.test_deposit_watch_workflow``: record the histories not yet kept
+    (a history, once kept, is never re-recorded)."""
+    from tests.fixtures.temporal import start_time_skipping
+
+    async def retry_when_parked(handle) -> None:
+        await until(handle, lambda s: s.needs_attention, "the watch to park")
+        await handle.signal("retry")
+
+    seen, gone = transfer(1, 5_000_000), transfer(2, 4_000_000, block_hash="0xold")
+    scenarios = {
+        # the shape before dust and parking (v1)
+        "v1_confirmed_paid": (
+            5_000_000,
+            [seen],
+            FakeChain(outcomes={seen.key: [("pending", 3), ("confirmed", 0)]}),
+            None,
+            None,
+        ),
+        "v1_reorged_then_expired": (
+            4_000_000,
+            [gone, transfer(3, 1_000_000)],
+            FakeChain(outcomes={gone.key: [("reorged", 0)]}),
+            None,
+            None,
+        ),
+        # dust ignored, a failing credit parked then retried (v2)
+        "v2_dust_then_paid": (
+            5_000_000,
+            [transfer(4, 0), transfer(5, 3), seen],
+            FakeChain(),
+            WatchConfig(min_amount_minor=10_000),
+            None,
+        ),
+        "v2_credit_parked_then_retried": (
+            5_000_000,
+            [seen],
+            FakeChain(credit_failures=1),
+            None,
+            retry_when_parked,
+        ),
+    }
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    async with await start_time_skipping() as env:
+        for name, (amount, signals, fake, config, during) in scenarios.items():
+            path = HISTORIES / f"{name}.json"
+            if path.exists():
+                print(f"kept {path}")
+                continue
+            captured: list[WorkflowHistory] = []
+
+            async def keep(handle, captured=captured, during=during) -> None:
+                if during is not None:
+                    await during(handle)
+                await handle.result()
+                captured.append(await handle.fetch_history())
+
+            await run_watch(env, fake, amount, signals=signals, config=config, before_result=keep)
+            path.write_text(captured[0].to_json())
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_record())
