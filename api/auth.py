@@ -25,6 +25,8 @@ class Role(StrEnum):
     USER = "user"
     VENUE_ADMIN = "venue_admin"
     ADMIN = "admin"
+    #: runs the deployment (and reads decrypted payloads through the codec server)
+    PLATFORM_ADMIN = "platform_admin"
 
 
 class Principal(BaseModel):

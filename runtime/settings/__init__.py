@@ -11,6 +11,7 @@ from functools import lru_cache
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.settings.codec import CodecSettings
 from runtime.settings.core import CoreSettings
 from runtime.settings.credentials import CredentialSettings
 from runtime.settings.deposits import DepositSettings
@@ -55,6 +56,7 @@ class Settings(
     BaseSettings,
     CoreSettings,
     TemporalSettings,
+    CodecSettings,
     MpesaSettings,
     EvmSettings,
     DepositSettings,
@@ -97,6 +99,11 @@ class Settings(
             raise ValueError(
                 "SETTLE_ENV=production refuses the local chain's well-known keys and mnemonics: "
                 + ", ".join(dev_keys)
+            )
+        if not (self.payload_codec_keys or self.payload_codec_key_dir):
+            raise ValueError(
+                "SETTLE_ENV=production needs a payload codec key: PAYLOAD_CODEC_KEYS or "
+                "PAYLOAD_CODEC_KEY_DIR (python -m runtime.codec new-key)"
             )
         if self.database_url.startswith("sqlite"):
             raise ValueError("SETTLE_ENV=production needs DATABASE_URL pointing at PostgreSQL")

@@ -28,6 +28,7 @@ REAL = {
     "solana_authority_keypair": str(Keypair()),
     "stripe_api_key": "sk_live_a-real-key-from-the-vault",
     "stripe_webhook_secret": "whsec_a-real-secret-from-the-vault",
+    "payload_codec_keys": "k1=" + "QUJD" * 10 + "QUI=",
 }
 
 
