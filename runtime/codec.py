@@ -96,7 +96,7 @@ class EncryptionCodec(PayloadCodec):
         data = payload.data
         try:
             plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], key_id.encode())
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:  # ValueError: data shorter than a nonce
             raise PayloadDecryptionError(
                 f"payload does not authenticate with key {key_id!r}"
             ) from exc

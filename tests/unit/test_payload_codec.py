@@ -72,6 +72,9 @@ async def test_unknown_key_and_tampered_ciphertext_are_refused() -> None:
     tampered = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + b"\x00")
     with pytest.raises(PayloadDecryptionError, match="does not authenticate"):
         await EncryptionCodec({"old": OLD}, "old").decode([tampered])
+    truncated = Payload(metadata=dict(sealed.metadata), data=b"abc")
+    with pytest.raises(PayloadDecryptionError):
+        await EncryptionCodec({"old": OLD}, "old").decode([truncated])
     # the key id is authenticated too: relabelling a payload does not get it decrypted
     relabelled = Payload(metadata={**sealed.metadata, KEY_ID: b"new"}, data=sealed.data)
     with pytest.raises(PayloadDecryptionError):
