@@ -3,6 +3,7 @@ server decrypts for admins only."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -13,6 +14,7 @@ from temporalio.client import Client
 
 from domain.mpesa import DepositStatus
 from runtime.codec import ENCODING, KEY_ID
+from runtime.devserver import temporal_cli
 from tests.e2e.test_mpesa_deposit_api import PHONE_OK, initiate
 from tests.e2e.test_tickets import buy, until
 from tests.fixtures.chain import new_wallet
@@ -163,3 +165,42 @@ async def test_codec_server_answers_the_web_uis_cors_preflight(stack: Stack) -> 
     # the UI's origin gets no CORS on the rest of the API
     elsewhere = await stack.api.get("/health/live", headers={"Origin": origin})
     assert "access-control-allow-origin" not in elsewhere.headers
+
+
+def payload_texts(node: Any) -> list[str]:
+    """The data of every payload in a history printed as JSON (base64 in proto JSON)."""
+    if isinstance(node, dict):
+        if "data" in node and "metadata" in node and isinstance(node["data"], str):
+            return [base64.b64decode(node["data"]).decode(errors="replace")]
+        return [t for value in node.values() for t in payload_texts(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in payload_texts(value)]
+    return []
+
+
+async def test_the_temporal_cli_reads_decrypted_history_through_the_codec_server(
+    stack: Stack,
+) -> None:
+    """The README's command for operators: Temporal's own codec client speaks to our server."""
+    tenant = unique_tenant()
+    response = await initiate(stack, stack.auth("cli", tenant), wallet=new_wallet())
+    assert response.status_code == 202, response.text
+    workflow_id = response.json()["workflow_id"]
+    await stack.wait_for_deposit(response.json()["id"], {DepositStatus.CREDITED}, timeout=40)
+    admin = stack.token("ops", tenant, ["admin"])
+
+    async def show(*codec: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            temporal_cli(), "workflow", "show", "--workflow-id", workflow_id,
+            "--address", stack.temporal.service_client.config.target_host,
+            "--namespace", stack.temporal.namespace, "--output", "json", *codec,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, out.decode(errors="replace")
+        return "\n".join(payload_texts(json.loads(out)))
+
+    endpoint = f"{stack.settings.api_public_url}/codec"
+    assert PHONE_OK in await show("--codec-endpoint", endpoint, "--codec-auth", f"Bearer {admin}")
+    plain = await show()
+    assert plain and PHONE_OK not in plain
