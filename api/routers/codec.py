@@ -6,6 +6,12 @@
 (the one its Temporal client has), and are open only to ``admin`` and ``platform_admin`` tokens:
 anyone else sees ciphertext in the UI. CORS for the UI's origin (``CODEC_CORS_ORIGINS``) is set up
 by :func:`install_codec_cors`, for these paths only.
+
+The token comes in the ``Authorization`` header (the CLI's ``--codec-auth``, the UI's "pass access
+token" behind OIDC) or, for a Web UI without its own login (``make run``'s dev server), in a
+cookie: an operator opens ``/codec/session`` in the browser, pastes an admin token, and ticks
+"Include cross-origin credentials" in the UI's codec settings. The cookie is HttpOnly, limited to
+``/codec`` and SameSite=Strict (the UI on the same host is same-site; other sites never send it).
 """
 
 from __future__ import annotations
@@ -14,17 +20,19 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from api.auth import Principal, Role
-from api.deps import current_user
+from api.auth import Principal, Role, decode_token
+from api.deps import get_settings_dep
 from api.errors import error_responses
-from domain.errors import BadRequest, Forbidden, InvalidInput, ServiceUnavailable
+from domain.errors import BadRequest, Forbidden, InvalidInput, ServiceUnavailable, Unauthorized
 from runtime.codec import PayloadDecryptionError
 from runtime.logging import get_logger
 from runtime.settings import Settings
@@ -49,10 +57,29 @@ class CodecPayloads(BaseModel):
     payloads: list[JsonPayload] = Field(max_length=MAX_PAYLOADS)
 
 
-def codec_operator(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+COOKIE = "settle_codec_token"
+_bearer = HTTPBearer(auto_error=False, description="JWT of an admin or platform_admin")
+
+
+def _operator(token: str, settings: Settings) -> Principal:
+    principal = decode_token(token, settings)
     if not (OPERATOR_ROLES & principal.roles):
         raise Forbidden("admin or platform_admin role required to read payloads")
     return principal
+
+
+def codec_operator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The bearer token, else the session cookie set by ``/codec/session``."""
+    settings = get_settings_dep(request)
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return _operator(credentials.credentials, settings)
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        return _operator(cookie, settings)
+    raise Unauthorized("missing bearer token")
 
 
 CodecOperator = Annotated[Principal, Depends(codec_operator)]
@@ -112,6 +139,49 @@ async def encode(body: CodecPayloads, principal: CodecOperator, request: Request
     encoded = await _codec(request).encode(_to_proto(body))
     log.info("payloads encoded", by=principal.subject, tenant=principal.tenant, count=len(encoded))
     return _to_json(encoded)
+
+
+_LOGIN_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Settle codec session</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>Decrypt payloads in the Temporal Web UI</h1>
+<p>Paste a token with role <code>admin</code> or <code>platform_admin</code>
+(<code>.venv/bin/python -m api.auth token --sub ops --tenant t1 --roles admin</code>).
+It is kept in an HttpOnly cookie for <code>/codec</code> only. Then, in the Web UI's codec
+settings, tick <em>Include cross-origin credentials</em>.</p>
+<form method="post" action="session">
+<input type="password" name="token" size="60" autocomplete="off" required>
+<button type="submit">Start session</button></form></body></html>
+"""
+
+
+@router.get("/session", response_class=HTMLResponse, include_in_schema=False)
+async def session_page() -> HTMLResponse:
+    return HTMLResponse(_LOGIN_PAGE)
+
+
+@router.post("/session", response_class=HTMLResponse, responses=error_responses(401, 403, 422))
+async def start_session(
+    token: Annotated[str, Form(min_length=1, max_length=8192)], request: Request
+) -> HTMLResponse:
+    """Keep an admin token in an HttpOnly cookie for ``/codec`` (a Web UI without its own login
+    sends it with "Include cross-origin credentials")."""
+    settings = get_settings_dep(request)
+    principal = _operator(token, settings)
+    response = HTMLResponse(
+        "<p>Codec session started: the Web UI now shows decrypted payloads.</p>"
+    )
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=settings.jwt_token_ttl_seconds,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=settings.api_public_url.startswith("https://"),
+    )
+    log.info("codec session started", by=principal.subject, tenant=principal.tenant)
+    return response
 
 
 class _PathCors:

@@ -204,3 +204,42 @@ async def test_the_temporal_cli_reads_decrypted_history_through_the_codec_server
     assert PHONE_OK in await show("--codec-endpoint", endpoint, "--codec-auth", f"Bearer {admin}")
     plain = await show()
     assert plain and PHONE_OK not in plain
+
+
+async def test_a_codec_session_cookie_lets_a_ui_without_login_decode(stack: Stack) -> None:
+    """``make run``'s Web UI has no login: an admin starts a cookie session on /codec/session
+    and the UI sends it along ("Include cross-origin credentials")."""
+    tenant = unique_tenant()
+    response = await initiate(stack, stack.auth("kim", tenant), wallet=new_wallet())
+    assert response.status_code == 202, response.text
+    body = as_json(await first_encrypted_input(stack, response.json()["workflow_id"]))
+
+    page = await stack.api.get("/codec/session")
+    assert page.status_code == 200 and 'name="token"' in page.text
+    refused = await stack.api.post("/codec/session", data={"token": stack.token("kim", tenant)})
+    assert refused.status_code == 403 and "set-cookie" not in refused.headers
+    assert (await stack.api.post("/codec/session", data={"token": "nonsense"})).status_code == 401
+
+    started = await stack.api.post(
+        "/codec/session", data={"token": stack.token("ops", tenant, ["admin"])}
+    )
+    assert started.status_code == 200, started.text
+    cookie = started.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "path=/codec" in cookie and "samesite=strict" in cookie
+    token = started.cookies["settle_codec_token"]
+    stack.api.cookies.clear()  # the stack's shared client keeps no session for other tests
+    decoded = await stack.api.post(
+        "/codec/decode",
+        json=body,
+        headers={"Origin": stack.settings.codec_cors_origins[0]},
+        cookies={"settle_codec_token": token},
+    )
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.headers["access-control-allow-credentials"] == "true"
+    (plain,) = decoded.json()["payloads"]
+    assert json.loads(base64.b64decode(plain["data"]))["phone"] == PHONE_OK
+    # a cookie holding a user's token decodes nothing
+    user = await stack.api.post(
+        "/codec/decode", json=body, cookies={"settle_codec_token": stack.token("kim", tenant)}
+    )
+    assert user.status_code == 403
