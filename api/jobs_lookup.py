@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -217,14 +218,27 @@ async def failure_message(client: Client, job_id: str, run_id: str | None) -> st
             if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
                 return None
             failure = event.workflow_execution_failed_event_attributes.failure
-            messages = [failure.message]
-            while failure.HasField("cause") and len(messages) < 4:
-                failure = failure.cause
-                messages.append(failure.message)
-            return ": ".join(m for m in messages if m)
+            return ": ".join(await failure_messages(client, failure))
     except (RPCError, RuntimeError) as exc:
         log.info("close event unreadable", job_id=job_id, error=str(exc))
     return None
+
+
+async def failure_messages(client: Client, failure: Failure, limit: int = 4) -> list[str]:
+    """A failure's message and its causes' messages, decrypted: the payload codec keeps messages
+    and stack traces in the failure's encoded attributes, so Temporal holds no PII in clear."""
+    try:
+        error: BaseException | None = await client.data_converter.decode_failure(failure)
+    except Exception as exc:  # a key that is gone, a failure of another shape
+        log.info("failure not decodable", error=str(exc))
+        return [failure.message] if failure.message else []
+    messages: list[str] = []
+    while error is not None and len(messages) < limit:
+        message = getattr(error, "message", None) or str(error)
+        if message:
+            messages.append(message)
+        error = error.__cause__
+    return messages
 
 
 #: ``"<step> failed: <ErrorType>: <message>"``, as the workflows write their parked errors

@@ -9,6 +9,7 @@ client's data converter the server only ever holds AES-256-GCM ciphertext:
   (metadata included), authenticated together with the key id;
 - one key encrypts; every configured key decrypts (rotation: add a key, make it the encryption key,
   keep the old one for the histories that still need it);
+- failure messages and stack traces travel encrypted too (the failure's encoded attributes);
 - a payload without that encoding is returned unchanged by ``decode``: histories recorded before
   the codec, and signals sent by hand with ``temporal workflow signal --input``, still read.
 
@@ -34,7 +35,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from runtime.settings import Settings
 
@@ -191,7 +196,13 @@ def with_codec(codec: PayloadCodec | None) -> DataConverter:
     """Settle's data converter (pydantic), with ``codec`` when there is one."""
     if codec is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    # failure messages and stack traces go into the failure's encoded attributes, through the
+    # codec: an error that quotes an address or an email is not kept in clear either
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def data_converter(settings: Settings) -> DataConverter:

@@ -38,6 +38,7 @@ from api.jobs_lookup import (
     api_identity,
     describe_job,
     failure_message,
+    failure_messages,
     operator_decision,
     raise_if_unreachable,
     refuse_overriding,
@@ -103,7 +104,9 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]:
+async def _pending(
+    client: Client, description: WorkflowExecutionDescription
+) -> list[PendingActivity]:
     return [
         PendingActivity(
             activity_id=a.activity_id,
@@ -111,7 +114,11 @@ def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]
             state=_activity_state(a.state),
             attempt=a.attempt,
             maximum_attempts=a.maximum_attempts,
-            last_failure=a.last_failure.message if a.HasField("last_failure") else None,
+            last_failure=(
+                ": ".join(await failure_messages(client, a.last_failure, limit=1)) or None
+                if a.HasField("last_failure")
+                else None
+            ),
         )
         for a in description.raw_description.pending_activities
     ]
@@ -152,7 +159,7 @@ async def get_job(
         temporal_status=job.temporal_status,
         started_at=job.started_at,
         closed_at=job.closed_at,
-        pending_activities=_pending(description),
+        pending_activities=await _pending(temporal, description),
         error=await _error(temporal, job),
         operator_decision=await operator_decision(temporal, job),
         web_ui_url=web_ui_url(settings, job.id),

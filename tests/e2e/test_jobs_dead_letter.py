@@ -351,6 +351,11 @@ async def test_failed_run_shows_its_failure(stack: Stack) -> None:
     ).json()
     assert job["kind"] == "ticket_purchase" and job["status"] == "failed"
     assert job["closed_at"] and "could not be minted" in job["error"]
+    # the message is read through the codec: Temporal keeps failure messages encrypted
+    assert stack.plain_temporal is not None
+    history = await stack.plain_temporal.get_workflow_handle(wf).fetch_history()
+    raw = b"".join(e.SerializeToString() for e in history.events)
+    assert b"could not be minted" not in raw and b"efe@example.com" not in raw
     # a failed run is reset to its last good point: here it fails again the same way, having
     # refunded once (the refund is in the history the new run replays)
     reset = await stack.api.post(f"{JOBS}/{wf}/retry", headers=buyer)
