@@ -25,6 +25,7 @@ from api.metrics_queues import QueueStatsCache
 from api.routers import (
     alerts,
     cache,
+    codec,
     credentials,
     dead_letter,
     deposits,
@@ -141,6 +142,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_metrics(app, app.state.metrics)
+    codec.install_codec_cors(app, settings)
     routers = (
         health.router,
         metrics.router,
@@ -160,6 +162,7 @@ def create_app(
         queues.router,
         rate_limits.router,
         verification_jobs.router,
+        codec.router,
     )
     for router in routers:
         app.include_router(router)

@@ -29,7 +29,8 @@ class Role(StrEnum):
     #: runs one tenant: its jobs, dead letters, alerts, webhook endpoints
     ADMIN = "admin"
     #: runs the deployment: providers, shared queues, caches, the platform's alerts, readiness
-    #: details, /metrics; reads every tenant's operations (but acts on none in a tenant's name)
+    #: details, /metrics; reads every tenant's operations (but acts on none in a tenant's name),
+    #: and reads decrypted payloads through the codec server
     PLATFORM_ADMIN = "platform_admin"
 
 

@@ -12,10 +12,12 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -28,7 +30,7 @@ from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal, Role
-from domain.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized
+from domain.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from domain.search import (
     SETTLE_KIND,
     SETTLE_STATUS,
@@ -227,14 +229,27 @@ async def failure_message(client: Client, job_id: str, run_id: str | None) -> st
             if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
                 return None
             failure = event.workflow_execution_failed_event_attributes.failure
-            messages = [failure.message]
-            while failure.HasField("cause") and len(messages) < 4:
-                failure = failure.cause
-                messages.append(failure.message)
-            return redact(": ".join(m for m in messages if m))
+            return redact(": ".join(await failure_messages(client, failure)))
     except (RPCError, RuntimeError) as exc:
         log.info("close event unreadable", job_id=job_id, error=str(exc))
     return None
+
+
+async def failure_messages(client: Client, failure: Failure, limit: int = 4) -> list[str]:
+    """A failure's message and its causes' messages, decrypted: the payload codec keeps messages
+    and stack traces in the failure's encoded attributes, so Temporal holds no PII in clear."""
+    try:
+        error: BaseException | None = await client.data_converter.decode_failure(failure)
+    except Exception as exc:  # a key that is gone, a failure of another shape
+        log.info("failure not decodable", error=str(exc))
+        return [failure.message] if failure.message else []
+    messages: list[str] = []
+    while error is not None and len(messages) < limit:
+        message = getattr(error, "message", None) or str(error)
+        if message:
+            messages.append(message)
+        error = error.__cause__
+    return messages
 
 
 #: ``"<step> failed: <ErrorType>: <message>"``, as the workflows write their parked errors
@@ -250,6 +265,84 @@ def error_parts(error: str | None) -> tuple[str | None, str | None]:
     if match is None:
         return None, None
     return match.group("type"), match.group("step")
+
+
+#: identity the API gives Temporal when an admin terminates or abandons a job through it
+API_IDENTITY_PREFIX = "settle-api:"
+
+
+def api_identity(principal: Principal) -> str:
+    return f"{API_IDENTITY_PREFIX}{principal.tenant}/{principal.subject}"
+
+
+class OperatorDecision(BaseModel):
+    """An operator ended this job: it stands against its owner (only an ``admin`` retries it)."""
+
+    action: Literal["terminated", "abandoned"]
+    reason: str | None
+    #: the admin's token subject when decided through the API; else the identity Temporal
+    #: recorded (``temporal --identity``, the Web UI's user)
+    by: str | None
+    at: datetime | None
+
+
+def _who(identity: str) -> str | None:
+    if identity.startswith(API_IDENTITY_PREFIX):
+        return identity.removeprefix(API_IDENTITY_PREFIX).partition("/")[2] or None
+    return identity or None
+
+
+async def operator_decision(client: Client, job: JobRef) -> OperatorDecision | None:
+    """Who terminated or abandoned the job, why and when, read from its history (the terminate
+    event; the last ``abandon`` signal of an abandoned job). None for any other job."""
+    if job.temporal_status != "terminated" and job.settle_status != OperationStatus.ABANDONED:
+        return None
+    handle = client.get_workflow_handle(job.id, run_id=job.run_id)
+    found: OperatorDecision | None = None
+    try:
+        if job.temporal_status == "terminated":
+            async for event in handle.fetch_history_events(
+                event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+            ):
+                attrs = event.workflow_execution_terminated_event_attributes
+                found = OperatorDecision(
+                    action="terminated",
+                    reason=attrs.reason or None,
+                    by=_who(attrs.identity),
+                    at=event.event_time.ToDatetime(tzinfo=UTC),
+                )
+            return found
+        async for event in handle.fetch_history_events():
+            if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                continue
+            signal = event.workflow_execution_signaled_event_attributes
+            if signal.signal_name != "abandon":
+                continue
+            reason = None
+            if signal.input.payloads:
+                (value,) = await client.data_converter.decode(list(signal.input.payloads)[:1])
+                reason = value if isinstance(value, str) else None
+            found = OperatorDecision(
+                action="abandoned",
+                reason=reason or "abandoned by an operator",
+                by=_who(signal.identity),
+                at=event.event_time.ToDatetime(tzinfo=UTC),
+            )
+    except (RPCError, RuntimeError) as exc:
+        raise_if_unreachable(exc)
+        raise
+    return found
+
+
+def refuse_overriding(decision: OperatorDecision | None, principal: Principal) -> None:
+    """An operator's terminate or abandon stands against the job's owner: only an admin may
+    retry or reset such a job."""
+    if decision is not None and not principal.is_admin:
+        why = f": {decision.reason}" if decision.reason else ""
+        by = f" by {decision.by}" if decision.by else ""
+        raise Forbidden(
+            f"the job was {decision.action}{by}{why}; only an admin can retry it", field="job_id"
+        )
 
 
 async def bounded(items: Iterable[T], call: Callable[[T], Awaitable[Any]]) -> list[Any]:

@@ -35,6 +35,8 @@ DEMO_WALLET = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 def banner(settings: Settings, ready: bool) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     token = issue_token(settings, subject="alice", tenant="t1", roles=["user"])
+    ops = issue_token(settings, subject="ops", tenant="t1", roles=["admin"])
+    codec = settings.dev_server_ui_codec_endpoint or f"{api}/codec"
     state = (
         "Settle is up." if ready else "Settle did not become ready in time: read the logs above."
     )
@@ -61,6 +63,10 @@ def banner(settings: Settings, ready: bool) -> str:
         -H 'Content-Type: application/json' \\
         -d '{{"phone": "254708374149", "amount": 150, "wallet_address": "{DEMO_WALLET}"}}'
    curl -s {api}/api/v1/portfolio -H "Authorization: Bearer $TOKEN"
+ Payloads in Temporal are encrypted; an admin reads them through the API's codec server:
+   export OPS={ops}
+   .venv/bin/temporal workflow show -w <workflow id> \\
+        --codec-endpoint {codec} --codec-auth "Bearer $OPS"
  Verify a file: `.venv/bin/python -m sandbox.content publish <file>` signs, publishes and
    registers it, and prints the curl for POST /api/verification-jobs/verify.
  Ctrl-C stops everything; data stays in .data/ for the next `make run`.

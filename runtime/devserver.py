@@ -51,6 +51,12 @@ def command(settings: Settings) -> list[str]:
         "--log-level",
         "warn",
         *dev_server_flags(),
+        # the Web UI shows decrypted payloads through the API's codec server (admins only)
+        *(
+            ["--ui-codec-endpoint", settings.dev_server_ui_codec_endpoint]
+            if settings.dev_server_ui_codec_endpoint
+            else []
+        ),
     ]
 
 

@@ -1,4 +1,5 @@
-"""Temporal client factory: address, namespace, TLS client cert or API key, pydantic converter.
+"""Temporal client factory: address, namespace, TLS client cert or API key, pydantic converter
+with the payload codec (``runtime/codec.py``).
 
 ``python -m runtime.temporal register-search-attributes`` registers Settle's custom search
 attributes on a cluster that was not started by ``make run`` (the dev server registers them itself).
@@ -19,11 +20,11 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, TLSConfig
 
 from domain.search import ALL_KEYS
+from runtime.codec import data_converter
 from runtime.settings import Settings, get_settings
 
 
@@ -76,7 +77,7 @@ async def connect(
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=tls_config(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime,
         lazy=lazy,
         connect_timeout=timedelta(seconds=settings.temporal_connect_timeout_seconds),

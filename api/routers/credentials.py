@@ -11,20 +11,23 @@ with ``POST .../anchor/retry`` (or ``/api/v1/jobs/{workflow id}/retry``).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.workflow_starts import nothing_started
 from domain.credentials import (
     CREDENTIAL_ID,
     DATA_HASH,
@@ -156,6 +159,24 @@ async def signal_batcher(temporal: Client, settings: Settings, keys: list[str]) 
     )
 
 
+def _not_waiting(
+    temporal: Client, settings: Settings, keys: list[str]
+) -> Callable[[], Awaitable[bool]]:
+    """Confirms that a failed signal-with-start did not reach the batcher: none of ``keys`` waits
+    in it (or there is no batcher)."""
+
+    async def confirm() -> bool:
+        try:
+            waiting = await temporal.get_workflow_handle(batcher_id(settings)).query("waiting")
+        except RPCError as exc:
+            return exc.status == RPCStatusCode.NOT_FOUND
+        except (RuntimeError, WorkflowQueryFailedError):
+            return False
+        return not set(keys) & set(waiting)
+
+    return confirm
+
+
 async def forget(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> None:
     async with sessions.begin() as session:
         for key in keys:
@@ -278,34 +299,37 @@ async def anchor(
         try:
             await signal_batcher(temporal, settings, [key])
         except (RPCError, RuntimeError) as exc:
-            if not temporal_unreachable(exc):
-                raise
+            confirm = _not_waiting(temporal, settings, [key])
+            if await nothing_started(temporal, row.workflow_id, exc, absent=confirm):
+                await forget(sessions, [key])
+                raise ServiceUnavailable(
+                    "the workflow service is unavailable; nothing was anchored or recorded"
+                ) from exc
+            # else the batcher may have it: the row stays pending
+        return view(row, settings)
+    request = anchor_request(settings, row)
+    start = partial(
+        temporal.start_workflow,
+        "CredentialAnchor",
+        request,
+        id=row.workflow_id,
+        task_queue=workflow_queue(settings.task_queue_prefix),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=start_attributes(
+            OperationKind.CREDENTIAL_ANCHOR, principal.tenant, principal.subject
+        ),
+        **start_kwargs(),
+    )
+    try:
+        await start()
+    except (RPCError, RuntimeError) as exc:
+        if await nothing_started(temporal, row.workflow_id, exc, retry=start):
             await forget(sessions, [key])
             raise ServiceUnavailable(
                 "the workflow service is unavailable; nothing was anchored or recorded"
             ) from exc
-        return view(row, settings)
-    request = anchor_request(settings, row)
-    try:
-        await temporal.start_workflow(
-            "CredentialAnchor",
-            request,
-            id=row.workflow_id,
-            task_queue=workflow_queue(settings.task_queue_prefix),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=start_attributes(
-                OperationKind.CREDENTIAL_ANCHOR, principal.tenant, principal.subject
-            ),
-            **start_kwargs(),
-        )
-    except (RPCError, RuntimeError) as exc:
-        if not temporal_unreachable(exc):
-            raise
-        await forget(sessions, [key])
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was anchored or recorded"
-        ) from exc
+        # else it may have started: the row stays pending
     log.info("credential anchor requested", credential_id=credential_id, tenant=principal.tenant)
     return view(row, settings)
 
@@ -381,12 +405,13 @@ async def anchor_batch(
         try:
             await signal_batcher(temporal, settings, new_keys)
         except (RPCError, RuntimeError) as exc:
-            if not temporal_unreachable(exc):
-                raise
-            await forget(sessions, new_keys)
-            raise ServiceUnavailable(
-                "the workflow service is unavailable; nothing was anchored or recorded"
-            ) from exc
+            confirm = _not_waiting(temporal, settings, new_keys)
+            if await nothing_started(temporal, batcher_id(settings), exc, absent=confirm):
+                await forget(sessions, new_keys)
+                raise ServiceUnavailable(
+                    "the workflow service is unavailable; nothing was anchored or recorded"
+                ) from exc
+            # else the batcher may have them: the rows stay pending
     for result in results:
         if result.error is None:
             result.anchor = anchored[result.credential_id]

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -28,6 +29,7 @@ from api.deps import (
 )
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.workflow_starts import nothing_started
 from domain.addresses import normalize_evm_address
 from domain.errors import (
     BadRequest,
@@ -269,17 +271,18 @@ async def initiate(
     try:
         await _start(temporal, settings, request, principal)
     except (RPCError, RuntimeError) as exc:
-        if not temporal_unreachable(exc):
-            raise
-        if created:  # no workflow, so no row either: the caller can simply try again
-            async with sessions.begin() as session:
-                row = await deposits.find(session, deposit_id)
-                if row is not None:
-                    await session.delete(row)
-        log.warning("could not start deposit workflow", deposit_id=deposit_id, error=str(exc))
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was started"
-        ) from exc
+        retry = partial(_start, temporal, settings, request, principal)
+        if await nothing_started(temporal, workflow_id, exc, retry=retry):
+            if created:  # no workflow, so no row either: the caller can simply try again
+                async with sessions.begin() as session:
+                    row = await deposits.find(session, deposit_id)
+                    if row is not None:
+                        await session.delete(row)
+            log.warning("could not start deposit workflow", deposit_id=deposit_id, error=str(exc))
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was started"
+            ) from exc
+        # else it may have started: the row stays, and the answer is 202
     if created:
         metrics.deposits_initiated.inc()
         log.info(

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -29,6 +30,7 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import start_kwargs
 from api.public_keys import deposit_wallet
+from api.workflow_starts import nothing_started
 from domain.deposit_watch import (
     CREDITABLE_LATE,
     ChainScannerInput,
@@ -158,7 +160,7 @@ async def ensure_scanner(client: Client, settings: Settings) -> None:
         await client.start_workflow(
             chain_scanner.ChainScanner.run,
             scanner_input(settings),
-            id=chain_scanner.workflow_id_for(settings.evm_chain, settings.task_queue_prefix),
+            id=scanner_id(settings),
             task_queue=workflow_queue(settings.task_queue_prefix),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=start_attributes(OperationKind.CHAIN_SCANNER, "system", "system"),
@@ -215,6 +217,17 @@ async def _create_row(
     return intent, user.id
 
 
+def scanner_id(settings: Settings) -> str:
+    return chain_scanner.workflow_id_for(settings.evm_chain, settings.task_queue_prefix)
+
+
+async def _remove(sessions: async_sessionmaker[AsyncSession], intent_id: str) -> None:
+    async with sessions.begin() as session:
+        row = await session.get(DepositIntent, intent_id)
+        if row is not None:
+            await session.delete(row)
+
+
 async def create_and_watch(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -244,40 +257,47 @@ async def create_and_watch(
     try:
         if ensure:
             await ensure_scanner(temporal, settings)
-        await temporal.start_workflow(
-            deposit_watch.DepositWatch.run,
-            DepositWatchInput(
-                intent_id=intent.id,
-                tenant=principal.tenant,
-                user_id=user_id,
-                subject=principal.subject,
-                chain=settings.evm_chain,
-                chain_id=settings.evm_chain_id,
-                address=intent.address,
-                amount_minor=amount_minor,
-                expires_at=expires_at,
-                start_block=start_block,
-                config=config or watch_config(settings),
-                task_queue_prefix=settings.task_queue_prefix,
-            ),
-            id=intent.workflow_id,
-            task_queue=workflow_queue(settings.task_queue_prefix),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=start_attributes(
-                OperationKind.DEPOSIT_WATCH, principal.tenant, principal.subject
-            ),
-            **start_kwargs(),
-        )
     except (RPCError, RuntimeError) as exc:
-        if not temporal_unreachable(exc):
-            raise
-        async with sessions.begin() as session:
-            row = await session.get(DepositIntent, intent.id)
-            if row is not None:
-                await session.delete(row)
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was created"
-        ) from exc
+        if await nothing_started(temporal, scanner_id(settings), exc, retry=None):
+            await _remove(sessions, intent.id)
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was created"
+            ) from exc
+        # the scanner may run: its start is sent again by the next intent; the watch goes on
+    start_watch = partial(
+        temporal.start_workflow,
+        deposit_watch.DepositWatch.run,
+        DepositWatchInput(
+            intent_id=intent.id,
+            tenant=principal.tenant,
+            user_id=user_id,
+            subject=principal.subject,
+            chain=settings.evm_chain,
+            chain_id=settings.evm_chain_id,
+            address=intent.address,
+            amount_minor=amount_minor,
+            expires_at=expires_at,
+            start_block=start_block,
+            config=config or watch_config(settings),
+            task_queue_prefix=settings.task_queue_prefix,
+        ),
+        id=intent.workflow_id,
+        task_queue=workflow_queue(settings.task_queue_prefix),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=start_attributes(
+            OperationKind.DEPOSIT_WATCH, principal.tenant, principal.subject
+        ),
+        **start_kwargs(),
+    )
+    try:
+        await start_watch()
+    except (RPCError, RuntimeError) as exc:
+        if await nothing_started(temporal, intent.workflow_id, exc, retry=start_watch):
+            await _remove(sessions, intent.id)
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was created"
+            ) from exc
+        # else the watch may have started: the intent stays
     log.info(
         "deposit intent created",
         intent_id=intent.id,

@@ -4,7 +4,10 @@ Who may do what (a job of another tenant is always 404):
 
 - read: the job's own user; ``venue_admin`` and ``admin`` for every job of their tenant;
 - retry and cancel: the job's own user, or an ``admin`` of its tenant (a ``venue_admin`` may read
-  another user's job but gets 403 when changing it).
+  another user's job but gets 403 when changing it);
+- terminate and abandon: an ``admin`` of its tenant. An operator's decision stands: a job that was
+  terminated or abandoned (here, in the Web UI or with the CLI) is retried only by an ``admin``;
+  its reason and who decided show in ``GET /api/v1/jobs/{id}``.
 """
 
 from __future__ import annotations
@@ -14,22 +17,31 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
-from temporalio.api.common.v1 import WorkflowExecution
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState
-from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    ResetWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest,
+    TerminateWorkflowExecutionRequest,
+)
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal
-from api.deps import CurrentUser, SettingsDep, TemporalDep
+from api.deps import AdminUser, CurrentUser, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.jobs_lookup import (
     JOB_ID_PATTERN,
     JobRef,
+    OperatorDecision,
+    api_identity,
     describe_job,
     failure_message,
+    failure_messages,
+    operator_decision,
     raise_if_unreachable,
+    refuse_overriding,
     signal_retry,
     status_error,
 )
@@ -76,7 +88,15 @@ class JobView(BaseModel):
     pending_activities: list[PendingActivity]
     #: a failed run's failure, or the error in a running workflow's ``status`` query
     error: str | None
+    #: set when an operator terminated or abandoned the job: what, why, who, when
+    operator_decision: OperatorDecision | None = None
     web_ui_url: str
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="kept in the job's history")
 
 
 class JobAccepted(BaseModel):
@@ -85,7 +105,9 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]:
+async def _pending(
+    client: Client, description: WorkflowExecutionDescription
+) -> list[PendingActivity]:
     return [
         PendingActivity(
             activity_id=a.activity_id,
@@ -93,7 +115,11 @@ def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]
             state=_activity_state(a.state),
             attempt=a.attempt,
             maximum_attempts=a.maximum_attempts,
-            last_failure=redact(a.last_failure.message) if a.HasField("last_failure") else None,
+            last_failure=(
+                redact(": ".join(await failure_messages(client, a.last_failure, limit=1))) or None
+                if a.HasField("last_failure")
+                else None
+            ),
         )
         for a in description.raw_description.pending_activities
     ]
@@ -134,8 +160,9 @@ async def get_job(
         temporal_status=job.temporal_status,
         started_at=job.started_at,
         closed_at=job.closed_at,
-        pending_activities=_pending(description),
+        pending_activities=await _pending(temporal, description),
         error=await _error(temporal, job),
+        operator_decision=await operator_decision(temporal, job),
         web_ui_url=web_ui_url(settings, job.id),
     )
 
@@ -153,9 +180,13 @@ async def retry_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDep
     A failed, terminated or timed-out job is reset to its last good point (the last completed
     workflow task before it ended): a new run of the same workflow id replays the history up to
     there and carries on, re-running the step that failed. Same as ``temporal workflow reset
-    --workflow-id <id> --type LastWorkflowTask``."""
+    --workflow-id <id> --type LastWorkflowTask``.
+
+    A job an operator terminated or abandoned is retried only by an ``admin`` (403 for its owner:
+    the decision stands)."""
     job, _ = await describe_job(temporal, job_id, principal)
     may_change(job, principal)
+    refuse_overriding(await operator_decision(temporal, job), principal)
     if job.temporal_status in RESETTABLE:
         run_id = await reset_to_last_good_point(temporal, job.id, job.run_id, principal.subject)
         log.info("job reset", job_id=job.id, run_id=run_id, by=principal.subject)
@@ -195,6 +226,77 @@ async def cancel_job(job_id: JobId, principal: CurrentUser, temporal: TemporalDe
         raise
     log.info("job cancel requested", job_id=job.id, by=principal.subject, tenant=principal.tenant)
     return JobAccepted(id=job.id, action="cancel", status_url=f"/api/v1/jobs/{job.id}")
+
+
+@router.post(
+    "/{job_id}/terminate",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def terminate_job(
+    job_id: JobId, body: Decision, principal: AdminUser, temporal: TemporalDep
+) -> JobAccepted:
+    """Terminate a running job at once (``admin``): no compensation runs, so prefer
+    ``DELETE /api/v1/jobs/{id}``. The reason and the admin are kept in its history; its owner
+    cannot retry it. Same as ``temporal workflow terminate --workflow-id <id> --reason …``."""
+    job, _ = await describe_job(temporal, job_id, principal.in_own_tenant())
+    if not job.running:
+        raise Conflict(f"job is closed (status {job.status}); nothing to terminate", field="job_id")
+    try:
+        await temporal.workflow_service.terminate_workflow_execution(
+            TerminateWorkflowExecutionRequest(
+                namespace=temporal.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=job.id, run_id=job.run_id or ""),
+                reason=body.reason,
+                identity=api_identity(principal),
+            )
+        )
+    except (RPCError, RuntimeError) as exc:
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the job closed before it could be terminated", field="job_id") from exc
+        raise_if_unreachable(exc)
+        raise
+    log.info("job terminated", job_id=job.id, by=principal.subject, tenant=principal.tenant)
+    return JobAccepted(id=job.id, action="terminate", status_url=f"/api/v1/jobs/{job.id}")
+
+
+@router.post(
+    "/{job_id}/abandon",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def abandon_job(
+    job_id: JobId, body: Decision, principal: AdminUser, temporal: TemporalDep
+) -> JobAccepted:
+    """Give up on a parked job (``admin``): it gets the ``abandon`` signal with the reason and
+    ends ``abandoned``; its owner cannot retry it. Same as
+    ``temporal workflow signal --workflow-id <id> --name abandon --input '"<reason>"'``."""
+    job, _ = await describe_job(temporal, job_id, principal.in_own_tenant())
+    if not job.parked:
+        raise Conflict(
+            f"job is not parked (status {job.status}); only a needs_attention job is abandoned",
+            field="job_id",
+        )
+    try:
+        await temporal.workflow_service.signal_workflow_execution(
+            SignalWorkflowExecutionRequest(
+                namespace=temporal.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=job.id, run_id=job.run_id or ""),
+                signal_name="abandon",
+                input=Payloads(payloads=await temporal.data_converter.encode([body.reason])),
+                identity=api_identity(principal),
+                request_id=str(uuid.uuid4()),
+            )
+        )
+    except (RPCError, RuntimeError) as exc:
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the job closed before it could be abandoned", field="job_id") from exc
+        raise_if_unreachable(exc)
+        raise
+    log.info("job abandoned", job_id=job.id, by=principal.subject, tenant=principal.tenant)
+    return JobAccepted(id=job.id, action="abandon", status_url=f"/api/v1/jobs/{job.id}")
 
 
 #: closed runs that a retry resets (a completed or cancelled job ended on purpose)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -20,6 +21,7 @@ from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.workflow_starts import nothing_started
 from domain.errors import (
     Conflict,
     InvalidInput,
@@ -40,7 +42,6 @@ from domain.tickets import (
 from providers.solana.client import parse_pubkey
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.temporal import temporal_unreachable
 from store import accounts, tickets
 from store.models import NftTransferRecord, TicketPurchase, TicketRefund, User
 from workflows.tickets import (
@@ -324,13 +325,17 @@ async def purchase(
             principal,
         )
     except (RPCError, RuntimeError) as exc:
-        if not temporal_unreachable(exc):
-            raise
-        if created:
-            await _undo(sessions, (TicketPurchase, purchase_id))
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was started"
-        ) from exc
+        retry = partial(
+            _start, temporal, TicketPurchaseWorkflow.run, request, workflow_id, settings,
+            OperationKind.TICKET_PURCHASE, principal,
+        )  # fmt: skip
+        if await nothing_started(temporal, workflow_id, exc, retry=retry):
+            if created:
+                await _undo(sessions, (TicketPurchase, purchase_id))
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was started"
+            ) from exc
+        # else it may have started: the purchase stays, and the answer is 202
     status = existing.status if existing is not None else PurchaseStatus.PAYING.value
     return Accepted(
         id=purchase_id,
@@ -483,11 +488,14 @@ async def refund(
             principal,
         )
     except (RPCError, RuntimeError) as exc:
-        if not temporal_unreachable(exc):
-            raise
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was started"
-        ) from exc
+        retry = partial(
+            _start, temporal, Refund.run, request, workflow_id, settings,
+            OperationKind.TICKET_REFUND, principal,
+        )  # fmt: skip
+        if await nothing_started(temporal, workflow_id, exc, retry=retry):
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was started"
+            ) from exc
     return Accepted(
         id=refund_id,
         workflow_id=workflow_id,
@@ -562,13 +570,16 @@ async def transfer(
             principal,
         )
     except (RPCError, RuntimeError) as exc:
-        if not temporal_unreachable(exc):
-            raise
-        if existing is None:
-            await _undo(sessions, (NftTransferRecord, transfer_id))
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was started"
-        ) from exc
+        retry = partial(
+            _start, temporal, NftTransfer.run, request, transfer_workflow_id(transfer_id),
+            settings, OperationKind.NFT_TRANSFER, principal,
+        )  # fmt: skip
+        if await nothing_started(temporal, transfer_workflow_id(transfer_id), exc, retry=retry):
+            if existing is None:
+                await _undo(sessions, (NftTransferRecord, transfer_id))
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was started"
+            ) from exc
     return Accepted(
         id=transfer_id,
         workflow_id=transfer_workflow_id(transfer_id),

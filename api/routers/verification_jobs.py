@@ -17,6 +17,7 @@ import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from api.auth import Principal
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.workflow_starts import nothing_started
 from domain.addresses import normalize_evm_address
 from domain.content import parse_ipfs_uri
 from domain.errors import (
@@ -363,6 +365,16 @@ async def submit(
         manifest_uri=upload.manifest_uri,
         task_queue_prefix=settings.task_queue_prefix,
     )
+    start = partial(
+        temporal.start_workflow,
+        workflow_name,
+        inputs,
+        id=workflow_id_for(job_id),
+        task_queue=workflow_queue(settings.task_queue_prefix),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=start_attributes(operation, principal.tenant, principal.subject),
+        **start_kwargs(),
+    )
     try:
         async with sessions.begin() as session:
             session.add(
@@ -381,25 +393,19 @@ async def submit(
                     workflow_id=workflow_id_for(job_id),
                 )
             )
-        await temporal.start_workflow(
-            workflow_name,
-            inputs,
-            id=workflow_id_for(job_id),
-            task_queue=workflow_queue(settings.task_queue_prefix),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=start_attributes(operation, principal.tenant, principal.subject),
-            **start_kwargs(),
-        )
+        await start()
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
             await _forget(sessions, job_id, upload.path)
             raise
-        if settings.verification_inline_fallback:
-            return await _inline(request, inputs, sessions)
-        await _forget(sessions, job_id, upload.path)
-        raise ServiceUnavailable(
-            "the workflow service is unavailable; nothing was queued or kept"
-        ) from exc
+        if await nothing_started(temporal, workflow_id_for(job_id), exc, retry=start):
+            if settings.verification_inline_fallback:
+                return await _inline(request, inputs, sessions)
+            await _forget(sessions, job_id, upload.path)
+            raise ServiceUnavailable(
+                "the workflow service is unavailable; nothing was queued or kept"
+            ) from exc
+        # else it may have started: the job and its upload stay, and the answer is 202
     except BaseException:
         await _forget(sessions, job_id, upload.path)
         raise

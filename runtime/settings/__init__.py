@@ -11,6 +11,7 @@ from functools import lru_cache
 from pydantic import PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.settings.codec import CodecSettings
 from runtime.settings.core import CoreSettings
 from runtime.settings.credentials import CredentialSettings
 from runtime.settings.deposits import DepositSettings
@@ -65,6 +66,7 @@ class Settings(
     BaseSettings,
     CoreSettings,
     TemporalSettings,
+    CodecSettings,
     MpesaSettings,
     EvmSettings,
     DepositSettings,
@@ -144,6 +146,11 @@ class Settings(
             raise ValueError(
                 "SETTLE_ENV=production needs DATABASE_URL pointing at its PostgreSQL "
                 "(the embedded server is for local runs and tests)"
+            )
+        if not (self.payload_codec_keys or self.payload_codec_key_dir):
+            raise ValueError(
+                "SETTLE_ENV=production needs a payload codec key: PAYLOAD_CODEC_KEYS or "
+                "PAYLOAD_CODEC_KEY_DIR (python -m runtime.codec new-key)"
             )
         return self
 

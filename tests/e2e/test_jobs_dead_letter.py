@@ -351,6 +351,11 @@ async def test_failed_run_shows_its_failure(stack: Stack) -> None:
     ).json()
     assert job["kind"] == "ticket_purchase" and job["status"] == "failed"
     assert job["closed_at"] and "could not be minted" in job["error"]
+    # the message is read through the codec: Temporal keeps failure messages encrypted
+    assert stack.plain_temporal is not None
+    history = await stack.plain_temporal.get_workflow_handle(wf).fetch_history()
+    raw = b"".join(e.SerializeToString() for e in history.events)
+    assert b"could not be minted" not in raw and b"efe@example.com" not in raw
     # a failed run is reset to its last good point: here it fails again the same way, having
     # refunded once (the refund is in the history the new run replays)
     reset = await stack.api.post(f"{JOBS}/{wf}/retry", headers=buyer)
@@ -470,11 +475,20 @@ async def test_a_terminated_job_is_reset_to_its_last_good_point_and_completes(
     payload, _, _ = await _callback_for(stack, deposit_id)
     handle = stack.temporal.get_workflow_handle(workflow_id)
     first_run = (await handle.describe()).run_id
-    await handle.terminate("operator error")
+    await handle.terminate(reason="operator error")  # as from the Web UI or the CLI
     job = await stack.api.get(f"{JOBS}/{workflow_id}", headers=owner)
     assert job.json()["temporal_status"] == "terminated"
+    decision = job.json()["operator_decision"]
+    assert decision["action"] == "terminated" and decision["reason"] == "operator error"
+    assert decision["by"] == stack.temporal.identity and decision["at"]
 
-    retried = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=owner)
+    # the operator's decision stands against the owner; an admin may reset it
+    refused = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=owner)
+    assert refused.status_code == 403 and refused.json()["error"]["field"] == "job_id"
+    assert "terminated" in refused.json()["error"]["message"]
+    assert (await handle.describe()).run_id == first_run
+    admin = stack.auth("ops", tenant, ["admin"])
+    retried = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=admin)
     assert retried.status_code == 202, retried.text
     assert retried.json()["action"] == "reset"
     assert (await handle.describe()).run_id != first_run
@@ -485,3 +499,80 @@ async def test_a_terminated_job_is_reset_to_its_last_good_point_and_completes(
     # a completed job is not retried
     done = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=owner)
     assert done.status_code == 409 and done.json()["error"]["field"] == "job_id"
+
+
+async def test_an_admins_terminate_stands_and_names_the_admin(stack: Stack) -> None:
+    tenant = unique_tenant()
+    owner = stack.auth("tia", tenant)
+    response = await initiate(stack, owner, phone=PHONE_NO_CALLBACK, amount=45)
+    assert response.status_code == 202, response.text
+    deposit_id, workflow_id = response.json()["id"], response.json()["workflow_id"]
+    await stack.wait_for_deposit(deposit_id, {DepositStatus.AWAITING_PAYMENT})
+    reason = {"reason": "customer asked by phone; refunded by hand"}
+    for who in (owner, stack.auth("ven", tenant, ["venue_admin"])):
+        refused = await stack.api.post(f"{JOBS}/{workflow_id}/terminate", json=reason, headers=who)
+        assert refused.status_code == 403, refused.text
+    assert (await stack.api.get(f"{JOBS}/{workflow_id}", headers=owner)).json()[
+        "temporal_status"
+    ] == "running"
+    other_admin = stack.auth("ops", unique_tenant(), ["admin"])
+    other = await stack.api.post(
+        f"{JOBS}/{workflow_id}/terminate", json=reason, headers=other_admin
+    )
+    assert other.status_code == 404
+    empty = await stack.api.post(
+        f"{JOBS}/{workflow_id}/terminate",
+        json={"reason": ""},
+        headers=stack.auth("ops", tenant, ["admin"]),
+    )
+    assert empty.status_code == 422 and empty.json()["error"]["field"] == "reason"
+
+    admin = stack.auth("ops", tenant, ["admin"])
+    done = await stack.api.post(f"{JOBS}/{workflow_id}/terminate", json=reason, headers=admin)
+    assert done.status_code == 202 and done.json()["action"] == "terminate"
+    job = (await stack.api.get(f"{JOBS}/{workflow_id}", headers=owner)).json()
+    assert job["temporal_status"] == "terminated"
+    assert job["operator_decision"]["action"] == "terminated"
+    assert job["operator_decision"]["reason"] == reason["reason"]
+    assert job["operator_decision"]["by"] == "ops"
+    refused = await stack.api.post(f"{JOBS}/{workflow_id}/retry", headers=owner)
+    assert refused.status_code == 403 and "by ops" in refused.json()["error"]["message"]
+    again = await stack.api.post(f"{JOBS}/{workflow_id}/terminate", json=reason, headers=admin)
+    assert again.status_code == 409
+
+
+async def test_an_abandoned_job_stands_and_shows_who_and_why(stack: Stack) -> None:
+    tenant = unique_tenant()
+    admin = stack.auth("ops", tenant, ["admin"])
+    parked = await park_deposit(stack, tenant, "abe")
+    wf = parked.workflow_id
+    reason = {"reason": "paid back over M-Pesa B2C by hand"}
+    refused = await stack.api.post(f"{JOBS}/{wf}/abandon", json=reason, headers=parked.owner)
+    assert refused.status_code == 403
+
+    abandoned = await stack.api.post(f"{JOBS}/{wf}/abandon", json=reason, headers=admin)
+    assert abandoned.status_code == 202, abandoned.text
+    await stack.wait_for_deposit(parked.deposit_id, {DepositStatus.ABANDONED}, timeout=40)
+    job = (
+        await eventually(
+            lambda: stack.api.get(f"{JOBS}/{wf}", headers=parked.owner),
+            lambda r: r.json().get("temporal_status") == "completed",
+            what="the abandoned deposit to end",
+        )
+    ).json()
+    assert job["status"] == "abandoned"
+    assert job["operator_decision"]["action"] == "abandoned"
+    assert job["operator_decision"]["reason"] == reason["reason"]
+    assert job["operator_decision"]["by"] == "ops"
+    owner_retry = await stack.api.post(f"{JOBS}/{wf}/retry", headers=parked.owner)
+    assert (
+        owner_retry.status_code == 403
+        and "abandoned by ops" in owner_retry.json()["error"]["message"]
+    )
+    # the admin is not refused for the decision: an ended (completed) job has nothing to retry
+    admin_retry = await stack.api.post(f"{JOBS}/{wf}/retry", headers=admin)
+    assert admin_retry.status_code == 409
+    not_parked = await stack.api.post(f"{JOBS}/{wf}/abandon", json=reason, headers=admin)
+    assert not_parked.status_code == 409
+    await unblock(stack, parked)
+    assert await ledger_entries_for(stack, parked.deposit_id) == 0

@@ -31,6 +31,7 @@ REAL = {
     "jwt_issuer": "https://auth.settle.example",
     "deposit_xpub": "xpub6EF8jXqFeFEW5bwMU7RpQtHkzE4KJxcqJtvkCjJumzW8CPpacXkb92ek4WzLQXjL93HycJwTPUAcuNxCqFPKKU5m5Z2Vq4nCyh5CyPeBFFr",
     "jwt_audience": "settle-api",
+    "payload_codec_keys": "k1=" + "QUJD" * 10 + "QUI=",
 }
 
 
