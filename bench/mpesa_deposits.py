@@ -41,6 +41,9 @@ from store.models import MpesaDeposit
 DEADLINE_SECONDS = 900.0
 #: deposit rows' statuses that end the deposit without crediting it
 FAILED = {DepositStatus.FAILED, DepositStatus.ABANDONED}
+#: the Daraja sandbox chooses an STK push's outcome by the phone's last four digits: this one pays
+PHONE = "254708374149"
+CALLBACK_DELAY = 0.2
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -77,7 +80,11 @@ async def read_deposits(
 
 
 async def run_deposits(
-    stack: BenchStack, tally: Tally, concurrency: int, figures: dict[str, float]
+    stack: BenchStack,
+    tally: Tally,
+    concurrency: int,
+    figures: dict[str, float],
+    phone: str = PHONE,
 ) -> None:
     """``tally.expected`` deposits through the API, ``concurrency`` in flight, each until its row
     is final (credited, failed, or parked). Fills ``figures`` once all are settled."""
@@ -99,7 +106,7 @@ async def run_deposits(
             try:
                 response = await http.post(
                     "/api/v1/deposit/initiate",
-                    json={"phone": "254708374149", "amount": 100, "wallet_address": DEMO_WALLET},
+                    json={"phone": phone, "amount": 100, "wallet_address": DEMO_WALLET},
                     headers=headers,
                 )
             except httpx.HTTPError as exc:
@@ -211,7 +218,16 @@ async def main() -> int:
     parser.add_argument("--deposits", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
-        "--callback-delay", type=float, default=0.2, help="sandbox seconds before the callback"
+        "--callback-delay",
+        type=float,
+        default=CALLBACK_DELAY,
+        help="sandbox seconds before the callback",
+    )
+    parser.add_argument(
+        "--phone",
+        default=PHONE,
+        help="the sandbox picks the outcome by its last 4 digits (sandbox/daraja.py); "
+        "default: one that pays",
     )
     parser.add_argument(
         "--database-url",
@@ -232,8 +248,8 @@ async def main() -> int:
     deposits: dict[str, float] = {}
     raw: dict[str, float] = {}
     async with bench_stack(args.database_url, args.callback_delay) as stack, deadline.bound():
-        await run_deposits(stack, warm_up, 10, {})
-        await run_deposits(stack, tally, args.concurrency, deposits)
+        await run_deposits(stack, warm_up, 10, {}, args.phone)
+        await run_deposits(stack, tally, args.concurrency, deposits, args.phone)
         if "activities" in deposits:
             activities = int(deposits["activities"])
             await run_raw(stack, raw_tally, args.concurrency, activities, raw)
@@ -242,6 +258,10 @@ async def main() -> int:
         f"python -m bench.mpesa_deposits --deposits {args.deposits} "
         f"--concurrency {args.concurrency}"
     )
+    if args.callback_delay != CALLBACK_DELAY:
+        command += f" --callback-delay {args.callback_delay:g}"
+    if args.phone != PHONE:
+        command += f" --phone {args.phone}"
     if args.database_url:
         command += f" --database-url {args.database_url}"
 
