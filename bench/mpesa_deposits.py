@@ -121,8 +121,9 @@ async def run_deposits(
             deposit_id = response.json()["id"]
             tally.start(deposit_id, t0)
             workflow_ids[deposit_id] = response.json()["workflow_id"]
-            # hold the slot until settled, so `concurrency` deposits are in flight at once
-            while not tally.is_settled(deposit_id):
+            # hold the slot until settled, so `concurrency` deposits are in flight at once (a
+            # watcher that died is raised below)
+            while not tally.is_settled(deposit_id) and not watcher.done():
                 await asyncio.sleep(0.02)
 
     async def watch() -> None:

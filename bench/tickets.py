@@ -51,6 +51,8 @@ STALL_SECONDS = 5.0
 #: how long the venue's last webhooks may follow the last emails
 WEBHOOK_WAIT_SECONDS = 10.0
 FAILED = {PurchaseStatus.PAYMENT_FAILED, PurchaseStatus.REFUNDED}
+#: the Stripe sandbox's test cards (sandbox/stripe.py): this one succeeds
+PAYMENT_METHOD = "pm_card_visa"
 
 
 async def create_event(http: httpx.AsyncClient, venue: dict[str, str]) -> str:
@@ -59,14 +61,14 @@ async def create_event(http: httpx.AsyncClient, venue: dict[str, str]) -> str:
     return f"evt-{uuid.uuid4().hex[:8]}"
 
 
-def purchase_request(event: str, n: int) -> dict[str, Any]:
+def purchase_request(event: str, n: int, payment_method: str = PAYMENT_METHOD) -> dict[str, Any]:
     """The body of the ``n``-th purchase: seat ``S-n`` of ``event`` paid by a test card."""
     return {
         "event_id": event,
         "seat": f"S-{n}",
         "amount": 2500,
         "currency": "usd",
-        "payment_method": "pm_card_visa",
+        "payment_method": payment_method,
         "buyer_email": f"buyer{n}@bench.example",
         "buyer_wallet": str(Keypair().pubkey()),
     }
@@ -118,6 +120,7 @@ async def run_purchases(
     concurrency: int,
     webhook_url: str,
     figures: dict[str, Any],
+    payment_method: str = PAYMENT_METHOD,
 ) -> None:
     """``tally.expected`` purchases through the API, ``concurrency`` in flight, each until its
     minted email is sent or it failed or parked. Fills ``figures`` once all are settled."""
@@ -140,7 +143,9 @@ async def run_purchases(
             t0 = time.perf_counter()
             try:
                 response = await http.post(
-                    "/api/v1/tickets/purchase", json=purchase_request(event, n), headers=buyer
+                    "/api/v1/tickets/purchase",
+                    json=purchase_request(event, n, payment_method),
+                    headers=buyer,
                 )
             except httpx.HTTPError as exc:
                 tally.fail(f"request-{n}", f"purchase: {type(exc).__name__}: {exc}")
@@ -154,7 +159,8 @@ async def run_purchases(
             accepted = response.json()
             tally.start(accepted["id"], t0)
             workflow_ids[accepted["id"]] = accepted["workflow_id"]
-            while not tally.is_settled(accepted["id"]):  # hold the slot: `concurrency` in flight
+            # hold the slot: `concurrency` in flight (a watcher that died is raised below)
+            while not tally.is_settled(accepted["id"]) and not watcher.done():
                 await asyncio.sleep(0.02)
 
     async def watch() -> None:
@@ -170,7 +176,7 @@ async def run_purchases(
                 since = time.perf_counter()
             await asyncio.sleep(0.02)
 
-    watcher: asyncio.Task[None] | None = None
+    watcher = asyncio.create_task(watch())
     try:
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
             registered = await http.post(
@@ -179,7 +185,6 @@ async def run_purchases(
             registered.raise_for_status()
             event = await create_event(http, venue)
             t_start = time.perf_counter()
-            watcher = asyncio.create_task(watch())
             await asyncio.gather(*(one(http, event, n) for n in range(tally.expected)))
             await watcher
         elapsed = time.perf_counter() - t_start
@@ -196,12 +201,11 @@ async def run_purchases(
         if tally.completed:
             figures["workflow_id"] = workflow_ids[next(iter(tally.completed))]
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        watcher.cancel()
 
         async def read(ids: list[str]) -> None:
-            await read_purchases(sessions, tally, ids)
-            await read_workflows(stack, tally, workflow_ids)
+            await read_workflows(stack, tally, workflow_ids)  # parked shows only there
+            await read_purchases(sessions, tally, tally.open())  # the row's status says more
 
         await explain(tally, read)
         await engine.dispose()
@@ -232,6 +236,11 @@ async def main() -> int:
     parser.add_argument("--purchases", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument(
+        "--payment-method",
+        default=PAYMENT_METHOD,
+        help="a Stripe sandbox test card (sandbox/stripe.py); default: one that succeeds",
+    )
+    parser.add_argument(
         "--deadline-seconds",
         type=float,
         default=DEADLINE_SECONDS,
@@ -242,6 +251,8 @@ async def main() -> int:
         f".venv/bin/python -m bench.tickets --purchases {args.purchases} "
         f"--concurrency {args.concurrency}"
     )
+    if args.payment_method != PAYMENT_METHOD:
+        command += f" --payment-method {args.payment_method}"
     print(f"reproduce: {command}", flush=True)
     deadline = Deadline(args.deadline_seconds)
     warm_up = Tally("warm-up purchases", min(10, args.purchases))
@@ -268,12 +279,14 @@ async def main() -> int:
     try:
         async with bench_stack(None, 0.2, extra_env=extra) as stack, deadline.bound():
             warm: dict[str, Any] = {}
-            await run_purchases(stack, warm_up, 5, hook_url, warm)
+            await run_purchases(stack, warm_up, 5, hook_url, warm, args.payment_method)
             if "workflow_id" in warm:
                 activities = await activity_count(stack, str(warm["workflow_id"]))
                 print(f"one purchase runs {activities} activities (from its history)", flush=True)
             deliveries.clear()
-            await run_purchases(stack, purchases, args.concurrency, hook_url, tickets)
+            await run_purchases(
+                stack, purchases, args.concurrency, hook_url, tickets, args.payment_method
+            )
             await await_webhooks(webhooks, purchases, deliveries)
             if activities:
                 await run_raw(stack, raw_tally, args.concurrency, activities, raw)
