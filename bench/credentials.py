@@ -165,7 +165,7 @@ async def main() -> int:
         "--deadline-seconds",
         type=float,
         default=DEADLINE_SECONDS,
-        help="the whole run ends by then, its stacks' starts included (default %(default).0f)",
+        help="seconds from the start by which the run ends (default %(default).0f)",
     )
     args = parser.parse_args()
     sizes = [int(n) for n in args.batches.split(",")]

@@ -239,7 +239,7 @@ async def main() -> int:
         "--deadline-seconds",
         type=float,
         default=DEADLINE_SECONDS,
-        help="the whole run ends by then, stack start included (default %(default).0f)",
+        help="seconds from the start by which the run ends (default %(default).0f)",
     )
     args = parser.parse_args()
     deadline = Deadline(args.deadline_seconds)

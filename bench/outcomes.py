@@ -242,6 +242,8 @@ def run_main(main: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
     """
     try:
         code = asyncio.run(main())
+    except SystemExit as exc:  # argparse: --help, a bad option
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     except KeyboardInterrupt:
         code = 130
     except BaseException:
