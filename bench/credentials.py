@@ -7,6 +7,11 @@ Single: ``--single`` credentials posted at once through ``POST .../anchor`` (eac
 ``anchor`` transaction; the credentials queue runs 5 at a time under a 10/s server-side limit).
 Batched: for each N, N credentials through ``POST /api/v1/credentials/anchor/batch`` with the
 batch size set to N (one ``anchorRoot`` transaction). Gas is read from the mined receipts.
+Settle's database is an embedded PostgreSQL of each stack's own.
+
+The run ends by ``--deadline-seconds`` whatever happens. Anchors that fail are counted with their
+rows' errors, and the exit status is 1 unless every credential was confirmed (see
+``bench/outcomes.py``).
 """
 
 from __future__ import annotations
@@ -14,21 +19,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 import uuid
 
 import httpx
 from eth_utils import keccak
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import issue_token
+from bench.outcomes import Deadline, Tally, explain, finish, run_main
 from bench.stack import BenchStack, bench_stack
 from providers.evm import EvmClient
 from runtime.settings import Settings
 from store.db import make_engine, make_session_factory
 from store.models import CredentialAnchorRecord
 
+#: the default configuration starts three stacks (single, batches of 100 and 1,000), each about
+#: a minute before its first request
+DEADLINE_SECONDS = 900.0
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 
 
@@ -36,31 +45,49 @@ def digest() -> str:
     return "0x" + keccak(text=str(uuid.uuid4())).hex()
 
 
-async def wait_confirmed(settings: Settings, tenant: str, count: int) -> list[str]:
+async def read_anchors(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, tally: Tally, ids: list[str]
+) -> None:
+    """Settle credentials from their rows: confirmed, or failed with the row's error."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                CredentialAnchorRecord.credential_id,
+                CredentialAnchorRecord.status,
+                CredentialAnchorRecord.error,
+                CredentialAnchorRecord.tx_hash,
+            ).where(
+                CredentialAnchorRecord.tenant == tenant,
+                CredentialAnchorRecord.credential_id.in_(ids),
+            )
+        )
+    for credential_id, status, error, tx_hash in rows:
+        if status == "confirmed":
+            tally.complete(credential_id)
+        elif status == "failed":
+            tally.fail(credential_id, error or "failed")
+        else:
+            tally.note(credential_id, f"status {status}, tx {tx_hash or 'not sent'}")
+
+
+async def wait_confirmed(settings: Settings, tenant: str, tally: Tally) -> list[str]:
+    """Until every anchored credential is settled; the transactions of the confirmed ones."""
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     try:
-        while True:
-            async with sessions() as session:
-                done = (
-                    await session.execute(
-                        select(func.count())
-                        .select_from(CredentialAnchorRecord)
-                        .where(
-                            CredentialAnchorRecord.tenant == tenant,
-                            CredentialAnchorRecord.status == "confirmed",
-                        )
-                    )
-                ).scalar_one()
-                if done >= count:
-                    rows = await session.execute(
-                        select(CredentialAnchorRecord.tx_hash).where(
-                            CredentialAnchorRecord.tenant == tenant
-                        )
-                    )
-                    return sorted({h for (h,) in rows if h})
+        while not tally.finished:
+            await read_anchors(sessions, tenant, tally, tally.open())
             await asyncio.sleep(0.1)
+        async with sessions() as session:
+            rows = await session.execute(
+                select(CredentialAnchorRecord.tx_hash).where(
+                    CredentialAnchorRecord.tenant == tenant,
+                    CredentialAnchorRecord.status == "confirmed",
+                )
+            )
+            return sorted({h for (h,) in rows if h})
     finally:
+        await explain(tally, lambda ids: read_anchors(sessions, tenant, tally, ids))
         await engine.dispose()
 
 
@@ -77,12 +104,15 @@ async def gas_of(stack: BenchStack, hashes: list[str]) -> int:
         await client.aclose()
 
 
-async def run(stack: BenchStack, count: int, batch: bool) -> tuple[float, float]:
+async def run(stack: BenchStack, tally: Tally, batch: bool) -> tuple[float, float]:
+    """Anchor ``tally.expected`` credentials, one transaction each or as one batch; anchors per
+    second from the request to every row confirmed, and gas per confirmed credential."""
     settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
     tenant = f"bench-{uuid.uuid4().hex[:6]}"
     headers = {
         "Authorization": f"Bearer {issue_token(settings, subject='b', tenant=tenant, roles=['user'])}"
     }
+    count = tally.expected
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=120) as http:
         if batch:
@@ -90,11 +120,15 @@ async def run(stack: BenchStack, count: int, batch: bool) -> tuple[float, float]
                 {"credential_id": f"c-{i}", "data_hash": digest(), "ipfs_cid": CID}
                 for i in range(count)
             ]
-            (
-                await http.post(
-                    "/api/v1/credentials/anchor/batch", json={"items": items}, headers=headers
-                )
-            ).raise_for_status()
+            response = await http.post(
+                "/api/v1/credentials/anchor/batch", json={"items": items}, headers=headers
+            )
+            for item in items:
+                if response.is_error:
+                    reason = f"batch answered {response.status_code}: {response.text}"
+                    tally.fail(item["credential_id"], reason)
+                else:
+                    tally.start(item["credential_id"], started)
         else:
             gate = asyncio.Semaphore(20)
 
@@ -105,20 +139,34 @@ async def run(stack: BenchStack, count: int, batch: bool) -> tuple[float, float]
                         json={"data_hash": digest(), "ipfs_cid": CID, "batch": False},
                         headers=headers,
                     )
-                    response.raise_for_status()
+                    if response.is_error:
+                        tally.fail(
+                            f"c-{i}", f"anchor answered {response.status_code}: {response.text}"
+                        )
+                    else:
+                        tally.start(f"c-{i}", started)
 
             await asyncio.gather(*(one(i) for i in range(count)))
-    hashes = await wait_confirmed(settings, tenant, count)
+    hashes = await wait_confirmed(settings, tenant, tally)
     elapsed = time.perf_counter() - started
-    return count / elapsed, await gas_of(stack, hashes) / count
+    confirmed = len(tally.completed)
+    if not confirmed:
+        return 0.0, float("nan")
+    return confirmed / elapsed, await gas_of(stack, hashes) / confirmed
 
 
-async def main() -> None:
+async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--single", type=int, default=50)
     parser.add_argument("--batches", default="100,1000")
+    parser.add_argument(
+        "--deadline-seconds",
+        type=float,
+        default=DEADLINE_SECONDS,
+        help="seconds from the start by which the run ends (default %(default).0f)",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.batches.split(",")]
     print(
@@ -127,23 +175,27 @@ async def main() -> None:
         flush=True,
     )
     print(f"Credential anchoring, anvil with 2 s blocks, {os.cpu_count()} cores", flush=True)
-    async with bench_stack(None, 0.2) as stack:
-        rate, gas = await run(stack, args.single, batch=False)
+    deadline = Deadline(args.deadline_seconds)
+    single = Tally("one per transaction", args.single)
+    batches = [Tally(f"batch of {size}", size) for size in sizes]
+    async with bench_stack(None, 0.2) as stack, deadline.bound():
+        rate, gas = await run(stack, single, batch=False)
         print(
             f"  one per transaction, {args.single}: {rate:.1f} anchors/s, {gas:,.0f} gas each",
             flush=True,
         )
-    for size in sizes:
+    for size, tally in zip(sizes, batches, strict=True):
+        if deadline.expired:
+            break
         extra = {
             "CREDENTIAL_ANCHOR_BATCH_SIZE": str(size),
             "CREDENTIAL_ANCHOR_BATCH_WAIT_SECONDS": "30",
         }
-        async with bench_stack(None, 0.2, extra_env=extra) as stack:
-            rate, gas = await run(stack, size, batch=True)
+        async with bench_stack(None, 0.2, extra_env=extra) as stack, deadline.bound():
+            rate, gas = await run(stack, tally, batch=True)
             print(f"  batch of {size}: {rate:.1f} anchors/s, {gas:,.0f} gas each", flush=True)
+    return finish([single, *batches], deadline)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    sys.stdout.flush()
-    os._exit(0)
+    run_main(main)

@@ -13,6 +13,11 @@ proxy between Settle and anvil that counts every call. For each number of open i
 * with the most intents open: the worker's CPU and memory;
 * detection latency: for a batch of deposits, from the block that gives the transfer its N
   confirmations to the intent being credited.
+
+Settle's database is an embedded PostgreSQL of the run's own unless ``--database-url`` names one.
+The run ends by ``--deadline-seconds`` whatever happens. Intents that are refused, close before
+their measurement, or are not paid by the transfer sent to them are counted with their statuses,
+and the exit status is 1 unless every one of them behaved (see ``bench/outcomes.py``).
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 import uuid
 
 import httpx
 import psutil
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import issue_token
+from bench.outcomes import Deadline, Tally, explain, finish, run_main
 from bench.stack import BenchStack, bench_stack
+from domain.deposit_watch import OPEN_STATUSES, IntentStatus
 from providers.evm import EvmClient, LocalSigner, LogFilter
 from providers.evm.erc20 import TRANSFER_TOPIC
 from runtime.settings import Settings
@@ -40,11 +47,15 @@ from store.db import make_engine, make_session_factory
 from store.models import DepositIntent
 
 POLL_SECONDS = 30.0
+#: the default configuration (20 latency deposits; 1, 100 and 10,000 intents, two windows of
+#: 60 s each) takes about a quarter of an hour on 2 cores, creating 10,000 intents included
+DEADLINE_SECONDS = 2400.0
 
 
 async def create_intents(
-    stack: BenchStack, settings: Settings, count: int, concurrency: int = 40
+    stack: BenchStack, settings: Settings, count: int, tally: Tally, concurrency: int = 40
 ) -> list[dict]:
+    """``count`` intents through the API, each started in ``tally`` (or failed, when refused)."""
     token = issue_token(
         settings, subject="bench", tenant=f"bench-{uuid.uuid4().hex[:6]}", roles=["user"]
     )
@@ -53,43 +64,67 @@ async def create_intents(
     made: list[dict] = []
     busy: list[int] = []
     started = time.perf_counter()
+    first = len(tally.started) + len(tally.failed)
 
-    async def one(http: httpx.AsyncClient) -> None:
+    async def one(http: httpx.AsyncClient, n: int) -> None:
         async with gate:
-            for attempt in range(10):
-                response = await http.post(
-                    "/api/v1/deposit/intent/create",
-                    json={"amount": "10", "chain": "base"},
-                    headers=headers,
-                )
-                if response.status_code != 503:
-                    break
-                busy.append(attempt)  # nothing was created: retry, as a client should
-                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-            response.raise_for_status()
+            try:
+                for attempt in range(10):
+                    response = await http.post(
+                        "/api/v1/deposit/intent/create",
+                        json={"amount": "10", "chain": "base"},
+                        headers=headers,
+                    )
+                    if response.status_code != 503:
+                        break
+                    busy.append(attempt)  # nothing was created: retry, as a client should
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            except httpx.HTTPError as exc:
+                tally.fail(f"create-{n}", f"create: {type(exc).__name__}: {exc}")
+                return
+            if response.is_error:
+                reason = f"create answered {response.status_code}: {response.text}"
+                tally.fail(f"create-{n}", reason)
+                return
             made.append(response.json())
+            tally.start(response.json()["id"])
             if len(made) % 1000 == 0:
                 rate = len(made) / (time.perf_counter() - started)
                 print(f"  {len(made)} intents created ({rate:.0f}/s)", flush=True)
 
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=120) as http:
-        await asyncio.gather(*(one(http) for _ in range(count)))
+        await asyncio.gather(*(one(http, first + n) for n in range(count)))
     if busy:
-        print(f"  {len(busy)} creations answered 503 (database busy) and were retried", flush=True)
+        print(f"  {len(busy)} creations answered 503 and were retried", flush=True)
     return made
 
 
-async def open_count(settings: Settings) -> int:
+async def read_intents(
+    sessions: async_sessionmaker[AsyncSession], tally: Tally, ids: list[str], done: str
+) -> None:
+    """Settle intents from their rows: ``done`` completes, an open status waits, any other
+    (expired, stopped, overpaid ...) fails."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(DepositIntent.id, DepositIntent.status).where(DepositIntent.id.in_(ids))
+        )
+    for intent_id, status in rows:
+        if status == done:
+            tally.complete(intent_id)
+        elif status in OPEN_STATUSES:
+            tally.note(intent_id, f"status {status}")
+        else:
+            tally.fail(intent_id, f"status {status}")
+
+
+async def check_open(settings: Settings, tally: Tally) -> None:
+    """Every created intent must still be open for the call rates to count its watch."""
     engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
     try:
-        async with make_session_factory(engine)() as session:
-            query = (
-                select(func.count())
-                .select_from(DepositIntent)
-                .where(DepositIntent.status == "open")
-            )
-            return int((await session.execute(query)).scalar_one())
+        await read_intents(sessions, tally, tally.open(), IntentStatus.OPEN)
     finally:
+        await explain(tally, lambda ids: read_intents(sessions, tally, ids, IntentStatus.OPEN))
         await engine.dispose()
 
 
@@ -146,49 +181,69 @@ def worker_usage(stack: BenchStack, seconds: float = 10.0) -> dict[str, float]:
     return {"cpu_percent": process.cpu_percent(None), "rss_mb": process.memory_info().rss / 2**20}
 
 
-async def detection_latency(stack: BenchStack, settings: Settings, deposits: int) -> list[float]:
-    """Seconds from the block that completes N confirmations to the intent being credited."""
+async def detection_latency(
+    stack: BenchStack, settings: Settings, tally: Tally, latencies: list[float]
+) -> None:
+    """Seconds from the block that completes N confirmations to the intent being credited, one
+    deposit after the other, into ``latencies``."""
     anvil = EvmClient(stack.anvil_url, chain_id=31337)
     payer = Payer(anvil, settings.usdc_contract_address)
-    await mint_usdc(
-        anvil, LocalSigner(settings.sandbox_deployer_private_key), payer.usdc, payer.address, 10**12
-    )
-    intents = await create_intents(stack, settings, deposits, concurrency=5)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    latencies: list[float] = []
-    confirmations = settings.evm_confirmations
-    for intent in intents:
-        receipt = await payer.pay(intent["address"], 10_000_000)
-        target = int(receipt["blockNumber"], 16) + confirmations - 1
-        confirmed_at = credited_at = None
-        while credited_at is None:
-            now = time.perf_counter()
-            if confirmed_at is None and await anvil.block_number() >= target:
-                confirmed_at = now
-            async with sessions() as session:
-                row = await session.get(DepositIntent, intent["id"])
-                if row is not None and row.status == "paid":
-                    credited_at = now
-            await asyncio.sleep(0.05)
-        latencies.append(credited_at - (confirmed_at or credited_at))
-    await engine.dispose()
-    await anvil.aclose()
-    return latencies
+    try:
+        await mint_usdc(
+            anvil,
+            LocalSigner(settings.sandbox_deployer_private_key),
+            payer.usdc,
+            payer.address,
+            10**12,
+        )
+        intents = await create_intents(stack, settings, tally.expected, tally, concurrency=5)
+        confirmations = settings.evm_confirmations
+        for intent in intents:
+            receipt = await payer.pay(intent["address"], 10_000_000)
+            target = int(receipt["blockNumber"], 16) + confirmations - 1
+            confirmed_at: float | None = None
+            while not tally.is_settled(intent["id"]):
+                now = time.perf_counter()
+                if confirmed_at is None and await anvil.block_number() >= target:
+                    confirmed_at = now
+                await read_intents(sessions, tally, [intent["id"]], IntentStatus.PAID)
+                if intent["id"] in tally.completed:
+                    latencies.append(now - (confirmed_at or now))
+                await asyncio.sleep(0.05)
+    finally:
+        await explain(tally, lambda ids: read_intents(sessions, tally, ids, IntentStatus.PAID))
+        await engine.dispose()
+        await anvil.aclose()
 
 
 def percentile(values: list[float], q: int) -> float:
-    return max(values) if len(values) < 100 else statistics.quantiles(values, n=100)[q - 1]
+    if not values:
+        return float("nan")
+    if len(values) < 100:
+        return statistics.median(values) if q == 50 else max(values)
+    return statistics.quantiles(values, n=100)[q - 1]
 
 
-async def main() -> None:
+async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--counts", default="1,100,10000")
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--latency-deposits", type=int, default=20)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="an external PostgreSQL (an empty database); default: an embedded one of its own",
+    )
+    parser.add_argument(
+        "--deadline-seconds",
+        type=float,
+        default=DEADLINE_SECONDS,
+        help="seconds from the start by which the run ends (default %(default).0f)",
+    )
     args = parser.parse_args()
     counts = sorted(int(c) for c in args.counts.split(","))
     print(
@@ -199,24 +254,29 @@ async def main() -> None:
         flush=True,
     )
     print(f"On-chain deposit watching, anvil with 2 s blocks, {os.cpu_count()} cores", flush=True)
-    database = "PostgreSQL" if args.database_url else "SQLite"
+    database = "external PostgreSQL" if args.database_url else "embedded PostgreSQL"
     print(f"Settle's database: {database}", flush=True)
-    async with bench_stack(args.database_url, 0.2) as stack:
+    deadline = Deadline(args.deadline_seconds)
+    latency = Tally("latency deposits (intent paid)", args.latency_deposits)
+    intents = Tally("open intents (created, still open)", counts[-1])
+    latencies: list[float] = []
+    async with bench_stack(args.database_url, 0.2) as stack, deadline.bound():
         settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
-        # latency first, on a quiet stack: the per-intent poll flood below loads anvil for minutes
-        latencies = await detection_latency(stack, settings, args.latency_deposits)
+        # latency first, on a quiet stack: the per-intent poll flood below loads anvil
+        await detection_latency(stack, settings, latency, latencies)
         print(
-            f"detection latency, N-th confirmation block -> credited, {len(latencies)} deposits: "
-            f"p50 {statistics.median(latencies):.2f} s, p99 {percentile(latencies, 99):.2f} s",
+            f"detection latency, N-th confirmation block -> credited, {len(latencies)} "
+            f"deposits: p50 {percentile(latencies, 50):.2f} s, "
+            f"p99 {percentile(latencies, 99):.2f} s",
             flush=True,
         )
         addresses: list[str] = []
         already_paid = len(latencies)
         for count in counts:
-            made = await create_intents(stack, settings, count - len(addresses))
+            made = await create_intents(stack, settings, count - len(addresses), intents)
             addresses += [m["address"] for m in made]
             await asyncio.sleep(5)  # let the new watches reach their first timer
-            assert await open_count(settings) == len(addresses)
+            await check_open(settings, intents)
             print(f"{len(addresses)} intents open; measuring for {args.window:.0f} s", flush=True)
             scanner = await scanner_calls_per_minute(stack, args.window)
             detail = ", ".join(f"{m} {n:.0f}" for m, n in sorted(scanner.items()) if m != "total")
@@ -232,13 +292,12 @@ async def main() -> None:
                 stack.anvil_url, addresses, settings.usdc_contract_address, args.window
             )
             print(
-                f"  per-intent poll every {POLL_SECONDS:.0f} s: {poll['required']:.0f} calls/min "
-                f"required ({poll['achieved']:.0f} achieved against anvil)",
+                f"  per-intent poll every {POLL_SECONDS:.0f} s: {poll['required']:.0f} "
+                f"calls/min required ({poll['achieved']:.0f} achieved against anvil)",
                 flush=True,
             )
+    return finish([latency, intents], deadline)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    sys.stdout.flush()
-    os._exit(0)
+    run_main(main)

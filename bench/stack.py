@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+from temporalio.client import Client, WorkflowExecutionStatus
 
+from api.jobs_lookup import JobRef, failure_message, status_error
+from bench.outcomes import Tally
 from domain.search import dev_server_flags
 from providers.evm import EvmClient
 from runtime.devserver import temporal_cli
@@ -43,6 +46,13 @@ class BenchStack:
     worker: asyncio.subprocess.Process | None = None
     #: each process's output goes to <log_dir>/<name>.log
     log_dir: Path | None = None
+    _temporal: Client | None = None
+
+    async def temporal(self) -> Client:
+        if self._temporal is None:
+            settings = Settings(_env_file=None, temporal_address=self.temporal_address)
+            self._temporal = await connect(settings)
+        return self._temporal
 
     def _log_file(self, name: str) -> BinaryIO | None:
         if self.log_dir is None:
@@ -188,6 +198,27 @@ async def bench_stack(
 
 async def activity_count(stack: BenchStack, workflow_id: str) -> int:
     """ActivityTaskScheduled events in one completed purchase's history."""
-    client = await connect(Settings(_env_file=None, temporal_address=stack.temporal_address))
+    client = await stack.temporal()
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes"))
+
+
+async def read_workflows(stack: BenchStack, tally: Tally, workflow_ids: dict[str, str]) -> None:
+    """Settle or note the tally's open operations from their workflows (``workflow_ids``: operation
+    -> workflow id), for operations whose rows do not say it: a parked workflow (with the error
+    of its ``status`` query), a failed one (with its failure), or what a running one shows."""
+    client = await stack.temporal()
+    for op in tally.open():
+        workflow_id = workflow_ids.get(op)
+        if workflow_id is None:
+            continue
+        job = JobRef.of(await client.get_workflow_handle(workflow_id).describe())
+        if job.parked:
+            tally.park(op, await status_error(client, workflow_id) or "needs_attention")
+        elif job.running:
+            tally.note(op, f"workflow running, SettleStatus {job.settle_status}")
+        elif job.execution_status == WorkflowExecutionStatus.COMPLETED:
+            tally.note(op, f"workflow completed, SettleStatus {job.settle_status}")
+        else:
+            message = await failure_message(client, workflow_id, job.run_id)
+            tally.fail(op, f"workflow {job.temporal_status}: {message or job.settle_status}")
