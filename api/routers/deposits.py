@@ -331,6 +331,7 @@ async def initiate(
                     fx_quote_kes_per_usdc=quote.kes_per_usdc,
                     fx_quote_usdc_minor=quote.usdc_minor,
                     fx_quote_expires_at=quote.expires_at,
+                    created_at=quote.quoted_at,
                 )
             )
             created = True

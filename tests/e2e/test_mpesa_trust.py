@@ -17,7 +17,7 @@ import pytest
 from domain.mpesa import DepositStatus
 from tests.e2e.test_mpesa_deposit_api import initiate, ledger_entries_for, portfolio, usdc_for
 from tests.fixtures.chain import new_wallet
-from tests.fixtures.stack import Stack, eventually, unique_tenant
+from tests.fixtures.stack import Stack, unique_tenant
 
 pytestmark = pytest.mark.usefixtures("balanced_ledger")
 
@@ -195,8 +195,5 @@ async def test_the_202_carries_the_fx_quote_and_the_payment_honours_it(stack: St
     assert row.usdc_minor == quote["usdc_minor"] and row.fx_kes_per_usdc == quote["kes_per_usdc"]
     view = (await stack.api.get(f"/api/v1/deposit/{deposit_id}", headers=headers)).json()
     assert view["quote"] == quote
-    state = await eventually(
-        lambda: stack.deposit_handle(response.json()["workflow_id"]).result(),
-        lambda s: s is not None,
-    )
+    state = await stack.deposit_handle(response.json()["workflow_id"]).result()
     assert state.fx_quote_kes_per_usdc == quote["kes_per_usdc"]

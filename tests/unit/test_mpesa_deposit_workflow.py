@@ -850,8 +850,11 @@ async def test_push_that_never_left_is_pushed_again_without_waiting(start) -> No
 # --- FX: the quote of the initiation (issue 12, section 7) ------------------------------------
 
 
-def initiation_quote(rate: str, usdc_minor: int, expires_in: timedelta) -> FxQuote:
-    now = datetime.now(UTC)
+def initiation_quote(
+    rate: str, usdc_minor: int, expires_in: timedelta, now: datetime | None = None
+) -> FxQuote:
+    """``now``: the workflow clock (the time-skipping server's is far ahead of the wall's)."""
+    now = now or datetime.now(UTC)
     return FxQuote(
         amount_kes_minor=15000,
         usdc_minor=usdc_minor,
@@ -862,8 +865,11 @@ def initiation_quote(rate: str, usdc_minor: int, expires_in: timedelta) -> FxQuo
     )
 
 
-async def test_quote_is_honoured_when_the_payment_lands_in_time(start) -> None:
-    quote = initiation_quote("125.00", 1_200_000, timedelta(hours=1))
+async def test_quote_is_honoured_when_the_payment_lands_in_time(
+    start, env: WorkflowEnvironment
+) -> None:
+    now = await env.get_current_time()
+    quote = initiation_quote("125.00", 1_200_000, timedelta(hours=1), now)
     fake = FakeMpesa()
     run = await start(fake, wallet=WALLET, quote=quote)
     await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
@@ -875,8 +881,11 @@ async def test_quote_is_honoured_when_the_payment_lands_in_time(start) -> None:
     assert state.fx_quote_kes_per_usdc == "125.00"
 
 
-async def test_late_payment_within_the_deviation_takes_the_current_rate(start) -> None:
-    quote = initiation_quote("128.00", 1_171_875, -timedelta(minutes=1))  # 0.78 % from 129
+async def test_late_payment_within_the_deviation_takes_the_current_rate(
+    start, env: WorkflowEnvironment
+) -> None:
+    now = await env.get_current_time()
+    quote = initiation_quote("128.00", 1_171_875, -timedelta(minutes=1), now)  # 0.78 % from 129
     fake = FakeMpesa()
     run = await start(fake, wallet=WALLET, quote=quote)
     await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
@@ -886,8 +895,9 @@ async def test_late_payment_within_the_deviation_takes_the_current_rate(start) -
     assert fake.quotes == 1 and fake.transfers[0].amount_minor == 1_162_790
 
 
-async def test_late_payment_beyond_the_deviation_parks(start) -> None:
-    quote = initiation_quote("120.00", 1_250_000, -timedelta(minutes=1))  # 7.5 % from 129
+async def test_late_payment_beyond_the_deviation_parks(start, env: WorkflowEnvironment) -> None:
+    now = await env.get_current_time()
+    quote = initiation_quote("120.00", 1_250_000, -timedelta(minutes=1), now)  # 7.5 % from 129
     fake = FakeMpesa()
     run = await start(fake, wallet=WALLET, quote=quote)
     await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
