@@ -104,7 +104,7 @@ class DarajaUnavailable(DarajaError):
     """5xx, timeout or connection failure: worth retrying."""
 
 
-class DarajaPushUnknown(DarajaError):
+class DarajaPushUnknown(DarajaUnavailable):
     """An STK push was sent but its answer was lost (timeout, 5xx, dropped connection): it may
     have prompted the customer, so it is resolved before any new push."""
 

@@ -118,7 +118,8 @@ class FakeMpesa:
             conversation = f"AG_{self.status_queries}"
             if self.status_result is not None and self.client is not None:
                 # the result may beat the acknowledgement: it is signalled before returning
-                await self.client.get_workflow_handle(activity.info().workflow_id).signal(
+                workflow_id = activity.info().workflow_id or ""
+                await self.client.get_workflow_handle(workflow_id).signal(
                     "mpesa_transaction_status",
                     TransactionStatusResult(
                         originator_conversation_id=request.originator_id,

@@ -43,7 +43,7 @@ def test_production_starts_with_safaricoms_published_addresses() -> None:
 @pytest.mark.parametrize("name", ["mpesa_callback_allowed_ips", "trusted_proxy_ips"])
 def test_a_network_that_is_not_one_is_refused_naming_the_setting(name: str) -> None:
     with pytest.raises(ValidationError, match=name):
-        Settings(_env_file=None, **{name: ["not-an-ip"]})
+        Settings(_env_file=None, **{name: ["not-an-ip"]})  # type: ignore[arg-type]
 
 
 def test_local_and_test_run_without_an_allow_list() -> None:
