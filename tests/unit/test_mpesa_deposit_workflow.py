@@ -911,3 +911,19 @@ async def test_late_payment_beyond_the_deviation_parks(start, env: WorkflowEnvir
     await run.handle.signal(MpesaDeposit.abandon, "refunded the customer by hand")
     assert (await run.handle.result()).status == DepositStatus.ABANDONED
     assert fake.transfers == []
+
+
+async def test_push_whose_worker_died_is_resolved_not_repeated(start) -> None:
+    """The worker dies mid-push (the activity times out, no answer at all): as with a lost
+    answer, the push is resolved by its callback and the customer is not prompted again."""
+    fake = FakeMpesa(push_gate=asyncio.Event())  # never answers: like a worker killed mid-call
+    run = await start(fake, MpesaDepositConfig(provider_timeout_seconds=1), wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    assert fake.pushes == 1
+    await run.handle.signal(
+        MpesaDeposit.mpesa_callback,
+        success().model_copy(update={"checkout_request_id": "ws_CO_DIED"}),
+    )
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED and state.checkout_request_id == "ws_CO_DIED"
+    assert fake.pushes == 1 and len(fake.credits) == 1
