@@ -323,14 +323,25 @@ class MpesaDeposit(Parkable):
         then checked with Daraja like any other. A cancel or timeout callback carries neither,
         so a push the customer declined cannot be matched: it is pushed again after the wait."""
         self._move(DepositStatus.INITIATED, DepositStep.RESOLVE_PUSH)
-        try:
-            await workflow.wait_condition(
-                lambda: self._lost_push_callback() is not None,
-                timeout=timedelta(seconds=self._config.push_resolve_seconds),
-            )
-        except TimeoutError:
-            workflow.logger.warning("no callback for a push whose answer was lost: pushing again")
-            return None
+        deadline = workflow.now() + timedelta(seconds=self._config.push_resolve_seconds)
+        cancelled = False
+        while self._lost_push_callback() is None:
+            remaining = (deadline - workflow.now()).total_seconds()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await workflow.wait_condition(
+                    lambda: self._lost_push_callback() is not None,
+                    timeout=timedelta(seconds=remaining),
+                )
+            except TimeoutError:
+                if cancelled:  # nobody was prompted after all: the cancellation stands
+                    raise asyncio.CancelledError() from None
+                workflow.logger.warning("no callback for a push whose answer was lost")
+                return None
+            except asyncio.CancelledError:
+                # the customer may have been prompted: wait for that push's answer first
+                cancelled = self._state.cancel_refused = True
         callback = self._lost_push_callback()
         assert callback is not None
         return StkPushResult(

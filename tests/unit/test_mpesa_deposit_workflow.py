@@ -927,3 +927,30 @@ async def test_push_whose_worker_died_is_resolved_not_repeated(start) -> None:
     state = await run.handle.result()
     assert state.status == DepositStatus.CREDITED and state.checkout_request_id == "ws_CO_DIED"
     assert fake.pushes == 1 and len(fake.credits) == 1
+
+
+async def test_cancel_while_a_lost_push_is_resolved_waits_for_its_answer(start) -> None:
+    """The customer may have been prompted: a cancel waits for that push's callback. It comes
+    (paid): the deposit runs on; the cancellation is refused, never a second prompt."""
+    fake = FakeMpesa(push_errors=[lost_answer()])
+    run = await start(fake, MpesaDepositConfig(push_resolve_seconds=3600), wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    await run.handle.cancel()
+    await wait_state(run.handle, lambda s: s.cancel_refused, "cancel refused")
+    await run.handle.signal(
+        MpesaDeposit.mpesa_callback,
+        success().model_copy(update={"checkout_request_id": "ws_CO_LATE"}),
+    )
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED and fake.pushes == 1
+
+
+async def test_cancel_while_a_lost_push_gets_no_answer_ends_cancelled(start) -> None:
+    fake = FakeMpesa(push_errors=[lost_answer()])
+    run = await start(fake, MpesaDepositConfig(push_resolve_seconds=1))
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    await run.handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure_info:
+        await run.handle.result()
+    assert isinstance(failure_info.value.cause, CancelledError)
+    assert fake.pushes == 1 and fake.statuses()[-1] == DepositStatus.FAILED
