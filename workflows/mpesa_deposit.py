@@ -178,10 +178,14 @@ class MpesaDeposit(Parkable):
 
         # The customer has been prompted and may pay at any moment: from here a cancellation is
         # refused, and the deposit runs to M-Pesa's final answer (and, if paid, to the credit).
-        outcome = await self._refusing_cancellation(self._await_outcome)
-        if outcome is None:
+        answer = await self._refusing_cancellation(self._await_outcome)
+        if answer is None:
             return self._state
         self._state.paid_at = workflow.now()
+        outcome: _Outcome = answer
+        if answer.result_code != MpesaResultCode.SUCCESS and self._verified:
+            # a failure callback is a claim too: it must not lose a payment Daraja says was made
+            outcome = await self._refusing_cancellation(lambda: self._check_failure(answer))
         if outcome.result_code != MpesaResultCode.SUCCESS:
             reason = FAILURE_REASONS.get(
                 outcome.result_code, outcome.result_desc or "M-Pesa failure"
@@ -486,6 +490,28 @@ class MpesaDeposit(Parkable):
                 return None
             if mismatch is not None:
                 claim = _Outcome(claim.result_code, claim.result_desc, None, "operator_retry")
+
+    async def _check_failure(self, claim: _Outcome) -> _Outcome:
+        """A failure callback, checked with STK Push Query: Daraja's final answer wins (a
+        "cancelled" callback for a payment Daraja says was made goes on to the checks of a
+        success, with an alert). Without a final answer the callback's failure stands."""
+        if claim.source != "callback":
+            return claim
+        config = self._config
+        for _ in range(config.query_max_attempts):
+            answer = await self._query_once()
+            if answer is not None and not answer.pending and answer.result_code is not None:
+                if answer.result_code != MpesaResultCode.SUCCESS:
+                    return claim
+                await self._alert(
+                    f"a callback said ResultCode {claim.result_code} ({claim.result_desc}) but "
+                    "Daraja's STK Push Query says the payment succeeded: it is confirmed and "
+                    "credited as paid"
+                )
+                return _Outcome(answer.result_code, answer.result_desc, None, "query")
+            await workflow.sleep(timedelta(seconds=config.query_interval_seconds))
+        workflow.logger.warning("no final STK query answer: the failure callback stands")
+        return claim
 
     def _compare_with_push(self) -> str | None:
         """The fields of a success callback that differ from the STK push, or None."""

@@ -38,6 +38,7 @@ from tests.unit.test_mpesa_deposit_workflow import (
     CHECKOUT,
     WALLET,
     FakeMpesa,
+    failure,
     initiation_quote,
     lost_answer,
     success,
@@ -72,6 +73,11 @@ async def _adopt_lost_push(handle: Handle) -> None:
         MpesaDeposit.mpesa_callback,
         success().model_copy(update={"checkout_request_id": "ws_CO_LOST"}),
     )
+
+
+async def _cancelled(handle: Handle) -> None:
+    await _until(handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK)
+    await handle.signal(MpesaDeposit.mpesa_callback, failure(1032, "Request cancelled by user"))
 
 
 async def _mismatch_then_retry(handle: Handle) -> None:
@@ -155,6 +161,9 @@ SCENARIOS: dict[str, Scenario] = {
         _adopt_lost_push,
         MpesaDepositConfig(),
         WALLET,
+    ),
+    "v3_cancel_callback_confirmed": Scenario(
+        lambda: FakeMpesa(truth=1032), _cancelled, MpesaDepositConfig(), WALLET
     ),
     "v3_mismatch_parked_then_retried": Scenario(
         FakeMpesa, _mismatch_then_retry, MpesaDepositConfig(), WALLET

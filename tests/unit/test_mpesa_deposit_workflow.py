@@ -352,7 +352,7 @@ async def test_callback_success_credits_once_with_receipt(start) -> None:
 async def test_failed_callback_fails_with_reason_and_never_credits(
     start, env: WorkflowEnvironment, code: int, desc: str, reason_fragment: str
 ) -> None:
-    run = await start(FakeMpesa())
+    run = await start(FakeMpesa(truth=code))  # Daraja's query agrees with the callback
     await wait_state(
         run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
     )
@@ -954,3 +954,16 @@ async def test_cancel_while_a_lost_push_gets_no_answer_ends_cancelled(start) -> 
         await run.handle.result()
     assert isinstance(failure_info.value.cause, CancelledError)
     assert fake.pushes == 1 and fake.statuses()[-1] == DepositStatus.FAILED
+
+
+async def test_failure_callback_that_daraja_contradicts_does_not_lose_the_payment(start) -> None:
+    """A "cancelled" callback while Daraja's query says paid: the payment is credited (query
+    confirmed, no receipt) and an alert says so."""
+    fake = FakeMpesa(truth=0)
+    run = await start(fake, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, failure(1032, "Request cancelled by user"))
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED and state.receipt is None
+    assert len(fake.transfers) == 1 and fake.status_queries == 0
+    assert len(fake.alerts) == 1 and "says the payment succeeded" in fake.alerts[0].message
