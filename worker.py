@@ -135,6 +135,8 @@ def build_resources(settings: Settings) -> Resources:
             transaction_type=settings.daraja_transaction_type,
             timeout_seconds=settings.daraja_timeout_seconds,
             token_refresh_margin_seconds=settings.daraja_token_refresh_margin_seconds,
+            initiator_name=settings.daraja_initiator_name,
+            security_credential=settings.daraja_security_credential.get_secret_value(),
         ),
         evm=EvmClient(
             settings.evm_rpc_url,
@@ -181,6 +183,12 @@ def mpesa_callback_url(settings: Settings) -> str:
     return f"{settings.callback_base_url}/api/v1/deposit/mpesa-callback/{token}"
 
 
+def mpesa_status_result_url(settings: Settings) -> str:
+    """Daraja's ResultURL for Transaction Status, without the deposit id the activity appends."""
+    token = settings.mpesa_callback_token.get_secret_value()
+    return f"{settings.callback_base_url}/api/v1/deposit/mpesa-status-result/{token}"
+
+
 def activities_by_queue(
     resources: Resources, client: Client
 ) -> dict[ActivityQueue, list[Callable[..., Any]]]:
@@ -188,7 +196,9 @@ def activities_by_queue(
     monitor = MonitorActivities(
         client, resources.sessions, resources.evm, resources.treasury.address, resources.solana
     )
-    mpesa = MpesaActivities(resources.daraja, mpesa_callback_url(settings))
+    mpesa = MpesaActivities(
+        resources.daraja, mpesa_callback_url(settings), mpesa_status_result_url(settings)
+    )
     deposits = DepositActivities(resources.sessions)
     evm_write = EvmWriteActivities(
         resources.evm,
@@ -220,11 +230,12 @@ def activities_by_queue(
         resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
     )
     return {
-        ActivityQueue.MPESA: [mpesa.stk_push, mpesa.stk_query],
+        ActivityQueue.MPESA: [mpesa.stk_push, mpesa.stk_query, mpesa.transaction_status],
         ActivityQueue.DB: [
             deposits.record_stk_push,
             deposits.set_outcome,
             deposits.record_conversion,
+            deposits.raise_alert,
             deposits.credit,
             intents.credit_transfer,
             intents.mark_transfer,

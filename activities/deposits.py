@@ -9,12 +9,13 @@ from domain.mpesa import (
     CreditDepositInput,
     CreditDepositResult,
     DepositOutcomeInput,
+    RaiseAlertInput,
     RecordConversionInput,
     RecordStkPushInput,
     StkCallback,
 )
 from runtime.logging import get_logger
-from store import deposits
+from store import alerts, deposits
 
 log = get_logger("activities.deposits")
 
@@ -60,3 +61,13 @@ class DepositActivities:
             key=result.idempotency_key,
         )
         return result
+
+    @activity.defn(name="deposits.raise_alert")
+    async def raise_alert(self, request: RaiseAlertInput) -> str:
+        """Open an alert about this deposit (once per condition and reference); returns its id."""
+        async with self._sessions.begin() as session:
+            alert_id = await alerts.raise_event(session, request)
+        log.warning(
+            "alert raised", condition=request.condition, reference=request.reference, id=alert_id
+        )
+        return alert_id

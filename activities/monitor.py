@@ -27,6 +27,7 @@ from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
 from runtime.logging import get_logger
 from runtime.redact import redact
+from store import alerts
 from store.models import Alert, utcnow
 
 log = get_logger("activities.monitor")
@@ -198,6 +199,8 @@ class MonitorActivities:
             rows = await session.execute(select(Alert).where(Alert.status == "open"))
             open_alerts = {a.condition: a for a in rows.scalars()}
             for condition, alert in open_alerts.items():
+                if alerts.is_event(condition):
+                    continue  # one operation's alert: nothing here measures it again
                 reading = by_condition.get(condition)
                 if reading is None or not reading.breached:
                     alert.status, alert.cleared_at = "cleared", utcnow()

@@ -1,7 +1,10 @@
 """``python -m api``: serve the API with uvicorn on API_HOST:API_PORT, and ``/metrics`` alone on
 METRICS_BIND when set (an internal listener Prometheus scrapes without a token).
 
-Access logs are off: the Daraja callback URL carries a secret token in its path.
+Access logs are off: the Daraja callback URL carries a secret token in its path. Proxy headers
+are off too: uvicorn would otherwise take X-Forwarded-For from any peer in FORWARDED_ALLOW_IPS
+(127.0.0.1 by default); which proxy may name the client is TRUSTED_PROXY_IPS, read by the routes
+that judge a caller by its address (the M-Pesa callbacks).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
         "api.app:create_app",
         factory=True,
         access_log=False,
+        proxy_headers=False,
         log_level=settings.log_level.lower(),
     )
     sockets = [bind_socket(settings.api_host, settings.api_port)]

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -46,6 +47,7 @@ from api.routers import (
 from api.upload_sweeper import sweep_forever
 from providers.cache import CacheRegistry, TTLCache
 from providers.evm import EvmClient
+from providers.fx import CachedRateProvider, FixedRateProvider
 from providers.solana.client import SolanaTicketClient
 from runtime.clients import ipfs_gateway
 from runtime.interpreter import restore_recursion_limit
@@ -130,6 +132,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     app.state.caches = caches if caches is not None else CacheRegistry()
+    # the quote given when a deposit is initiated; the worker takes later rates from the same source
+    app.state.rates = CachedRateProvider(
+        FixedRateProvider(settings.fx_kes_per_usdc),
+        app.state.caches.register(TTLCache[Decimal]("fx_rate_quotes", settings.fx_cache_seconds)),
+    )
     app.state.balance_cache = app.state.caches.register(
         TTLCache[float]("wallet_balances", settings.metrics_balance_cache_seconds, max_entries=4)
     )

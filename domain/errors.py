@@ -115,6 +115,11 @@ class DarajaUnavailable(DarajaError):
     """5xx, timeout or connection failure: worth retrying."""
 
 
+class DarajaPushUnknown(DarajaUnavailable):
+    """An STK push was sent but its answer was lost (timeout, 5xx, dropped connection): it may
+    have prompted the customer, so it is resolved before any new push."""
+
+
 class DarajaRateLimited(DarajaError):
     """429 or spike arrest: worth retrying later."""
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from domain.fx import FxQuote
 from domain.queues import Routed
 
 
@@ -31,8 +32,10 @@ FINAL_STATUSES = frozenset({DepositStatus.CREDITED, DepositStatus.FAILED, Deposi
 
 class DepositStep(StrEnum):
     STK_PUSH = "stk_push"
+    RESOLVE_PUSH = "resolve_push"  # a push's answer was lost: waiting for its callback
     AWAIT_CALLBACK = "await_callback"
     STK_QUERY = "stk_query"
+    CONFIRM_PAYMENT = "confirm_payment"  # checking the callback with Daraja before any money moves
     CONVERT = "convert"  # KES -> USDC at the provider's rate
     SEND_USDC = "send_usdc"  # through the wallet writer
     CONFIRM_USDC = "confirm_usdc"  # waiting for confirmations
@@ -70,6 +73,15 @@ class MpesaDepositConfig(BaseModel):
     evm_submit_max_attempts: int = 10
     confirmation_timeout_seconds: float = 600.0
     evm_heartbeat_timeout_seconds: float = 60.0
+    #: a push whose answer was lost: how long to wait for its callback before pushing again
+    push_resolve_seconds: float = 120.0
+    #: how long to wait for the Transaction Status result (ResultURL) before asking again
+    transaction_status_wait_seconds: float = 60.0
+    transaction_status_max_attempts: int = 3
+    #: FX: the quote given at initiation is honoured this long; later the current rate applies
+    #: only within this deviation from it (percent, a decimal string)
+    fx_quote_ttl_seconds: float = 900.0
+    fx_max_deviation_percent: str = "2"
 
 
 class MpesaDepositInput(Routed):
@@ -84,6 +96,8 @@ class MpesaDepositInput(Routed):
     config: MpesaDepositConfig = Field(default_factory=MpesaDepositConfig)
     #: where the converted USDC goes; deposits started before the on-chain leg have none
     wallet_address: str | None = None
+    #: the KES -> USDC quote given to the caller at initiation (deposits before it have none)
+    quote: FxQuote | None = None
 
 
 # --- activity inputs and outputs --------------------------------------------------------------
@@ -98,9 +112,12 @@ class StkPushInput(BaseModel):
 
 
 class StkPushResult(BaseModel):
+    """Daraja's answer to an STK push, or the push adopted from its callback (``adopted``)."""
+
     merchant_request_id: str
     checkout_request_id: str
     customer_message: str = ""
+    adopted: bool = False
 
 
 class StkQueryInput(BaseModel):
@@ -128,6 +145,46 @@ class StkCallback(BaseModel):
     receipt: str | None = None
     phone: str | None = None
     transaction_date: str | None = None
+
+
+class TransactionStatusInput(BaseModel):
+    deposit_id: str
+    receipt: str
+    #: ours, unique per query: the result must carry it back
+    originator_id: str
+
+
+class TransactionStatusRequested(BaseModel):
+    """Daraja accepted a Transaction Status query; its result comes to the ResultURL."""
+
+    originator_conversation_id: str
+    conversation_id: str
+
+
+class TransactionStatusResult(BaseModel):
+    """The asynchronous Transaction Status result (``Result``), forwarded by the API."""
+
+    originator_conversation_id: str
+    conversation_id: str
+    result_code: int
+    result_desc: str
+    receipt: str | None = None
+    amount_minor: int | None = None
+    #: ``Completed``, ``Cancelled``, ... (``TransactionStatus`` result parameter)
+    transaction_status: str | None = None
+    #: the QueueTimeOutURL was called instead: Daraja gave up on the query
+    timed_out: bool = False
+
+
+class RaiseAlertInput(BaseModel):
+    """An alert about one operation (not a Monitor condition): open until acknowledged."""
+
+    condition: str
+    message: str
+    reference: str
+    severity: str = "critical"
+    #: the tenant whose operation it is (its admin sees the alert); None: the platform's
+    tenant: str | None = None
 
 
 class RecordStkPushInput(BaseModel):
@@ -197,6 +254,14 @@ class MpesaDepositState(BaseModel):
     usdc_tx_hash: str | None = None
     usdc_block: int | None = None
     queries_made: int = 0
+    merchant_request_id: str | None = None
+    #: STK pushes sent (a push whose answer was lost is resolved, not repeated blindly)
+    pushes_sent: int = 0
+    #: the quote of the initiation, and when M-Pesa's answer came (the FX window is judged on it)
+    fx_quote_kes_per_usdc: str | None = None
+    paid_at: datetime | None = None
+    #: what confirmed the payment: ``stk_query`` and ``transaction_status``
+    confirmed_by: list[str] = Field(default_factory=list)
     duplicate_callbacks: int = 0
     #: an operator asked to cancel after the customer was prompted; the deposit went on
     cancel_refused: bool = False

@@ -1,4 +1,5 @@
-"""Safaricom M-Pesa Daraja client: OAuth, STK Push (Lipa na M-Pesa Online), STK Push Query.
+"""Safaricom M-Pesa Daraja client: OAuth, STK Push (Lipa na M-Pesa Online), STK Push Query,
+Transaction Status (by receipt; its result comes asynchronously to a ResultURL).
 
 Daraja specifics worth knowing:
 
@@ -9,6 +10,9 @@ Daraja specifics worth knowing:
 * STK Push Query answers HTTP 500 with ``errorCode`` ``500.001.1001`` while the customer has not
   finished; that is "pending", not a failure.
 * Callbacks are not signed; the API protects its callback URL with a secret path token.
+* STK Push has no idempotency key: an answer lost after the request went out (timeout, 5xx,
+  dropped connection) is :class:`DarajaPushUnknown`, never a plain retryable error, so the caller
+  resolves it before prompting the customer again.
 """
 
 from __future__ import annotations
@@ -28,12 +32,19 @@ from domain.errors import (
     DarajaAuthError,
     DarajaCallbackInvalid,
     DarajaError,
+    DarajaPushUnknown,
     DarajaRateLimited,
     DarajaRejected,
     DarajaUnavailable,
 )
 from domain.money import Currency, to_minor
-from domain.mpesa import StkCallback, StkPushResult, StkQueryResult
+from domain.mpesa import (
+    StkCallback,
+    StkPushResult,
+    StkQueryResult,
+    TransactionStatusRequested,
+    TransactionStatusResult,
+)
 
 NAIROBI = timezone(timedelta(hours=3))
 #: Daraja's "request still being processed" code on STK Push Query
@@ -68,6 +79,8 @@ class DarajaClient:
         shortcode: str,
         passkey: str,
         transaction_type: str = "CustomerPayBillOnline",
+        initiator_name: str = "",
+        security_credential: str = "",
         timeout_seconds: float = 15.0,
         token_refresh_margin_seconds: float = 60.0,
         http: httpx.AsyncClient | None = None,
@@ -83,6 +96,8 @@ class DarajaClient:
         self.shortcode = shortcode
         self._passkey = passkey
         self._transaction_type = transaction_type
+        self._initiator_name = initiator_name
+        self._security_credential = security_credential
         self._margin = token_refresh_margin_seconds
         self._clock = clock
         self._now = now
@@ -152,7 +167,16 @@ class DarajaClient:
             "AccountReference": account_reference[:12],
             "TransactionDesc": description[:13],
         }
-        body = await self._authorized_post("/mpesa/stkpush/v1/processrequest", payload)
+        await self.access_token()  # a failure here never reached the push: plainly retryable
+        try:
+            body = await self._authorized_post("/mpesa/stkpush/v1/processrequest", payload)
+        except DarajaUnavailable as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
+                raise  # the request never left: nobody was prompted
+            raise DarajaPushUnknown(
+                f"STK push answer lost, the customer may have been prompted: {exc.message}",
+                error_code=exc.error_code,
+            ) from exc
         if str(body.get("ResponseCode")) != "0":
             raise DarajaRejected(
                 f"STK push not accepted: {body.get('ResponseDescription') or body!r}",
@@ -193,6 +217,40 @@ class DarajaClient:
             result_code=result_code,
             result_desc=str(body.get("ResultDesc", "")),
         )
+
+    async def transaction_status(
+        self, *, receipt: str, result_url: str, timeout_url: str, originator_id: str
+    ) -> TransactionStatusRequested:
+        """Ask Daraja for a transaction by its M-Pesa receipt. Only the acknowledgement comes
+        back here; the result is POSTed to ``result_url`` (or ``timeout_url``) later."""
+        payload = {
+            "Initiator": self._initiator_name,
+            "SecurityCredential": self._security_credential,
+            "CommandID": "TransactionStatusQuery",
+            "TransactionID": receipt,
+            "OriginatorConversationID": originator_id,
+            "PartyA": self.shortcode,
+            "IdentifierType": "4",
+            "ResultURL": result_url,
+            "QueueTimeOutURL": timeout_url,
+            "Remarks": "Settle deposit check",
+            "Occasion": "deposit",
+        }
+        body = await self._authorized_post("/mpesa/transactionstatus/v1/query", payload)
+        if str(body.get("ResponseCode")) != "0":
+            raise DarajaRejected(
+                f"Transaction Status not accepted: {body.get('ResponseDescription') or body!r}",
+                error_code=str(body.get("ResponseCode")),
+            )
+        try:
+            return TransactionStatusRequested(
+                originator_conversation_id=str(
+                    body.get("OriginatorConversationID") or originator_id
+                ),
+                conversation_id=str(body["ConversationID"]),
+            )
+        except KeyError as exc:
+            raise DarajaUnavailable(f"Transaction Status answer lacks {exc}") from exc
 
     # --- transport -----------------------------------------------------------------------------
 
@@ -304,4 +362,56 @@ def parse_stk_callback(body: Any) -> StkCallback:
                 str(meta["TransactionDate"]) if meta.get("TransactionDate") is not None else None
             ),
         }
+    )
+
+
+def _kes_minor(amount: Any, field: str) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        raise DarajaCallbackInvalid(f"{field} must be a number")
+    try:
+        return to_minor(Decimal(str(amount)), Currency.KES)
+    except (ValueError, ArithmeticError) as exc:
+        raise DarajaCallbackInvalid(f"{field} {amount!r} is not a KES amount") from exc
+
+
+def parse_transaction_status_result(
+    body: Any, *, timed_out: bool = False
+) -> TransactionStatusResult:
+    """Validate and parse the Transaction Status result ``{"Result": {...}}`` that Daraja POSTs
+    to the ResultURL (or the QueueTimeOutURL: ``timed_out``); raise DarajaCallbackInvalid."""
+    try:
+        result = body["Result"]
+        originator = result["OriginatorConversationID"]
+        conversation = result["ConversationID"]
+        code = result["ResultCode"]
+    except (KeyError, TypeError) as exc:
+        raise DarajaCallbackInvalid(f"result lacks Result field {exc}") from exc
+    if not isinstance(originator, str) or not originator:
+        raise DarajaCallbackInvalid("OriginatorConversationID must be a non-empty string")
+    if not isinstance(conversation, str) or not conversation:
+        raise DarajaCallbackInvalid("ConversationID must be a non-empty string")
+    if isinstance(code, bool) or not isinstance(code, int | str):
+        raise DarajaCallbackInvalid("ResultCode must be a number")
+    try:
+        result_code = int(code)
+    except ValueError as exc:
+        raise DarajaCallbackInvalid("ResultCode must be a number") from exc
+    items = ((result.get("ResultParameters") or {}).get("ResultParameter")) or []
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise DarajaCallbackInvalid("ResultParameters.ResultParameter must be a list")
+    params = {i.get("Key"): i.get("Value") for i in items if isinstance(i, dict)}
+    amount = params.get("Amount")
+    receipt = params.get("ReceiptNo") or result.get("TransactionID")
+    status = params.get("TransactionStatus")
+    return TransactionStatusResult(
+        originator_conversation_id=originator,
+        conversation_id=conversation,
+        result_code=result_code,
+        result_desc=str(result.get("ResultDesc", "")),
+        receipt=str(receipt) if receipt else None,
+        amount_minor=_kes_minor(amount, "Amount") if amount is not None else None,
+        transaction_status=str(status) if status is not None else None,
+        timed_out=timed_out,
     )

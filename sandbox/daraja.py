@@ -1,4 +1,5 @@
-"""A Daraja-compatible stand-in: OAuth, STK Push, STK Push Query, and the callback.
+"""A Daraja-compatible stand-in: OAuth, STK Push, STK Push Query, the callback, and Transaction
+Status (by receipt) with its asynchronous result to the ResultURL.
 
 The outcome of an STK push is chosen by the last four digits of the phone number:
 
@@ -11,6 +12,9 @@ suffix     outcome
 ``2001``   ResultCode 2001, "The initiator information is invalid." (wrong PIN)
 ``0000``   success, but no callback is ever sent (STK Push Query says success)
 ``0002``   success, and the callback is sent three times
+``0003``   ResultCode 1032 (cancelled), but no callback is ever sent (STK Push Query says so)
+``0503``   the push is accepted (the customer is prompted, success, one callback) but its HTTP
+           answer is a 503: the client cannot know the CheckoutRequestID
 other      success (the default), one callback after the configured delay
 =========  ==================================================================
 
@@ -46,6 +50,8 @@ class Outcome:
     result_code: int
     result_desc: str
     callbacks: int = 1
+    #: accept the push, then answer with this HTTP status instead of the acknowledgement
+    answer_status: int | None = None
 
 
 SUCCESS = Outcome(0, "The service request is processed successfully.")
@@ -56,6 +62,8 @@ OUTCOMES: dict[str, Outcome] = {
     "2001": Outcome(2001, "The initiator information is invalid."),
     "0000": Outcome(0, SUCCESS.result_desc, callbacks=0),
     "0002": Outcome(0, SUCCESS.result_desc, callbacks=3),
+    "0003": Outcome(1032, "Request cancelled by user", callbacks=0),
+    "0503": Outcome(0, SUCCESS.result_desc, answer_status=503),
 }
 
 
@@ -94,6 +102,8 @@ class SandboxState:
     arrivals: dict[str, int] = field(default_factory=dict)
     tokens_issued: int = 0
     stk_pushes: int = 0
+    #: Transaction Status queries received, by receipt
+    status_queries: dict[str, int] = field(default_factory=dict)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -219,6 +229,9 @@ def create_daraja_app(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         log.info("stk push accepted", checkout=txn.checkout_request_id, phone=phone, amount=amount)
+        if txn.outcome.answer_status is not None:
+            status = txn.outcome.answer_status
+            return _error(status, f"{status}.003.02", "injected failure after accepting the push")
         return JSONResponse(
             {
                 "MerchantRequestID": txn.merchant_request_id,
@@ -295,6 +308,90 @@ def create_daraja_app(
             }
         )
 
+    def status_result(txn: StkTransaction | None, receipt: str, body: dict[str, Any]) -> Any:
+        base = {
+            "ResultType": 0,
+            "OriginatorConversationID": str(body.get("OriginatorConversationID") or ""),
+            "ConversationID": body["_conversation_id"],
+            "TransactionID": receipt,
+        }
+        if txn is None or txn.outcome.result_code != 0 or time.monotonic() < txn.final_at:
+            # the sandbox's own code and words for "no such completed transaction"
+            return {
+                "Result": {
+                    **base,
+                    "ResultCode": 1,
+                    "ResultDesc": "No completed transaction found for this receipt",
+                }
+            }
+        parameters = [
+            {"Key": "ReceiptNo", "Value": txn.receipt},
+            {"Key": "TransactionStatus", "Value": "Completed"},
+            {"Key": "Amount", "Value": txn.amount},
+            {"Key": "DebitPartyName", "Value": f"{txn.phone} - Sandbox Customer"},
+            {"Key": "CreditPartyName", "Value": f"{state.shortcode} - Settle"},
+            {"Key": "FinalisedTime", "Value": int(time.strftime("%Y%m%d%H%M%S"))},
+        ]
+        return {
+            "Result": {
+                **base,
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "ResultParameters": {"ResultParameter": parameters},
+                "ReferenceData": {"ReferenceItem": {"Key": "Occasion", "Value": "deposit"}},
+            }
+        }
+
+    async def send_status_result(url: str, result: Any) -> None:
+        await asyncio.sleep(state.callback_delay_seconds)
+        try:
+            answer = await http.post(url, json=result)
+            log.info("transaction status result sent", status=answer.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("transaction status result failed", error=str(exc))
+
+    @app.post("/mpesa/transactionstatus/v1/query")
+    async def transaction_status(request: Request) -> JSONResponse:
+        failure = await injected_failure("transactionstatus")
+        if failure:
+            return failure
+        if not bearer_ok(request):
+            return _error(404, "404.001.03", "Invalid Access Token")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        if body.get("CommandID") != "TransactionStatusQuery":
+            return _error(400, "400.002.02", "Bad Request - Invalid CommandID")
+        if str(body.get("PartyA")) != state.shortcode:
+            return _error(400, "400.002.02", "Bad Request - Invalid PartyA")
+        if not body.get("Initiator") or not body.get("SecurityCredential"):
+            return _error(400, "400.002.02", "Bad Request - Invalid Initiator")
+        result_url = str(body.get("ResultURL", ""))
+        if not result_url.startswith(("http://", "https://")):
+            return _error(400, "400.002.02", "Bad Request - Invalid ResultURL")
+        receipt = str(body.get("TransactionID") or "")
+        if not receipt:
+            return _error(400, "400.002.02", "Bad Request - Invalid TransactionID")
+        state.status_queries[receipt] = state.status_queries.get(receipt, 0) + 1
+        txn = next((t for t in state.transactions.values() if t.receipt == receipt), None)
+        body["_conversation_id"] = f"AG_{time.strftime('%Y%m%d')}_{secrets.token_hex(10)}"
+        task = asyncio.create_task(
+            send_status_result(result_url, status_result(txn, receipt, body))
+        )
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return JSONResponse(
+            {
+                "OriginatorConversationID": str(body.get("OriginatorConversationID") or ""),
+                "ConversationID": body["_conversation_id"],
+                "ResponseCode": "0",
+                "ResponseDescription": "Accept the service request successfully.",
+            }
+        )
+
     # --- test controls (not Daraja) ------------------------------------------------------------
 
     @app.post("/_sandbox/fail-next")
@@ -319,6 +416,7 @@ def create_daraja_app(
         return {
             "stk_pushes": state.stk_pushes,
             "tokens_issued": state.tokens_issued,
+            "status_queries": state.status_queries,
             "transactions": [
                 {
                     "checkout_request_id": t.checkout_request_id,

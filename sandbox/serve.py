@@ -39,7 +39,10 @@ async def serve(
     app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
 ) -> RunningServer:
     sock = sock or bind_socket(host, port)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    # proxy headers off, as in ``python -m api``: the peer is the caller (TRUSTED_PROXY_IPS decides)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

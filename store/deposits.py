@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +52,28 @@ async def by_checkout_request_id(
 ) -> MpesaDeposit | None:
     query = select(MpesaDeposit).where(MpesaDeposit.checkout_request_id == checkout_request_id)
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lost_push_candidates(
+    session: AsyncSession, phone: str, amount_minor: int, since: datetime
+) -> list[MpesaDeposit]:
+    """Open deposits that may own a success callback nobody recognised: no CheckoutRequestID
+    recorded yet (a push whose answer was lost, or one still being recorded), same phone and
+    amount, started since ``since``. At most two: more than one is ambiguous either way."""
+    query = (
+        select(MpesaDeposit)
+        .where(
+            MpesaDeposit.checkout_request_id.is_(None),
+            MpesaDeposit.phone == phone,
+            MpesaDeposit.amount_minor == amount_minor,
+            MpesaDeposit.status.in_(
+                [DepositStatus.INITIATED.value, DepositStatus.AWAITING_PAYMENT.value]
+            ),
+            MpesaDeposit.created_at >= since,
+        )
+        .limit(2)
+    )
+    return list((await session.execute(query)).scalars())
 
 
 async def record_stk_push(

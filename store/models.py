@@ -140,6 +140,10 @@ class MpesaDeposit(Base):
     usdc_minor: Mapped[int | None] = mapped_column(BigInteger)
     fx_kes_per_usdc: Mapped[str | None] = mapped_column(String(32))
     usdc_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    #: the FX quote given to the caller at initiation (honoured until it expires)
+    fx_quote_kes_per_usdc: Mapped[str | None] = mapped_column(String(32))
+    fx_quote_usdc_minor: Mapped[int | None] = mapped_column(BigInteger)
+    fx_quote_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

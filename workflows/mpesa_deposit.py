@@ -1,7 +1,14 @@
-"""MpesaDeposit: STK push -> callback (or STK query) -> credit the portfolio, exactly once.
+"""MpesaDeposit: STK push -> callback (or STK query) -> confirm with Daraja -> USDC -> credit,
+exactly once.
 
 Workflow ID ``mpesa-deposit-<deposit_id>``. Signals: ``mpesa_callback`` (from the API's callback
-endpoint), ``retry`` / ``abandon`` (a parked credit). Query: ``status``.
+endpoint), ``mpesa_transaction_status`` (the Transaction Status result, from the API's ResultURL
+endpoint), ``retry`` / ``abandon`` (a parked step). Query: ``status``.
+
+A callback is a claim: since ``mpesa-deposit-verified-payment`` a success callback is compared
+with the push that was sent and confirmed by STK Push Query and, with a receipt, by Transaction
+Status, before any USDC leaves the treasury; a push whose answer was lost is resolved (its
+callback adopted) before the customer is prompted again.
 """
 
 from __future__ import annotations
@@ -9,13 +16,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from domain.evm import AwaitTxInput, TransferUsdcInput
-from domain.fx import FxQuote, FxQuoteInput
+from domain.fx import FxQuote, FxQuoteInput, deviation_percent
+from domain.money import Currency, format_minor
 from domain.mpesa import (
     CreditDepositInput,
     DepositOutcomeInput,
@@ -25,12 +34,17 @@ from domain.mpesa import (
     MpesaDepositInput,
     MpesaDepositState,
     MpesaResultCode,
+    RaiseAlertInput,
     RecordConversionInput,
     RecordStkPushInput,
     StkCallback,
     StkPushInput,
+    StkPushResult,
     StkQueryInput,
     StkQueryResult,
+    TransactionStatusInput,
+    TransactionStatusRequested,
+    TransactionStatusResult,
 )
 from domain.queues import ActivityQueue
 from domain.search import OperationStatus
@@ -47,6 +61,16 @@ T = TypeVar("T")
 
 #: the on-chain leg (KES -> USDC, sent from the treasury) added after the first deployment
 USDC_LEG_PATCH = "mpesa-deposit-usdc-leg"
+#: pushes resolved before repeating, callbacks compared and confirmed with Daraja before money moves
+VERIFIED_PAYMENT_PATCH = "mpesa-deposit-verified-payment"
+#: the alert raised when M-Pesa's answers do not add up to the payment that was asked for
+MISMATCH_ALERT = "mpesa_payment_mismatch"
+#: Daraja errors that say the push was refused (no customer prompted; pushing again will not help)
+PUSH_REFUSED = frozenset({"DarajaRejected", "DarajaAuthError", "ValueError"})
+#: Daraja errors raised before the push left this process (nobody was prompted)
+PUSH_NOT_SENT = frozenset({"DarajaUnavailable", "DarajaRateLimited"})
+#: signals kept per kind: a flood of forged messages cannot grow the history without bound
+MAX_KEPT_MESSAGES = 20
 
 FAILURE_REASONS = {
     MpesaResultCode.CANCELLED_BY_USER: "the customer cancelled the payment prompt",
@@ -102,6 +126,10 @@ class MpesaDeposit(Parkable):
         self._callbacks: dict[str, StkCallback] = {}
         self._quote: FxQuote | None = None
         self._usdc_attempt = 1
+        self._verified = False
+        self._confirmed: _Outcome | None = None
+        self._status_results: list[TransactionStatusResult] = []
+        self._status_queries = 0
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -111,7 +139,16 @@ class MpesaDeposit(Parkable):
         if callback.checkout_request_id in self._callbacks:
             self._state.duplicate_callbacks += 1
             return
+        if self._verified and len(self._callbacks) >= MAX_KEPT_MESSAGES:
+            return
         self._callbacks[callback.checkout_request_id] = callback
+
+    @workflow.signal(name="mpesa_transaction_status")
+    def mpesa_transaction_status(self, result: TransactionStatusResult) -> None:
+        """Daraja's Transaction Status result, forwarded by the API's ResultURL endpoint. Only a
+        result whose ConversationID is the one Daraja gave this workflow's query is used."""
+        if len(self._status_results) < MAX_KEPT_MESSAGES:
+            self._status_results.append(result)
 
     @workflow.query
     def status(self) -> MpesaDepositState:
@@ -126,6 +163,9 @@ class MpesaDeposit(Parkable):
         self._state = MpesaDepositState(deposit_id=request.deposit_id)
         self._mpesa_queue = request.queue(ActivityQueue.MPESA)
         self._db_queue = request.queue(ActivityQueue.DB)
+        self._verified = workflow.patched(VERIFIED_PAYMENT_PATCH)
+        if request.quote is not None:
+            self._state.fx_quote_kes_per_usdc = request.quote.kes_per_usdc
 
         try:
             pushed = await self._push()
@@ -138,9 +178,14 @@ class MpesaDeposit(Parkable):
 
         # The customer has been prompted and may pay at any moment: from here a cancellation is
         # refused, and the deposit runs to M-Pesa's final answer (and, if paid, to the credit).
-        outcome = await self._refusing_cancellation(self._await_outcome)
-        if outcome is None:
+        answer = await self._refusing_cancellation(self._await_outcome)
+        if answer is None:
             return self._state
+        self._state.paid_at = workflow.now()
+        outcome: _Outcome = answer
+        if answer.result_code != MpesaResultCode.SUCCESS and self._verified:
+            # a failure callback is a claim too: it must not lose a payment Daraja says was made
+            outcome = await self._refusing_cancellation(lambda: self._check_failure(answer))
         if outcome.result_code != MpesaResultCode.SUCCESS:
             reason = FAILURE_REASONS.get(
                 outcome.result_code, outcome.result_desc or "M-Pesa failure"
@@ -167,6 +212,11 @@ class MpesaDeposit(Parkable):
         Deposits started before the on-chain leg existed (no wallet in their input, or histories
         without the patch marker) are credited in KES as they always were.
         """
+        if self._verified:
+            confirmed = await self._confirm(outcome)
+            if confirmed is None:
+                return  # abandoned by an operator
+            outcome = confirmed
         await self._paid(outcome)
         conversion: FxQuote | None = None
         if self._request.wallet_address and workflow.patched(USDC_LEG_PATCH):
@@ -195,6 +245,129 @@ class MpesaDeposit(Parkable):
     async def _push(self) -> bool:
         """Send the STK push and record its CheckoutRequestID. False when the deposit failed."""
         request, state = self._request, self._state
+        if self._verified:
+            resolved = await self._push_resolving_lost_answers()
+            if resolved is None:
+                return False
+            push = resolved
+        else:
+            pushed = await self._push_with_retries()
+            if pushed is None:
+                return False
+            push = pushed
+        state.checkout_request_id = push.checkout_request_id
+        state.merchant_request_id = push.merchant_request_id
+        early = await self._db(
+            DepositActivities.record_stk_push,
+            RecordStkPushInput(
+                deposit_id=request.deposit_id,
+                merchant_request_id=push.merchant_request_id,
+                checkout_request_id=push.checkout_request_id,
+            ),
+        )
+        if early is not None:
+            self.mpesa_callback(early)
+        self._move(DepositStatus.AWAITING_PAYMENT, DepositStep.AWAIT_CALLBACK)
+        return True
+
+    def _push_input(self) -> StkPushInput:
+        request = self._request
+        return StkPushInput(
+            deposit_id=request.deposit_id,
+            phone=request.phone,
+            amount_minor=request.amount_minor,
+            account_reference=request.account_reference,
+            description=request.description,
+        )
+
+    async def _push_resolving_lost_answers(self) -> StkPushResult | None:
+        """One push per activity; a failure is judged here. Refused: the deposit fails. Never
+        sent (Daraja unreachable before the push left, rate limited): push again after a
+        backoff. Answer lost (timeout, 5xx, the worker died): the customer may have been
+        prompted, so that push is resolved first, by its callback (same phone and amount), which
+        is adopted; only when none comes within ``push_resolve_seconds`` is the customer
+        prompted again. None when the deposit failed."""
+        config, state = self._config, self._state
+        attempt = 0
+        while True:
+            attempt += 1
+            state.pushes_sent += 1
+            try:
+                result: StkPushResult = await workflow.execute_activity_method(
+                    MpesaActivities.stk_push,
+                    self._push_input(),
+                    task_queue=self._mpesa_queue,
+                    start_to_close_timeout=policies.provider_timeout(config),
+                    retry_policy=policies.STK_PUSH_ONCE,
+                )
+                return result
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                kind, error = root_error_type(err), cause_message(err)
+            if kind in PUSH_REFUSED:
+                await self._finish_failed(f"STK push failed: {error}", None, None)
+                return None
+            state.error = error
+            if kind not in PUSH_NOT_SENT:
+                adopted = await self._resolve_lost_push()
+                if adopted is not None:
+                    state.error = None
+                    return adopted
+            if attempt >= config.stk_push_max_attempts:
+                await self._finish_failed(f"STK push failed: {error}", None, None)
+                return None
+            await workflow.sleep(
+                timedelta(seconds=config.stk_push_initial_interval_seconds * 2 ** (attempt - 1))
+            )
+
+    async def _resolve_lost_push(self) -> StkPushResult | None:
+        """Wait for the callback of a push whose answer was lost. Daraja's STK callbacks carry
+        no AccountReference, so a success is matched by phone and amount (the API hands such a
+        callback to the one open deposit that matches); it is adopted as this deposit's push and
+        then checked with Daraja like any other. A cancel or timeout callback carries neither,
+        so a push the customer declined cannot be matched: it is pushed again after the wait."""
+        self._move(DepositStatus.INITIATED, DepositStep.RESOLVE_PUSH)
+        deadline = workflow.now() + timedelta(seconds=self._config.push_resolve_seconds)
+        cancelled = False
+        while self._lost_push_callback() is None:
+            remaining = (deadline - workflow.now()).total_seconds()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await workflow.wait_condition(
+                    lambda: self._lost_push_callback() is not None,
+                    timeout=timedelta(seconds=remaining),
+                )
+            except TimeoutError:
+                if cancelled:  # nobody was prompted after all: the cancellation stands
+                    raise asyncio.CancelledError() from None
+                workflow.logger.warning("no callback for a push whose answer was lost")
+                return None
+            except asyncio.CancelledError:
+                # the customer may have been prompted: wait for that push's answer first
+                cancelled = self._state.cancel_refused = True
+        callback = self._lost_push_callback()
+        assert callback is not None
+        return StkPushResult(
+            merchant_request_id=callback.merchant_request_id,
+            checkout_request_id=callback.checkout_request_id,
+            adopted=True,
+        )
+
+    def _lost_push_callback(self) -> StkCallback | None:
+        request = self._request
+        for callback in self._callbacks.values():
+            if (
+                callback.result_code == MpesaResultCode.SUCCESS
+                and callback.phone == request.phone
+                and callback.amount_minor == request.amount_minor
+            ):
+                return callback
+        return None
+
+    async def _push_with_retries(self) -> StkPushResult | None:
+        """The push of deposits started before ``mpesa-deposit-verified-payment``."""
+        request = self._request
         try:
             push = await workflow.execute_activity_method(
                 MpesaActivities.stk_push,
@@ -212,21 +385,9 @@ class MpesaDeposit(Parkable):
         except ActivityError as err:
             reraise_if_cancelled(err)
             await self._finish_failed(f"STK push failed: {cause_message(err)}", None, None)
-            return False
-
-        state.checkout_request_id = push.checkout_request_id
-        early = await self._db(
-            DepositActivities.record_stk_push,
-            RecordStkPushInput(
-                deposit_id=request.deposit_id,
-                merchant_request_id=push.merchant_request_id,
-                checkout_request_id=push.checkout_request_id,
-            ),
-        )
-        if early is not None:
-            self.mpesa_callback(early)
-        self._move(DepositStatus.AWAITING_PAYMENT, DepositStep.AWAIT_CALLBACK)
-        return True
+            return None
+        result: StkPushResult = push
+        return result
 
     async def _await_outcome(self) -> _Outcome | None:
         """The callback, or else STK queries. None when an operator abandoned the deposit."""
@@ -300,6 +461,188 @@ class MpesaDeposit(Parkable):
             workflow.logger.warning("STK query failed: %s", state.error)
             return None
 
+    # --- confirming the payment with Daraja ----------------------------------------------------
+
+    async def _confirm(self, claim: _Outcome) -> _Outcome | None:
+        """Check a success before money moves: a callback against the push that was sent, then
+        Daraja's own answers (STK Push Query; Transaction Status by receipt, which carries the
+        amount). Anything that does not add up parks the deposit with the reason and an alert;
+        ``retry`` checks again (a callback that contradicted the push is set aside: Daraja's
+        answers decide), ``abandon`` ends it. None when abandoned."""
+        if self._confirmed is not None:
+            return self._confirmed
+        state = self._state
+        while True:
+            self._move(DepositStatus.CONFIRMING, DepositStep.CONFIRM_PAYMENT)
+            mismatch = self._compare_with_push() if claim.source == "callback" else None
+            problem = mismatch
+            if problem is None and claim.source != "query":
+                problem = await self._confirm_by_query()
+            if problem is None and claim.receipt:
+                problem = await self._confirm_by_transaction_status(claim.receipt)
+            if problem is None:
+                self._confirmed = claim
+                return claim
+            state.error = problem
+            await self._alert(problem)
+            if await self._park_with_record(problem) is Decision.ABANDON:
+                await self._finish_abandoned()
+                return None
+            if mismatch is not None:
+                claim = _Outcome(claim.result_code, claim.result_desc, None, "operator_retry")
+
+    async def _check_failure(self, claim: _Outcome) -> _Outcome:
+        """A failure callback, checked with STK Push Query: Daraja's final answer wins (a
+        "cancelled" callback for a payment Daraja says was made goes on to the checks of a
+        success, with an alert). Without a final answer the callback's failure stands."""
+        if claim.source != "callback":
+            return claim
+        config = self._config
+        for _ in range(config.query_max_attempts):
+            answer = await self._query_once()
+            if answer is not None and not answer.pending and answer.result_code is not None:
+                if answer.result_code != MpesaResultCode.SUCCESS:
+                    return claim
+                await self._alert(
+                    f"a callback said ResultCode {claim.result_code} ({claim.result_desc}) but "
+                    "Daraja's STK Push Query says the payment succeeded: it is confirmed and "
+                    "credited as paid"
+                )
+                return _Outcome(answer.result_code, answer.result_desc, None, "query")
+            await workflow.sleep(timedelta(seconds=config.query_interval_seconds))
+        workflow.logger.warning("no final STK query answer: the failure callback stands")
+        return claim
+
+    def _compare_with_push(self) -> str | None:
+        """The fields of a success callback that differ from the STK push, or None."""
+        callback, request, state = self._callback(), self._request, self._state
+        assert callback is not None
+        wrong = []
+        if callback.checkout_request_id != state.checkout_request_id:
+            wrong.append("CheckoutRequestID is not the one of the STK push")
+        if state.merchant_request_id and callback.merchant_request_id != state.merchant_request_id:
+            wrong.append("MerchantRequestID is not the one of the STK push")
+        if callback.amount_minor != request.amount_minor:
+            said = (
+                format_minor(callback.amount_minor, Currency.KES)
+                if callback.amount_minor is not None
+                else "nothing"
+            )
+            wrong.append(
+                f"Amount is {said} KES, the STK push asked "
+                f"{format_minor(request.amount_minor, Currency.KES)} KES"
+            )
+        if callback.phone != request.phone:
+            wrong.append("PhoneNumber is not the phone the STK push prompted")
+        if not wrong:
+            return None
+        return "success callback does not match the STK push: " + "; ".join(wrong)
+
+    async def _confirm_by_query(self) -> str | None:
+        """STK Push Query must give the final ResultCode 0; None when it does."""
+        config, last = self._config, "no answer"
+        for _ in range(config.query_max_attempts):
+            answer = await self._query_once()
+            if answer is not None and not answer.pending and answer.result_code is not None:
+                if answer.result_code == MpesaResultCode.SUCCESS:
+                    self._state.confirmed_by.append("stk_query")
+                    return None
+                return (
+                    "the callback says the payment succeeded but Daraja's STK Push Query says "
+                    f"ResultCode {answer.result_code} ({answer.result_desc})"
+                )
+            last = "pending" if answer is not None else (self._state.error or "no answer")
+            await workflow.sleep(timedelta(seconds=config.query_interval_seconds))
+        return (
+            f"STK Push Query gave no final answer after {config.query_max_attempts} tries ({last})"
+        )
+
+    async def _confirm_by_transaction_status(self, receipt: str) -> str | None:
+        """Transaction Status by receipt must say ResultCode 0, Completed, the same receipt and
+        the same amount; None when it does. The result arrives as a signal from the API's
+        ResultURL endpoint and counts only with the ConversationID Daraja gave this query."""
+        state, config, request = self._state, self._config, self._request
+        last = "no answer"
+        for _ in range(config.transaction_status_max_attempts):
+            self._status_queries += 1
+            originator = f"settle-{state.deposit_id}-{self._status_queries}"
+            try:
+                requested: TransactionStatusRequested = await workflow.execute_activity_method(
+                    MpesaActivities.transaction_status,
+                    TransactionStatusInput(
+                        deposit_id=state.deposit_id, receipt=receipt, originator_id=originator
+                    ),
+                    task_queue=self._mpesa_queue,
+                    start_to_close_timeout=policies.provider_timeout(config),
+                    retry_policy=policies.stk_query(config),
+                )
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                last = cause_message(err)
+                continue
+            conversation = requested.conversation_id
+            try:
+                await workflow.wait_condition(
+                    lambda c=conversation: self._status_result(c) is not None,  # type: ignore[misc]
+                    timeout=timedelta(seconds=config.transaction_status_wait_seconds),
+                )
+            except TimeoutError:
+                last = f"no result within {config.transaction_status_wait_seconds:g} s"
+                continue
+            result = self._status_result(conversation)
+            assert result is not None
+            if result.timed_out:
+                last = "Daraja timed the query out (QueueTimeOutURL)"
+                continue
+            if result.result_code != MpesaResultCode.SUCCESS:
+                return (
+                    f"Transaction Status for receipt {receipt} says ResultCode "
+                    f"{result.result_code} ({result.result_desc})"
+                )
+            wrong = []
+            if result.receipt is not None and result.receipt != receipt:
+                wrong.append("ReceiptNo is not the callback's receipt")
+            if result.transaction_status not in (None, "Completed"):
+                wrong.append(f"TransactionStatus is {result.transaction_status}")
+            if result.amount_minor != request.amount_minor:
+                said = (
+                    format_minor(result.amount_minor, Currency.KES)
+                    if result.amount_minor is not None
+                    else "missing"
+                )
+                wrong.append(
+                    f"Amount is {said} KES, the STK push asked "
+                    f"{format_minor(request.amount_minor, Currency.KES)} KES"
+                )
+            if wrong:
+                return f"Transaction Status for receipt {receipt}: " + "; ".join(wrong)
+            state.confirmed_by.append("transaction_status")
+            return None
+        return f"Transaction Status for receipt {receipt} gave no result: {last}"
+
+    def _status_result(self, conversation_id: str) -> TransactionStatusResult | None:
+        for result in self._status_results:
+            if result.conversation_id == conversation_id:
+                return result
+        return None
+
+    async def _alert(self, message: str) -> None:
+        try:
+            await workflow.execute_activity_method(
+                DepositActivities.raise_alert,
+                RaiseAlertInput(
+                    condition=MISMATCH_ALERT,
+                    message=f"deposit {self._state.deposit_id}: {message}",
+                    reference=self._state.deposit_id,
+                    tenant=self._request.tenant,
+                ),
+                task_queue=self._db_queue,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BEST_EFFORT,
+            )
+        except ActivityError:
+            workflow.logger.warning("could not raise the alert in the database")
+
     # --- after payment -------------------------------------------------------------------------
 
     async def _paid(self, outcome: _Outcome) -> None:
@@ -329,16 +672,10 @@ class MpesaDeposit(Parkable):
         assert request.wallet_address is not None
         if self._quote is None:
             self._move(DepositStatus.SENDING_USDC, DepositStep.CONVERT)
-            quote = await self._must(
-                "FX quote",
-                lambda: workflow.execute_activity_method(
-                    FxActivities.quote,
-                    FxQuoteInput(amount_kes_minor=request.amount_minor),
-                    task_queue=request.queue(ActivityQueue.FX),
-                    start_to_close_timeout=policies.provider_timeout(config),
-                    retry_policy=policies.FX,
-                ),
-            )
+            if request.quote is not None:
+                quote = await self._rate_for_payment(request.quote)
+            else:
+                quote = await self._current_rate()
             if quote is None:
                 return None
             self._quote = quote
@@ -398,6 +735,44 @@ class MpesaDeposit(Parkable):
             )
             await self._record_conversion()
             return quote
+
+    async def _current_rate(self) -> FxQuote | None:
+        request, config = self._request, self._config
+        return await self._must(
+            "FX quote",
+            lambda: workflow.execute_activity_method(
+                FxActivities.quote,
+                FxQuoteInput(amount_kes_minor=request.amount_minor),
+                task_queue=request.queue(ActivityQueue.FX),
+                start_to_close_timeout=policies.provider_timeout(config),
+                retry_policy=policies.FX,
+            ),
+        )
+
+    async def _rate_for_payment(self, quoted: FxQuote) -> FxQuote | None:
+        """The quote given at initiation, when M-Pesa's answer came before it expired; later the
+        current rate, if within ``fx_max_deviation_percent`` of the quote, else the deposit parks
+        (``retry`` looks at the rate again). None when abandoned."""
+        paid_at = self._state.paid_at or workflow.now()
+        if quoted.expires_at is None or paid_at <= quoted.expires_at:
+            return quoted
+        limit = Decimal(self._config.fx_max_deviation_percent)
+        while True:
+            current = await self._current_rate()
+            if current is None:
+                return None
+            moved = deviation_percent(Decimal(quoted.kes_per_usdc), Decimal(current.kes_per_usdc))
+            if moved <= limit:
+                return current
+            late = int((paid_at - quoted.expires_at).total_seconds())
+            reason = (
+                f"FX: the payment came {late} s after the quote expired and the rate moved "
+                f"{moved:.2f}% (quoted {quoted.kes_per_usdc}, now {current.kes_per_usdc} KES per "
+                f"USDC; at most {limit}% is applied without an operator)"
+            )
+            if await self._park_with_record(reason) is Decision.ABANDON:
+                await self._finish_abandoned()
+                return None
 
     async def _record_conversion(self) -> None:
         state = self._state

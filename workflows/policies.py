@@ -42,6 +42,11 @@ def stk_push(config: MpesaDepositConfig) -> RetryPolicy:
     )
 
 
+#: an STK push is tried once per activity: the workflow decides what a failure means (never sent:
+#: push again; answer lost: resolve that push first), since Daraja has no idempotency key
+STK_PUSH_ONCE = RetryPolicy(maximum_attempts=1)
+
+
 def stk_query(config: MpesaDepositConfig) -> RetryPolicy:
     """A few quick tries per query; the query loop itself is paced by a durable timer."""
     return RetryPolicy(

@@ -30,6 +30,7 @@ from domain.errors import NotFound, ServiceUnavailable
 from domain.queues import workflow_queue
 from runtime.schedules import monitor_input
 from runtime.temporal import temporal_unreachable
+from store import alerts
 from store.models import Alert, utcnow
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -92,13 +93,17 @@ async def acknowledge(
     admin: OperatorUser,
     sessions: SessionFactoryDep,
 ) -> AlertView:
-    """Someone is on it: the alert stays open until the Monitor finds the condition cleared."""
+    """Someone is on it: a Monitor alert stays open until the Monitor finds the condition
+    cleared; an alert about one operation (not a measured condition) is cleared by this."""
     async with sessions.begin() as session:
         alert = await session.get(Alert, alert_id)
         if alert is None or not _visible(alert, admin):
             raise NotFound(f"no alert {alert_id}", field="alert_id")
         if alert.acknowledged_at is None:
             alert.acknowledged_at, alert.acknowledged_by = utcnow(), admin.subject
+        if alerts.is_event(alert.condition) and alert.status == "open":
+            # one operation's alert (e.g. an M-Pesa mismatch): nothing re-measures it
+            alert.status, alert.cleared_at = "cleared", utcnow()
         return AlertView.of(alert)
 
 

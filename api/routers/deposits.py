@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal
+from api.client_address import client_address, in_networks
 from api.deps import (
     CurrentUser,
     MetricsDep,
@@ -29,6 +29,7 @@ from api.deps import (
 )
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.metrics import ApiMetrics
 from api.workflow_starts import nothing_started
 from domain.addresses import normalize_evm_address
 from domain.errors import (
@@ -40,6 +41,7 @@ from domain.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from domain.fx import FxQuote, kes_to_usdc_minor
 from domain.money import Currency, format_minor
 from domain.mpesa import (
     FINAL_STATUSES,
@@ -48,15 +50,18 @@ from domain.mpesa import (
     MpesaDepositConfig,
     MpesaDepositInput,
     MpesaDepositState,
+    RaiseAlertInput,
     StkCallback,
+    TransactionStatusResult,
 )
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
-from providers.daraja import parse_stk_callback
+from providers.daraja import parse_stk_callback, parse_transaction_status_result
+from providers.fx import RateProvider
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
-from store import accounts, deposits, wallets
+from store import accounts, alerts, deposits, wallets
 from store.models import MpesaDeposit as DepositRow
 from store.models import User
 from workflows.mpesa_deposit import MpesaDeposit, workflow_id_for
@@ -67,6 +72,10 @@ router = APIRouter(prefix="/api/v1/deposit", tags=["mpesa-deposits"])
 #: namespace for deposit ids derived from a caller's Idempotency-Key
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1f2a8e-5d0b-4a53-9c1e-2b7b1c9d4e10")
 PHONE_PATTERN = r"^254(7|1)\d{8}$"
+#: an unrecognised success callback is offered to open deposits started this recently
+LOST_PUSH_WINDOW = timedelta(hours=1)
+#: the alert raised for a success callback no deposit can own
+UNMATCHED_ALERT = "mpesa_unmatched_callback"
 
 
 class InitiateDeposit(BaseModel):
@@ -90,12 +99,36 @@ class InitiateDeposit(BaseModel):
         return normalize_evm_address(value) if value is not None else None
 
 
+class QuoteView(BaseModel):
+    """The KES -> USDC quote fixed at initiation: honoured if M-Pesa confirms the payment before
+    ``expires_at``; later the rate of that moment applies only within FX_MAX_DEVIATION_PERCENT
+    of this one, else the deposit waits for an operator."""
+
+    kes_per_usdc: str
+    usdc_amount: str
+    usdc_minor: int
+    quoted_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, quote: FxQuote) -> QuoteView:
+        assert quote.quoted_at is not None and quote.expires_at is not None
+        return cls(
+            kes_per_usdc=quote.kes_per_usdc,
+            usdc_amount=format_minor(quote.usdc_minor, Currency.USDC),
+            usdc_minor=quote.usdc_minor,
+            quoted_at=_as_utc(quote.quoted_at),
+            expires_at=_as_utc(quote.expires_at),
+        )
+
+
 class DepositAccepted(BaseModel):
     id: str
     workflow_id: str
     status: str
     status_url: str
     web_ui_url: str
+    quote: QuoteView | None = None
 
 
 class DepositView(BaseModel):
@@ -118,6 +151,7 @@ class DepositView(BaseModel):
     usdc_minor: int | None = None
     fx_kes_per_usdc: str | None = None
     usdc_tx_hash: str | None = None
+    quote: QuoteView | None = None
     created_at: datetime
     updated_at: datetime
     web_ui_url: str
@@ -149,6 +183,46 @@ def deposit_config(settings: Settings) -> MpesaDepositConfig:
         use_safe_tag=settings.evm_use_safe_tag,
         confirmation_timeout_seconds=settings.evm_confirmation_timeout_seconds,
         evm_heartbeat_timeout_seconds=settings.evm_heartbeat_timeout_seconds,
+        push_resolve_seconds=settings.mpesa_push_resolve_seconds,
+        transaction_status_wait_seconds=settings.mpesa_transaction_status_wait_seconds,
+        transaction_status_max_attempts=settings.mpesa_transaction_status_max_attempts,
+        fx_quote_ttl_seconds=settings.fx_quote_ttl_seconds,
+        fx_max_deviation_percent=str(settings.fx_max_deviation_percent),
+    )
+
+
+async def take_quote(rates: RateProvider, settings: Settings, amount_minor: int) -> FxQuote:
+    """The rate now, fixed for this deposit until FX_QUOTE_TTL_SECONDS from now."""
+    try:
+        rate = await rates.kes_per_usdc()
+    except Exception as exc:  # any rate source failure: nothing is started
+        log.warning("no FX rate for a new deposit", error=str(exc))
+        raise ServiceUnavailable("no FX rate is available; nothing was started") from exc
+    now = datetime.now(UTC)
+    return FxQuote(
+        amount_kes_minor=amount_minor,
+        usdc_minor=kes_to_usdc_minor(amount_minor, rate),
+        kes_per_usdc=str(rate),
+        source=rates.name,
+        quoted_at=now,
+        expires_at=now + timedelta(seconds=settings.fx_quote_ttl_seconds),
+    )
+
+
+def stored_quote(row: DepositRow) -> FxQuote | None:
+    if (
+        row.fx_quote_kes_per_usdc is None
+        or row.fx_quote_usdc_minor is None
+        or row.fx_quote_expires_at is None
+    ):
+        return None
+    return FxQuote(
+        amount_kes_minor=row.amount_minor,
+        usdc_minor=row.fx_quote_usdc_minor,
+        kes_per_usdc=row.fx_quote_kes_per_usdc,
+        source="quote",
+        quoted_at=_as_utc(row.created_at),
+        expires_at=_as_utc(row.fx_quote_expires_at),
     )
 
 
@@ -191,6 +265,7 @@ async def _start(
 )
 async def initiate(
     body: InitiateDeposit,
+    http_request: Request,
     principal: CurrentUser,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
@@ -213,6 +288,7 @@ async def initiate(
             field="amount",
         )
     amount_minor = body.amount * 100
+    quote = await take_quote(http_request.app.state.rates, settings, amount_minor)
     deposit_id = _deposit_id(principal, idempotency_key)
     workflow_id = workflow_id_for(deposit_id)
     created = False
@@ -240,6 +316,7 @@ async def initiate(
                     "Idempotency-Key was already used for a different deposit",
                     field="Idempotency-Key",
                 )
+            quote = stored_quote(existing) or quote
         else:
             session.add(
                 DepositRow(
@@ -253,6 +330,10 @@ async def initiate(
                     workflow_id=workflow_id,
                     request_key=idempotency_key,
                     wallet_address=wallet_address,
+                    fx_quote_kes_per_usdc=quote.kes_per_usdc,
+                    fx_quote_usdc_minor=quote.usdc_minor,
+                    fx_quote_expires_at=quote.expires_at,
+                    created_at=quote.quoted_at,
                 )
             )
             created = True
@@ -267,6 +348,7 @@ async def initiate(
         config=deposit_config(settings),
         task_queue_prefix=settings.task_queue_prefix,
         wallet_address=wallet_address,
+        quote=quote,
     )
     try:
         await _start(temporal, settings, request, principal)
@@ -297,6 +379,7 @@ async def initiate(
         status=existing.status if existing is not None else DepositStatus.INITIATED.value,
         status_url=f"/api/v1/deposit/{deposit_id}",
         web_ui_url=web_ui_url(settings, workflow_id),
+        quote=QuoteView.of(quote),
     )
 
 
@@ -377,6 +460,7 @@ async def get_deposit(
         usdc_minor=deposit.usdc_minor,
         fx_kes_per_usdc=deposit.fx_kes_per_usdc,
         usdc_tx_hash=(live.usdc_tx_hash if live and live.usdc_tx_hash else deposit.usdc_tx_hash),
+        quote=QuoteView.of(q) if (q := stored_quote(deposit)) else None,
         created_at=_as_utc(deposit.created_at),
         updated_at=_as_utc(deposit.updated_at),
         web_ui_url=web_ui_url(settings, deposit.workflow_id),
@@ -386,16 +470,32 @@ async def get_deposit(
 def _source_allowed(settings: Settings, host: str | None) -> bool:
     if not settings.mpesa_callback_allowed_ips:
         return True
-    if host is None:
-        return False
+    return in_networks(host, settings.mpesa_callback_allowed_ips)
+
+
+def _check_caller(
+    token: str, request: Request, settings: Settings, metrics: ApiMetrics
+) -> str | None:
+    """The URL token, then the source address (TRUSTED_PROXY_IPS may name it); returns it."""
+    expected = settings.mpesa_callback_token.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        metrics.mpesa_callbacks.labels("bad_token").inc()
+        raise Forbidden("callback token not recognised")
+    source = client_address(request, settings.trusted_proxy_ips)
+    if not _source_allowed(settings, source):
+        metrics.mpesa_callbacks.labels("ip_refused").inc()
+        log.warning("callback from a source outside the allow-list", source=source)
+        raise Forbidden("callback source not allowed")
+    return source
+
+
+async def _json_body(request: Request, metrics: ApiMetrics) -> Any:
+    raw = await request.body()
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(
-        address in ipaddress.ip_network(cidr, strict=False)
-        for cidr in settings.mpesa_callback_allowed_ips
-    )
+        return json.loads(raw)
+    except ValueError as exc:
+        metrics.mpesa_callbacks.labels("malformed").inc()
+        raise BadRequest("callback body is not valid JSON") from exc
 
 
 @router.post(
@@ -418,21 +518,8 @@ async def mpesa_callback(
     Temporal. Duplicates are no-ops (the workflow keeps the first). A callback for a
     CheckoutRequestID not yet recorded is kept and picked up by the workflow.
     """
-    expected = settings.mpesa_callback_token.get_secret_value()
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        metrics.mpesa_callbacks.labels("bad_token").inc()
-        raise Forbidden("callback token not recognised")
-    source = request.client.host if request.client else None
-    if not _source_allowed(settings, source):
-        metrics.mpesa_callbacks.labels("ip_refused").inc()
-        log.warning("callback from a source outside the allow-list", source=source)
-        raise Forbidden("callback source not allowed")
-    raw = await request.body()
-    try:
-        payload: Any = json.loads(raw)
-    except ValueError as exc:
-        metrics.mpesa_callbacks.labels("malformed").inc()
-        raise BadRequest("callback body is not valid JSON") from exc
+    source = _check_caller(token, request, settings, metrics)
+    payload = await _json_body(request, metrics)
     try:
         callback = parse_stk_callback(payload)
     except DarajaCallbackInvalid as exc:
@@ -443,17 +530,149 @@ async def mpesa_callback(
         first = await deposits.store_callback(session, callback, source)
         deposit = await deposits.by_checkout_request_id(session, callback.checkout_request_id)
     if deposit is None:
-        metrics.mpesa_callbacks.labels("unmatched").inc()
-        level = log.error if callback.result_code == 0 else log.warning
-        level(
-            "callback for an unknown CheckoutRequestID kept for its workflow",
-            checkout_request_id=callback.checkout_request_id,
-            result_code=callback.result_code,
-        )
+        await _unmatched(sessions, temporal, metrics, callback)
         return CallbackAnswer()
     await _signal(temporal, deposit, callback)
     metrics.mpesa_callbacks.labels("accepted" if first else "duplicate").inc()
     return CallbackAnswer()
+
+
+async def _unmatched(
+    sessions: Any, temporal: Client, metrics: ApiMetrics, callback: StkCallback
+) -> None:
+    """A callback for a CheckoutRequestID no deposit has recorded. A success is offered to the
+    one open deposit with no CheckoutRequestID yet, the same phone and amount (a push whose
+    answer was lost, or one still being recorded); its workflow adopts it and confirms it with
+    Daraja. None or several: kept, and an alert is raised for an operator."""
+    metrics.mpesa_callbacks.labels("unmatched").inc()
+    if callback.result_code != 0:
+        log.warning(
+            "callback for an unknown CheckoutRequestID kept",
+            checkout_request_id=callback.checkout_request_id,
+            result_code=callback.result_code,
+        )
+        return
+    candidates: list[DepositRow] = []
+    if callback.phone and callback.amount_minor:
+        async with sessions.begin() as session:
+            candidates = await deposits.lost_push_candidates(
+                session,
+                callback.phone,
+                callback.amount_minor,
+                since=datetime.now(UTC) - LOST_PUSH_WINDOW,
+            )
+    if len(candidates) == 1:
+        log.info(
+            "unrecognised success callback offered to the deposit it may belong to",
+            checkout_request_id=callback.checkout_request_id,
+            deposit_id=candidates[0].id,
+        )
+        await _signal(temporal, candidates[0], callback)
+        return
+    reason = "no open deposit" if not candidates else "several open deposits"
+    log.error(
+        "success callback that no deposit owns: kept, alert raised",
+        checkout_request_id=callback.checkout_request_id,
+        candidates=len(candidates),
+    )
+    async with sessions.begin() as session:
+        await alerts.raise_event(
+            session,
+            RaiseAlertInput(
+                condition=UNMATCHED_ALERT,
+                reference=callback.checkout_request_id,
+                message=(
+                    f"M-Pesa success callback for CheckoutRequestID "
+                    f"{callback.checkout_request_id} (receipt {callback.receipt}) matches "
+                    f"{reason}: nothing was credited; reconcile it with Daraja"
+                ),
+            ),
+        )
+
+
+@router.post(
+    "/mpesa-status-result/{token}/{deposit_id}",
+    response_model=CallbackAnswer,
+    responses=error_responses(400, 403, 404, 503),
+    summary="Daraja Transaction Status result (ResultURL; called by Safaricom, not by users)",
+)
+async def transaction_status_result(
+    token: str,
+    deposit_id: str,
+    request: Request,
+    settings: SettingsDep,
+    reads: ReadSessionsDep,
+    temporal: TemporalDep,
+    metrics: MetricsDep,
+) -> CallbackAnswer:
+    """Hand a Transaction Status result to its deposit's workflow (signal
+    ``mpesa_transaction_status``). Protected like the STK callback (token, allow-list); the
+    workflow uses a result only if its ConversationID is the one Daraja gave its own query."""
+    return await _status_result(
+        token, deposit_id, request, settings, reads, temporal, metrics, timed_out=False
+    )
+
+
+@router.post(
+    "/mpesa-status-result/{token}/{deposit_id}/timeout",
+    response_model=CallbackAnswer,
+    responses=error_responses(400, 403, 404, 503),
+    summary="Daraja Transaction Status queue timeout (QueueTimeOutURL; called by Safaricom)",
+)
+async def transaction_status_timeout(
+    token: str,
+    deposit_id: str,
+    request: Request,
+    settings: SettingsDep,
+    reads: ReadSessionsDep,
+    temporal: TemporalDep,
+    metrics: MetricsDep,
+) -> CallbackAnswer:
+    """Daraja gave up on a Transaction Status query: the workflow asks again."""
+    return await _status_result(
+        token, deposit_id, request, settings, reads, temporal, metrics, timed_out=True
+    )
+
+
+async def _status_result(
+    token: str,
+    deposit_id: str,
+    request: Request,
+    settings: Settings,
+    reads: Any,
+    temporal: Client,
+    metrics: ApiMetrics,
+    *,
+    timed_out: bool,
+) -> CallbackAnswer:
+    _check_caller(token, request, settings, metrics)
+    payload = await _json_body(request, metrics)
+    try:
+        result = parse_transaction_status_result(payload, timed_out=timed_out)
+    except DarajaCallbackInvalid as exc:
+        metrics.mpesa_callbacks.labels("malformed").inc()
+        raise BadRequest(exc.message) from exc
+    async with reads() as session:
+        deposit = await deposits.find(session, deposit_id)
+    if deposit is None:
+        raise NotFound("deposit not found", field="deposit_id")
+    await _signal_status(temporal, deposit, result)
+    metrics.mpesa_callbacks.labels("status_result").inc()
+    return CallbackAnswer()
+
+
+async def _signal_status(
+    client: Client, deposit: DepositRow, result: TransactionStatusResult
+) -> None:
+    handle = client.get_workflow_handle(deposit.workflow_id)
+    try:
+        await handle.signal(MpesaDeposit.mpesa_transaction_status, result)
+    except (RPCError, RuntimeError) as exc:
+        if not temporal_unreachable(exc):
+            raise
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            return  # the deposit has ended: nothing waits for this result
+        raise ServiceUnavailable("could not hand the result to its workflow; not accepted") from exc
 
 
 async def _signal(client: Client, deposit: DepositRow, callback: StkCallback) -> None:

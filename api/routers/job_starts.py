@@ -109,7 +109,7 @@ async def start(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
         try:
             if isinstance(body, deposits.InitiateDeposit):
                 accepted: Any = await deposits.initiate(
-                    body, d.principal, d.settings, d.sessions, d.temporal, d.metrics,
+                    body, d.request, d.principal, d.settings, d.sessions, d.temporal, d.metrics,
                     job.idempotency_key or d.idempotency_key,
                 )  # fmt: skip
             elif isinstance(body, intents.CreateIntent):

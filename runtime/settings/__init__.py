@@ -152,6 +152,17 @@ class Settings(
                 "SETTLE_ENV=production needs a payload codec key: PAYLOAD_CODEC_KEYS or "
                 "PAYLOAD_CODEC_KEY_DIR (python -m runtime.codec new-key)"
             )
+        if not self.mpesa_callback_allowed_ips:
+            raise ValueError(
+                "SETTLE_ENV=production needs MPESA_CALLBACK_ALLOWED_IPS: the addresses Daraja "
+                "calls back from (Safaricom's published list, see .env.example); a callback from "
+                "anywhere else is refused"
+            )
+        if self.fx_provider == "fixed" and not self.fx_allow_fixed_rate_in_production:
+            raise ValueError(
+                "SETTLE_ENV=production refuses FX_PROVIDER=fixed (one rate from FX_KES_PER_USDC "
+                "for every deposit) unless FX_ALLOW_FIXED_RATE_IN_PRODUCTION=true"
+            )
         return self
 
     @property

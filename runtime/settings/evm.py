@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, SecretStr
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
 
 #: anvil's well-known account #1: the local treasury (refused when SETTLE_ENV=production)
 ANVIL_TREASURY_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
@@ -53,3 +56,12 @@ class EvmSettings(BaseModel):
     fx_kes_per_usdc: str = "129.00"
     #: how long a fetched FX rate is reused, in seconds
     fx_cache_seconds: float = 60.0
+    #: where the KES -> USDC rate comes from; only ``fixed`` (FX_KES_PER_USDC) exists today
+    fx_provider: Literal["fixed"] = "fixed"
+    #: SETTLE_ENV=production refuses the fixed-rate provider unless this is true
+    fx_allow_fixed_rate_in_production: bool = False
+    #: the quote given when a deposit is initiated is honoured for payments within this time
+    fx_quote_ttl_seconds: float = Field(default=900.0, gt=0)
+    #: a later payment takes the current rate only within this many percent of the quote
+    #: (else the deposit parks for an operator)
+    fx_max_deviation_percent: Decimal = Field(default=Decimal("2"), ge=0)

@@ -301,10 +301,12 @@ async def test_cancel_is_requested_and_the_deposit_refuses_it(stack: Stack) -> N
 
 
 async def test_pending_activity_attempts_are_shown(stack: Stack) -> None:
-    """Daraja answers 503 four times: while the STK push backs off, the job shows its attempts."""
+    """Daraja's STK Push Query answers 503 four times: while the query backs off, the job shows
+    its attempts. (The STK push itself is tried once per activity since a push whose answer was
+    lost must be resolved, not repeated: the workflow paces it, see test_mpesa_trust.)"""
     owner = stack.auth("fola", unique_tenant())
-    stack.daraja_state.failures["stkpush"] = [4, 503]
-    deposit = (await initiate(stack, owner, amount=9)).json()
+    stack.daraja_state.failures["stkpushquery"] = [4, 503]
+    deposit = (await initiate(stack, owner, phone="254700000000", amount=9)).json()
     job = (
         await eventually(
             lambda: stack.api.get(f"{JOBS}/{deposit['workflow_id']}", headers=owner),
@@ -314,8 +316,8 @@ async def test_pending_activity_attempts_are_shown(stack: Stack) -> None:
         )
     ).json()
     (activity,) = job["pending_activities"]
-    assert activity["activity_type"] == "mpesa.stk_push"
-    assert activity["maximum_attempts"] == stack.settings.mpesa_stk_push_max_attempts
+    assert activity["activity_type"] == "mpesa.stk_query"
+    assert activity["maximum_attempts"] == 3  # workflows/policies.stk_query
     assert activity["last_failure"] and activity["state"] in ("scheduled", "started")
     await stack.wait_for_deposit(deposit["id"], {DepositStatus.CREDITED}, timeout=40)
 

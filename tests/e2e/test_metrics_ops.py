@@ -169,7 +169,8 @@ async def fx_stats(stack: Stack, headers: dict[str, str]) -> dict[str, Any]:
     response = await stack.api.get("/api/v1/cache/stats", headers=headers)
     assert response.status_code == 200, response.text
     caches: dict[str, Any] = response.json()["caches"]
-    return caches["fx_rate"]
+    # the quote is taken when the deposit is initiated, in the API (issue 12 §7)
+    return caches["fx_rate_quotes"]
 
 
 async def test_fx_rate_cache_hits_misses_and_flush(stack: Stack) -> None:
@@ -185,7 +186,7 @@ async def test_fx_rate_cache_hits_misses_and_flush(stack: Stack) -> None:
 
     flushed = await stack.api.delete("/api/v1/cache/flush", headers=admin)
     assert flushed.status_code == 200
-    assert set(flushed.json()["flushed"]) == {"fx_rate", "wallet_balances"}
+    assert set(flushed.json()["flushed"]) == {"fx_rate", "fx_rate_quotes", "wallet_balances"}
     before = await fx_stats(stack, admin)
     assert before["size"] == 0
 
@@ -202,7 +203,7 @@ async def test_fx_rate_cache_hits_misses_and_flush(stack: Stack) -> None:
     assert 0 < second["hit_ratio"] <= 1
 
     assert (await stack.api.delete("/api/v1/cache/flush", headers=admin)).json()["flushed"][
-        "fx_rate"
+        "fx_rate_quotes"
     ] == 1
     assert (await fx_stats(stack, admin))["size"] == 0
     await deposit(stack, user)  # after the flush: read again

@@ -354,7 +354,9 @@ async def test_live_status_is_queried_from_the_running_workflow(stack: Stack) ->
 
 
 async def test_transient_daraja_errors_are_retried(stack: Stack) -> None:
-    """Two 503s from Daraja, then success: the STK push activity retries (exponential backoff)."""
+    """Two 503s from Daraja, then success. A 5xx may come after Daraja prompted the customer, so
+    each is resolved first (no callback comes within MPESA_PUSH_RESOLVE_SECONDS), then the push is
+    sent again: three pushes, one prompt that counted, one credit."""
     headers = stack.auth("lena", unique_tenant())
     stack.daraja_state.failures["stkpush"] = [2, 503]
     before = stack.daraja_state.arrivals.get("stkpush", 0)

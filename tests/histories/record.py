@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from domain.fx import FxQuote
 from domain.mpesa import (
     DepositStatus,
     DepositStep,
@@ -32,7 +34,15 @@ from domain.mpesa import (
 from domain.search import ALL_KEYS, OperationKind, start_attributes
 from runtime.devserver import temporal_cli
 from tests.fixtures.temporal import new_prefix, running_workers
-from tests.unit.test_mpesa_deposit_workflow import CHECKOUT, WALLET, FakeMpesa, success
+from tests.unit.test_mpesa_deposit_workflow import (
+    CHECKOUT,
+    WALLET,
+    FakeMpesa,
+    failure,
+    initiation_quote,
+    lost_answer,
+    success,
+)
 from workflows.mpesa_deposit import MpesaDeposit
 
 HERE = Path(__file__).parent
@@ -57,6 +67,28 @@ async def _nothing(handle: Handle) -> None:
     return None
 
 
+async def _adopt_lost_push(handle: Handle) -> None:
+    await _until(handle, lambda s: s.step == DepositStep.RESOLVE_PUSH)
+    await handle.signal(
+        MpesaDeposit.mpesa_callback,
+        success().model_copy(update={"checkout_request_id": "ws_CO_LOST"}),
+    )
+
+
+async def _cancelled(handle: Handle) -> None:
+    await _until(handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK)
+    await handle.signal(MpesaDeposit.mpesa_callback, failure(1032, "Request cancelled by user"))
+
+
+async def _mismatch_then_retry(handle: Handle) -> None:
+    await _until(handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK)
+    await handle.signal(
+        MpesaDeposit.mpesa_callback, success().model_copy(update={"amount_minor": 100})
+    )
+    await _until(handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION)
+    await handle.signal(MpesaDeposit.retry)
+
+
 async def _park_then_retry(handle: Handle) -> None:
     await _callback(handle)
     await _until(handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION)
@@ -69,6 +101,7 @@ class Scenario:
     drive: Callable[[Handle], Awaitable[None]]
     config: MpesaDepositConfig
     wallet: str | None = None
+    quote: Callable[[], FxQuote] | None = None
 
 
 def _reverted() -> Any:
@@ -114,11 +147,33 @@ SCENARIOS: dict[str, Scenario] = {
         MpesaDepositConfig(),
         WALLET,
     ),
+    # v3: callbacks confirmed with Daraja, lost pushes resolved, the initiation's FX quote
+    # (patch "mpesa-deposit-verified-payment")
+    "v3_verified_callback_with_quote": Scenario(
+        FakeMpesa,
+        _callback,
+        MpesaDepositConfig(),
+        WALLET,
+        lambda: initiation_quote("125.00", 1_200_000, timedelta(hours=1)),
+    ),
+    "v3_lost_push_adopted": Scenario(
+        lambda: FakeMpesa(push_errors=[lost_answer()]),
+        _adopt_lost_push,
+        MpesaDepositConfig(),
+        WALLET,
+    ),
+    "v3_cancel_callback_confirmed": Scenario(
+        lambda: FakeMpesa(truth=1032), _cancelled, MpesaDepositConfig(), WALLET
+    ),
+    "v3_mismatch_parked_then_retried": Scenario(
+        FakeMpesa, _mismatch_then_retry, MpesaDepositConfig(), WALLET
+    ),
 }
 
 
 async def record(name: str, scenario: Scenario, env: WorkflowEnvironment) -> None:
     fake = scenario.fake()
+    fake.client = env.client
     prefix = new_prefix()
     async with running_workers(
         env.client, prefix, workflows=[MpesaDeposit], activities=fake.activities()
@@ -137,6 +192,7 @@ async def record(name: str, scenario: Scenario, env: WorkflowEnvironment) -> Non
                 config=scenario.config,
                 task_queue_prefix=prefix,
                 wallet_address=scenario.wallet,
+                quote=scenario.quote() if scenario.quote else None,
             ),
             id=f"mpesa-deposit-{deposit_id}",
             task_queue=queue,

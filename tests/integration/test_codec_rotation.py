@@ -36,6 +36,7 @@ async def test_after_rotation_an_old_workflow_replays_and_completes(
         dev_env.client, EncryptionCodec({"2026-a": old_key, "2026-b": new_key}, "2026-b")
     )
     fake = FakeMpesa(credit_failures=2)
+    fake.client = before  # Transaction Status results are signalled with it
     prefix = new_prefix()
     async with running_workers(
         before, prefix, workflows=[MpesaDeposit], activities=fake.activities()

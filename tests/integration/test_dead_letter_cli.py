@@ -44,7 +44,7 @@ async def start_parked(env: WorkflowEnvironment, fake: FakeMpesa, prefix: str):
             user_id="u",
             subject="s",
             phone="254708374149",
-            amount_minor=100,
+            amount_minor=15000,  # what the callback of ``success()`` says was paid
             account_reference="Settle",
             config=MpesaDepositConfig(credit_max_attempts=2, credit_initial_interval_seconds=0.1),
             task_queue_prefix=prefix,
@@ -71,6 +71,7 @@ async def test_parked_deposit_retried_and_abandoned_with_the_temporal_cli(
     dev_env: WorkflowEnvironment,
 ) -> None:
     fake = FakeMpesa(credit_failures=2)
+    fake.client = dev_env.client  # Transaction Status results are signalled with it
     prefix = new_prefix()
     async with running_workers(
         dev_env.client, prefix, workflows=[MpesaDeposit], activities=fake.activities()

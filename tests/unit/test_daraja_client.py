@@ -13,11 +13,18 @@ from domain.errors import (
     DarajaAuthError,
     DarajaCallbackInvalid,
     DarajaError,
+    DarajaPushUnknown,
     DarajaRateLimited,
     DarajaRejected,
     DarajaUnavailable,
 )
-from providers.daraja import NAIROBI, DarajaClient, parse_stk_callback, stk_password
+from providers.daraja import (
+    NAIROBI,
+    DarajaClient,
+    parse_stk_callback,
+    parse_transaction_status_result,
+    stk_password,
+)
 
 FIXED_NOW = datetime(2026, 11, 24, 9, 30, 15, tzinfo=NAIROBI)
 
@@ -278,3 +285,134 @@ def test_parse_failure_callback_needs_no_metadata() -> None:
 def test_parse_rejects_malformed_callbacks(body: dict) -> None:
     with pytest.raises(DarajaCallbackInvalid):
         parse_stk_callback(body)
+
+
+# --- a push whose answer was lost; Transaction Status (issue 12, section 1) ---------------------
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_push_answered_with_a_5xx_may_have_prompted(status: int) -> None:
+    fake = FakeDaraja()
+    fake.push_answers.append(httpx.Response(status, json={"errorCode": "x", "errorMessage": "no"}))
+    with pytest.raises(DarajaPushUnknown):
+        await push(make_client(fake))
+
+
+async def test_push_timing_out_may_have_prompted() -> None:
+    fake = FakeDaraja()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/mpesa/stkpush/v1/processrequest":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return fake.handler(request)
+
+    client = make_client(fake)
+    client._http = httpx.AsyncClient(
+        base_url="https://daraja.test", transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(DarajaPushUnknown):
+        await push(client)
+
+
+async def test_push_that_could_not_connect_never_left() -> None:
+    fake = FakeDaraja()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/mpesa/stkpush/v1/processrequest":
+            raise httpx.ConnectError("refused", request=request)
+        return fake.handler(request)
+
+    client = make_client(fake)
+    client._http = httpx.AsyncClient(
+        base_url="https://daraja.test", transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(DarajaUnavailable) as info:
+        await push(client)
+    assert not isinstance(info.value, DarajaPushUnknown)
+
+
+async def test_transaction_status_sends_the_daraja_wire_format() -> None:
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/v1/generate":
+            return httpx.Response(200, json={"access_token": "tok", "expires_in": "3599"})
+        seen.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "OriginatorConversationID": "settle-d1-1",
+                "ConversationID": "AG_20261201_0001",
+                "ResponseCode": "0",
+                "ResponseDescription": "Accept the service request successfully.",
+            },
+        )
+
+    client = DarajaClient(
+        base_url="https://d.test",
+        consumer_key="k",
+        consumer_secret="s",
+        shortcode="174379",
+        passkey="p",
+        initiator_name="settle-api",
+        security_credential="encrypted",
+        http=httpx.AsyncClient(base_url="https://d.test", transport=httpx.MockTransport(handler)),
+    )
+    requested = await client.transaction_status(
+        receipt="SKX1234567",
+        result_url="https://settle.test/r/d1",
+        timeout_url="https://settle.test/r/d1/timeout",
+        originator_id="settle-d1-1",
+    )
+    assert requested.conversation_id == "AG_20261201_0001"
+    body = seen[0]
+    assert body["CommandID"] == "TransactionStatusQuery"
+    assert body["TransactionID"] == "SKX1234567" and body["PartyA"] == "174379"
+    assert body["Initiator"] == "settle-api" and body["SecurityCredential"] == "encrypted"
+    assert body["ResultURL"] == "https://settle.test/r/d1"
+    assert body["QueueTimeOutURL"] == "https://settle.test/r/d1/timeout"
+
+
+def test_parse_transaction_status_result() -> None:
+    result = parse_transaction_status_result(
+        {
+            "Result": {
+                "ResultType": 0,
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "OriginatorConversationID": "settle-d1-1",
+                "ConversationID": "AG_20261201_0001",
+                "TransactionID": "SKX1234567",
+                "ResultParameters": {
+                    "ResultParameter": [
+                        {"Key": "ReceiptNo", "Value": "SKX1234567"},
+                        {"Key": "TransactionStatus", "Value": "Completed"},
+                        {"Key": "Amount", "Value": 150},
+                    ]
+                },
+            }
+        }
+    )
+    assert (result.result_code, result.receipt, result.amount_minor) == (0, "SKX1234567", 15000)
+    assert result.transaction_status == "Completed" and not result.timed_out
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"Result": {"ResultCode": 0}},
+        {"Result": {"ResultCode": "x", "OriginatorConversationID": "o", "ConversationID": "c"}},
+        {
+            "Result": {
+                "ResultCode": 0,
+                "OriginatorConversationID": "o",
+                "ConversationID": "c",
+                "ResultParameters": {"ResultParameter": [{"Key": "Amount", "Value": "abc"}]},
+            }
+        },
+    ],
+)
+def test_parse_transaction_status_result_refuses_malformed(body: dict) -> None:
+    with pytest.raises(DarajaCallbackInvalid):
+        parse_transaction_status_result(body)

@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio import activity
@@ -29,6 +29,7 @@ from domain.mpesa import (
     MpesaDepositConfig,
     MpesaDepositInput,
     MpesaDepositState,
+    RaiseAlertInput,
     RecordConversionInput,
     RecordStkPushInput,
     StkCallback,
@@ -36,6 +37,9 @@ from domain.mpesa import (
     StkPushResult,
     StkQueryInput,
     StkQueryResult,
+    TransactionStatusInput,
+    TransactionStatusRequested,
+    TransactionStatusResult,
 )
 from domain.queues import ActivityQueue
 from domain.search import SETTLE_STATUS, OperationKind, start_attributes
@@ -43,6 +47,7 @@ from tests.fixtures.temporal import new_prefix, running_workers
 from workflows.mpesa_deposit import MpesaDeposit
 
 CHECKOUT = "ws_CO_TEST"
+PHONE = "254708374149"
 
 
 @dataclass
@@ -50,7 +55,19 @@ class FakeMpesa:
     """Stand-ins for the M-Pesa and DB activities, recording what the workflow asked for."""
 
     query_answers: list[StkQueryResult] = field(default_factory=list)
+    #: Daraja's final answer once ``query_answers`` is used up (None: pending for ever)
+    truth: int | None = 0
     push_error: Exception | None = None
+    #: errors of the first pushes, one per push (then ``push_error`` or success)
+    push_errors: list[Exception] = field(default_factory=list)
+    #: Transaction Status: the result signalled to the workflow (None: no result ever comes)
+    status_result: dict | None = field(
+        default_factory=lambda: {"result_code": 0, "amount_minor": 15000}
+    )
+    status_queries: int = 0
+    alerts: list[RaiseAlertInput] = field(default_factory=list)
+    #: the client the Transaction Status fake signals the workflow with (set by ``start``)
+    client: Client | None = None
     credit_failures: int = 0
     early_callback: StkCallback | None = None
     pushes: int = 0
@@ -78,6 +95,8 @@ class FakeMpesa:
             self.push_started.set()
             if self.push_gate is not None:
                 await self.push_gate.wait()
+            if self.push_errors:
+                raise self.push_errors.pop(0)
             if self.push_error is not None:
                 raise self.push_error
             return StkPushResult(merchant_request_id="m-1", checkout_request_id=CHECKOUT)
@@ -87,7 +106,38 @@ class FakeMpesa:
             self.queries += 1
             if self.query_answers:
                 return self.query_answers.pop(0)
+            if self.truth is not None:
+                return StkQueryResult(
+                    checkout_request_id=request.checkout_request_id, result_code=self.truth
+                )
             return StkQueryResult(checkout_request_id=request.checkout_request_id, pending=True)
+
+        @activity.defn(name="mpesa.transaction_status")
+        async def transaction_status(request: TransactionStatusInput) -> TransactionStatusRequested:
+            self.status_queries += 1
+            conversation = f"AG_{self.status_queries}"
+            if self.status_result is not None and self.client is not None:
+                # the result may beat the acknowledgement: it is signalled before returning
+                workflow_id = activity.info().workflow_id or ""
+                await self.client.get_workflow_handle(workflow_id).signal(
+                    "mpesa_transaction_status",
+                    TransactionStatusResult(
+                        originator_conversation_id=request.originator_id,
+                        conversation_id=conversation,
+                        result_desc="ok",
+                        receipt=request.receipt,
+                        transaction_status="Completed",
+                        **self.status_result,
+                    ),
+                )
+            return TransactionStatusRequested(
+                originator_conversation_id=request.originator_id, conversation_id=conversation
+            )
+
+        @activity.defn(name="deposits.raise_alert")
+        async def raise_alert(request: RaiseAlertInput) -> str:
+            self.alerts.append(request)
+            return "alert-1"
 
         @activity.defn(name="deposits.record_stk_push")
         async def record_stk_push(request: RecordStkPushInput) -> StkCallback | None:
@@ -155,8 +205,14 @@ class FakeMpesa:
             self.conversions.append(request)
 
         return {
-            ActivityQueue.MPESA: [stk_push, stk_query],
-            ActivityQueue.DB: [record_stk_push, set_outcome, credit, record_conversion],
+            ActivityQueue.MPESA: [stk_push, stk_query, transaction_status],
+            ActivityQueue.DB: [
+                record_stk_push,
+                set_outcome,
+                credit,
+                record_conversion,
+                raise_alert,
+            ],
             ActivityQueue.FX: [quote],
             ActivityQueue.EVM_WRITE: [transfer_usdc, await_confirmations],
         }
@@ -173,6 +229,7 @@ def success(receipt: str = "RCP123") -> StkCallback:
         result_desc="The service request is processed successfully.",
         amount_minor=15000,
         receipt=receipt,
+        phone=PHONE,
     )
 
 
@@ -199,9 +256,13 @@ async def start(env: WorkflowEnvironment) -> AsyncIterator:
     stacks = []
 
     async def _start(
-        fake: FakeMpesa, config: MpesaDepositConfig | None = None, wallet: str | None = None
+        fake: FakeMpesa,
+        config: MpesaDepositConfig | None = None,
+        wallet: str | None = None,
+        quote: FxQuote | None = None,
     ) -> Running:
         prefix = new_prefix()
+        fake.client = env.client
         cm = running_workers(
             env.client, prefix, workflows=[MpesaDeposit], activities=fake.activities()
         )
@@ -215,12 +276,13 @@ async def start(env: WorkflowEnvironment) -> AsyncIterator:
                 tenant="t1",
                 user_id="u1",
                 subject="alice",
-                phone="254708374149",
+                phone=PHONE,
                 amount_minor=15000,
                 account_reference="Settle",
                 config=config or MpesaDepositConfig(),
                 task_queue_prefix=prefix,
                 wallet_address=wallet,
+                quote=quote,
             ),
             id=f"mpesa-deposit-{deposit_id}",
             task_queue=queue,
@@ -272,7 +334,9 @@ async def test_callback_success_credits_once_with_receipt(start) -> None:
     assert state.status == DepositStatus.CREDITED
     assert state.receipt == "RCP123"
     assert [c.receipt for c in run.fake.credits] == ["RCP123"]
-    assert run.fake.queries == 0
+    # the callback's claim was confirmed with Daraja before the credit
+    assert run.fake.queries == 1 and run.fake.status_queries == 1
+    assert state.confirmed_by == ["stk_query", "transaction_status"]
     assert DepositStatus.PAID in run.fake.statuses()
 
 
@@ -288,7 +352,7 @@ async def test_callback_success_credits_once_with_receipt(start) -> None:
 async def test_failed_callback_fails_with_reason_and_never_credits(
     start, env: WorkflowEnvironment, code: int, desc: str, reason_fragment: str
 ) -> None:
-    run = await start(FakeMpesa())
+    run = await start(FakeMpesa(truth=code))  # Daraja's query agrees with the callback
     await wait_state(
         run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
     )
@@ -341,30 +405,36 @@ async def test_callback_during_queries_wins_over_query_answers(
     start, env: WorkflowEnvironment
 ) -> None:
     """A late callback (with its receipt) is taken even while queries still say pending."""
-    fake = FakeMpesa()
+    fake = FakeMpesa(truth=None)
     run = await start(
         fake, MpesaDepositConfig(callback_wait_seconds=5, query_interval_seconds=3600)
     )
     await wait_state(run.handle, lambda s: s.step == DepositStep.STK_QUERY, "querying", advance=env)
+    fake.truth = 0  # the customer has paid: Daraja's query says so from now on
     await run.handle.signal(MpesaDeposit.mpesa_callback, success("LATE1"))
     state = await run.handle.result()
     assert state.status == DepositStatus.CREDITED
     assert state.receipt == "LATE1"
 
 
-async def test_query_never_overwrites_a_confirmed_success(start) -> None:
-    """Once the callback confirmed success, no query runs and no failure can replace it."""
-    fake = FakeMpesa(
-        query_answers=[
-            StkQueryResult(checkout_request_id=CHECKOUT, result_code=1032, result_desc="x")
-        ],
-        early_callback=success("EARLY1"),
+async def test_success_callback_contradicted_by_the_query_parks_and_never_moves_money(
+    start,
+) -> None:
+    """A success callback is a claim: Daraja's STK Push Query saying "cancelled" wins, the
+    deposit parks with an alert, and nothing is sent or credited; abandon ends it."""
+    fake = FakeMpesa(truth=1032, early_callback=success("FORGED1"))
+    run = await start(fake, wallet=WALLET)
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked"
     )
-    run = await start(fake)
+    assert "STK Push Query says ResultCode 1032" in (parked.error or "")
+    assert [a.condition for a in fake.alerts] == ["mpesa_payment_mismatch"]
+    assert fake.status_queries == 0  # the query already contradicted the claim
+    await run.handle.signal(MpesaDeposit.abandon, "forged callback")
     state = await run.handle.result()
-    assert state.status == DepositStatus.CREDITED
-    assert state.receipt == "EARLY1"
-    assert fake.queries == 0
+    assert state.status == DepositStatus.ABANDONED
+    assert fake.credits == [] and fake.transfers == [] and fake.quotes == 0
+    assert DepositStatus.PAID not in fake.statuses()
 
 
 async def test_duplicate_callbacks_credit_once(start) -> None:
@@ -487,7 +557,7 @@ async def test_retry_signal_before_parking_is_ignored(start) -> None:
 async def test_queries_without_final_answer_park_instead_of_failing(
     start, env: WorkflowEnvironment
 ) -> None:
-    fake = FakeMpesa()  # every query answers pending
+    fake = FakeMpesa(truth=None)  # every query answers pending
     run = await start(fake, MpesaDepositConfig(query_max_attempts=3))
     parked = await wait_state(
         run.handle,
@@ -634,3 +704,266 @@ async def test_cancel_while_confirming_is_refused_without_a_second_quote_or_tran
     assert fake.quotes == 1
     assert {t.idempotency_key for t in fake.transfers} == {fake.transfers[0].idempotency_key}
     assert len(fake.credits) == 1
+
+
+# --- a callback is a claim (issue 12, section 1) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount_minor": 100}, "Amount is 1.00 KES, the STK push asked 150.00 KES"),
+        ({"phone": "254799999999"}, "PhoneNumber"),
+        ({"merchant_request_id": "m-forged"}, "MerchantRequestID"),
+    ],
+    ids=["amount", "phone", "merchant-request-id"],
+)
+async def test_callback_that_differs_from_the_push_parks_with_an_alert(
+    start, change: dict, field: str
+) -> None:
+    fake = FakeMpesa()
+    run = await start(fake, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success().model_copy(update=change))
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked"
+    )
+    assert field in (parked.error or "")
+    assert fake.outcomes[-1].status == DepositStatus.NEEDS_ATTENTION
+    assert field in (fake.outcomes[-1].failure_reason or "")
+    assert len(fake.alerts) == 1 and field in fake.alerts[0].message
+    # nothing asked of Daraja, nothing converted, sent or credited on the callback's word
+    assert fake.queries == 0 and fake.status_queries == 0
+    assert fake.transfers == [] and fake.credits == [] and fake.quotes == 0
+    # an operator's retry sets the callback aside: Daraja's own query decides (here: paid)
+    await run.handle.signal(MpesaDeposit.retry)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert state.receipt is None and fake.status_queries == 0
+    assert len(fake.transfers) == 1 and fake.transfers[0].amount_minor == 1_162_790
+
+
+@pytest.mark.parametrize(
+    ("result", "fragment"),
+    [
+        ({"result_code": 0, "amount_minor": 100}, "Amount is 1.00 KES"),
+        ({"result_code": 1, "amount_minor": None}, "says ResultCode 1"),
+    ],
+    ids=["amount", "unknown-receipt"],
+)
+async def test_transaction_status_that_disagrees_parks(start, result: dict, fragment: str) -> None:
+    fake = FakeMpesa(status_result=result)
+    run = await start(fake, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked"
+    )
+    assert "Transaction Status for receipt RCP123" in (parked.error or "")
+    assert fragment in (parked.error or "")
+    assert fake.transfers == [] and fake.credits == [] and len(fake.alerts) == 1
+
+
+async def test_transaction_status_without_result_parks(start, env: WorkflowEnvironment) -> None:
+    fake = FakeMpesa(status_result=None)  # the ResultURL is never called
+    config = MpesaDepositConfig(transaction_status_wait_seconds=0.3)
+    run = await start(fake, config, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked"
+    )
+    assert "gave no result" in (parked.error or "")
+    assert fake.status_queries == 3 and fake.transfers == []
+
+
+async def test_forged_transaction_status_result_is_ignored(start, env: WorkflowEnvironment) -> None:
+    """A result with another ConversationID (not the one Daraja gave our query) counts for
+    nothing, even when it says success."""
+    fake = FakeMpesa(status_result=None)
+    config = MpesaDepositConfig(
+        transaction_status_max_attempts=1, transaction_status_wait_seconds=2
+    )
+    run = await start(fake, config, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    await wait_state(run.handle, lambda s: s.step == DepositStep.CONFIRM_PAYMENT, "confirming")
+    await run.handle.signal(
+        MpesaDeposit.mpesa_transaction_status,
+        TransactionStatusResult(
+            originator_conversation_id=f"settle-{run.handle.id.removeprefix('mpesa-deposit-')}-1",
+            conversation_id="AG_forged",
+            result_code=0,
+            result_desc="ok",
+            receipt="RCP123",
+            amount_minor=15000,
+        ),
+    )
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked"
+    )
+    assert "gave no result" in (parked.error or "")
+    assert fake.transfers == [] and fake.credits == []
+
+
+def lost_answer() -> ApplicationError:
+    return ApplicationError("answer lost", type="DarajaPushUnknown")
+
+
+async def test_push_whose_answer_was_lost_is_adopted_from_its_callback(start) -> None:
+    """One prompt: the push that may have reached Daraja is resolved by its callback, never
+    repeated."""
+    fake = FakeMpesa(push_errors=[lost_answer()])
+    run = await start(fake, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    adopted = success().model_copy(
+        update={"checkout_request_id": "ws_CO_LOST", "merchant_request_id": "m-lost"}
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, adopted)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert fake.pushes == 1 and state.pushes_sent == 1
+    assert state.checkout_request_id == "ws_CO_LOST"
+    assert state.confirmed_by == ["stk_query", "transaction_status"]
+    assert len(fake.transfers) == 1 and len(fake.credits) == 1
+
+
+async def test_lost_push_without_a_callback_is_pushed_again_after_the_wait(
+    start, env: WorkflowEnvironment
+) -> None:
+    fake = FakeMpesa(push_errors=[lost_answer()])
+    run = await start(fake, MpesaDepositConfig(push_resolve_seconds=0.5))
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "second push")
+    assert fake.pushes == 2
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    assert (await run.handle.result()).status == DepositStatus.CREDITED
+
+
+async def test_push_that_never_left_is_pushed_again_without_waiting(start) -> None:
+    fake = FakeMpesa(push_errors=[ApplicationError("refused", type="DarajaUnavailable")])
+    run = await start(fake, MpesaDepositConfig(push_resolve_seconds=10**6))
+    state = await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "second push"
+    )
+    assert fake.pushes == 2 and state.pushes_sent == 2
+
+
+# --- FX: the quote of the initiation (issue 12, section 7) ------------------------------------
+
+
+def initiation_quote(
+    rate: str, usdc_minor: int, expires_in: timedelta, now: datetime | None = None
+) -> FxQuote:
+    """``now``: the workflow clock (the time-skipping server's is far ahead of the wall's)."""
+    now = now or datetime.now(UTC)
+    return FxQuote(
+        amount_kes_minor=15000,
+        usdc_minor=usdc_minor,
+        kes_per_usdc=rate,
+        source="fixed",
+        quoted_at=now,
+        expires_at=now + expires_in,
+    )
+
+
+async def test_quote_is_honoured_when_the_payment_lands_in_time(
+    start, env: WorkflowEnvironment
+) -> None:
+    now = await env.get_current_time()
+    quote = initiation_quote("125.00", 1_200_000, timedelta(hours=1), now)
+    fake = FakeMpesa()
+    run = await start(fake, wallet=WALLET, quote=quote)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert fake.quotes == 0  # no new rate asked: the quote stands
+    assert fake.transfers[0].amount_minor == 1_200_000 and state.fx_kes_per_usdc == "125.00"
+    assert state.fx_quote_kes_per_usdc == "125.00"
+
+
+async def test_late_payment_within_the_deviation_takes_the_current_rate(
+    start, env: WorkflowEnvironment
+) -> None:
+    now = await env.get_current_time()
+    quote = initiation_quote("128.00", 1_171_875, -timedelta(minutes=1), now)  # 0.78 % from 129
+    fake = FakeMpesa()
+    run = await start(fake, wallet=WALLET, quote=quote)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert fake.quotes == 1 and fake.transfers[0].amount_minor == 1_162_790
+
+
+async def test_late_payment_beyond_the_deviation_parks(start, env: WorkflowEnvironment) -> None:
+    now = await env.get_current_time()
+    quote = initiation_quote("120.00", 1_250_000, -timedelta(minutes=1), now)  # 7.5 % from 129
+    fake = FakeMpesa()
+    run = await start(fake, wallet=WALLET, quote=quote)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    parked = await wait_state(
+        run.handle, lambda s: s.status == DepositStatus.NEEDS_ATTENTION, "parked"
+    )
+    assert "FX:" in (parked.error or "") and "7.50%" in (parked.error or "")
+    assert fake.transfers == [] and fake.credits == []
+    await run.handle.signal(MpesaDeposit.abandon, "refunded the customer by hand")
+    assert (await run.handle.result()).status == DepositStatus.ABANDONED
+    assert fake.transfers == []
+
+
+async def test_push_whose_worker_died_is_resolved_not_repeated(start) -> None:
+    """The worker dies mid-push (the activity times out, no answer at all): as with a lost
+    answer, the push is resolved by its callback and the customer is not prompted again."""
+    fake = FakeMpesa(push_gate=asyncio.Event())  # never answers: like a worker killed mid-call
+    run = await start(fake, MpesaDepositConfig(provider_timeout_seconds=1), wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    assert fake.pushes == 1
+    await run.handle.signal(
+        MpesaDeposit.mpesa_callback,
+        success().model_copy(update={"checkout_request_id": "ws_CO_DIED"}),
+    )
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED and state.checkout_request_id == "ws_CO_DIED"
+    assert fake.pushes == 1 and len(fake.credits) == 1
+
+
+async def test_cancel_while_a_lost_push_is_resolved_waits_for_its_answer(start) -> None:
+    """The customer may have been prompted: a cancel waits for that push's callback. It comes
+    (paid): the deposit runs on; the cancellation is refused, never a second prompt."""
+    fake = FakeMpesa(push_errors=[lost_answer()])
+    run = await start(fake, MpesaDepositConfig(push_resolve_seconds=3600), wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    await run.handle.cancel()
+    await wait_state(run.handle, lambda s: s.cancel_refused, "cancel refused")
+    await run.handle.signal(
+        MpesaDeposit.mpesa_callback,
+        success().model_copy(update={"checkout_request_id": "ws_CO_LATE"}),
+    )
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED and fake.pushes == 1
+
+
+async def test_cancel_while_a_lost_push_gets_no_answer_ends_cancelled(start) -> None:
+    fake = FakeMpesa(push_errors=[lost_answer()])
+    run = await start(fake, MpesaDepositConfig(push_resolve_seconds=1))
+    await wait_state(run.handle, lambda s: s.step == DepositStep.RESOLVE_PUSH, "resolving")
+    await run.handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure_info:
+        await run.handle.result()
+    assert isinstance(failure_info.value.cause, CancelledError)
+    assert fake.pushes == 1 and fake.statuses()[-1] == DepositStatus.FAILED
+
+
+async def test_failure_callback_that_daraja_contradicts_does_not_lose_the_payment(start) -> None:
+    """A "cancelled" callback while Daraja's query says paid: the payment is credited (query
+    confirmed, no receipt) and an alert says so."""
+    fake = FakeMpesa(truth=0)
+    run = await start(fake, wallet=WALLET)
+    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting")
+    await run.handle.signal(MpesaDeposit.mpesa_callback, failure(1032, "Request cancelled by user"))
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED and state.receipt is None
+    assert len(fake.transfers) == 1 and fake.status_queries == 0
+    assert len(fake.alerts) == 1 and "says the payment succeeded" in fake.alerts[0].message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 import jwt
 import pytest
@@ -16,7 +17,7 @@ from domain.errors import Unauthorized
 from domain.money import Currency, format_minor, to_minor
 from runtime.settings import Settings
 
-REAL = {
+REAL: dict[str, Any] = {
     "jwt_secret": "a-real-secret-from-the-vault-0123456789",
     "daraja_consumer_key": "real-key",
     "daraja_consumer_secret": "real-secret",
@@ -24,6 +25,9 @@ REAL = {
     "mpesa_callback_token": "real-callback-token",
     "database_url": "postgresql+asyncpg://settle@db/settle",
     "treasury_private_key": "0x" + "4f" * 32,
+    "daraja_security_credential": "real-encrypted-initiator-credential",
+    "mpesa_callback_allowed_ips": ["196.201.214.200", "196.201.214.206"],
+    "fx_allow_fixed_rate_in_production": True,
     "deposit_hd_mnemonic": "legal winner thank year wave sausage worth useful legal winner thank yellow",
     "solana_authority_keypair": str(Keypair()),
     "stripe_api_key": "sk_live_a-real-key-from-the-vault",
@@ -100,12 +104,12 @@ def test_tokens_without_the_configured_issuer_or_audience_are_refused() -> None:
     for drop in ("iss", "aud"):
         claims = jwt.decode(good, options={"verify_signature": False})
         del claims[drop]
-        token = jwt.encode(claims, REAL["jwt_secret"], algorithm="HS256")
+        token = jwt.encode(claims, str(REAL["jwt_secret"]), algorithm="HS256")
         with pytest.raises(Unauthorized, match=drop):
             decode_token(token, s)
     foreign = jwt.encode(
         {**jwt.decode(good, options={"verify_signature": False}), "aud": "another-api"},
-        REAL["jwt_secret"],
+        str(REAL["jwt_secret"]),
         algorithm="HS256",
     )
     with pytest.raises(Unauthorized, match=r"(?i)audience"):
