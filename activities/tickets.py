@@ -7,6 +7,7 @@ from temporalio import activity
 
 from domain.tickets import (
     PaymentCapturedInput,
+    PaymentCapturedResult,
     PurchaseUpdate,
     RefundSettledInput,
     ReservedRefund,
@@ -21,9 +22,9 @@ class TicketActivities:
         self._sessions = sessions
 
     @activity.defn(name="tickets.payment_captured")
-    async def payment_captured(self, captured: PaymentCapturedInput) -> None:
+    async def payment_captured(self, captured: PaymentCapturedInput) -> PaymentCapturedResult:
         async with self._sessions.begin() as session:
-            await tickets.payment_captured(session, captured)
+            return await tickets.payment_captured(session, captured)
 
     @activity.defn(name="tickets.update")
     async def update(self, change: PurchaseUpdate) -> str:

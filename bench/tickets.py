@@ -20,6 +20,7 @@ import platform
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -47,7 +48,6 @@ async def run_purchases(
     venue = {
         "Authorization": f"Bearer {issue_token(settings, subject='venue', tenant=tenant, roles=['venue_admin'])}"
     }
-    event = f"evt-{uuid.uuid4().hex[:8]}"
     started: dict[str, float] = {}
     emailed: dict[str, float] = {}
     request_latency: list[float] = []
@@ -63,9 +63,7 @@ async def run_purchases(
                 "/api/v1/tickets/purchase",
                 json={
                     "event_id": event,
-                    "seat": f"S-{n}",
-                    "amount": 2500,
-                    "currency": "usd",
+                    "section": "FLOOR",
                     "payment_method": "pm_card_visa",
                     "buyer_email": f"buyer{n}@bench.example",
                     "buyer_wallet": str(Keypair().pubkey()),
@@ -100,6 +98,19 @@ async def run_purchases(
             "/api/v1/webhook-endpoints", json={"url": webhook_url}, headers=venue
         )
         registered.raise_for_status()
+        created = await http.post(
+            "/api/v1/events",
+            json={
+                "name": "Bench night",
+                "venue": "Bench hall",
+                "starts_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+                "currency": "usd",
+                "sections": [{"code": "FLOOR", "price": 2500, "capacity": count}],
+            },
+            headers=venue,
+        )
+        created.raise_for_status()
+        event = created.json()["id"]
         t_start = time.perf_counter()
         watcher = asyncio.create_task(watch())
         await asyncio.gather(*(one(http, n) for n in range(count)))

@@ -22,7 +22,7 @@ class PurchaseStatus(StrEnum):
     MINTING = "minting"
     COMPLETED = "completed"  # paid, minted, notified
     PAYMENT_FAILED = "payment_failed"  # declined, or authentication failed or timed out
-    REFUNDED = "refunded"  # the mint could never succeed: the payment was refunded
+    REFUNDED = "refunded"  # paid back in full (the mint failed, the place was lost, or a refund)
     NEEDS_ATTENTION = "needs_attention"
 
 
@@ -54,6 +54,8 @@ class TicketPurchaseInput(Routed):
     buyer_wallet: str
     metadata_uri: str
     symbol: str = "TIX"
+    #: the NFT's name, from the catalogue (older purchases: "Ticket <event id>")
+    nft_name: str | None = None
     config: TicketConfig = Field(default_factory=TicketConfig)
 
 
@@ -165,6 +167,11 @@ class PaymentCapturedInput(BaseModel):
     payment_intent: str
     amount_minor: int
     currency: str
+
+
+class PaymentCapturedResult(BaseModel):
+    #: False: the hold expired and another buyer took the place (refund the payment)
+    place_kept: bool = True
 
 
 class PurchaseUpdate(BaseModel):

@@ -18,6 +18,7 @@ from domain.errors import NotFound, RefundRefused, SeatTaken
 from domain.tickets import (
     FINAL_PURCHASE,
     PaymentCapturedInput,
+    PaymentCapturedResult,
     PurchaseStatus,
     PurchaseUpdate,
     RefundSettledInput,
@@ -25,7 +26,7 @@ from domain.tickets import (
     ReserveRefundInput,
     TransferRecordInput,
 )
-from store import accounts
+from store import accounts, events
 from store.ledger import PostingSpec, post_entry
 from store.models import (
     NftTransferRecord,
@@ -113,8 +114,14 @@ async def _money_accounts(session: AsyncSession, tenant: str, currency: str) -> 
     return stripe_balance.id, payable.id
 
 
-async def payment_captured(session: AsyncSession, captured: PaymentCapturedInput) -> None:
-    """Record the captured payment once (ledger key: the PaymentIntent)."""
+async def payment_captured(
+    session: AsyncSession, captured: PaymentCapturedInput
+) -> PaymentCapturedResult:
+    """Record the captured payment once (ledger key: the PaymentIntent) and sell the held place.
+
+    ``place_kept`` is False when the purchase's hold expired and another buyer took the place:
+    the workflow then refunds the payment.
+    """
     purchase = await get(session, captured.purchase_id, for_update=True)
     stripe_balance, payable = await _money_accounts(session, purchase.tenant, captured.currency)
     result = await post_entry(
@@ -133,6 +140,9 @@ async def payment_captured(session: AsyncSession, captured: PaymentCapturedInput
         purchase.amount_captured = captured.amount_minor
     if purchase.status not in FINAL_PURCHASE:
         purchase.status = PurchaseStatus.PAID.value
+    kept = await events.mark_sold(session, purchase.id)
+    # purchases from before the catalogue keep their (never expiring) hold: always kept
+    return PaymentCapturedResult(place_kept=kept or purchase.section is None)
 
 
 async def reserve_refund(session: AsyncSession, request: ReserveRefundInput) -> ReservedRefund:
@@ -220,6 +230,11 @@ async def settle_refund(session: AsyncSession, settled: RefundSettledInput) -> N
     refund.status = "succeeded"
     refund.stripe_refund_id = settled.stripe_refund_id
     purchase.amount_refunded += refund.amount_minor
+    if purchase.amount_refunded >= purchase.amount_captured:
+        # fully refunded: the place goes back on sale, the ticket is void
+        await release_seat(session, purchase.id)
+        if purchase.status == PurchaseStatus.COMPLETED:
+            purchase.status = PurchaseStatus.REFUNDED.value
 
 
 async def record_transfer(session: AsyncSession, change: TransferRecordInput) -> None:

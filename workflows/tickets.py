@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -65,6 +66,27 @@ with workflow.unsafe.imports_passed_through():
     from activities.tickets import TicketActivities
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Compensation:
+    """Why a paid purchase is refunded in full: names its refund, emails and webhook."""
+
+    key: str  # refund id suffix and message ids
+    code: str  # Stripe metadata and webhook reason
+    after: str  # "refund after <after> failed"
+    customer_reason: str
+    alert_title: str
+
+
+MINT_FAILED = _Compensation(
+    "mint-failed", "mint_failed", "a failed mint", "the ticket could not be issued",
+    "Ticket mint failed",
+)  # fmt: skip
+PLACE_LOST = _Compensation(
+    "place-lost", "place_lost", "a lost place", "the seat was no longer available",
+    "Ticket place lost after payment",
+)  # fmt: skip
 
 
 def purchase_workflow_id(purchase_id: str) -> str:
@@ -159,6 +181,7 @@ class TicketPurchase(Parkable, _Steps):
         super().__init__()
         self._state = TicketPurchaseState(purchase_id="")
         self._events: list[StripeEventSignal] = []
+        self._place_lost = False
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -175,10 +198,19 @@ class TicketPurchase(Parkable, _Steps):
         paid = await self._pay()
         if not paid:
             return self._state
+        if self._place_lost:
+            await self._compensate(
+                PLACE_LOST,
+                "the seat hold expired before the payment succeeded and the place was sold to "
+                "another buyer",
+            )
+            return self._state
         await self._paid_notifications()
         minted = await self._mint()
         if minted is not None:
-            await self._compensate(minted)
+            await self._compensate(
+                MINT_FAILED, f"the NFT ticket could not be minted: {cause_message(minted)}"
+            )
             raise ApplicationError(
                 "the NFT ticket could not be minted, the payment was refunded: "
                 f"{cause_message(minted)}",
@@ -234,7 +266,7 @@ class TicketPurchase(Parkable, _Steps):
         if status != "succeeded":
             await self._payment_failed(payment.failure_message or f"payment ended as {status}")
             return False
-        await self._db(
+        captured = await self._db(
             TicketActivities.payment_captured,
             PaymentCapturedInput(
                 purchase_id=request.purchase_id,
@@ -243,6 +275,8 @@ class TicketPurchase(Parkable, _Steps):
                 currency=request.currency,
             ),
         )
+        # None in histories from before holds expired
+        self._place_lost = captured is not None and not captured.place_kept
         self._move(PurchaseStatus.PAID)
         return True
 
@@ -328,7 +362,7 @@ class TicketPurchase(Parkable, _Steps):
                     ticket_id=request.purchase_id,
                     owner=request.buyer_wallet,
                     metadata=TicketMetadata(
-                        name=f"Ticket {request.event_id}"[:32],
+                        name=(request.nft_name or f"Ticket {request.event_id}")[:32],
                         symbol=request.symbol,
                         uri=request.metadata_uri,
                         event_id=request.event_id,
@@ -355,13 +389,12 @@ class TicketPurchase(Parkable, _Steps):
         )
         return None
 
-    async def _compensate(self, error: ActivityError) -> None:
+    async def _compensate(self, why: _Compensation, reason: str) -> None:
         """Refund the whole payment (it must happen: park when it cannot), release the seat, and
         tell the buyer and the admins."""
         request, state = self._request, self._state
-        reason = f"the NFT ticket could not be minted: {cause_message(error)}"
         state.failure_reason = reason
-        refund_id = f"{request.purchase_id}-mint-failed"
+        refund_id = f"{request.purchase_id}-{why.key}"
         state.refund_id = refund_id
         reserved = await self._db(
             TicketActivities.reserve_refund,
@@ -382,7 +415,7 @@ class TicketPurchase(Parkable, _Steps):
                         idempotency_key=f"{workflow.info().workflow_id}:refund",
                         payment_intent=reserved.payment_intent,
                         amount_minor=reserved.amount_minor,
-                        metadata={"purchase_id": request.purchase_id, "reason": "mint_failed"},
+                        metadata={"purchase_id": request.purchase_id, "reason": why.code},
                     ),
                     task_queue=request.queue(ActivityQueue.STRIPE),
                     start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
@@ -391,7 +424,7 @@ class TicketPurchase(Parkable, _Steps):
                 break
             except ActivityError as err:
                 reraise_if_cancelled(err)
-                state.error = f"refund after a failed mint failed: {cause_message(err)}"
+                state.error = f"refund after {why.after} failed: {cause_message(err)}"
                 self._move(PurchaseStatus.NEEDS_ATTENTION)
                 if await self.park(state.error) is Decision.ABANDON:
                     await self._db(
@@ -423,7 +456,7 @@ class TicketPurchase(Parkable, _Steps):
         set_status(OperationStatus.FAILED)
         context = self._context() | {
             "amount": money(reserved.amount_minor),
-            "reason": "the ticket could not be issued",
+            "reason": why.customer_reason,
             "refund_reference": refund.refund_id,
         }
         await self._email(
@@ -436,9 +469,9 @@ class TicketPurchase(Parkable, _Steps):
             await self._email(
                 "admin_alert",
                 admin,
-                f"{request.purchase_id}:mint-failed-alert:{admin}",
+                f"{request.purchase_id}:{why.key}-alert:{admin}",
                 {
-                    "title": "Ticket mint failed, payment refunded "
+                    "title": f"{why.alert_title}, payment refunded "
                     f"({request.event_id} {request.seat})",
                     "detail": reason,
                     "workflow_id": workflow.info().workflow_id,
@@ -451,7 +484,7 @@ class TicketPurchase(Parkable, _Steps):
             {
                 "purchase_id": request.purchase_id,
                 "amount_minor": reserved.amount_minor,
-                "reason": "mint_failed",
+                "reason": why.code,
             },
         )
 

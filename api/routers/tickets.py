@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -41,7 +49,7 @@ from providers.solana.client import parse_pubkey
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
-from store import accounts, tickets
+from store import accounts, events, tickets
 from store.models import NftTransferRecord, TicketPurchase, TicketRefund, User
 from workflows.tickets import (
     NftTransfer,
@@ -69,15 +77,31 @@ def _solana_address(value: str, field: str) -> str:
         raise ValueError(f"must be a base58 Solana address: {value!r}") from exc
 
 
+PRICE_FROM_CATALOGUE = (
+    "not accepted: the price and currency come from the event catalogue "
+    "(GET /api/v1/events/{id}); a purchase that sends it is refused (422)"
+)
+
+
 class PurchaseBody(BaseModel):
+    """A place of a catalogue event: a named ``seat``, or a ``section`` without named seats.
+
+    The price and currency are the catalogue's; ``amount`` and ``currency`` are refused.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     event_id: str = Field(
-        min_length=1, max_length=128, pattern=IDENTIFIER, examples=["evt-2026-final"]
+        min_length=1, max_length=128, pattern=IDENTIFIER, examples=["0b7d9f4e-3c1a-4e5b-8f2d"]
     )
-    seat: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER, examples=["A-12"])
-    amount: StrictInt = Field(description="minor units of the currency (cents)", examples=[2500])
-    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code", examples=["usd"])
+    seat: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=IDENTIFIER, examples=["A-12"]
+    )
+    section: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=IDENTIFIER, examples=["FLOOR"]
+    )
+    amount: None = Field(default=None, description=PRICE_FROM_CATALOGUE)
+    currency: None = Field(default=None, description=PRICE_FROM_CATALOGUE)
     payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{3,120}$", examples=["pm_card_visa"])
     buyer_email: EmailStr
     buyer_wallet: str = Field(examples=["9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"])
@@ -86,6 +110,13 @@ class PurchaseBody(BaseModel):
     @classmethod
     def _wallet(cls, value: str) -> str:
         return _solana_address(value, "buyer_wallet")
+
+    @field_validator("amount", "currency", mode="before")
+    @classmethod
+    def _not_from_buyer(cls, value: object, info: ValidationInfo) -> None:
+        raise ValueError(
+            f"{info.field_name} is set by the event catalogue, not by the buyer: leave it out"
+        )
 
 
 class RefundBody(BaseModel):
@@ -242,50 +273,52 @@ async def purchase(
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    """Buy a ticket: the card is charged, the NFT minted to ``buyer_wallet``, the buyer emailed."""
-    currency = body.currency.lower()
-    if currency not in settings.ticket_currencies:
-        raise InvalidInput(
-            f"currency must be one of {', '.join(settings.ticket_currencies)}", field="currency"
-        )
-    if not settings.ticket_min_amount_minor <= body.amount <= settings.ticket_max_amount_minor:
-        raise InvalidInput(
-            f"amount must be between {settings.ticket_min_amount_minor} and "
-            f"{settings.ticket_max_amount_minor} minor units",
-            field="amount",
-        )
+    """Buy a place of a catalogue event at the catalogue's price: the place is held for
+    ``TICKET_HOLD_SECONDS``, the card charged, the NFT minted to ``buyer_wallet``, the buyer
+    emailed. A place someone else holds or bought is a 409."""
+    if body.seat is None and body.section is None:
+        raise InvalidInput("name a seat, or a section without named seats", field="seat")
     purchase_id = _derived_id(principal, idempotency_key, "purchase")
     workflow_id = purchase_workflow_id(purchase_id)
     created = False
     async with sessions.begin() as session:
+        event = await events.get_event(session, principal.tenant, body.event_id)
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
         existing = await session.get(TicketPurchase, purchase_id)
         if existing is not None:
-            same = (
-                existing.event_id,
-                existing.seat,
-                existing.amount_minor,
-                existing.currency,
-                existing.buyer_wallet,
-            )
-            if same != (body.event_id, body.seat, body.amount, currency, body.buyer_wallet):
+            asked = (body.event_id, body.seat or existing.seat, body.buyer_wallet)
+            same = (existing.event_id, existing.seat, existing.buyer_wallet)
+            if same != asked or (body.section not in (None, existing.section)):
                 raise Conflict(
                     "Idempotency-Key was already used for a different purchase",
                     field="Idempotency-Key",
                 )
+            place = events.HeldPlace(
+                section=existing.section or existing.seat,
+                seat=existing.seat,
+                price_minor=existing.amount_minor,
+                currency=existing.currency,
+            )
         else:
-            await tickets.hold_seat(
-                session, principal.tenant, body.event_id, body.seat, purchase_id
+            events.sales_open(event, datetime.now(UTC))
+            place = await events.hold(
+                session,
+                event,
+                seat=body.seat,
+                section_code=body.section,
+                purchase_id=purchase_id,
+                hold_seconds=settings.ticket_hold_seconds,
             )
             session.add(
                 TicketPurchase(
                     id=purchase_id,
                     tenant=principal.tenant,
                     user_id=user.id,
-                    event_id=body.event_id,
-                    seat=body.seat,
-                    amount_minor=body.amount,
-                    currency=currency,
+                    event_id=event.id,
+                    seat=place.seat,
+                    section=place.section,
+                    amount_minor=place.price_minor,
+                    currency=place.currency,
                     buyer_email=str(body.buyer_email),
                     buyer_wallet=body.buyer_wallet,
                     status=PurchaseStatus.PAYING.value,
@@ -296,20 +329,24 @@ async def purchase(
                 )
             )
             created = True
+        nft_name = event.nft_name or event.name[:32]
+        symbol = event.nft_symbol or settings.solana_ticket_symbol
+        metadata_base = event.nft_metadata_base_uri or settings.ticket_metadata_base_uri
     request = TicketPurchaseInput(
         purchase_id=purchase_id,
         tenant=principal.tenant,
         user_id=user.id,
         subject=principal.subject,
         event_id=body.event_id,
-        seat=body.seat,
-        amount_minor=body.amount,
-        currency=currency,
+        seat=place.seat,
+        amount_minor=place.price_minor,
+        currency=place.currency,
         payment_method=body.payment_method,
         buyer_email=str(body.buyer_email),
         buyer_wallet=body.buyer_wallet,
-        metadata_uri=f"{settings.ticket_metadata_base_uri}{purchase_id}.json",
-        symbol=settings.solana_ticket_symbol,
+        metadata_uri=f"{metadata_base}{purchase_id}.json",
+        symbol=symbol,
+        nft_name=nft_name,
         config=ticket_config(settings),
         task_queue_prefix=settings.task_queue_prefix,
     )
