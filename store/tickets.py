@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.errors import NotFound, RefundRefused, SeatTaken
 from domain.tickets import (
     FINAL_PURCHASE,
+    VOID_PURCHASE,
     PaymentCapturedInput,
     PaymentCapturedResult,
     PurchaseStatus,
@@ -82,6 +83,11 @@ async def by_payment_intent(session: AsyncSession, payment_intent: str) -> Ticke
 async def update(session: AsyncSession, change: PurchaseUpdate) -> TicketPurchase:
     purchase = await get(session, change.purchase_id, for_update=True)
     if purchase.status in FINAL_PURCHASE and change.status not in FINAL_PURCHASE:
+        return purchase
+    if purchase.status in VOID_PURCHASE and change.status == PurchaseStatus.COMPLETED:
+        # refunded (and voided) while the mint ran: the mint is recorded, the ticket stays void
+        purchase.mint_address = change.mint or purchase.mint_address
+        purchase.token_account = change.token_account or purchase.token_account
         return purchase
     purchase.status = change.status.value
     if change.failure_reason is not None:
@@ -206,6 +212,8 @@ async def reserve_refund(session: AsyncSession, request: ReserveRefundInput) -> 
 async def settle_refund(session: AsyncSession, settled: RefundSettledInput) -> None:
     """A refund Stripe made (ledger, refunded amount) or one that failed (reservation released)."""
     refund = await session.get(TicketRefund, settled.refund_id)
+    if refund is None and not settled.succeeded:
+        return  # nothing was reserved (a refund cancelled before its reservation)
     if refund is None:
         raise NotFound(f"refund {settled.refund_id} not found")
     if refund.status != "reserved":
@@ -230,11 +238,14 @@ async def settle_refund(session: AsyncSession, settled: RefundSettledInput) -> N
     refund.status = "succeeded"
     refund.stripe_refund_id = settled.stripe_refund_id
     purchase.amount_refunded += refund.amount_minor
-    if purchase.amount_refunded >= purchase.amount_captured:
-        # fully refunded: the place goes back on sale, the ticket is void
+    full = purchase.amount_refunded >= purchase.amount_captured
+    if full or settled.void_ticket:
+        # the ticket is void: the place goes back on sale
         await release_seat(session, purchase.id)
-        if purchase.status == PurchaseStatus.COMPLETED:
-            purchase.status = PurchaseStatus.REFUNDED.value
+        # a purchase still paying or minting records its own outcome (the Refund waits for the
+        # mint and then marks it); a completed ticket is void from now on
+        if purchase.status in (PurchaseStatus.COMPLETED, PurchaseStatus.VOIDED):
+            purchase.status = (PurchaseStatus.REFUNDED if full else PurchaseStatus.VOIDED).value
 
 
 async def record_transfer(session: AsyncSession, change: TransferRecordInput) -> None:

@@ -14,6 +14,7 @@ permanent delegate, records the new owner, notifies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from domain.nft import (
     BurnTicketInput,
@@ -36,6 +37,7 @@ from domain.search import OperationStatus
 from domain.tickets import (
     CancelPaymentInput,
     EmailInput,
+    MintOutcomeInput,
     NftTransferInput,
     NftTransferState,
     PayInput,
@@ -46,10 +48,13 @@ from domain.tickets import (
     RefundInput,
     RefundSettledInput,
     RefundState,
+    ReservedRefund,
     ReserveRefundInput,
     RetrievePaymentInput,
+    RetrieveRefundInput,
     StripeEventSignal,
     StripeRefundInput,
+    StripeRefundResult,
     TicketPurchaseInput,
     TicketPurchaseState,
     TransferRecordInput,
@@ -396,17 +401,35 @@ class TicketPurchase(Parkable, _Steps):
         state.failure_reason = reason
         refund_id = f"{request.purchase_id}-{why.key}"
         state.refund_id = refund_id
-        reserved = await self._db(
-            TicketActivities.reserve_refund,
-            ReserveRefundInput(
-                refund_id=refund_id,
-                purchase_id=request.purchase_id,
-                amount_minor=None,
-                requested_by="system",
-                reason=reason,
-                workflow_id=workflow.info().workflow_id,
-            ),
-        )
+        try:
+            reserved = await self._db(
+                TicketActivities.reserve_refund,
+                ReserveRefundInput(
+                    refund_id=refund_id,
+                    purchase_id=request.purchase_id,
+                    amount_minor=None,
+                    requested_by="system",
+                    reason=reason,
+                    workflow_id=workflow.info().workflow_id,
+                ),
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            if root_error_type(err) != "RefundRefused":
+                raise
+            # the venue refunded everything already (while the mint ran): nothing is left
+            self._move(PurchaseStatus.REFUNDED)
+            await self._db(
+                TicketActivities.update,
+                PurchaseUpdate(
+                    purchase_id=request.purchase_id,
+                    status=PurchaseStatus.REFUNDED,
+                    failure_reason=reason,
+                    release_seat=True,
+                ),
+            )
+            set_status(OperationStatus.FAILED)
+            return
         while True:
             try:
                 refund = await workflow.execute_activity_method(
@@ -541,11 +564,37 @@ class TicketPurchase(Parkable, _Steps):
         self._state.updated_at = workflow.now()
 
 
+#: Refund: a refund Stripe answers ``pending`` waits for Stripe's verdict, ``failed`` parks
+REFUND_FOLLOWS_STRIPE = "refund-follows-stripe-status"
+#: Refund: a cancel releases the reservation while nothing was refunded, else is refused
+REFUND_CANCEL_RELEASES = "refund-cancel-releases"
+#: Refund: a refund that voids a ticket whose mint is still running waits for the mint
+REFUND_WAITS_FOR_MINT = "refund-waits-for-mint"
+#: how long a pending Stripe refund waits for its webhook before asking Stripe
+REFUND_WEBHOOK_WAIT = timedelta(hours=1)
+#: how often a refund waiting for a mint looks again (doubling up to the second)
+MINT_POLL_FIRST, MINT_POLL_MAX = timedelta(seconds=1), timedelta(minutes=1)
+REFUND_FINAL = ("succeeded", "failed", "canceled")
+MINT_PENDING = (
+    PurchaseStatus.PAYING,
+    PurchaseStatus.REQUIRES_ACTION,
+    PurchaseStatus.PAID,
+    PurchaseStatus.MINTING,
+)
+
+
 @workflow.defn(name="Refund")
 class Refund(Parkable, _Steps):
     def __init__(self) -> None:
         super().__init__()
         self._state = RefundState(refund_id="")
+        self._events: list[StripeEventSignal] = []
+        self._cancel_requested = False
+
+    @workflow.signal(name="stripe_event")
+    def stripe_event(self, event: StripeEventSignal) -> None:
+        """A verified Stripe refund event (``refund.updated``, ``refund.failed``)."""
+        self._events.append(event)
 
     @workflow.query
     def status(self) -> RefundState:
@@ -571,6 +620,11 @@ class Refund(Parkable, _Steps):
                 retry_policy=policies.DB_BOOKKEEPING,
             )
         except ActivityError as err:
+            if is_cancelled_exception(err) and workflow.patched(REFUND_CANCEL_RELEASES):
+                # the reservation may have been written: it is released
+                state.status, state.failure_reason = "cancelled", "the refund was cancelled"
+                await self._release(request, state.failure_reason)
+                set_status(OperationStatus.CANCELLED)
             reraise_if_cancelled(err)
             state.status, state.failure_reason = "refused", cause_message(err)
             set_status(OperationStatus.FAILED)
@@ -580,58 +634,38 @@ class Refund(Parkable, _Steps):
             state.status, state.stripe_refund_id = "succeeded", reserved.stripe_refund_id
             set_status(OperationStatus.SUCCEEDED)
             return state
-        while True:
-            try:
-                refund = await workflow.execute_activity_method(
-                    StripeActivities.refund,
-                    StripeRefundInput(
-                        idempotency_key=f"refund:{request.refund_id}",
-                        payment_intent=reserved.payment_intent,
-                        amount_minor=reserved.amount_minor,
-                        metadata={
-                            "purchase_id": request.purchase_id,
-                            "refund_id": request.refund_id,
-                        },
-                    ),
-                    task_queue=request.queue(ActivityQueue.STRIPE),
-                    start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
-                    retry_policy=policies.STRIPE_REFUND,
-                )
-                break
-            except ActivityError as err:
-                reraise_if_cancelled(err)
-                if root_error_type(err) == "StripeRejected":
-                    # Stripe refused it for good: release the reservation, nothing was refunded
-                    state.status, state.failure_reason = "failed", cause_message(err)
-                    await self._db(
-                        TicketActivities.settle_refund,
-                        RefundSettledInput(
-                            refund_id=request.refund_id,
-                            stripe_refund_id=None,
-                            succeeded=False,
-                            failure_reason=state.failure_reason,
-                        ),
-                    )
-                    set_status(OperationStatus.FAILED)
-                    return state
-                state.failure_reason = f"refund failed: {cause_message(err)}"
-                if await self.park(state.failure_reason) is Decision.ABANDON:
-                    await self._db(
-                        TicketActivities.settle_refund,
-                        RefundSettledInput(
-                            refund_id=request.refund_id,
-                            stripe_refund_id=None,
-                            succeeded=False,
-                            failure_reason=self.abandon_reason,
-                        ),
-                    )
-                    state.status = "failed"
-                    set_status(OperationStatus.ABANDONED)
-                    return state
+        if not workflow.patched(REFUND_CANCEL_RELEASES):
+            return await self._settle(request, reserved)
+        # a cancel must not cut a refund in half: it is taken at the points where nothing has
+        # moved (parked before Stripe refunded) and refused once Stripe may have refunded
+        body = asyncio.ensure_future(self._settle(request, reserved))
+        try:
+            return await asyncio.shield(body)
+        except asyncio.CancelledError:
+            self._cancel_requested = True
+            if self.parked:
+                self.abandon("the refund was cancelled")
+            else:
+                workflow.logger.warning("cancel refused: Stripe may be refunding; finishing")
+        result = await body
+        if state.status == "failed" and self.abandon_reason == "the refund was cancelled":
+            state.status = "cancelled"
+            set_status(OperationStatus.CANCELLED)
+            raise asyncio.CancelledError()
+        return result
+
+    async def _settle(self, request: RefundInput, reserved: ReservedRefund) -> RefundState:
+        state = self._state
+        refund = await self._refund(request, reserved)
+        if refund is None:
+            return state
         await self._db(
             TicketActivities.settle_refund,
             RefundSettledInput(
-                refund_id=request.refund_id, stripe_refund_id=refund.refund_id, succeeded=True
+                refund_id=request.refund_id,
+                stripe_refund_id=refund.refund_id,
+                succeeded=True,
+                void_ticket=request.void_ticket,
             ),
         )
         state.status, state.stripe_refund_id, state.failure_reason = (
@@ -640,12 +674,15 @@ class Refund(Parkable, _Steps):
             None,
         )
         set_status(OperationStatus.SUCCEEDED)
-        if (
-            reserved.full
-            and request.mint
-            and request.config.full_refund_action in ("freeze", "burn")
+        if (reserved.full or request.void_ticket) and request.config.full_refund_action in (
+            "freeze",
+            "burn",
         ):
-            await self._retire_ticket(request)
+            mint = request.mint
+            if mint is None and workflow.patched(REFUND_WAITS_FOR_MINT):
+                mint = await self._await_mint(request, reserved.full)
+            if mint is not None:
+                await self._retire_ticket(request, mint)
         await self._email(
             "refund_confirmation",
             request.buyer_email,
@@ -668,18 +705,139 @@ class Refund(Parkable, _Steps):
                 "refund_id": request.refund_id,
                 "amount_minor": reserved.amount_minor,
                 "full": int(reserved.full),
+                "void": int(reserved.full or request.void_ticket),
             },
         )
         return state
 
-    async def _retire_ticket(self, request: RefundInput) -> None:
-        assert request.mint is not None
+    async def _refund(
+        self, request: RefundInput, reserved: ReservedRefund
+    ) -> StripeRefundResult | None:
+        """Stripe's refund once it has succeeded; None when it ended otherwise (the state says
+        how: failed for good, or abandoned by an operator)."""
+        state, attempt = self._state, 1
+        while True:
+            key = f"refund:{request.refund_id}" + ("" if attempt == 1 else f":{attempt}")
+            try:
+                refund = await workflow.execute_activity_method(
+                    StripeActivities.refund,
+                    StripeRefundInput(
+                        idempotency_key=key,
+                        payment_intent=reserved.payment_intent,
+                        amount_minor=reserved.amount_minor,
+                        metadata={
+                            "purchase_id": request.purchase_id,
+                            "refund_id": request.refund_id,
+                        },
+                    ),
+                    task_queue=request.queue(ActivityQueue.STRIPE),
+                    start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
+                    retry_policy=policies.STRIPE_REFUND,
+                )
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                if root_error_type(err) == "StripeRejected":
+                    # Stripe refused it for good: release the reservation, nothing was refunded
+                    state.status, state.failure_reason = "failed", cause_message(err)
+                    await self._release(request, state.failure_reason)
+                    set_status(OperationStatus.FAILED)
+                    return None
+                state.failure_reason = f"refund failed: {cause_message(err)}"
+                if await self.park(state.failure_reason) is Decision.ABANDON:
+                    await self._abandoned(request)
+                    return None
+                continue
+            if refund.status == "succeeded" or not workflow.patched(REFUND_FOLLOWS_STRIPE):
+                return refund
+            state.stripe_refund_id = refund.refund_id
+            outcome = await self._await_stripe(request, refund)
+            if outcome == "succeeded":
+                return refund
+            # Stripe could not refund (e.g. the card was closed): an operator decides; a retry
+            # asks Stripe for a new refund
+            state.status = "needs_attention"
+            state.failure_reason = f"Stripe refund {refund.refund_id} ended {outcome}"
+            if await self.park(state.failure_reason) is Decision.ABANDON:
+                await self._abandoned(request)
+                return None
+            attempt += 1
+
+    async def _await_stripe(self, request: RefundInput, refund: StripeRefundResult) -> str:
+        """Stripe's final word on a refund it answered ``pending``: its webhook, or asked
+        again every ``REFUND_WEBHOOK_WAIT`` while none comes."""
+        self._state.status = "waiting_for_stripe"
+
+        def final() -> str | None:
+            for event in self._events:
+                if event.refund == refund.refund_id and event.status in REFUND_FINAL:
+                    return event.status
+            return None
+
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: final() is not None, timeout=REFUND_WEBHOOK_WAIT
+                )
+            outcome = final()
+            if outcome is not None:
+                return outcome
+            current = await workflow.execute_activity_method(
+                StripeActivities.retrieve_refund,
+                RetrieveRefundInput(refund_id=refund.refund_id),
+                task_queue=request.queue(ActivityQueue.STRIPE),
+                start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
+                retry_policy=policies.STRIPE,
+            )
+            if current.status in REFUND_FINAL:
+                return current.status
+
+    async def _await_mint(self, request: RefundInput, full: bool) -> str | None:
+        """The ticket's mint address once its purchase has minted it, None when it never will
+        be (the mint failed: the purchase refunds itself). The purchase records the void."""
+        delay = MINT_POLL_FIRST
+        while True:
+            outcome = await self._db(
+                TicketActivities.mint_outcome, MintOutcomeInput(purchase_id=request.purchase_id)
+            )
+            if outcome.mint is not None:
+                await self._db(
+                    TicketActivities.update,
+                    PurchaseUpdate(
+                        purchase_id=request.purchase_id,
+                        status=PurchaseStatus.REFUNDED if full else PurchaseStatus.VOIDED,
+                        release_seat=True,
+                    ),
+                )
+                return outcome.mint
+            if outcome.status not in MINT_PENDING:
+                return None
+            self._state.nft_action = "waiting for the mint"
+            await workflow.sleep(delay)
+            delay = min(delay * 2, MINT_POLL_MAX)
+
+    async def _release(self, request: RefundInput, reason: str | None) -> None:
+        await self._db(
+            TicketActivities.settle_refund,
+            RefundSettledInput(
+                refund_id=request.refund_id,
+                stripe_refund_id=None,
+                succeeded=False,
+                failure_reason=reason,
+            ),
+        )
+
+    async def _abandoned(self, request: RefundInput) -> None:
+        await self._release(request, self.abandon_reason)
+        self._state.status = "failed"
+        set_status(OperationStatus.ABANDONED)
+
+    async def _retire_ticket(self, request: RefundInput, mint: str) -> None:
         action = request.config.full_refund_action
         try:
             if action == "burn":
                 await workflow.execute_activity_method(
                     SolanaActivities.burn_ticket,
-                    BurnTicketInput(mint=request.mint, owner=""),
+                    BurnTicketInput(mint=mint, owner=""),
                     task_queue=request.queue(ActivityQueue.SOLANA),
                     start_to_close_timeout=policies.SOLANA_TIMEOUT,
                     retry_policy=policies.SOLANA,
@@ -687,7 +845,7 @@ class Refund(Parkable, _Steps):
             else:
                 await workflow.execute_activity_method(
                     SolanaActivities.freeze_ticket,
-                    FreezeTicketInput(mint=request.mint, owner=""),
+                    FreezeTicketInput(mint=mint, owner=""),
                     task_queue=request.queue(ActivityQueue.SOLANA),
                     start_to_close_timeout=policies.SOLANA_TIMEOUT,
                     retry_policy=policies.SOLANA,
@@ -700,7 +858,7 @@ class Refund(Parkable, _Steps):
             workflow.logger.error(
                 "could not %s ticket %s after a full refund: %s",
                 action,
-                request.mint,
+                mint,
                 cause_message(err),
             )
 

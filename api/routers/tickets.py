@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,6 +30,7 @@ from api.errors import error_responses
 from api.job_options import start_kwargs
 from domain.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     RefundRefused,
@@ -50,7 +51,13 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
 from store import accounts, events, tickets
-from store.models import NftTransferRecord, TicketPurchase, TicketRefund, User
+from store.models import (
+    NftTransferRecord,
+    TicketPurchase,
+    TicketRefund,
+    TicketRefundRequest,
+    User,
+)
 from workflows.tickets import (
     NftTransfer,
     Refund,
@@ -126,6 +133,8 @@ class RefundBody(BaseModel):
         default=None, description="minor units; omit for everything left"
     )
     reason: str | None = Field(default=None, max_length=500)
+    #: void the ticket (freeze or burn its NFT, put the place back on sale) even when partial
+    void_ticket: bool = False
 
 
 class TransferBody(BaseModel):
@@ -458,7 +467,7 @@ async def get_purchase(
     "/{purchase_id}/refund",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def refund(
     purchase_id: str,
@@ -469,12 +478,46 @@ async def refund(
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    """Refund all (no amount) or part of a ticket, never more than is left to refund."""
+    """Refund all (no amount) or part of a ticket, never more than is left to refund: issued by
+    the venue (``venue_admin`` or ``admin``). A buyer asks with ``POST .../refund-requests``.
+    A full refund, or ``void_ticket``, voids the ticket: its NFT is frozen or burned."""
     if body.amount is not None and body.amount <= 0:
         raise InvalidInput("amount must be a positive number of minor units", field="amount")
-    refund_id = _derived_id(principal, idempotency_key, f"refund:{purchase_id}")
     async with sessions() as session:
         purchase = await _visible(session, purchase_id, principal)
+    if not _is_staff(principal):
+        raise Forbidden(
+            "refunds are issued by the venue; ask for one with "
+            f"POST /api/v1/tickets/{purchase_id}/refund-requests"
+        )
+    refund_id = _derived_id(principal, idempotency_key, f"refund:{purchase_id}")
+    return await start_refund(
+        purchase,
+        refund_id,
+        amount=body.amount,
+        reason=body.reason,
+        void_ticket=body.void_ticket,
+        principal=principal,
+        settings=settings,
+        sessions=sessions,
+        temporal=temporal,
+    )
+
+
+async def start_refund(
+    purchase: TicketPurchase,
+    refund_id: str,
+    *,
+    amount: int | None,
+    reason: str | None,
+    void_ticket: bool,
+    principal: Principal,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+) -> Accepted:
+    """Check what is left to refund and start the ``Refund`` workflow (idempotent by id)."""
+    async with sessions() as session:
         already = await session.get(TicketRefund, refund_id)
         reserved = sum(
             r.amount_minor
@@ -490,7 +533,7 @@ async def refund(
         if purchase.amount_captured == 0:
             raise RefundRefused("nothing was captured for this purchase (yet)", field="amount")
         left = purchase.amount_captured - purchase.amount_refunded - reserved
-        if (body.amount or left) > left or left <= 0:
+        if (amount or left) > left or left <= 0:
             raise RefundRefused(
                 f"at most {left} is left to refund on this purchase", field="amount"
             )
@@ -499,13 +542,14 @@ async def refund(
         refund_id=refund_id,
         purchase_id=purchase.id,
         tenant=purchase.tenant,
-        amount_minor=body.amount,
+        amount_minor=amount,
         requested_by=principal.subject,
-        reason=body.reason,
+        reason=reason,
         buyer_email=purchase.buyer_email,
         event_id=purchase.event_id,
         seat=purchase.seat,
         mint=purchase.mint_address,
+        void_ticket=void_ticket,
         config=ticket_config(settings),
         task_queue_prefix=settings.task_queue_prefix,
     )
@@ -533,11 +577,201 @@ async def refund(
     )
 
 
+# --- refund requests: the buyer asks, the venue decides --------------------------------------
+
+
+class RefundRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt | None = Field(
+        default=None, gt=0, description="minor units; omit for everything left"
+    )
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500)
+    #: approve only: void the ticket even when the refund is partial
+    void_ticket: bool = False
+
+
+class RefundRequestView(BaseModel):
+    id: str
+    purchase_id: str
+    requested_by: str
+    amount_minor: int | None
+    reason: str | None
+    status: str
+    decided_by: str | None
+    decision_reason: str | None
+    refund_id: str | None
+    created_at: datetime
+
+
+def _request_view(row: TicketRefundRequest) -> RefundRequestView:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return RefundRequestView(
+        id=row.id,
+        purchase_id=row.purchase_id,
+        requested_by=row.requested_by,
+        amount_minor=row.amount_minor,
+        reason=row.reason,
+        status=row.status,
+        decided_by=row.decided_by,
+        decision_reason=row.decision_reason,
+        refund_id=row.refund_id,
+        created_at=created,
+    )
+
+
+@router.post(
+    "/{purchase_id}/refund-requests",
+    status_code=201,
+    response_model=RefundRequestView,
+    responses=error_responses(401, 404, 422),
+)
+async def ask_for_refund(
+    purchase_id: str,
+    body: RefundRequestBody,
+    principal: CurrentUser,
+    sessions: SessionFactoryDep,
+) -> RefundRequestView:
+    """The buyer asks the venue for a refund; the venue approves (the refund starts) or
+    declines it."""
+    async with sessions.begin() as session:
+        purchase = await _visible(session, purchase_id, principal)
+        left = purchase.amount_captured - purchase.amount_refunded
+        if left <= 0:
+            raise RefundRefused("nothing is left to refund on this purchase", field="amount")
+        if body.amount is not None and body.amount > left:
+            raise RefundRefused(f"at most {left} is left to refund", field="amount")
+        row = TicketRefundRequest(
+            purchase_id=purchase.id,
+            tenant=purchase.tenant,
+            requested_by=principal.subject,
+            amount_minor=body.amount,
+            reason=body.reason,
+            status="pending",
+        )
+        session.add(row)
+        await session.flush()
+        return _request_view(row)
+
+
+@router.get(
+    "/refund-requests",
+    response_model=list[RefundRequestView],
+    responses=error_responses(401, 422),
+)
+async def list_refund_requests(
+    principal: CurrentUser,
+    reads: ReadSessionsDep,
+    status: Annotated[str | None, Query(pattern=r"^(pending|approved|declined)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[RefundRequestView]:
+    """The venue sees its tenant's requests; a buyer sees their own. Oldest first."""
+    query = select(TicketRefundRequest).where(TicketRefundRequest.tenant == principal.tenant)
+    if not _is_staff(principal):
+        query = query.where(TicketRefundRequest.requested_by == principal.subject)
+    if status is not None:
+        query = query.where(TicketRefundRequest.status == status)
+    query = query.order_by(TicketRefundRequest.created_at, TicketRefundRequest.id)
+    async with reads() as session:
+        rows = (await session.execute(query.limit(limit).offset(offset))).scalars()
+        return [_request_view(r) for r in rows]
+
+
+async def _pending_request(
+    session: AsyncSession, request_id: str, principal: Principal
+) -> TicketRefundRequest:
+    row = (
+        await session.execute(
+            select(TicketRefundRequest)
+            .where(TicketRefundRequest.id == request_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None or row.tenant != principal.tenant:
+        raise NotFound("refund request not found")
+    if not _is_staff(principal):
+        raise Forbidden("refund requests are decided by the venue (venue_admin or admin)")
+    if row.status != "pending":
+        raise Conflict(f"the refund request was already {row.status}")
+    return row
+
+
+@router.post(
+    "/refund-requests/{request_id}/approve",
+    status_code=202,
+    response_model=Accepted,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def approve_refund_request(
+    request_id: str,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    body: DecisionBody | None = None,
+) -> Accepted:
+    """Approve a buyer's request: the refund it asked for starts (venue staff)."""
+    decision = body or DecisionBody()
+    refund_id = str(uuid.uuid5(NAMESPACE, f"refund-request\0{request_id}"))
+    async with sessions.begin() as session:
+        row = await _pending_request(session, request_id, principal)
+        row.status, row.decided_by, row.refund_id = "approved", principal.subject, refund_id
+        row.decision_reason = decision.reason
+        purchase = await tickets.get(session, row.purchase_id)
+        amount, reason = row.amount_minor, row.reason
+    try:
+        return await start_refund(
+            purchase,
+            refund_id,
+            amount=amount,
+            reason=reason,
+            void_ticket=decision.void_ticket,
+            principal=principal,
+            settings=settings,
+            sessions=sessions,
+            temporal=temporal,
+        )
+    except Exception:
+        async with sessions.begin() as session:  # nothing started: the request is pending again
+            again = await session.get(TicketRefundRequest, request_id)
+            if again is not None:
+                again.status, again.decided_by, again.refund_id = "pending", None, None
+                again.decision_reason = None
+        raise
+
+
+@router.post(
+    "/refund-requests/{request_id}/decline",
+    response_model=RefundRequestView,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def decline_refund_request(
+    request_id: str,
+    principal: CurrentUser,
+    sessions: SessionFactoryDep,
+    body: DecisionBody | None = None,
+) -> RefundRequestView:
+    """Decline a buyer's request, with a reason they can read (venue staff)."""
+    async with sessions.begin() as session:
+        row = await _pending_request(session, request_id, principal)
+        row.status, row.decided_by = "declined", principal.subject
+        row.decision_reason = (body or DecisionBody()).reason
+        await session.flush()
+        return _request_view(row)
+
+
 @router.post(
     "/{purchase_id}/transfer",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def transfer(
     purchase_id: str,
@@ -548,13 +782,23 @@ async def transfer(
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    """Move the NFT ticket to another wallet (secondary market)."""
+    """Move the NFT ticket to another wallet (secondary market): by its buyer while it is still
+    in the wallet it was bought with (checked on chain by the workflow), or by the venue from
+    whoever holds it."""
     transfer_id = _derived_id(principal, idempotency_key, f"transfer:{purchase_id}")
     async with sessions.begin() as session:
         purchase = await _visible(session, purchase_id, principal)
         if purchase.mint_address is None or purchase.status != PurchaseStatus.COMPLETED:
             raise Conflict("the ticket has not been minted (or was refunded)")
         owner = purchase.owner_wallet or purchase.buyer_wallet
+        if not _is_staff(principal) and owner != purchase.buyer_wallet:
+            # the buyer moved it on: the holder now is someone else, and the permanent delegate
+            # never acts for a former holder. The holder moves it with their own key; the venue
+            # can move it from its holder.
+            raise Forbidden(
+                "the ticket is no longer in the wallet it was bought with: only its current "
+                "holder or the venue may move it"
+            )
         existing = await session.get(NftTransferRecord, transfer_id)
         if existing is None:
             if body.to_wallet == owner:

@@ -277,16 +277,36 @@ async def test_partial_refunds_up_to_the_total_then_refused(
     _, accepted = await buy(stack, headers, await create_event(stack, tenant))
     purchase_id = accepted["id"]
     await until(stack, purchase_id, headers, lambda v: v["status"] == "completed", "completion")
-    first = await stack.api.post(
-        f"/api/v1/tickets/{purchase_id}/refund",
+    # the buyer cannot refund themselves (they kept a valid ticket for a partial refund)
+    own = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1000}, headers=headers
+    )
+    assert own.status_code == 403
+    # they ask; the venue approves
+    asked = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund-requests",
         json={"amount": 1000, "reason": "seat moved"},
         headers=headers,
     )
+    assert asked.status_code == 201, asked.text
+    venue = stack.auth("box-office", tenant, ["venue_admin"])
+    pending = await stack.api.get("/api/v1/tickets/refund-requests?status=pending", headers=venue)
+    assert [r["id"] for r in pending.json()] == [asked.json()["id"]]
+    first = await stack.api.post(
+        f"/api/v1/tickets/refund-requests/{asked.json()['id']}/approve", headers=venue
+    )
     assert first.status_code == 202, first.text
+    twice = await stack.api.post(
+        f"/api/v1/tickets/refund-requests/{asked.json()['id']}/approve", headers=venue
+    )
+    assert twice.status_code == 409
     await until(
         stack, purchase_id, headers, lambda v: v["amount_refunded"] == 1000, "the first refund"
     )
-    venue = stack.auth("box-office", tenant, ["venue_admin"])
+    mine = await stack.api.get("/api/v1/tickets/refund-requests", headers=headers)
+    assert [(r["status"], r["refund_id"]) for r in mine.json()] == [
+        ("approved", first.json()["id"])
+    ]
     rest = await stack.api.post(f"/api/v1/tickets/{purchase_id}/refund", json={}, headers=venue)
     assert rest.status_code == 202, rest.text
     done = await until(
@@ -302,7 +322,7 @@ async def test_partial_refunds_up_to_the_total_then_refused(
         == 2500
     )
     over = await stack.api.post(
-        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1}, headers=headers
+        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1}, headers=venue
     )
     assert over.status_code == 422 and over.json()["error"]["field"] == "amount"
     # a full refund freezes the ticket (TICKET_FULL_REFUND_ACTION=freeze)
@@ -344,10 +364,25 @@ async def test_transfer_to_another_wallet(stack: Stack) -> None:
     holder = await client.holder(parse_pubkey(done["mint"]))
     await client.aclose()
     assert holder is not None and str(holder[1].owner) == target
+    # the former holder cannot pull the ticket back with the delegate
+    back = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/transfer",
+        json={"to_wallet": sent["buyer_wallet"]},
+        headers=headers,
+    )
+    assert back.status_code == 403
+    # the venue can move it from its holder
+    venue = stack.auth("box-office", tenant, ["venue_admin"])
     same = await stack.api.post(
-        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=headers
+        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=venue
     )
     assert same.status_code == 422
+    third = wallet()
+    moved_by_venue = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": third}, headers=venue
+    )
+    assert moved_by_venue.status_code == 202, moved_by_venue.text
+    await until(stack, purchase_id, headers, lambda v: v["owner_wallet"] == third, "the move")
 
 
 async def test_payment_needing_authentication_completes_after_the_webhook(stack: Stack) -> None:
