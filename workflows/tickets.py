@@ -82,12 +82,19 @@ class _Compensation:
     after: str  # "refund after <after> failed"
     customer_reason: str
     alert_title: str
+    final: PurchaseStatus = PurchaseStatus.REFUNDED
 
 
 MINT_FAILED = _Compensation(
     "mint-failed", "mint_failed", "a failed mint", "the ticket could not be issued",
     "Ticket mint failed",
 )  # fmt: skip
+CANCELLED = _Compensation(
+    "cancelled", "cancelled", "a cancellation", "the purchase was cancelled",
+    "Ticket purchase cancelled after payment", PurchaseStatus.CANCELLED,
+)  # fmt: skip
+#: TicketPurchase: a cancel is taken at safe points and compensates (refund, NFT retired)
+PURCHASE_CANCEL_COMPENSATES = "ticket-purchase-cancel-compensates"
 PLACE_LOST = _Compensation(
     "place-lost", "place_lost", "a lost place", "the seat was no longer available",
     "Ticket place lost after payment",
@@ -187,6 +194,7 @@ class TicketPurchase(Parkable, _Steps):
         self._state = TicketPurchaseState(purchase_id="")
         self._events: list[StripeEventSignal] = []
         self._place_lost = False
+        self._cancel_requested = False
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -200,8 +208,28 @@ class TicketPurchase(Parkable, _Steps):
     async def run(self, request: TicketPurchaseInput) -> TicketPurchaseState:
         self._routed = self._request = request
         self._state = TicketPurchaseState(purchase_id=request.purchase_id)
+        if not workflow.patched(PURCHASE_CANCEL_COMPENSATES):
+            return await self._purchase()
+        # a cancel never cuts a step in half: the purchase takes it at the next safe point and
+        # compensates (the intent cancelled, or the payment refunded and the NFT retired)
+        body = asyncio.ensure_future(self._purchase())
+        try:
+            return await asyncio.shield(body)
+        except asyncio.CancelledError:
+            self._cancel_requested = True
+            workflow.logger.info("cancel requested: compensating at the next safe point")
+        result = await body
+        if self._state.status == PurchaseStatus.CANCELLED:
+            set_status(OperationStatus.CANCELLED)
+            raise asyncio.CancelledError()
+        return result
+
+    async def _purchase(self) -> TicketPurchaseState:
         paid = await self._pay()
         if not paid:
+            return self._state
+        if self._cancel_requested:
+            await self._compensate(CANCELLED, "the purchase was cancelled after payment")
             return self._state
         if self._place_lost:
             await self._compensate(
@@ -212,6 +240,10 @@ class TicketPurchase(Parkable, _Steps):
             return self._state
         await self._paid_notifications()
         minted = await self._mint()
+        if minted is None and self._cancel_requested:
+            await self._retire_minted()
+            await self._compensate(CANCELLED, "the purchase was cancelled after payment")
+            return self._state
         if minted is not None:
             await self._compensate(
                 MINT_FAILED, f"the NFT ticket could not be minted: {cause_message(minted)}"
@@ -303,7 +335,7 @@ class TicketPurchase(Parkable, _Steps):
         # a timeout is an answer too: no outcome, and the intent is cancelled below
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: outcome() is not None,
+                lambda: outcome() is not None or self._cancel_requested,
                 timeout=timedelta(seconds=config.action_timeout_seconds),
             )
         event = outcome()
@@ -331,18 +363,25 @@ class TicketPurchase(Parkable, _Steps):
             start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
             retry_policy=policies.STRIPE,
         )
-        self._state.failure_reason = "the buyer did not complete authentication in time"
+        self._state.failure_reason = (
+            "the purchase was cancelled"
+            if self._cancel_requested
+            else "the buyer did not complete authentication in time"
+        )
         return "canceled"
 
     async def _payment_failed(self, reason: str) -> None:
         reason = self._state.failure_reason or reason
         self._state.failure_reason = reason
-        self._move(PurchaseStatus.PAYMENT_FAILED)
+        status = (
+            PurchaseStatus.CANCELLED if self._cancel_requested else PurchaseStatus.PAYMENT_FAILED
+        )
+        self._move(status)
         await self._db(
             TicketActivities.update,
             PurchaseUpdate(
                 purchase_id=self._request.purchase_id,
-                status=PurchaseStatus.PAYMENT_FAILED,
+                status=status,
                 failure_reason=reason,
                 payment_intent=self._state.payment_intent,
                 release_seat=True,
@@ -418,12 +457,12 @@ class TicketPurchase(Parkable, _Steps):
             if root_error_type(err) != "RefundRefused":
                 raise
             # the venue refunded everything already (while the mint ran): nothing is left
-            self._move(PurchaseStatus.REFUNDED)
+            self._move(why.final)
             await self._db(
                 TicketActivities.update,
                 PurchaseUpdate(
                     purchase_id=request.purchase_id,
-                    status=PurchaseStatus.REFUNDED,
+                    status=why.final,
                     failure_reason=reason,
                     release_seat=True,
                 ),
@@ -466,12 +505,12 @@ class TicketPurchase(Parkable, _Steps):
                 refund_id=refund_id, stripe_refund_id=refund.refund_id, succeeded=True
             ),
         )
-        self._move(PurchaseStatus.REFUNDED)
+        self._move(why.final)
         await self._db(
             TicketActivities.update,
             PurchaseUpdate(
                 purchase_id=request.purchase_id,
-                status=PurchaseStatus.REFUNDED,
+                status=why.final,
                 failure_reason=reason,
                 release_seat=True,
             ),
@@ -510,6 +549,33 @@ class TicketPurchase(Parkable, _Steps):
                 "reason": why.code,
             },
         )
+
+    async def _retire_minted(self) -> None:
+        """Freeze (or burn, as configured) the NFT of a purchase cancelled while it was minted."""
+        request, mint = self._request, self._state.mint
+        assert mint is not None
+        burn = request.config.full_refund_action == "burn"
+        try:
+            if burn:
+                await workflow.execute_activity_method(
+                    SolanaActivities.burn_ticket,
+                    BurnTicketInput(mint=mint, owner=""),
+                    task_queue=request.queue(ActivityQueue.SOLANA),
+                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                    retry_policy=policies.SOLANA,
+                )
+            else:
+                await workflow.execute_activity_method(
+                    SolanaActivities.freeze_ticket,
+                    FreezeTicketInput(mint=mint, owner=""),
+                    task_queue=request.queue(ActivityQueue.SOLANA),
+                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                    retry_policy=policies.SOLANA,
+                )
+        except ActivityError as err:
+            # the refund still goes out; a ticket left valid is an operator's job
+            self._state.error = f"could not retire the NFT: {cause_message(err)}"
+            workflow.logger.error("could not retire ticket %s: %s", mint, cause_message(err))
 
     # --- notifications -------------------------------------------------------------------------
 
