@@ -73,6 +73,14 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 
+class _StripeRefundFailed(Exception):
+    """Stripe answered a compensating refund with ``failed`` or ``canceled``."""
+
+
+#: TicketPurchase: a compensating refund Stripe answers ``pending`` waits for its verdict
+PURCHASE_REFUND_FOLLOWS = "ticket-purchase-refund-follows-stripe-status"
+
+
 @dataclass(frozen=True)
 class _Compensation:
     """Why a paid purchase is refunded in full: names its refund, emails and webhook."""
@@ -122,6 +130,7 @@ class _Steps:
     """Helpers every ticket workflow uses: bookkeeping and notifications that never fail it."""
 
     _routed: Routed
+    _events: list[StripeEventSignal]
 
     async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
         return await workflow.execute_activity_method(
@@ -166,6 +175,35 @@ class _Steps:
             reraise_if_cancelled(err)
             await self._gave_up(message_id, "webhook", tenant, event_type, cause_message(err))
             return 0
+
+    async def _await_stripe(self, refund_id: str, timeout_seconds: float) -> str:
+        """Stripe's final word on a refund it answered ``pending``: its webhook (a
+        ``stripe_event`` signal), or asked again every ``REFUND_WEBHOOK_WAIT`` while none comes."""
+        events: list[StripeEventSignal] = self._events
+
+        def final() -> str | None:
+            for event in events:
+                if event.refund == refund_id and event.status in REFUND_FINAL:
+                    return event.status
+            return None
+
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: final() is not None, timeout=REFUND_WEBHOOK_WAIT
+                )
+            outcome = final()
+            if outcome is not None:
+                return outcome
+            current = await workflow.execute_activity_method(
+                StripeActivities.retrieve_refund,
+                RetrieveRefundInput(refund_id=refund_id),
+                task_queue=self._routed.queue(ActivityQueue.STRIPE),
+                start_to_close_timeout=timedelta(seconds=timeout_seconds),
+                retry_policy=policies.STRIPE,
+            )
+            if current.status in REFUND_FINAL:
+                return current.status
 
     async def _gave_up(
         self, message_id: str, channel: str, target: str, kind: str, error: str
@@ -469,12 +507,14 @@ class TicketPurchase(Parkable, _Steps):
             )
             set_status(OperationStatus.FAILED)
             return
+        attempt = 1
         while True:
+            key = f"{workflow.info().workflow_id}:refund" + ("" if attempt == 1 else f":{attempt}")
             try:
                 refund = await workflow.execute_activity_method(
                     StripeActivities.refund,
                     StripeRefundInput(
-                        idempotency_key=f"{workflow.info().workflow_id}:refund",
+                        idempotency_key=key,
                         payment_intent=reserved.payment_intent,
                         amount_minor=reserved.amount_minor,
                         metadata={"purchase_id": request.purchase_id, "reason": why.code},
@@ -483,10 +523,20 @@ class TicketPurchase(Parkable, _Steps):
                     start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
                     retry_policy=policies.STRIPE_REFUND,
                 )
-                break
-            except ActivityError as err:
-                reraise_if_cancelled(err)
-                state.error = f"refund after {why.after} failed: {cause_message(err)}"
+                if refund.status == "succeeded" or not workflow.patched(PURCHASE_REFUND_FOLLOWS):
+                    break
+                outcome = await self._await_stripe(
+                    refund.refund_id, request.config.stripe_timeout_seconds
+                )
+                if outcome == "succeeded":
+                    break
+                attempt += 1
+                raise _StripeRefundFailed(f"Stripe refund {refund.refund_id} ended {outcome}")
+            except (ActivityError, _StripeRefundFailed) as err:
+                if isinstance(err, ActivityError):
+                    reraise_if_cancelled(err)
+                message = cause_message(err) if isinstance(err, ActivityError) else str(err)
+                state.error = f"refund after {why.after} failed: {message}"
                 self._move(PurchaseStatus.NEEDS_ATTENTION)
                 if await self.park(state.error) is Decision.ABANDON:
                     await self._db(
@@ -816,7 +866,10 @@ class Refund(Parkable, _Steps):
             if refund.status == "succeeded" or not workflow.patched(REFUND_FOLLOWS_STRIPE):
                 return refund
             state.stripe_refund_id = refund.refund_id
-            outcome = await self._await_stripe(request, refund)
+            state.status = "waiting_for_stripe"
+            outcome = await self._await_stripe(
+                refund.refund_id, request.config.stripe_timeout_seconds
+            )
             if outcome == "succeeded":
                 return refund
             # Stripe could not refund (e.g. the card was closed): an operator decides; a retry
@@ -827,35 +880,6 @@ class Refund(Parkable, _Steps):
                 await self._abandoned(request)
                 return None
             attempt += 1
-
-    async def _await_stripe(self, request: RefundInput, refund: StripeRefundResult) -> str:
-        """Stripe's final word on a refund it answered ``pending``: its webhook, or asked
-        again every ``REFUND_WEBHOOK_WAIT`` while none comes."""
-        self._state.status = "waiting_for_stripe"
-
-        def final() -> str | None:
-            for event in self._events:
-                if event.refund == refund.refund_id and event.status in REFUND_FINAL:
-                    return event.status
-            return None
-
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: final() is not None, timeout=REFUND_WEBHOOK_WAIT
-                )
-            outcome = final()
-            if outcome is not None:
-                return outcome
-            current = await workflow.execute_activity_method(
-                StripeActivities.retrieve_refund,
-                RetrieveRefundInput(refund_id=refund.refund_id),
-                task_queue=request.queue(ActivityQueue.STRIPE),
-                start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
-                retry_policy=policies.STRIPE,
-            )
-            if current.status in REFUND_FINAL:
-                return current.status
 
     async def _await_mint(self, request: RefundInput, full: bool) -> str | None:
         """The ticket's mint address once its purchase has minted it, None when it never will

@@ -68,21 +68,23 @@ async def stripe_webhook(
             return {"received": True, "duplicate": True}
         purchase = await tickets.by_payment_intent(session, str(intent_id)) if intent_id else None
     refund_id = (obj.get("metadata") or {}).get("refund_id")
-    if kind in REFUND_EVENTS and isinstance(refund_id, str) and refund_id:
-        # a refund Settle asked for: its Refund workflow waits for Stripe's verdict
-        await _signal(
-            temporal,
-            refund_workflow_id(refund_id),
-            Refund.stripe_event,
-            StripeEventSignal(
-                event_id=event_id,
-                type=kind,
-                payment_intent=intent_id,
-                status=obj.get("status"),
-                failure_message=obj.get("failure_reason"),
-                refund=obj.get("id"),
-            ),
+    if kind in REFUND_EVENTS and (refund_id or purchase is not None):
+        # a refund Settle asked for: its Refund workflow (or the purchase compensating itself)
+        # waits for Stripe's verdict
+        refund_event = StripeEventSignal(
+            event_id=event_id,
+            type=kind,
+            payment_intent=intent_id,
+            status=obj.get("status"),
+            failure_message=obj.get("failure_reason"),
+            refund=obj.get("id"),
         )
+        if isinstance(refund_id, str) and refund_id:
+            await _signal(
+                temporal, refund_workflow_id(refund_id), Refund.stripe_event, refund_event
+            )
+        elif purchase is not None:
+            await _signal(temporal, purchase.workflow_id, TicketPurchase.stripe_event, refund_event)
     elif kind in HANDLED and purchase is not None:
         error = (obj.get("last_payment_error") or {}).get("message")
         signal = StripeEventSignal(

@@ -78,6 +78,8 @@ class Fakes:
     place_kept: bool | None = None
     #: what Stripe answers a refund with
     refund_status: str = "succeeded"
+    #: answers for the first refunds, before ``refund_status``
+    refund_statuses: list[str] = field(default_factory=list)
     #: what retrieving a refund says
     refund_later: str = "pending"
     #: the mint waits for this (set it to let the mint finish)
@@ -124,7 +126,7 @@ class Fakes:
             return StripeRefundResult(
                 refund_id=f"re_{len(fake.refunds)}",
                 amount_minor=request.amount_minor or 2500,
-                status=fake.refund_status,
+                status=fake.refund_statuses.pop(0) if fake.refund_statuses else fake.refund_status,
             )
 
         @activity.defn(name="stripe.retrieve_refund")
@@ -634,3 +636,26 @@ async def test_cancelling_a_refund_stripe_is_processing_is_refused(
 
     state = await run_refund(env, fakes, 1000, cancel)
     assert state.status == "succeeded" and fakes.settled[-1].succeeded
+
+
+async def test_a_compensating_refund_stripe_fails_parks_and_retry_refunds_anew(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(
+        mint_error=permanent("SolanaRejected", "no"),
+        refund_statuses=["pending"],
+        refund_later="failed",
+    )
+
+    async def retry_when_parked(handle: Any) -> None:
+        for _ in range(100):
+            if (await handle.query(TicketPurchase.status)).status == PurchaseStatus.NEEDS_ATTENTION:
+                break
+            await env.sleep(600)
+        assert fakes.settled == []  # nothing recorded as refunded while Stripe said no
+        await handle.signal(TicketPurchase.retry)
+
+    with pytest.raises(WorkflowFailureError):
+        await run_purchase(env, fakes, retry_when_parked)
+    assert [r.idempotency_key.rsplit(":", 1)[-1] for r in fakes.refunds] == ["refund", "2"]
+    assert fakes.settled[-1].succeeded and fakes.settled[-1].stripe_refund_id == "re_2"
