@@ -178,6 +178,8 @@ class PurchaseView(BaseModel):
     status: str
     event_id: str
     seat: str
+    #: the catalogue section (null for purchases from before the catalogue)
+    section: str | None
     amount_minor: int
     currency: str
     amount_captured: int
@@ -427,6 +429,7 @@ async def get_purchase(
         status=purchase.status,
         event_id=purchase.event_id,
         seat=purchase.seat,
+        section=purchase.section,
         amount_minor=purchase.amount_minor,
         currency=purchase.currency,
         amount_captured=purchase.amount_captured,

@@ -248,3 +248,39 @@ async def test_clearing_the_queue_after_payment_refunds_and_retires_the_minted_n
     with pytest.raises(WorkflowFailureError) as failure:
         await stack.handle(accepted["workflow_id"]).result()
     assert isinstance(failure.value.cause, CancelledError)
+
+
+async def test_refund_requests_are_decided_by_the_venue_of_the_tenant(stack: Stack) -> None:
+    tenant = unique_tenant()
+    buyer, venue = stack.auth("gil", tenant), stack.auth("box", tenant, ["venue_admin"])
+    _, accepted = await buy(stack, buyer, await create_event(stack, tenant))
+    await until(stack, accepted["id"], buyer, lambda v: v["status"] == "completed", "completion")
+    too_much = await stack.api.post(
+        f"/api/v1/tickets/{accepted['id']}/refund-requests", json={"amount": 2501}, headers=buyer
+    )
+    assert too_much.status_code == 422 and too_much.json()["error"]["field"] == "amount"
+    asked = await stack.api.post(
+        f"/api/v1/tickets/{accepted['id']}/refund-requests", json={}, headers=buyer
+    )
+    assert asked.status_code == 201, asked.text
+    request_id = asked.json()["id"]
+    decide = f"/api/v1/tickets/refund-requests/{request_id}"
+    # the buyer cannot approve their own request; another tenant's venue does not see it
+    assert (await stack.api.post(f"{decide}/approve", headers=buyer)).status_code == 403
+    other_venue = stack.auth("box", unique_tenant(), ["venue_admin"])
+    assert (await stack.api.post(f"{decide}/approve", headers=other_venue)).status_code == 404
+    listed = await stack.api.get("/api/v1/tickets/refund-requests", headers=other_venue)
+    assert listed.json() == []
+    stranger = stack.auth("someone", tenant)
+    assert (await stack.api.get("/api/v1/tickets/refund-requests", headers=stranger)).json() == []
+    declined = await stack.api.post(
+        f"{decide}/decline", json={"reason": "no refunds after the draw"}, headers=venue
+    )
+    assert declined.status_code == 200, declined.text
+    assert (declined.json()["status"], declined.json()["decided_by"]) == ("declined", "box")
+    assert (await stack.api.post(f"{decide}/approve", headers=venue)).status_code == 409
+    seen = await stack.api.get("/api/v1/tickets/refund-requests", headers=buyer)
+    assert [(r["status"], r["decision_reason"]) for r in seen.json()] == [
+        ("declined", "no refunds after the draw")
+    ]
+    assert (await refund_rows(stack, accepted["id"])) == []

@@ -164,7 +164,12 @@ async def test_purchase_charges_once_mints_emails_and_signs_a_webhook(
         "ticket_id": accepted["id"],
     }
     assert (mint.metadata.name, mint.metadata.symbol) == ("Cup final", "CUP")
-    assert (done["seat"], done["amount_minor"], done["currency"]) == ("S-3", 2500, "usd")
+    assert (done["seat"], done["section"], done["amount_minor"], done["currency"]) == (
+        "S-3",
+        "SEATS",
+        2500,
+        "usd",
+    )
     assert holder is not None and str(holder[1].owner) == sent["buyer_wallet"]
     # the emails are in the catcher
     mails = await stack.mail.wait_for(
