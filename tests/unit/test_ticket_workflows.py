@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,7 +56,7 @@ from domain.tickets import (
     WebhookInput,
     WebhookResult,
 )
-from tests.fixtures.temporal import new_prefix, running_workers
+from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 
 BUYER = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"
@@ -659,3 +662,74 @@ async def test_a_compensating_refund_stripe_fails_parks_and_retry_refunds_anew(
         await run_purchase(env, fakes, retry_when_parked)
     assert [r.idempotency_key.rsplit(":", 1)[-1] for r in fakes.refunds] == ["refund", "2"]
     assert fakes.settled[-1].succeeded and fakes.settled[-1].stripe_refund_id == "re_2"
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+async def _record() -> None:
+    """Ticket histories of today's shape, for the replay test (never re-recorded)."""
+    env = await start_time_skipping()
+    async with env:
+        purchases: list[tuple[str, Fakes, Any]] = [
+            ("v1_completed", Fakes(), None),
+            ("v1_mint_failed_refunded", Fakes(mint_error=permanent("SolanaRejected", "no")), None),
+            ("v1_cancelled_while_authenticating", Fakes(pay_status="requires_action"), "3ds"),
+        ]
+        for name, fakes, cancel in purchases:
+            path = HISTORIES / "ticket_purchase" / f"{name}.json"
+            if path.exists():
+                sys.exit(f"{path} exists: histories are never re-recorded")
+            prefix = new_prefix()
+            async with running_workers(
+                env.client, prefix, workflows=[TicketPurchase], activities=fakes.activities()
+            ):
+                request = purchase_input(prefix)
+                handle = await env.client.start_workflow(
+                    TicketPurchase.run,
+                    request,
+                    id=f"ticket-purchase-{request.purchase_id}",
+                    task_queue=f"{prefix}workflows",
+                )
+                if cancel:
+                    await until_status(
+                        handle,
+                        TicketPurchase.status,
+                        lambda s: s.status == PurchaseStatus.REQUIRES_ACTION,
+                    )
+                    await handle.cancel()
+                with contextlib.suppress(WorkflowFailureError):
+                    await handle.result()
+                history = await handle.fetch_history()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(history.to_json())
+            print(f"wrote {path}")
+        refunds: list[tuple[str, Fakes, int | None, bool]] = [
+            ("v1_full_refund_frozen", Fakes(full_refund=True), None, False),
+            ("v1_pending_then_stripe_asked", Fakes(refund_status="pending", refund_later="succeeded", full_refund=False), 1000, False),
+            ("v1_full_refund_waited_for_mint", Fakes(full_refund=True, mint_outcomes=[MintOutcome(status="minting", mint=None), MintOutcome(status="completed", mint="Mint777")]), None, True),
+        ]  # fmt: skip
+        for name, fakes, amount, minting in refunds:
+            path = HISTORIES / "refund" / f"{name}.json"
+            if path.exists():
+                sys.exit(f"{path} exists: histories are never re-recorded")
+            prefix = new_prefix()
+            async with running_workers(
+                env.client, prefix, workflows=[Refund], activities=fakes.activities()
+            ):
+                refund = refund_input(prefix, amount, None if minting else "Mint111")
+                handle = await env.client.start_workflow(
+                    Refund.run,
+                    refund,
+                    id=f"refund-{refund.refund_id}",
+                    task_queue=f"{prefix}workflows",
+                )
+                await handle.result()
+                history = await handle.fetch_history()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(history.to_json())
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_record())
