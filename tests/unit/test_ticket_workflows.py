@@ -718,14 +718,14 @@ async def _record() -> None:
                 env.client, prefix, workflows=[Refund], activities=fakes.activities()
             ):
                 refund = refund_input(prefix, amount, None if minting else "Mint111")
-                handle = await env.client.start_workflow(
+                refund_handle = await env.client.start_workflow(
                     Refund.run,
                     refund,
                     id=f"refund-{refund.refund_id}",
                     task_queue=f"{prefix}workflows",
                 )
-                await handle.result()
-                history = await handle.fetch_history()
+                await refund_handle.result()
+                history = await refund_handle.fetch_history()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(history.to_json())
             print(f"wrote {path}")
