@@ -245,6 +245,7 @@ def activities_by_queue(
             tickets.reserve_refund,
             tickets.settle_refund,
             tickets.record_transfer,
+            tickets.mint_outcome,
             monitor.measure,
             monitor.reconcile,
             credentials.record,
@@ -259,7 +260,13 @@ def activities_by_queue(
         ],
         ActivityQueue.IPFS: [verification.fetch_manifest],
         ActivityQueue.CREDENTIALS: [credentials.submit_anchor],
-        ActivityQueue.STRIPE: [stripe.pay, stripe.retrieve, stripe.cancel, stripe.refund],
+        ActivityQueue.STRIPE: [
+            stripe.pay,
+            stripe.retrieve,
+            stripe.cancel,
+            stripe.refund,
+            stripe.retrieve_refund,
+        ],
         ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
         ActivityQueue.EVM_READ: [
             chain.scan,

@@ -9,6 +9,7 @@ from domain.tickets import (
     PayInput,
     PayResult,
     RetrievePaymentInput,
+    RetrieveRefundInput,
     StripeRefundInput,
     StripeRefundResult,
 )
@@ -62,6 +63,13 @@ class StripeActivities:
             idempotency_key=request.idempotency_key,
             metadata=request.metadata,
         )
+        return StripeRefundResult(
+            refund_id=refund.id, amount_minor=refund.amount, status=refund.status
+        )
+
+    @activity.defn(name="stripe.retrieve_refund")
+    async def retrieve_refund(self, request: RetrieveRefundInput) -> StripeRefundResult:
+        refund = await self._payments.retrieve_refund(request.refund_id)
         return StripeRefundResult(
             refund_id=refund.id, amount_minor=refund.amount, status=refund.status
         )

@@ -6,7 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from domain.tickets import (
+    MintOutcome,
+    MintOutcomeInput,
     PaymentCapturedInput,
+    PaymentCapturedResult,
     PurchaseUpdate,
     RefundSettledInput,
     ReservedRefund,
@@ -21,9 +24,9 @@ class TicketActivities:
         self._sessions = sessions
 
     @activity.defn(name="tickets.payment_captured")
-    async def payment_captured(self, captured: PaymentCapturedInput) -> None:
+    async def payment_captured(self, captured: PaymentCapturedInput) -> PaymentCapturedResult:
         async with self._sessions.begin() as session:
-            await tickets.payment_captured(session, captured)
+            return await tickets.payment_captured(session, captured)
 
     @activity.defn(name="tickets.update")
     async def update(self, change: PurchaseUpdate) -> str:
@@ -39,6 +42,12 @@ class TicketActivities:
     async def settle_refund(self, settled: RefundSettledInput) -> None:
         async with self._sessions.begin() as session:
             await tickets.settle_refund(session, settled)
+
+    @activity.defn(name="tickets.mint_outcome")
+    async def mint_outcome(self, request: MintOutcomeInput) -> MintOutcome:
+        async with self._sessions() as session:
+            purchase = await tickets.get(session, request.purchase_id)
+            return MintOutcome(status=purchase.status, mint=purchase.mint_address)
 
     @activity.defn(name="tickets.record_transfer")
     async def record_transfer(self, change: TransferRecordInput) -> None:

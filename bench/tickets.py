@@ -25,6 +25,7 @@ import os
 import platform
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -55,19 +56,30 @@ FAILED = {PurchaseStatus.PAYMENT_FAILED, PurchaseStatus.REFUNDED}
 PAYMENT_METHOD = "pm_card_visa"
 
 
-async def create_event(http: httpx.AsyncClient, venue: dict[str, str]) -> str:
-    """The event the purchases are for. (Any id is accepted today; when events come from a
-    catalogue, the venue creates it here.)"""
-    return f"evt-{uuid.uuid4().hex[:8]}"
+async def create_event(http: httpx.AsyncClient, venue: dict[str, str], places: int) -> str:
+    """The event the purchases are for, created by the venue in the tenant's catalogue: one
+    section ``FLOOR`` with a place per purchase (the catalogue sets the price)."""
+    created = await http.post(
+        "/api/v1/events",
+        json={
+            "name": "Bench night",
+            "venue": "Bench hall",
+            "starts_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+            "currency": "usd",
+            "sections": [{"code": "FLOOR", "price": 2500, "capacity": max(1, places)}],
+        },
+        headers=venue,
+    )
+    created.raise_for_status()
+    return str(created.json()["id"])
 
 
 def purchase_request(event: str, n: int, payment_method: str = PAYMENT_METHOD) -> dict[str, Any]:
-    """The body of the ``n``-th purchase: seat ``S-n`` of ``event`` paid by a test card."""
+    """The body of the ``n``-th purchase: a place in section ``FLOOR`` of ``event`` paid by a
+    test card (price and currency are the catalogue's)."""
     return {
         "event_id": event,
-        "seat": f"S-{n}",
-        "amount": 2500,
-        "currency": "usd",
+        "section": "FLOOR",
         "payment_method": payment_method,
         "buyer_email": f"buyer{n}@bench.example",
         "buyer_wallet": str(Keypair().pubkey()),
@@ -183,7 +195,7 @@ async def run_purchases(
                 "/api/v1/webhook-endpoints", json={"url": webhook_url}, headers=venue
             )
             registered.raise_for_status()
-            event = await create_event(http, venue)
+            event = await create_event(http, venue, tally.expected)
             t_start = time.perf_counter()
             await asyncio.gather(*(one(http, event, n) for n in range(tally.expected)))
             await watcher

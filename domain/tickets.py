@@ -22,12 +22,24 @@ class PurchaseStatus(StrEnum):
     MINTING = "minting"
     COMPLETED = "completed"  # paid, minted, notified
     PAYMENT_FAILED = "payment_failed"  # declined, or authentication failed or timed out
-    REFUNDED = "refunded"  # the mint could never succeed: the payment was refunded
+    REFUNDED = "refunded"  # paid back in full (the mint failed, the place was lost, or a refund)
+    VOIDED = "voided"  # partly refunded with ``void_ticket``: the ticket is no longer valid
+    CANCELLED = "cancelled"  # cancelled by its owner or an operator; what was paid is refunded
     NEEDS_ATTENTION = "needs_attention"
 
 
 FINAL_PURCHASE = frozenset(
-    {PurchaseStatus.COMPLETED, PurchaseStatus.PAYMENT_FAILED, PurchaseStatus.REFUNDED}
+    {
+        PurchaseStatus.COMPLETED,
+        PurchaseStatus.PAYMENT_FAILED,
+        PurchaseStatus.REFUNDED,
+        PurchaseStatus.VOIDED,
+        PurchaseStatus.CANCELLED,
+    }
+)
+#: the ticket is void: its NFT is retired, its place back on sale
+VOID_PURCHASE = frozenset(
+    {PurchaseStatus.REFUNDED, PurchaseStatus.VOIDED, PurchaseStatus.CANCELLED}
 )
 
 
@@ -54,6 +66,8 @@ class TicketPurchaseInput(Routed):
     buyer_wallet: str
     metadata_uri: str
     symbol: str = "TIX"
+    #: the NFT's name, from the catalogue (older purchases: "Ticket <event id>")
+    nft_name: str | None = None
     config: TicketConfig = Field(default_factory=TicketConfig)
 
 
@@ -108,6 +122,10 @@ class StripeRefundInput(BaseModel):
     metadata: dict[str, str]
 
 
+class RetrieveRefundInput(BaseModel):
+    refund_id: str
+
+
 class StripeRefundResult(BaseModel):
     refund_id: str
     amount_minor: int
@@ -122,6 +140,8 @@ class StripeEventSignal(BaseModel):
     payment_intent: str | None = None
     status: str | None = None
     failure_message: str | None = None
+    #: refund events: Stripe's refund id
+    refund: str | None = None
 
 
 # --- notifications ------------------------------------------------------------------------------
@@ -167,6 +187,11 @@ class PaymentCapturedInput(BaseModel):
     currency: str
 
 
+class PaymentCapturedResult(BaseModel):
+    #: False: the hold expired and another buyer took the place (refund the payment)
+    place_kept: bool = True
+
+
 class PurchaseUpdate(BaseModel):
     purchase_id: str
     status: PurchaseStatus
@@ -203,6 +228,17 @@ class RefundSettledInput(BaseModel):
     stripe_refund_id: str | None
     succeeded: bool
     failure_reason: str | None = None
+    #: the refund voids the ticket even when partial
+    void_ticket: bool = False
+
+
+class MintOutcomeInput(BaseModel):
+    purchase_id: str
+
+
+class MintOutcome(BaseModel):
+    status: str
+    mint: str | None
 
 
 class TransferRecordInput(BaseModel):
@@ -228,11 +264,14 @@ class RefundInput(Routed):
     seat: str
     mint: str | None
     config: TicketConfig = Field(default_factory=TicketConfig)
+    #: retire the ticket (freeze or burn its NFT) even when the refund is partial
+    void_ticket: bool = False
 
 
 class RefundState(BaseModel):
     refund_id: str
-    status: str = "pending"  # pending | succeeded | refused | failed
+    #: pending | waiting_for_stripe | succeeded | refused | failed | cancelled
+    status: str = "pending"
     amount_minor: int | None = None
     stripe_refund_id: str | None = None
     nft_action: str | None = None

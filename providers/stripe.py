@@ -199,6 +199,18 @@ class StripePayments:
             payment_intent=payment_intent,
         )
 
+    async def retrieve_refund(self, refund_id: str) -> Refund:
+        refund = await self._call(
+            "retrieve refund", lambda: self._client.v1.refunds.retrieve_async(refund_id)
+        )
+        data = _dict(refund)
+        return Refund(
+            id=data["id"],
+            status=data["status"],
+            amount=int(data["amount"]),
+            payment_intent=str(data.get("payment_intent") or ""),
+        )
+
 
 def verify_webhook(
     payload: bytes, signature: str, secret: str, tolerance_seconds: int

@@ -15,7 +15,9 @@ Test payment methods, as Stripe's: ``pm_card_visa`` / ``pm_card_mastercard`` suc
 ``pm_card_threeDSecure2Required`` need the buyer's authentication (``requires_action``).
 
 Test controls (not Stripe): ``POST /_sandbox/payment_intents/{id}/authenticate``
-``{"succeed": true}`` finishes (or fails) a pending authentication; ``POST /_sandbox/fail-next``
+``{"succeed": true}`` finishes (or fails) a pending authentication;
+``POST /_sandbox/pending-refunds`` ``{"count": n}`` makes the next refunds ``pending`` until
+``POST /_sandbox/refunds/{id}/settle`` ``{"succeed": true|false}``; ``POST /_sandbox/fail-next``
 ``{"count": n, "status": 500|429}``; ``GET /_sandbox/state``.
 """
 
@@ -114,6 +116,8 @@ class StripeState:
     idempotency: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
+    #: how many of the next refunds stay ``pending`` until settled by hand
+    pending_refunds: int = 0
     delivered: int = 0
     requests: int = 0
 
@@ -355,6 +359,8 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
                 "amount",
                 "amount_too_large",
             )
+        pending = state.pending_refunds > 0
+        state.pending_refunds -= int(pending)
         refund = {
             "id": _id("re"),
             "object": "refund",
@@ -362,7 +368,7 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             "charge": charge["id"],
             "payment_intent": charge["payment_intent"],
             "currency": charge["currency"],
-            "status": "succeeded",
+            "status": "pending" if pending else "succeeded",
             "reason": params.get("reason"),
             "metadata": params.get("metadata", {}),
             "created": int(time.time()),
@@ -370,7 +376,10 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         state.refunds[refund["id"]] = refund
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
-        emit("charge.refunded", {**charge, "refunds": {"object": "list", "data": [refund]}})
+        if pending:
+            emit("refund.created", refund)
+        else:
+            emit("charge.refunded", {**charge, "refunds": {"object": "list", "data": [refund]}})
         return refund
 
     def lookup(table: dict[str, dict[str, Any]], name: str, key: str) -> dict[str, Any]:
@@ -515,6 +524,31 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             )
             emit("payment_intent.payment_failed", intent)
         return JSONResponse(intent)
+
+    @app.post("/_sandbox/pending-refunds")
+    async def pending_refunds(request: Request) -> dict[str, Any]:
+        """The next ``count`` refunds answer ``pending``; settle them with ``.../settle``."""
+        body = await request.json()
+        state.pending_refunds += int(body.get("count", 1))
+        return {"pending_refunds": state.pending_refunds}
+
+    @app.post("/_sandbox/refunds/{refund_id}/settle")
+    async def settle_refund(refund_id: str, request: Request) -> JSONResponse:
+        """A pending refund succeeds or fails (its amount goes back to the charge), and
+        ``refund.updated`` (plus ``refund.failed``) is sent."""
+        body = await request.json() if await request.body() else {}
+        refund = state.refunds[refund_id]
+        if refund["status"] == "pending":
+            if body.get("succeed", True):
+                refund["status"] = "succeeded"
+            else:
+                refund.update(status="failed", failure_reason="lost_or_stolen_card")
+                charge = state.charges[refund["charge"]]
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = False
+                emit("refund.failed", refund)
+            emit("refund.updated", refund)
+        return JSONResponse(refund)
 
     @app.post("/_sandbox/fail-next")
     async def fail_next(request: Request) -> dict[str, Any]:

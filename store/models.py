@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -290,8 +291,55 @@ class ChainCheckpoint(Base):
     next_hd_index: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class TicketEvent(Base):
+    """An event a tenant sells tickets for: the catalogue sets prices, currency and seats."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    venue: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    currency: Mapped[str] = mapped_column(String(3))
+    #: tickets are sold from ``sales_start`` (now when null) until ``sales_end`` (starts_at)
+    sales_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sales_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    nft_name: Mapped[str | None] = mapped_column(String(32))
+    nft_symbol: Mapped[str | None] = mapped_column(String(10))
+    #: where the tickets' metadata JSON lives (the ticket id is appended)
+    nft_metadata_base_uri: Mapped[str | None] = mapped_column(String(512))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class TicketEventSection(Base):
+    """A priced part of an event: ``capacity`` places, or the named ``seats`` (a JSON list)."""
+
+    __tablename__ = "ticket_event_sections"
+    __table_args__ = (
+        UniqueConstraint("event_id", "code"),
+        CheckConstraint("price_minor > 0", name="price_positive"),
+        CheckConstraint("capacity >= 0", name="capacity_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("ticket_events.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    capacity: Mapped[int] = mapped_column(Integer)
+    seats: Mapped[list[str] | None] = mapped_column(JSON)
+    #: bumped by every hold: the UPDATE takes the row's lock, so holds on a section queue
+    lock_version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class SeatHold(Base):
-    """One seat of one event is sold once: the hold is taken at purchase, released if it fails."""
+    """A place of an event is sold once: held at purchase (until ``expires_at``), ``sold`` once
+    paid, deleted when the purchase fails, is cancelled or fully refunded. ``seat`` is null for a
+    place in a section without named seats (the section's capacity bounds those)."""
 
     __tablename__ = "seat_holds"
     __table_args__ = (UniqueConstraint("tenant", "event_id", "seat"),)
@@ -299,9 +347,37 @@ class SeatHold(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(128))
-    seat: Mapped[str] = mapped_column(String(64))
+    seat: Mapped[str | None] = mapped_column(String(64))
     purchase_id: Mapped[str] = mapped_column(String(36), unique=True)
+    section_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    #: held | sold
+    status: Mapped[str] = mapped_column(String(16), default="held", server_default="held")
+    #: null: never expires (holds made before the catalogue, and sold places)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TicketRefundRequest(Base):
+    """A buyer asks for a refund; the venue approves (a Refund starts) or declines."""
+
+    __tablename__ = "ticket_refund_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("ticket_purchases.id"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    #: null: everything left
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: pending | approved | declined
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    refund_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class TicketPurchase(Base):
@@ -318,6 +394,8 @@ class TicketPurchase(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     event_id: Mapped[str] = mapped_column(String(128))
     seat: Mapped[str] = mapped_column(String(64))
+    #: the catalogue section bought from (null for purchases made before the catalogue)
+    section: Mapped[str | None] = mapped_column(String(64))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     buyer_email: Mapped[str] = mapped_column(String(320))

@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.errors import NotFound, RefundRefused, SeatTaken
 from domain.tickets import (
     FINAL_PURCHASE,
+    VOID_PURCHASE,
     PaymentCapturedInput,
+    PaymentCapturedResult,
     PurchaseStatus,
     PurchaseUpdate,
     RefundSettledInput,
@@ -25,7 +27,7 @@ from domain.tickets import (
     ReserveRefundInput,
     TransferRecordInput,
 )
-from store import accounts
+from store import accounts, events
 from store.ledger import PostingSpec, post_entry
 from store.models import (
     NftTransferRecord,
@@ -82,6 +84,11 @@ async def update(session: AsyncSession, change: PurchaseUpdate) -> TicketPurchas
     purchase = await get(session, change.purchase_id, for_update=True)
     if purchase.status in FINAL_PURCHASE and change.status not in FINAL_PURCHASE:
         return purchase
+    if purchase.status in VOID_PURCHASE and change.status == PurchaseStatus.COMPLETED:
+        # refunded (and voided) while the mint ran: the mint is recorded, the ticket stays void
+        purchase.mint_address = change.mint or purchase.mint_address
+        purchase.token_account = change.token_account or purchase.token_account
+        return purchase
     purchase.status = change.status.value
     if change.failure_reason is not None:
         purchase.failure_reason = change.failure_reason
@@ -113,8 +120,14 @@ async def _money_accounts(session: AsyncSession, tenant: str, currency: str) -> 
     return stripe_balance.id, payable.id
 
 
-async def payment_captured(session: AsyncSession, captured: PaymentCapturedInput) -> None:
-    """Record the captured payment once (ledger key: the PaymentIntent)."""
+async def payment_captured(
+    session: AsyncSession, captured: PaymentCapturedInput
+) -> PaymentCapturedResult:
+    """Record the captured payment once (ledger key: the PaymentIntent) and sell the held place.
+
+    ``place_kept`` is False when the purchase's hold expired and another buyer took the place:
+    the workflow then refunds the payment.
+    """
     purchase = await get(session, captured.purchase_id, for_update=True)
     stripe_balance, payable = await _money_accounts(session, purchase.tenant, captured.currency)
     result = await post_entry(
@@ -133,6 +146,9 @@ async def payment_captured(session: AsyncSession, captured: PaymentCapturedInput
         purchase.amount_captured = captured.amount_minor
     if purchase.status not in FINAL_PURCHASE:
         purchase.status = PurchaseStatus.PAID.value
+    kept = await events.mark_sold(session, purchase.id)
+    # purchases from before the catalogue keep their (never expiring) hold: always kept
+    return PaymentCapturedResult(place_kept=kept or purchase.section is None)
 
 
 async def reserve_refund(session: AsyncSession, request: ReserveRefundInput) -> ReservedRefund:
@@ -196,6 +212,8 @@ async def reserve_refund(session: AsyncSession, request: ReserveRefundInput) -> 
 async def settle_refund(session: AsyncSession, settled: RefundSettledInput) -> None:
     """A refund Stripe made (ledger, refunded amount) or one that failed (reservation released)."""
     refund = await session.get(TicketRefund, settled.refund_id)
+    if refund is None and not settled.succeeded:
+        return  # nothing was reserved (a refund cancelled before its reservation)
     if refund is None:
         raise NotFound(f"refund {settled.refund_id} not found")
     if refund.status != "reserved":
@@ -220,6 +238,14 @@ async def settle_refund(session: AsyncSession, settled: RefundSettledInput) -> N
     refund.status = "succeeded"
     refund.stripe_refund_id = settled.stripe_refund_id
     purchase.amount_refunded += refund.amount_minor
+    full = purchase.amount_refunded >= purchase.amount_captured
+    if full or settled.void_ticket:
+        # the ticket is void: the place goes back on sale
+        await release_seat(session, purchase.id)
+        # a purchase still paying or minting records its own outcome (the Refund waits for the
+        # mint and then marks it); a completed ticket is void from now on
+        if purchase.status in (PurchaseStatus.COMPLETED, PurchaseStatus.VOIDED):
+            purchase.status = (PurchaseStatus.REFUNDED if full else PurchaseStatus.VOIDED).value
 
 
 async def record_transfer(session: AsyncSession, change: TransferRecordInput) -> None:

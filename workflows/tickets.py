@@ -14,13 +14,15 @@ permanent delegate, records the new owner, notifies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from domain.nft import (
     BurnTicketInput,
@@ -35,6 +37,7 @@ from domain.search import OperationStatus
 from domain.tickets import (
     CancelPaymentInput,
     EmailInput,
+    MintOutcomeInput,
     NftTransferInput,
     NftTransferState,
     PayInput,
@@ -45,10 +48,13 @@ from domain.tickets import (
     RefundInput,
     RefundSettledInput,
     RefundState,
+    ReservedRefund,
     ReserveRefundInput,
     RetrievePaymentInput,
+    RetrieveRefundInput,
     StripeEventSignal,
     StripeRefundInput,
+    StripeRefundResult,
     TicketPurchaseInput,
     TicketPurchaseState,
     TransferRecordInput,
@@ -65,6 +71,42 @@ with workflow.unsafe.imports_passed_through():
     from activities.tickets import TicketActivities
 
 T = TypeVar("T")
+
+
+class _StripeRefundFailed(Exception):
+    """Stripe answered a compensating refund with ``failed`` or ``canceled``."""
+
+
+#: TicketPurchase: a compensating refund Stripe answers ``pending`` waits for its verdict
+PURCHASE_REFUND_FOLLOWS = "ticket-purchase-refund-follows-stripe-status"
+
+
+@dataclass(frozen=True)
+class _Compensation:
+    """Why a paid purchase is refunded in full: names its refund, emails and webhook."""
+
+    key: str  # refund id suffix and message ids
+    code: str  # Stripe metadata and webhook reason
+    after: str  # "refund after <after> failed"
+    customer_reason: str
+    alert_title: str
+    final: PurchaseStatus = PurchaseStatus.REFUNDED
+
+
+MINT_FAILED = _Compensation(
+    "mint-failed", "mint_failed", "a failed mint", "the ticket could not be issued",
+    "Ticket mint failed",
+)  # fmt: skip
+CANCELLED = _Compensation(
+    "cancelled", "cancelled", "a cancellation", "the purchase was cancelled",
+    "Ticket purchase cancelled after payment", PurchaseStatus.CANCELLED,
+)  # fmt: skip
+#: TicketPurchase: a cancel is taken at safe points and compensates (refund, NFT retired)
+PURCHASE_CANCEL_COMPENSATES = "ticket-purchase-cancel-compensates"
+PLACE_LOST = _Compensation(
+    "place-lost", "place_lost", "a lost place", "the seat was no longer available",
+    "Ticket place lost after payment",
+)  # fmt: skip
 
 
 def purchase_workflow_id(purchase_id: str) -> str:
@@ -88,6 +130,7 @@ class _Steps:
     """Helpers every ticket workflow uses: bookkeeping and notifications that never fail it."""
 
     _routed: Routed
+    _events: list[StripeEventSignal]
 
     async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
         return await workflow.execute_activity_method(
@@ -133,6 +176,35 @@ class _Steps:
             await self._gave_up(message_id, "webhook", tenant, event_type, cause_message(err))
             return 0
 
+    async def _await_stripe(self, refund_id: str, timeout_seconds: float) -> str:
+        """Stripe's final word on a refund it answered ``pending``: its webhook (a
+        ``stripe_event`` signal), or asked again every ``REFUND_WEBHOOK_WAIT`` while none comes."""
+        events: list[StripeEventSignal] = self._events
+
+        def final() -> str | None:
+            for event in events:
+                if event.refund == refund_id and event.status in REFUND_FINAL:
+                    return event.status
+            return None
+
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: final() is not None, timeout=REFUND_WEBHOOK_WAIT
+                )
+            outcome = final()
+            if outcome is not None:
+                return outcome
+            current = await workflow.execute_activity_method(
+                StripeActivities.retrieve_refund,
+                RetrieveRefundInput(refund_id=refund_id),
+                task_queue=self._routed.queue(ActivityQueue.STRIPE),
+                start_to_close_timeout=timedelta(seconds=timeout_seconds),
+                retry_policy=policies.STRIPE,
+            )
+            if current.status in REFUND_FINAL:
+                return current.status
+
     async def _gave_up(
         self, message_id: str, channel: str, target: str, kind: str, error: str
     ) -> None:
@@ -159,6 +231,8 @@ class TicketPurchase(Parkable, _Steps):
         super().__init__()
         self._state = TicketPurchaseState(purchase_id="")
         self._events: list[StripeEventSignal] = []
+        self._place_lost = False
+        self._cancel_requested = False
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -172,13 +246,46 @@ class TicketPurchase(Parkable, _Steps):
     async def run(self, request: TicketPurchaseInput) -> TicketPurchaseState:
         self._routed = self._request = request
         self._state = TicketPurchaseState(purchase_id=request.purchase_id)
+        if not workflow.patched(PURCHASE_CANCEL_COMPENSATES):
+            return await self._purchase()
+        # a cancel never cuts a step in half: the purchase takes it at the next safe point and
+        # compensates (the intent cancelled, or the payment refunded and the NFT retired)
+        body = asyncio.ensure_future(self._purchase())
+        try:
+            return await asyncio.shield(body)
+        except asyncio.CancelledError:
+            self._cancel_requested = True
+            workflow.logger.info("cancel requested: compensating at the next safe point")
+        result = await body
+        if self._state.status == PurchaseStatus.CANCELLED:
+            set_status(OperationStatus.CANCELLED)
+            raise asyncio.CancelledError()
+        return result
+
+    async def _purchase(self) -> TicketPurchaseState:
         paid = await self._pay()
         if not paid:
             return self._state
+        if self._cancel_requested:
+            await self._compensate(CANCELLED, "the purchase was cancelled after payment")
+            return self._state
+        if self._place_lost:
+            await self._compensate(
+                PLACE_LOST,
+                "the seat hold expired before the payment succeeded and the place was sold to "
+                "another buyer",
+            )
+            return self._state
         await self._paid_notifications()
         minted = await self._mint()
+        if minted is None and self._cancel_requested:
+            await self._retire_minted()
+            await self._compensate(CANCELLED, "the purchase was cancelled after payment")
+            return self._state
         if minted is not None:
-            await self._compensate(minted)
+            await self._compensate(
+                MINT_FAILED, f"the NFT ticket could not be minted: {cause_message(minted)}"
+            )
             raise ApplicationError(
                 "the NFT ticket could not be minted, the payment was refunded: "
                 f"{cause_message(minted)}",
@@ -234,7 +341,7 @@ class TicketPurchase(Parkable, _Steps):
         if status != "succeeded":
             await self._payment_failed(payment.failure_message or f"payment ended as {status}")
             return False
-        await self._db(
+        captured = await self._db(
             TicketActivities.payment_captured,
             PaymentCapturedInput(
                 purchase_id=request.purchase_id,
@@ -243,6 +350,8 @@ class TicketPurchase(Parkable, _Steps):
                 currency=request.currency,
             ),
         )
+        # None in histories from before holds expired
+        self._place_lost = captured is not None and not captured.place_kept
         self._move(PurchaseStatus.PAID)
         return True
 
@@ -264,7 +373,7 @@ class TicketPurchase(Parkable, _Steps):
         # a timeout is an answer too: no outcome, and the intent is cancelled below
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: outcome() is not None,
+                lambda: outcome() is not None or self._cancel_requested,
                 timeout=timedelta(seconds=config.action_timeout_seconds),
             )
         event = outcome()
@@ -292,18 +401,25 @@ class TicketPurchase(Parkable, _Steps):
             start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
             retry_policy=policies.STRIPE,
         )
-        self._state.failure_reason = "the buyer did not complete authentication in time"
+        self._state.failure_reason = (
+            "the purchase was cancelled"
+            if self._cancel_requested
+            else "the buyer did not complete authentication in time"
+        )
         return "canceled"
 
     async def _payment_failed(self, reason: str) -> None:
         reason = self._state.failure_reason or reason
         self._state.failure_reason = reason
-        self._move(PurchaseStatus.PAYMENT_FAILED)
+        status = (
+            PurchaseStatus.CANCELLED if self._cancel_requested else PurchaseStatus.PAYMENT_FAILED
+        )
+        self._move(status)
         await self._db(
             TicketActivities.update,
             PurchaseUpdate(
                 purchase_id=self._request.purchase_id,
-                status=PurchaseStatus.PAYMENT_FAILED,
+                status=status,
                 failure_reason=reason,
                 payment_intent=self._state.payment_intent,
                 release_seat=True,
@@ -328,7 +444,7 @@ class TicketPurchase(Parkable, _Steps):
                     ticket_id=request.purchase_id,
                     owner=request.buyer_wallet,
                     metadata=TicketMetadata(
-                        name=f"Ticket {request.event_id}"[:32],
+                        name=(request.nft_name or f"Ticket {request.event_id}")[:32],
                         symbol=request.symbol,
                         uri=request.metadata_uri,
                         event_id=request.event_id,
@@ -355,43 +471,72 @@ class TicketPurchase(Parkable, _Steps):
         )
         return None
 
-    async def _compensate(self, error: ActivityError) -> None:
+    async def _compensate(self, why: _Compensation, reason: str) -> None:
         """Refund the whole payment (it must happen: park when it cannot), release the seat, and
         tell the buyer and the admins."""
         request, state = self._request, self._state
-        reason = f"the NFT ticket could not be minted: {cause_message(error)}"
         state.failure_reason = reason
-        refund_id = f"{request.purchase_id}-mint-failed"
+        refund_id = f"{request.purchase_id}-{why.key}"
         state.refund_id = refund_id
-        reserved = await self._db(
-            TicketActivities.reserve_refund,
-            ReserveRefundInput(
-                refund_id=refund_id,
-                purchase_id=request.purchase_id,
-                amount_minor=None,
-                requested_by="system",
-                reason=reason,
-                workflow_id=workflow.info().workflow_id,
-            ),
-        )
+        try:
+            reserved = await self._db(
+                TicketActivities.reserve_refund,
+                ReserveRefundInput(
+                    refund_id=refund_id,
+                    purchase_id=request.purchase_id,
+                    amount_minor=None,
+                    requested_by="system",
+                    reason=reason,
+                    workflow_id=workflow.info().workflow_id,
+                ),
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            if root_error_type(err) != "RefundRefused":
+                raise
+            # the venue refunded everything already (while the mint ran): nothing is left
+            self._move(why.final)
+            await self._db(
+                TicketActivities.update,
+                PurchaseUpdate(
+                    purchase_id=request.purchase_id,
+                    status=why.final,
+                    failure_reason=reason,
+                    release_seat=True,
+                ),
+            )
+            set_status(OperationStatus.FAILED)
+            return
+        attempt = 1
         while True:
+            key = f"{workflow.info().workflow_id}:refund" + ("" if attempt == 1 else f":{attempt}")
             try:
                 refund = await workflow.execute_activity_method(
                     StripeActivities.refund,
                     StripeRefundInput(
-                        idempotency_key=f"{workflow.info().workflow_id}:refund",
+                        idempotency_key=key,
                         payment_intent=reserved.payment_intent,
                         amount_minor=reserved.amount_minor,
-                        metadata={"purchase_id": request.purchase_id, "reason": "mint_failed"},
+                        metadata={"purchase_id": request.purchase_id, "reason": why.code},
                     ),
                     task_queue=request.queue(ActivityQueue.STRIPE),
                     start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
                     retry_policy=policies.STRIPE_REFUND,
                 )
-                break
-            except ActivityError as err:
-                reraise_if_cancelled(err)
-                state.error = f"refund after a failed mint failed: {cause_message(err)}"
+                if refund.status == "succeeded" or not workflow.patched(PURCHASE_REFUND_FOLLOWS):
+                    break
+                outcome = await self._await_stripe(
+                    refund.refund_id, request.config.stripe_timeout_seconds
+                )
+                if outcome == "succeeded":
+                    break
+                attempt += 1
+                raise _StripeRefundFailed(f"Stripe refund {refund.refund_id} ended {outcome}")
+            except (ActivityError, _StripeRefundFailed) as err:
+                if isinstance(err, ActivityError):
+                    reraise_if_cancelled(err)
+                message = cause_message(err) if isinstance(err, ActivityError) else str(err)
+                state.error = f"refund after {why.after} failed: {message}"
                 self._move(PurchaseStatus.NEEDS_ATTENTION)
                 if await self.park(state.error) is Decision.ABANDON:
                     await self._db(
@@ -410,12 +555,12 @@ class TicketPurchase(Parkable, _Steps):
                 refund_id=refund_id, stripe_refund_id=refund.refund_id, succeeded=True
             ),
         )
-        self._move(PurchaseStatus.REFUNDED)
+        self._move(why.final)
         await self._db(
             TicketActivities.update,
             PurchaseUpdate(
                 purchase_id=request.purchase_id,
-                status=PurchaseStatus.REFUNDED,
+                status=why.final,
                 failure_reason=reason,
                 release_seat=True,
             ),
@@ -423,7 +568,7 @@ class TicketPurchase(Parkable, _Steps):
         set_status(OperationStatus.FAILED)
         context = self._context() | {
             "amount": money(reserved.amount_minor),
-            "reason": "the ticket could not be issued",
+            "reason": why.customer_reason,
             "refund_reference": refund.refund_id,
         }
         await self._email(
@@ -436,9 +581,9 @@ class TicketPurchase(Parkable, _Steps):
             await self._email(
                 "admin_alert",
                 admin,
-                f"{request.purchase_id}:mint-failed-alert:{admin}",
+                f"{request.purchase_id}:{why.key}-alert:{admin}",
                 {
-                    "title": "Ticket mint failed, payment refunded "
+                    "title": f"{why.alert_title}, payment refunded "
                     f"({request.event_id} {request.seat})",
                     "detail": reason,
                     "workflow_id": workflow.info().workflow_id,
@@ -451,9 +596,36 @@ class TicketPurchase(Parkable, _Steps):
             {
                 "purchase_id": request.purchase_id,
                 "amount_minor": reserved.amount_minor,
-                "reason": "mint_failed",
+                "reason": why.code,
             },
         )
+
+    async def _retire_minted(self) -> None:
+        """Freeze (or burn, as configured) the NFT of a purchase cancelled while it was minted."""
+        request, mint = self._request, self._state.mint
+        assert mint is not None
+        burn = request.config.full_refund_action == "burn"
+        try:
+            if burn:
+                await workflow.execute_activity_method(
+                    SolanaActivities.burn_ticket,
+                    BurnTicketInput(mint=mint, owner=""),
+                    task_queue=request.queue(ActivityQueue.SOLANA),
+                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                    retry_policy=policies.SOLANA,
+                )
+            else:
+                await workflow.execute_activity_method(
+                    SolanaActivities.freeze_ticket,
+                    FreezeTicketInput(mint=mint, owner=""),
+                    task_queue=request.queue(ActivityQueue.SOLANA),
+                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
+                    retry_policy=policies.SOLANA,
+                )
+        except ActivityError as err:
+            # the refund still goes out; a ticket left valid is an operator's job
+            self._state.error = f"could not retire the NFT: {cause_message(err)}"
+            workflow.logger.error("could not retire ticket %s: %s", mint, cause_message(err))
 
     # --- notifications -------------------------------------------------------------------------
 
@@ -508,11 +680,37 @@ class TicketPurchase(Parkable, _Steps):
         self._state.updated_at = workflow.now()
 
 
+#: Refund: a refund Stripe answers ``pending`` waits for Stripe's verdict, ``failed`` parks
+REFUND_FOLLOWS_STRIPE = "refund-follows-stripe-status"
+#: Refund: a cancel releases the reservation while nothing was refunded, else is refused
+REFUND_CANCEL_RELEASES = "refund-cancel-releases"
+#: Refund: a refund that voids a ticket whose mint is still running waits for the mint
+REFUND_WAITS_FOR_MINT = "refund-waits-for-mint"
+#: how long a pending Stripe refund waits for its webhook before asking Stripe
+REFUND_WEBHOOK_WAIT = timedelta(hours=1)
+#: how often a refund waiting for a mint looks again (doubling up to the second)
+MINT_POLL_FIRST, MINT_POLL_MAX = timedelta(seconds=1), timedelta(minutes=1)
+REFUND_FINAL = ("succeeded", "failed", "canceled")
+MINT_PENDING = (
+    PurchaseStatus.PAYING,
+    PurchaseStatus.REQUIRES_ACTION,
+    PurchaseStatus.PAID,
+    PurchaseStatus.MINTING,
+)
+
+
 @workflow.defn(name="Refund")
 class Refund(Parkable, _Steps):
     def __init__(self) -> None:
         super().__init__()
         self._state = RefundState(refund_id="")
+        self._events: list[StripeEventSignal] = []
+        self._cancel_requested = False
+
+    @workflow.signal(name="stripe_event")
+    def stripe_event(self, event: StripeEventSignal) -> None:
+        """A verified Stripe refund event (``refund.updated``, ``refund.failed``)."""
+        self._events.append(event)
 
     @workflow.query
     def status(self) -> RefundState:
@@ -538,6 +736,11 @@ class Refund(Parkable, _Steps):
                 retry_policy=policies.DB_BOOKKEEPING,
             )
         except ActivityError as err:
+            if is_cancelled_exception(err) and workflow.patched(REFUND_CANCEL_RELEASES):
+                # the reservation may have been written: it is released
+                state.status, state.failure_reason = "cancelled", "the refund was cancelled"
+                await self._release(request, state.failure_reason)
+                set_status(OperationStatus.CANCELLED)
             reraise_if_cancelled(err)
             state.status, state.failure_reason = "refused", cause_message(err)
             set_status(OperationStatus.FAILED)
@@ -547,58 +750,38 @@ class Refund(Parkable, _Steps):
             state.status, state.stripe_refund_id = "succeeded", reserved.stripe_refund_id
             set_status(OperationStatus.SUCCEEDED)
             return state
-        while True:
-            try:
-                refund = await workflow.execute_activity_method(
-                    StripeActivities.refund,
-                    StripeRefundInput(
-                        idempotency_key=f"refund:{request.refund_id}",
-                        payment_intent=reserved.payment_intent,
-                        amount_minor=reserved.amount_minor,
-                        metadata={
-                            "purchase_id": request.purchase_id,
-                            "refund_id": request.refund_id,
-                        },
-                    ),
-                    task_queue=request.queue(ActivityQueue.STRIPE),
-                    start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
-                    retry_policy=policies.STRIPE_REFUND,
-                )
-                break
-            except ActivityError as err:
-                reraise_if_cancelled(err)
-                if root_error_type(err) == "StripeRejected":
-                    # Stripe refused it for good: release the reservation, nothing was refunded
-                    state.status, state.failure_reason = "failed", cause_message(err)
-                    await self._db(
-                        TicketActivities.settle_refund,
-                        RefundSettledInput(
-                            refund_id=request.refund_id,
-                            stripe_refund_id=None,
-                            succeeded=False,
-                            failure_reason=state.failure_reason,
-                        ),
-                    )
-                    set_status(OperationStatus.FAILED)
-                    return state
-                state.failure_reason = f"refund failed: {cause_message(err)}"
-                if await self.park(state.failure_reason) is Decision.ABANDON:
-                    await self._db(
-                        TicketActivities.settle_refund,
-                        RefundSettledInput(
-                            refund_id=request.refund_id,
-                            stripe_refund_id=None,
-                            succeeded=False,
-                            failure_reason=self.abandon_reason,
-                        ),
-                    )
-                    state.status = "failed"
-                    set_status(OperationStatus.ABANDONED)
-                    return state
+        if not workflow.patched(REFUND_CANCEL_RELEASES):
+            return await self._settle(request, reserved)
+        # a cancel must not cut a refund in half: it is taken at the points where nothing has
+        # moved (parked before Stripe refunded) and refused once Stripe may have refunded
+        body = asyncio.ensure_future(self._settle(request, reserved))
+        try:
+            return await asyncio.shield(body)
+        except asyncio.CancelledError:
+            self._cancel_requested = True
+            if self.parked:
+                self.abandon("the refund was cancelled")
+            else:
+                workflow.logger.warning("cancel refused: Stripe may be refunding; finishing")
+        result = await body
+        if state.status == "failed" and self.abandon_reason == "the refund was cancelled":
+            state.status = "cancelled"
+            set_status(OperationStatus.CANCELLED)
+            raise asyncio.CancelledError()
+        return result
+
+    async def _settle(self, request: RefundInput, reserved: ReservedRefund) -> RefundState:
+        state = self._state
+        refund = await self._refund(request, reserved)
+        if refund is None:
+            return state
         await self._db(
             TicketActivities.settle_refund,
             RefundSettledInput(
-                refund_id=request.refund_id, stripe_refund_id=refund.refund_id, succeeded=True
+                refund_id=request.refund_id,
+                stripe_refund_id=refund.refund_id,
+                succeeded=True,
+                void_ticket=request.void_ticket,
             ),
         )
         state.status, state.stripe_refund_id, state.failure_reason = (
@@ -607,12 +790,15 @@ class Refund(Parkable, _Steps):
             None,
         )
         set_status(OperationStatus.SUCCEEDED)
-        if (
-            reserved.full
-            and request.mint
-            and request.config.full_refund_action in ("freeze", "burn")
+        if (reserved.full or request.void_ticket) and request.config.full_refund_action in (
+            "freeze",
+            "burn",
         ):
-            await self._retire_ticket(request)
+            mint = request.mint
+            if mint is None and workflow.patched(REFUND_WAITS_FOR_MINT):
+                mint = await self._await_mint(request, reserved.full)
+            if mint is not None:
+                await self._retire_ticket(request, mint)
         await self._email(
             "refund_confirmation",
             request.buyer_email,
@@ -635,18 +821,113 @@ class Refund(Parkable, _Steps):
                 "refund_id": request.refund_id,
                 "amount_minor": reserved.amount_minor,
                 "full": int(reserved.full),
+                "void": int(reserved.full or request.void_ticket),
             },
         )
         return state
 
-    async def _retire_ticket(self, request: RefundInput) -> None:
-        assert request.mint is not None
+    async def _refund(
+        self, request: RefundInput, reserved: ReservedRefund
+    ) -> StripeRefundResult | None:
+        """Stripe's refund once it has succeeded; None when it ended otherwise (the state says
+        how: failed for good, or abandoned by an operator)."""
+        state, attempt = self._state, 1
+        while True:
+            key = f"refund:{request.refund_id}" + ("" if attempt == 1 else f":{attempt}")
+            try:
+                refund = await workflow.execute_activity_method(
+                    StripeActivities.refund,
+                    StripeRefundInput(
+                        idempotency_key=key,
+                        payment_intent=reserved.payment_intent,
+                        amount_minor=reserved.amount_minor,
+                        metadata={
+                            "purchase_id": request.purchase_id,
+                            "refund_id": request.refund_id,
+                        },
+                    ),
+                    task_queue=request.queue(ActivityQueue.STRIPE),
+                    start_to_close_timeout=timedelta(seconds=request.config.stripe_timeout_seconds),
+                    retry_policy=policies.STRIPE_REFUND,
+                )
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                if root_error_type(err) == "StripeRejected":
+                    # Stripe refused it for good: release the reservation, nothing was refunded
+                    state.status, state.failure_reason = "failed", cause_message(err)
+                    await self._release(request, state.failure_reason)
+                    set_status(OperationStatus.FAILED)
+                    return None
+                state.failure_reason = f"refund failed: {cause_message(err)}"
+                if await self.park(state.failure_reason) is Decision.ABANDON:
+                    await self._abandoned(request)
+                    return None
+                continue
+            if refund.status == "succeeded" or not workflow.patched(REFUND_FOLLOWS_STRIPE):
+                return refund
+            state.stripe_refund_id = refund.refund_id
+            state.status = "waiting_for_stripe"
+            outcome = await self._await_stripe(
+                refund.refund_id, request.config.stripe_timeout_seconds
+            )
+            if outcome == "succeeded":
+                return refund
+            # Stripe could not refund (e.g. the card was closed): an operator decides; a retry
+            # asks Stripe for a new refund
+            state.status = "needs_attention"
+            state.failure_reason = f"Stripe refund {refund.refund_id} ended {outcome}"
+            if await self.park(state.failure_reason) is Decision.ABANDON:
+                await self._abandoned(request)
+                return None
+            attempt += 1
+
+    async def _await_mint(self, request: RefundInput, full: bool) -> str | None:
+        """The ticket's mint address once its purchase has minted it, None when it never will
+        be (the mint failed: the purchase refunds itself). The purchase records the void."""
+        delay = MINT_POLL_FIRST
+        while True:
+            outcome = await self._db(
+                TicketActivities.mint_outcome, MintOutcomeInput(purchase_id=request.purchase_id)
+            )
+            if outcome.mint is not None:
+                await self._db(
+                    TicketActivities.update,
+                    PurchaseUpdate(
+                        purchase_id=request.purchase_id,
+                        status=PurchaseStatus.REFUNDED if full else PurchaseStatus.VOIDED,
+                        release_seat=True,
+                    ),
+                )
+                return outcome.mint
+            if outcome.status not in MINT_PENDING:
+                return None
+            self._state.nft_action = "waiting for the mint"
+            await workflow.sleep(delay)
+            delay = min(delay * 2, MINT_POLL_MAX)
+
+    async def _release(self, request: RefundInput, reason: str | None) -> None:
+        await self._db(
+            TicketActivities.settle_refund,
+            RefundSettledInput(
+                refund_id=request.refund_id,
+                stripe_refund_id=None,
+                succeeded=False,
+                failure_reason=reason,
+            ),
+        )
+
+    async def _abandoned(self, request: RefundInput) -> None:
+        await self._release(request, self.abandon_reason)
+        self._state.status = "failed"
+        set_status(OperationStatus.ABANDONED)
+
+    async def _retire_ticket(self, request: RefundInput, mint: str) -> None:
         action = request.config.full_refund_action
         try:
             if action == "burn":
                 await workflow.execute_activity_method(
                     SolanaActivities.burn_ticket,
-                    BurnTicketInput(mint=request.mint, owner=""),
+                    BurnTicketInput(mint=mint, owner=""),
                     task_queue=request.queue(ActivityQueue.SOLANA),
                     start_to_close_timeout=policies.SOLANA_TIMEOUT,
                     retry_policy=policies.SOLANA,
@@ -654,7 +935,7 @@ class Refund(Parkable, _Steps):
             else:
                 await workflow.execute_activity_method(
                     SolanaActivities.freeze_ticket,
-                    FreezeTicketInput(mint=request.mint, owner=""),
+                    FreezeTicketInput(mint=mint, owner=""),
                     task_queue=request.queue(ActivityQueue.SOLANA),
                     start_to_close_timeout=policies.SOLANA_TIMEOUT,
                     retry_policy=policies.SOLANA,
@@ -667,7 +948,7 @@ class Refund(Parkable, _Steps):
             workflow.logger.error(
                 "could not %s ticket %s after a full refund: %s",
                 action,
-                request.mint,
+                mint,
                 cause_message(err),
             )
 

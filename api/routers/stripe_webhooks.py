@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
@@ -16,7 +17,7 @@ from runtime.logging import get_logger
 from runtime.temporal import temporal_unreachable
 from store import tickets
 from store.models import StripeEvent
-from workflows.tickets import TicketPurchase
+from workflows.tickets import Refund, TicketPurchase, refund_workflow_id
 
 log = get_logger("api.stripe_webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -28,6 +29,8 @@ HANDLED = {
     "payment_intent.canceled",
     "charge.refunded",
 }
+#: refund events, for refunds Stripe answered ``pending``
+REFUND_EVENTS = {"refund.updated", "refund.failed", "charge.refund.updated"}
 
 
 @router.post(
@@ -64,7 +67,25 @@ async def stripe_webhook(
         if await session.get(StripeEvent, event_id) is not None:
             return {"received": True, "duplicate": True}
         purchase = await tickets.by_payment_intent(session, str(intent_id)) if intent_id else None
-    if kind in HANDLED and purchase is not None:
+    refund_id = (obj.get("metadata") or {}).get("refund_id")
+    if kind in REFUND_EVENTS and (refund_id or purchase is not None):
+        # a refund Settle asked for: its Refund workflow (or the purchase compensating itself)
+        # waits for Stripe's verdict
+        refund_event = StripeEventSignal(
+            event_id=event_id,
+            type=kind,
+            payment_intent=intent_id,
+            status=obj.get("status"),
+            failure_message=obj.get("failure_reason"),
+            refund=obj.get("id"),
+        )
+        if isinstance(refund_id, str) and refund_id:
+            await _signal(
+                temporal, refund_workflow_id(refund_id), Refund.stripe_event, refund_event
+            )
+        elif purchase is not None:
+            await _signal(temporal, purchase.workflow_id, TicketPurchase.stripe_event, refund_event)
+    elif kind in HANDLED and purchase is not None:
         error = (obj.get("last_payment_error") or {}).get("message")
         signal = StripeEventSignal(
             event_id=event_id,
@@ -73,18 +94,22 @@ async def stripe_webhook(
             status=obj.get("status"),
             failure_message=error,
         )
-        try:
-            await temporal.get_workflow_handle(purchase.workflow_id).signal(
-                TicketPurchase.stripe_event, signal
-            )
-        except (RPCError, RuntimeError) as exc:
-            if not temporal_unreachable(exc):
-                raise
-            if not (isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND):
-                raise ServiceUnavailable(
-                    "could not hand the event to its workflow; not accepted"
-                ) from exc
+        await _signal(temporal, purchase.workflow_id, TicketPurchase.stripe_event, signal)
     async with sessions.begin() as session:
         first = await tickets.first_stripe_event(session, event_id, kind, intent_id)
     log.info("stripe event", event_id=event_id, type=kind, payment_intent=intent_id, first=first)
     return {"received": True, "duplicate": not first}
+
+
+async def _signal(
+    temporal: Client, workflow_id: str, signal: Any, event: StripeEventSignal
+) -> None:
+    """Hand the event to its workflow; one that is gone (finished long ago) is fine."""
+    try:
+        await temporal.get_workflow_handle(workflow_id).signal(signal, event)
+    except (RPCError, RuntimeError) as exc:
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            return
+        if not temporal_unreachable(exc):
+            raise
+        raise ServiceUnavailable("could not hand the event to its workflow; not accepted") from exc

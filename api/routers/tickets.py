@@ -8,8 +8,16 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+from fastapi import APIRouter, Header, Query
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -24,6 +32,7 @@ from api.job_options import start_kwargs
 from api.workflow_starts import nothing_started
 from domain.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     RefundRefused,
@@ -42,8 +51,14 @@ from domain.tickets import (
 from providers.solana.client import parse_pubkey
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from store import accounts, tickets
-from store.models import NftTransferRecord, TicketPurchase, TicketRefund, User
+from store import accounts, events, tickets
+from store.models import (
+    NftTransferRecord,
+    TicketPurchase,
+    TicketRefund,
+    TicketRefundRequest,
+    User,
+)
 from workflows.tickets import (
     NftTransfer,
     Refund,
@@ -70,15 +85,31 @@ def _solana_address(value: str, field: str) -> str:
         raise ValueError(f"must be a base58 Solana address: {value!r}") from exc
 
 
+PRICE_FROM_CATALOGUE = (
+    "not accepted: the price and currency come from the event catalogue "
+    "(GET /api/v1/events/{id}); a purchase that sends it is refused (422)"
+)
+
+
 class PurchaseBody(BaseModel):
+    """A place of a catalogue event: a named ``seat``, or a ``section`` without named seats.
+
+    The price and currency are the catalogue's; ``amount`` and ``currency`` are refused.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     event_id: str = Field(
-        min_length=1, max_length=128, pattern=IDENTIFIER, examples=["evt-2026-final"]
+        min_length=1, max_length=128, pattern=IDENTIFIER, examples=["0b7d9f4e-3c1a-4e5b-8f2d"]
     )
-    seat: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER, examples=["A-12"])
-    amount: StrictInt = Field(description="minor units of the currency (cents)", examples=[2500])
-    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code", examples=["usd"])
+    seat: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=IDENTIFIER, examples=["A-12"]
+    )
+    section: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=IDENTIFIER, examples=["FLOOR"]
+    )
+    amount: None = Field(default=None, description=PRICE_FROM_CATALOGUE)
+    currency: None = Field(default=None, description=PRICE_FROM_CATALOGUE)
     payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{3,120}$", examples=["pm_card_visa"])
     buyer_email: EmailStr
     buyer_wallet: str = Field(examples=["9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"])
@@ -88,6 +119,13 @@ class PurchaseBody(BaseModel):
     def _wallet(cls, value: str) -> str:
         return _solana_address(value, "buyer_wallet")
 
+    @field_validator("amount", "currency", mode="before")
+    @classmethod
+    def _not_from_buyer(cls, value: object, info: ValidationInfo) -> None:
+        raise ValueError(
+            f"{info.field_name} is set by the event catalogue, not by the buyer: leave it out"
+        )
+
 
 class RefundBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -96,6 +134,8 @@ class RefundBody(BaseModel):
         default=None, description="minor units; omit for everything left"
     )
     reason: str | None = Field(default=None, max_length=500)
+    #: void the ticket (freeze or burn its NFT, put the place back on sale) even when partial
+    void_ticket: bool = False
 
 
 class TransferBody(BaseModel):
@@ -139,6 +179,8 @@ class PurchaseView(BaseModel):
     status: str
     event_id: str
     seat: str
+    #: the catalogue section (null for purchases from before the catalogue)
+    section: str | None
     amount_minor: int
     currency: str
     amount_captured: int
@@ -243,50 +285,52 @@ async def purchase(
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    """Buy a ticket: the card is charged, the NFT minted to ``buyer_wallet``, the buyer emailed."""
-    currency = body.currency.lower()
-    if currency not in settings.ticket_currencies:
-        raise InvalidInput(
-            f"currency must be one of {', '.join(settings.ticket_currencies)}", field="currency"
-        )
-    if not settings.ticket_min_amount_minor <= body.amount <= settings.ticket_max_amount_minor:
-        raise InvalidInput(
-            f"amount must be between {settings.ticket_min_amount_minor} and "
-            f"{settings.ticket_max_amount_minor} minor units",
-            field="amount",
-        )
+    """Buy a place of a catalogue event at the catalogue's price: the place is held for
+    ``TICKET_HOLD_SECONDS``, the card charged, the NFT minted to ``buyer_wallet``, the buyer
+    emailed. A place someone else holds or bought is a 409."""
+    if body.seat is None and body.section is None:
+        raise InvalidInput("name a seat, or a section without named seats", field="seat")
     purchase_id = _derived_id(principal, idempotency_key, "purchase")
     workflow_id = purchase_workflow_id(purchase_id)
     created = False
     async with sessions.begin() as session:
+        event = await events.get_event(session, principal.tenant, body.event_id)
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
         existing = await session.get(TicketPurchase, purchase_id)
         if existing is not None:
-            same = (
-                existing.event_id,
-                existing.seat,
-                existing.amount_minor,
-                existing.currency,
-                existing.buyer_wallet,
-            )
-            if same != (body.event_id, body.seat, body.amount, currency, body.buyer_wallet):
+            asked = (body.event_id, body.seat or existing.seat, body.buyer_wallet)
+            same = (existing.event_id, existing.seat, existing.buyer_wallet)
+            if same != asked or (body.section not in (None, existing.section)):
                 raise Conflict(
                     "Idempotency-Key was already used for a different purchase",
                     field="Idempotency-Key",
                 )
+            place = events.HeldPlace(
+                section=existing.section or existing.seat,
+                seat=existing.seat,
+                price_minor=existing.amount_minor,
+                currency=existing.currency,
+            )
         else:
-            await tickets.hold_seat(
-                session, principal.tenant, body.event_id, body.seat, purchase_id
+            events.sales_open(event, datetime.now(UTC))
+            place = await events.hold(
+                session,
+                event,
+                seat=body.seat,
+                section_code=body.section,
+                purchase_id=purchase_id,
+                hold_seconds=settings.ticket_hold_seconds,
             )
             session.add(
                 TicketPurchase(
                     id=purchase_id,
                     tenant=principal.tenant,
                     user_id=user.id,
-                    event_id=body.event_id,
-                    seat=body.seat,
-                    amount_minor=body.amount,
-                    currency=currency,
+                    event_id=event.id,
+                    seat=place.seat,
+                    section=place.section,
+                    amount_minor=place.price_minor,
+                    currency=place.currency,
                     buyer_email=str(body.buyer_email),
                     buyer_wallet=body.buyer_wallet,
                     status=PurchaseStatus.PAYING.value,
@@ -297,20 +341,24 @@ async def purchase(
                 )
             )
             created = True
+        nft_name = event.nft_name or event.name[:32]
+        symbol = event.nft_symbol or settings.solana_ticket_symbol
+        metadata_base = event.nft_metadata_base_uri or settings.ticket_metadata_base_uri
     request = TicketPurchaseInput(
         purchase_id=purchase_id,
         tenant=principal.tenant,
         user_id=user.id,
         subject=principal.subject,
         event_id=body.event_id,
-        seat=body.seat,
-        amount_minor=body.amount,
-        currency=currency,
+        seat=place.seat,
+        amount_minor=place.price_minor,
+        currency=place.currency,
         payment_method=body.payment_method,
         buyer_email=str(body.buyer_email),
         buyer_wallet=body.buyer_wallet,
-        metadata_uri=f"{settings.ticket_metadata_base_uri}{purchase_id}.json",
-        symbol=settings.solana_ticket_symbol,
+        metadata_uri=f"{metadata_base}{purchase_id}.json",
+        symbol=symbol,
+        nft_name=nft_name,
         config=ticket_config(settings),
         task_queue_prefix=settings.task_queue_prefix,
     )
@@ -386,6 +434,7 @@ async def get_purchase(
         status=purchase.status,
         event_id=purchase.event_id,
         seat=purchase.seat,
+        section=purchase.section,
         amount_minor=purchase.amount_minor,
         currency=purchase.currency,
         amount_captured=purchase.amount_captured,
@@ -426,7 +475,7 @@ async def get_purchase(
     "/{purchase_id}/refund",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def refund(
     purchase_id: str,
@@ -437,12 +486,46 @@ async def refund(
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    """Refund all (no amount) or part of a ticket, never more than is left to refund."""
+    """Refund all (no amount) or part of a ticket, never more than is left to refund: issued by
+    the venue (``venue_admin`` or ``admin``). A buyer asks with ``POST .../refund-requests``.
+    A full refund, or ``void_ticket``, voids the ticket: its NFT is frozen or burned."""
     if body.amount is not None and body.amount <= 0:
         raise InvalidInput("amount must be a positive number of minor units", field="amount")
-    refund_id = _derived_id(principal, idempotency_key, f"refund:{purchase_id}")
     async with sessions() as session:
         purchase = await _visible(session, purchase_id, principal)
+    if not _is_staff(principal):
+        raise Forbidden(
+            "refunds are issued by the venue; ask for one with "
+            f"POST /api/v1/tickets/{purchase_id}/refund-requests"
+        )
+    refund_id = _derived_id(principal, idempotency_key, f"refund:{purchase_id}")
+    return await start_refund(
+        purchase,
+        refund_id,
+        amount=body.amount,
+        reason=body.reason,
+        void_ticket=body.void_ticket,
+        principal=principal,
+        settings=settings,
+        sessions=sessions,
+        temporal=temporal,
+    )
+
+
+async def start_refund(
+    purchase: TicketPurchase,
+    refund_id: str,
+    *,
+    amount: int | None,
+    reason: str | None,
+    void_ticket: bool,
+    principal: Principal,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+) -> Accepted:
+    """Check what is left to refund and start the ``Refund`` workflow (idempotent by id)."""
+    async with sessions() as session:
         already = await session.get(TicketRefund, refund_id)
         reserved = sum(
             r.amount_minor
@@ -458,7 +541,7 @@ async def refund(
         if purchase.amount_captured == 0:
             raise RefundRefused("nothing was captured for this purchase (yet)", field="amount")
         left = purchase.amount_captured - purchase.amount_refunded - reserved
-        if (body.amount or left) > left or left <= 0:
+        if (amount or left) > left or left <= 0:
             raise RefundRefused(
                 f"at most {left} is left to refund on this purchase", field="amount"
             )
@@ -467,13 +550,14 @@ async def refund(
         refund_id=refund_id,
         purchase_id=purchase.id,
         tenant=purchase.tenant,
-        amount_minor=body.amount,
+        amount_minor=amount,
         requested_by=principal.subject,
-        reason=body.reason,
+        reason=reason,
         buyer_email=purchase.buyer_email,
         event_id=purchase.event_id,
         seat=purchase.seat,
         mint=purchase.mint_address,
+        void_ticket=void_ticket,
         config=ticket_config(settings),
         task_queue_prefix=settings.task_queue_prefix,
     )
@@ -504,11 +588,201 @@ async def refund(
     )
 
 
+# --- refund requests: the buyer asks, the venue decides --------------------------------------
+
+
+class RefundRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt | None = Field(
+        default=None, gt=0, description="minor units; omit for everything left"
+    )
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500)
+    #: approve only: void the ticket even when the refund is partial
+    void_ticket: bool = False
+
+
+class RefundRequestView(BaseModel):
+    id: str
+    purchase_id: str
+    requested_by: str
+    amount_minor: int | None
+    reason: str | None
+    status: str
+    decided_by: str | None
+    decision_reason: str | None
+    refund_id: str | None
+    created_at: datetime
+
+
+def _request_view(row: TicketRefundRequest) -> RefundRequestView:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return RefundRequestView(
+        id=row.id,
+        purchase_id=row.purchase_id,
+        requested_by=row.requested_by,
+        amount_minor=row.amount_minor,
+        reason=row.reason,
+        status=row.status,
+        decided_by=row.decided_by,
+        decision_reason=row.decision_reason,
+        refund_id=row.refund_id,
+        created_at=created,
+    )
+
+
+@router.post(
+    "/{purchase_id}/refund-requests",
+    status_code=201,
+    response_model=RefundRequestView,
+    responses=error_responses(401, 404, 422),
+)
+async def ask_for_refund(
+    purchase_id: str,
+    body: RefundRequestBody,
+    principal: CurrentUser,
+    sessions: SessionFactoryDep,
+) -> RefundRequestView:
+    """The buyer asks the venue for a refund; the venue approves (the refund starts) or
+    declines it."""
+    async with sessions.begin() as session:
+        purchase = await _visible(session, purchase_id, principal)
+        left = purchase.amount_captured - purchase.amount_refunded
+        if left <= 0:
+            raise RefundRefused("nothing is left to refund on this purchase", field="amount")
+        if body.amount is not None and body.amount > left:
+            raise RefundRefused(f"at most {left} is left to refund", field="amount")
+        row = TicketRefundRequest(
+            purchase_id=purchase.id,
+            tenant=purchase.tenant,
+            requested_by=principal.subject,
+            amount_minor=body.amount,
+            reason=body.reason,
+            status="pending",
+        )
+        session.add(row)
+        await session.flush()
+        return _request_view(row)
+
+
+@router.get(
+    "/refund-requests",
+    response_model=list[RefundRequestView],
+    responses=error_responses(401, 422),
+)
+async def list_refund_requests(
+    principal: CurrentUser,
+    reads: ReadSessionsDep,
+    status: Annotated[str | None, Query(pattern=r"^(pending|approved|declined)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[RefundRequestView]:
+    """The venue sees its tenant's requests; a buyer sees their own. Oldest first."""
+    query = select(TicketRefundRequest).where(TicketRefundRequest.tenant == principal.tenant)
+    if not _is_staff(principal):
+        query = query.where(TicketRefundRequest.requested_by == principal.subject)
+    if status is not None:
+        query = query.where(TicketRefundRequest.status == status)
+    query = query.order_by(TicketRefundRequest.created_at, TicketRefundRequest.id)
+    async with reads() as session:
+        rows = (await session.execute(query.limit(limit).offset(offset))).scalars()
+        return [_request_view(r) for r in rows]
+
+
+async def _pending_request(
+    session: AsyncSession, request_id: str, principal: Principal
+) -> TicketRefundRequest:
+    row = (
+        await session.execute(
+            select(TicketRefundRequest)
+            .where(TicketRefundRequest.id == request_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None or row.tenant != principal.tenant:
+        raise NotFound("refund request not found")
+    if not _is_staff(principal):
+        raise Forbidden("refund requests are decided by the venue (venue_admin or admin)")
+    if row.status != "pending":
+        raise Conflict(f"the refund request was already {row.status}")
+    return row
+
+
+@router.post(
+    "/refund-requests/{request_id}/approve",
+    status_code=202,
+    response_model=Accepted,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def approve_refund_request(
+    request_id: str,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalDep,
+    body: DecisionBody | None = None,
+) -> Accepted:
+    """Approve a buyer's request: the refund it asked for starts (venue staff)."""
+    decision = body or DecisionBody()
+    refund_id = str(uuid.uuid5(NAMESPACE, f"refund-request\0{request_id}"))
+    async with sessions.begin() as session:
+        row = await _pending_request(session, request_id, principal)
+        row.status, row.decided_by, row.refund_id = "approved", principal.subject, refund_id
+        row.decision_reason = decision.reason
+        purchase = await tickets.get(session, row.purchase_id)
+        amount, reason = row.amount_minor, row.reason
+    try:
+        return await start_refund(
+            purchase,
+            refund_id,
+            amount=amount,
+            reason=reason,
+            void_ticket=decision.void_ticket,
+            principal=principal,
+            settings=settings,
+            sessions=sessions,
+            temporal=temporal,
+        )
+    except Exception:
+        async with sessions.begin() as session:  # nothing started: the request is pending again
+            again = await session.get(TicketRefundRequest, request_id)
+            if again is not None:
+                again.status, again.decided_by, again.refund_id = "pending", None, None
+                again.decision_reason = None
+        raise
+
+
+@router.post(
+    "/refund-requests/{request_id}/decline",
+    response_model=RefundRequestView,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def decline_refund_request(
+    request_id: str,
+    principal: CurrentUser,
+    sessions: SessionFactoryDep,
+    body: DecisionBody | None = None,
+) -> RefundRequestView:
+    """Decline a buyer's request, with a reason they can read (venue staff)."""
+    async with sessions.begin() as session:
+        row = await _pending_request(session, request_id, principal)
+        row.status, row.decided_by = "declined", principal.subject
+        row.decision_reason = (body or DecisionBody()).reason
+        await session.flush()
+        return _request_view(row)
+
+
 @router.post(
     "/{purchase_id}/transfer",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def transfer(
     purchase_id: str,
@@ -519,13 +793,23 @@ async def transfer(
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    """Move the NFT ticket to another wallet (secondary market)."""
+    """Move the NFT ticket to another wallet (secondary market): by its buyer while it is still
+    in the wallet it was bought with (checked on chain by the workflow), or by the venue from
+    whoever holds it."""
     transfer_id = _derived_id(principal, idempotency_key, f"transfer:{purchase_id}")
     async with sessions.begin() as session:
         purchase = await _visible(session, purchase_id, principal)
         if purchase.mint_address is None or purchase.status != PurchaseStatus.COMPLETED:
             raise Conflict("the ticket has not been minted (or was refunded)")
         owner = purchase.owner_wallet or purchase.buyer_wallet
+        if not _is_staff(principal) and owner != purchase.buyer_wallet:
+            # the buyer moved it on: the holder now is someone else, and the permanent delegate
+            # never acts for a former holder. The holder moves it with their own key; the venue
+            # can move it from its holder.
+            raise Forbidden(
+                "the ticket is no longer in the wallet it was bought with: only its current "
+                "holder or the venue may move it"
+            )
         existing = await session.get(NftTransferRecord, transfer_id)
         if existing is None:
             if body.to_wallet == owner:

@@ -23,6 +23,9 @@ class TicketSettings(BaseModel):
     ticket_currencies: list[str] = ["usd", "eur", "gbp", "kes"]
     ticket_min_amount_minor: int = 50
     ticket_max_amount_minor: int = 1_000_000
+    #: how long a purchase holds its seat before it is paid; a hold that expired can be taken by
+    #: another buyer (the late payment is then refunded). Keep it above the 3-D Secure wait.
+    ticket_hold_seconds: int = 1200
     #: where ticket metadata JSON lives; the ticket id is appended
     ticket_metadata_base_uri: str = "https://tickets.settle.local/t/"
     #: on a full refund: leave the NFT, freeze it in the holder's account, or burn it

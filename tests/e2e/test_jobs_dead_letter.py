@@ -32,6 +32,7 @@ from tests.e2e.test_mpesa_deposit_api import (
     portfolio,
     usdc_for,
 )
+from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, eventually, stack_settings, unique_tenant
 from workflows.mpesa_deposit import MpesaDeposit as MpesaDepositWorkflow
 
@@ -328,13 +329,12 @@ async def test_failed_run_shows_its_failure(stack: Stack) -> None:
     buyer = stack.auth("efe", tenant)
     async with httpx.AsyncClient() as http:
         await http.post(f"{stack.solana.url}/_sandbox/fail-mints", json={"count": 1})
+    event = await create_event(stack, tenant)
     response = await stack.api.post(
         "/api/v1/tickets/purchase",
         json={
-            "event_id": "evt-final",
-            "seat": f"S-{uuid.uuid4().hex[:6]}",
-            "amount": 2500,
-            "currency": "usd",
+            "event_id": event["id"],
+            "section": "FLOOR",
             "payment_method": "pm_card_visa",
             "buyer_email": "efe@example.com",
             "buyer_wallet": "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin",

@@ -161,8 +161,11 @@ async def test_a_held_queue_backlog_raises_an_alert_and_clears_once_resumed(stac
     )
     assert stopped.status_code == 200, stopped.text
     try:
-        buyer = stack.auth("held", f"held-{uuid.uuid4().hex[:6]}")
-        _, accepted = await buy(stack, buyer)
+        from tests.fixtures.events import create_event
+
+        held_tenant = f"held-{uuid.uuid4().hex[:6]}"
+        buyer = stack.auth("held", held_tenant)
+        _, accepted = await buy(stack, buyer, await create_event(stack, held_tenant))
         request = monitor_input(stack.settings)
         request.thresholds.backlog_max = 0
 

@@ -18,6 +18,7 @@ from runtime.devserver import temporal_cli
 from tests.e2e.test_mpesa_deposit_api import PHONE_OK, initiate
 from tests.e2e.test_tickets import buy, until
 from tests.fixtures.chain import new_wallet
+from tests.fixtures.events import create_event
 from tests.fixtures.stack import STACK_CODEC_KEY_ID, Stack, unique_tenant
 
 
@@ -75,8 +76,9 @@ async def test_a_deposits_history_holds_no_phone_or_wallet_in_clear(stack: Stack
 
 async def test_a_ticket_purchases_history_holds_no_email_or_wallet_in_clear(stack: Stack) -> None:
     assert stack.plain_temporal is not None
-    headers = stack.auth("ann", unique_tenant())
-    sent, accepted = await buy(stack, headers)
+    tenant = unique_tenant()
+    headers = stack.auth("ann", tenant)
+    sent, accepted = await buy(stack, headers, await create_event(stack, tenant))
     await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "completed")
     history = await raw_history(stack.plain_temporal, accepted["workflow_id"])
     assert payloads_of(history) >= 5

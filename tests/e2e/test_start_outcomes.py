@@ -29,6 +29,7 @@ from tests.e2e.test_tickets import body as ticket_body
 from tests.e2e.test_tickets import until as ticket_until
 from tests.e2e.test_verification_jobs import document, finished, published, submit
 from tests.fixtures.chain import new_wallet
+from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, unique_tenant
 
 pytestmark = pytest.mark.usefixtures("balanced_ledger")
@@ -118,9 +119,13 @@ def late_timeout(stack: Stack) -> tuple[Client, list[str]]:
 
 async def test_ticket_purchase_whose_start_timed_out_keeps_its_row(stack: Stack) -> None:
     client, started = late_timeout(stack)
-    headers = stack.auth("tom", unique_tenant())
+    tenant = unique_tenant()
+    headers = stack.auth("tom", tenant)
+    event = await create_event(stack, tenant)
     async with api_with(stack, client) as http:
-        response = await http.post("/api/v1/tickets/purchase", json=ticket_body(), headers=headers)
+        response = await http.post(
+            "/api/v1/tickets/purchase", json=ticket_body(event["id"]), headers=headers
+        )
     assert response.status_code == 202, response.text
     purchase = response.json()
     assert started[0] == purchase["workflow_id"]

@@ -22,6 +22,7 @@ from providers.solana.client import SolanaTicketClient, parse_pubkey
 from sandbox.serve import RunningServer, serve
 from sandbox.stripe import sign
 from store.models import TicketPurchase, WebhookEndpoint
+from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, eventually, unique_tenant
 
 pytestmark = pytest.mark.usefixtures("balanced_ledger")
@@ -67,24 +68,25 @@ def wallet() -> str:
     return str(Keypair().pubkey())
 
 
-def body(**overrides: Any) -> dict[str, Any]:
+def body(event_id: str, /, **overrides: Any) -> dict[str, Any]:
+    """A purchase of a place of ``event_id`` (from ``create_event``): on the FLOOR unless a
+    ``seat`` is named."""
     values = {
-        "event_id": "evt-final",
-        "seat": f"S-{uuid.uuid4().hex[:6]}",
-        "amount": 2500,
-        "currency": "usd",
+        "event_id": event_id,
         "payment_method": "pm_card_visa",
         "buyer_email": f"buyer-{uuid.uuid4().hex[:6]}@example.com",
         "buyer_wallet": wallet(),
     }
+    if "seat" not in overrides:
+        values["section"] = "FLOOR"
     values.update(overrides)
     return values
 
 
 async def buy(
-    stack: Stack, headers: dict[str, str], **overrides: Any
+    stack: Stack, headers: dict[str, str], event: dict[str, Any], **overrides: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    payload = body(**overrides)
+    payload = body(event["id"], **overrides)
     response = await stack.api.post("/api/v1/tickets/purchase", json=payload, headers=headers)
     assert response.status_code == 202, response.text
     return payload, response.json()
@@ -137,7 +139,8 @@ async def test_purchase_charges_once_mints_emails_and_signs_a_webhook(
     tenant = unique_tenant()
     headers = stack.auth("ann", tenant)
     secret = await register(stack, tenant, receiver.url)
-    sent, accepted = await buy(stack, headers)
+    event = await create_event(stack, tenant)
+    sent, accepted = await buy(stack, headers, event, seat="S-3")
     done = await until(
         stack,
         accepted["id"],
@@ -156,10 +159,17 @@ async def test_purchase_charges_once_mints_emails_and_signs_a_webhook(
     await client.aclose()
     assert mint is not None and mint.supply == 1 and mint.mint_authority is None
     assert mint.metadata is not None and mint.metadata.additional == {
-        "event": "evt-final",
-        "seat": sent["seat"],
+        "event": event["id"],
+        "seat": "S-3",
         "ticket_id": accepted["id"],
     }
+    assert (mint.metadata.name, mint.metadata.symbol) == ("Cup final", "CUP")
+    assert (done["seat"], done["section"], done["amount_minor"], done["currency"]) == (
+        "S-3",
+        "SEATS",
+        2500,
+        "usd",
+    )
     assert holder is not None and str(holder[1].owner) == sent["buyer_wallet"]
     # the emails are in the catcher
     mails = await stack.mail.wait_for(
@@ -180,8 +190,12 @@ async def _count(receiver: Receiver) -> int:
 
 
 async def test_declined_card_fails_fast_with_its_reason_and_frees_the_seat(stack: Stack) -> None:
-    headers = stack.auth("bea", unique_tenant())
-    sent, accepted = await buy(stack, headers, payment_method="pm_card_chargeDeclined")
+    tenant = unique_tenant()
+    headers = stack.auth("bea", tenant)
+    event = await create_event(stack, tenant)
+    _, accepted = await buy(
+        stack, headers, event, seat="S-1", payment_method="pm_card_chargeDeclined"
+    )
     failed = await until(
         stack, accepted["id"], headers, lambda v: v["status"] == "payment_failed", "the decline"
     )
@@ -190,7 +204,7 @@ async def test_declined_card_fails_fast_with_its_reason_and_frees_the_seat(stack
     (intent,) = intents_for(stack, accepted["id"])
     assert intent["status"] == "requires_payment_method" and intent["latest_charge"] is None
     again = await stack.api.post(
-        "/api/v1/tickets/purchase", json=body(seat=sent["seat"]), headers=headers
+        "/api/v1/tickets/purchase", json=body(event["id"], seat="S-1"), headers=headers
     )
     assert again.status_code == 202  # the seat was released
     await until(
@@ -203,10 +217,12 @@ async def test_declined_card_fails_fast_with_its_reason_and_frees_the_seat(stack
 
 
 async def test_mint_that_never_succeeds_refunds_and_tells_buyer_and_admins(stack: Stack) -> None:
-    headers = stack.auth("cal", unique_tenant())
+    tenant = unique_tenant()
+    headers = stack.auth("cal", tenant)
+    event = await create_event(stack, tenant)
     async with httpx.AsyncClient() as http:
         await http.post(f"{stack.solana.url}/_sandbox/fail-mints", json={"count": 1})
-    sent, accepted = await buy(stack, headers)
+    sent, accepted = await buy(stack, headers, event)
     refunded = await until(
         stack,
         accepted["id"],
@@ -238,8 +254,10 @@ async def test_mint_that_never_succeeds_refunds_and_tells_buyer_and_admins(stack
 
 
 async def test_the_same_purchase_requested_twice_is_one_workflow(stack: Stack) -> None:
-    headers = {**stack.auth("dan", unique_tenant()), "Idempotency-Key": str(uuid.uuid4())}
-    payload = body()
+    tenant = unique_tenant()
+    headers = {**stack.auth("dan", tenant), "Idempotency-Key": str(uuid.uuid4())}
+    event = await create_event(stack, tenant)
+    payload = body(event["id"], seat="S-1")
     first, second = await asyncio.gather(
         stack.api.post("/api/v1/tickets/purchase", json=payload, headers=headers),
         stack.api.post("/api/v1/tickets/purchase", json=payload, headers=headers),
@@ -251,7 +269,7 @@ async def test_the_same_purchase_requested_twice_is_one_workflow(stack: Stack) -
     )
     assert len(intents_for(stack, first.json()["id"])) == 1
     other = await stack.api.post(
-        "/api/v1/tickets/purchase", json={**payload, "amount": 9999}, headers=headers
+        "/api/v1/tickets/purchase", json={**payload, "seat": "S-2"}, headers=headers
     )
     assert other.status_code == 409
 
@@ -261,19 +279,39 @@ async def test_partial_refunds_up_to_the_total_then_refused(
 ) -> None:
     tenant = unique_tenant()
     headers = stack.auth("eve", tenant)
-    _, accepted = await buy(stack, headers)
+    _, accepted = await buy(stack, headers, await create_event(stack, tenant))
     purchase_id = accepted["id"]
     await until(stack, purchase_id, headers, lambda v: v["status"] == "completed", "completion")
-    first = await stack.api.post(
-        f"/api/v1/tickets/{purchase_id}/refund",
+    # the buyer cannot refund themselves (they kept a valid ticket for a partial refund)
+    own = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1000}, headers=headers
+    )
+    assert own.status_code == 403
+    # they ask; the venue approves
+    asked = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/refund-requests",
         json={"amount": 1000, "reason": "seat moved"},
         headers=headers,
     )
+    assert asked.status_code == 201, asked.text
+    venue = stack.auth("box-office", tenant, ["venue_admin"])
+    pending = await stack.api.get("/api/v1/tickets/refund-requests?status=pending", headers=venue)
+    assert [r["id"] for r in pending.json()] == [asked.json()["id"]]
+    first = await stack.api.post(
+        f"/api/v1/tickets/refund-requests/{asked.json()['id']}/approve", headers=venue
+    )
     assert first.status_code == 202, first.text
+    twice = await stack.api.post(
+        f"/api/v1/tickets/refund-requests/{asked.json()['id']}/approve", headers=venue
+    )
+    assert twice.status_code == 409
     await until(
         stack, purchase_id, headers, lambda v: v["amount_refunded"] == 1000, "the first refund"
     )
-    venue = stack.auth("box-office", tenant, ["venue_admin"])
+    mine = await stack.api.get("/api/v1/tickets/refund-requests", headers=headers)
+    assert [(r["status"], r["refund_id"]) for r in mine.json()] == [
+        ("approved", first.json()["id"])
+    ]
     rest = await stack.api.post(f"/api/v1/tickets/{purchase_id}/refund", json={}, headers=venue)
     assert rest.status_code == 202, rest.text
     done = await until(
@@ -289,7 +327,7 @@ async def test_partial_refunds_up_to_the_total_then_refused(
         == 2500
     )
     over = await stack.api.post(
-        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1}, headers=headers
+        f"/api/v1/tickets/{purchase_id}/refund", json={"amount": 1}, headers=venue
     )
     assert over.status_code == 422 and over.json()["error"]["field"] == "amount"
     # a full refund freezes the ticket (TICKET_FULL_REFUND_ACTION=freeze)
@@ -308,8 +346,9 @@ async def test_partial_refunds_up_to_the_total_then_refused(
 
 
 async def test_transfer_to_another_wallet(stack: Stack) -> None:
-    headers = stack.auth("fay", unique_tenant())
-    sent, accepted = await buy(stack, headers)
+    tenant = unique_tenant()
+    headers = stack.auth("fay", tenant)
+    sent, accepted = await buy(stack, headers, await create_event(stack, tenant))
     purchase_id = accepted["id"]
     done = await until(
         stack, purchase_id, headers, lambda v: v["status"] == "completed", "completion"
@@ -330,15 +369,36 @@ async def test_transfer_to_another_wallet(stack: Stack) -> None:
     holder = await client.holder(parse_pubkey(done["mint"]))
     await client.aclose()
     assert holder is not None and str(holder[1].owner) == target
+    # the former holder cannot pull the ticket back with the delegate
+    back = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/transfer",
+        json={"to_wallet": sent["buyer_wallet"]},
+        headers=headers,
+    )
+    assert back.status_code == 403
+    # the venue can move it from its holder
+    venue = stack.auth("box-office", tenant, ["venue_admin"])
     same = await stack.api.post(
-        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=headers
+        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": target}, headers=venue
     )
     assert same.status_code == 422
+    third = wallet()
+    moved_by_venue = await stack.api.post(
+        f"/api/v1/tickets/{purchase_id}/transfer", json={"to_wallet": third}, headers=venue
+    )
+    assert moved_by_venue.status_code == 202, moved_by_venue.text
+    await until(stack, purchase_id, headers, lambda v: v["owner_wallet"] == third, "the move")
 
 
 async def test_payment_needing_authentication_completes_after_the_webhook(stack: Stack) -> None:
-    headers = stack.auth("gus", unique_tenant())
-    _, accepted = await buy(stack, headers, payment_method="pm_card_authenticationRequired")
+    tenant = unique_tenant()
+    headers = stack.auth("gus", tenant)
+    _, accepted = await buy(
+        stack,
+        headers,
+        await create_event(stack, tenant),
+        payment_method="pm_card_authenticationRequired",
+    )
     waiting = await until(
         stack,
         accepted["id"],
@@ -394,8 +454,14 @@ async def test_stripe_webhook_with_a_bad_signature_or_an_old_timestamp_is_400(st
 
 
 async def test_duplicate_stripe_webhook_has_one_effect(stack: Stack) -> None:
-    headers = stack.auth("hal", unique_tenant())
-    _, accepted = await buy(stack, headers, payment_method="pm_card_authenticationRequired")
+    tenant = unique_tenant()
+    headers = stack.auth("hal", tenant)
+    _, accepted = await buy(
+        stack,
+        headers,
+        await create_event(stack, tenant),
+        payment_method="pm_card_authenticationRequired",
+    )
     waiting = await until(
         stack,
         accepted["id"],
@@ -448,7 +514,7 @@ async def test_an_endpoint_answering_410_is_disabled(stack: Stack, receiver: Rec
     headers = stack.auth("kim", tenant)
     await register(stack, tenant, receiver.url)
     receiver.answer = 410
-    _, accepted = await buy(stack, headers)
+    _, accepted = await buy(stack, headers, await create_event(stack, tenant))
     await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "completion")
 
     async def endpoint() -> WebhookEndpoint:
@@ -467,14 +533,19 @@ async def test_an_endpoint_answering_410_is_disabled(stack: Stack, receiver: Rec
 
 BAD = [
     pytest.param({"buyer_wallet": "not-base58!"}, "buyer_wallet", id="wallet"),
-    pytest.param({"currency": "usdd"}, "currency", id="currency-format"),
-    pytest.param({"currency": "jpy"}, "currency", id="currency-not-sold"),
-    pytest.param({"amount": 10}, "amount", id="amount-too-small"),
-    pytest.param({"amount": 10_000_000}, "amount", id="amount-too-large"),
-    pytest.param({"amount": 25.5}, "amount", id="amount-fractional"),
+    # the price is the catalogue's: a body that sends one is refused, whatever the value
+    pytest.param({"currency": "usd"}, "currency", id="currency-sent"),
+    pytest.param({"amount": 2500}, "amount", id="amount-sent"),
+    pytest.param({"amount": 50, "currency": "usd"}, "amount", id="cheap-amount-sent"),
+    pytest.param({"amount": None}, "amount", id="amount-null-sent"),
     pytest.param({"buyer_email": "nobody"}, "buyer_email", id="email"),
     pytest.param({"payment_method": "card"}, "payment_method", id="payment-method"),
     pytest.param({"seat": ""}, "seat", id="seat"),
+    pytest.param({"seat": "Z-99"}, "seat", id="seat-not-in-event"),
+    pytest.param({"section": "BALCONY"}, "section", id="section-not-in-event"),
+    pytest.param({"section": "SEATS"}, "seat", id="section-needs-a-seat"),
+    pytest.param({"section": None}, "seat", id="no-place"),
+    pytest.param({"event_id": "no-such-event"}, "event_id", id="unknown-event"),
 ]
 
 
@@ -483,11 +554,14 @@ async def test_bad_purchase_input_is_refused_and_changes_nothing(
     stack: Stack, override: dict[str, Any], field_name: str
 ) -> None:
     tenant = unique_tenant()
+    event = await create_event(stack, tenant)
     before = stack.stripe_state.requests
     response = await stack.api.post(
-        "/api/v1/tickets/purchase", json=body(**override), headers=stack.auth("lee", tenant)
+        "/api/v1/tickets/purchase",
+        json=body(event["id"], **override),
+        headers=stack.auth("lee", tenant),
     )
-    assert response.status_code == 422, response.text
+    assert response.status_code == (404 if field_name == "event_id" else 422), response.text
     assert response.json()["error"]["field"] == field_name
     assert stack.stripe_state.requests == before
     assert (await stack.temporal.count_workflows(f'SettleTenant = "{tenant}"')).count == 0
@@ -498,8 +572,9 @@ async def test_bad_purchase_input_is_refused_and_changes_nothing(
 
 
 async def test_ticket_metrics_are_read_from_the_database(stack: Stack) -> None:
-    headers = stack.auth("max", unique_tenant())
-    _, accepted = await buy(stack, headers, currency="eur")
+    tenant = unique_tenant()
+    headers = stack.auth("max", tenant)
+    _, accepted = await buy(stack, headers, await create_event(stack, tenant, currency="eur"))
     await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "completion")
     text = (await stack.api.get("/metrics", headers=stack.platform_admin())).text
     lines = {

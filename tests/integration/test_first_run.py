@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +109,26 @@ async def onchain_deposit(
     )
 
 
-async def ticket_purchase(http: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, Any]:
+async def ticket_purchase(
+    http: httpx.AsyncClient, auth: dict[str, str], venue: dict[str, str]
+) -> dict[str, Any]:
+    created = await http.post(
+        "/api/v1/events",
+        json={
+            "name": "First run",
+            "venue": "Hall",
+            "starts_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+            "currency": "usd",
+            "sections": [{"code": "FLOOR", "price": 2500, "capacity": 10}],
+        },
+        headers=venue,
+    )
+    assert created.status_code == 201, created.text
     response = await http.post(
         "/api/v1/tickets/purchase",
         json={
-            "event_id": "evt-first-run",
-            "seat": "A-1",
-            "amount": 2500,
-            "currency": "usd",
+            "event_id": created.json()["id"],
+            "section": "FLOOR",
             "payment_method": "pm_card_visa",
             "buyer_email": "first-run@example.com",
             "buyer_wallet": "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin",
@@ -212,10 +225,14 @@ async def test_first_run_from_an_empty_data_folder(tmp_path: Path) -> None:
                 "Authorization": "Bearer "
                 + issue_token(settings, subject="ada", tenant=tenant, roles=["user"])
             }
+            venue = {
+                "Authorization": "Bearer "
+                + issue_token(settings, subject="vic", tenant=tenant, roles=["venue_admin"])
+            }
             deposit, intent, ticket, anchor, verified = await asyncio.gather(
                 mpesa_deposit(http, user),
                 onchain_deposit(http, user, settings),
-                ticket_purchase(http, user),
+                ticket_purchase(http, user, venue),
                 credential_anchor(http, user),
                 verification(http, user, settings),
             )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.nft import (
@@ -28,9 +31,12 @@ from domain.queues import ActivityQueue
 from domain.tickets import (
     CancelPaymentInput,
     EmailInput,
+    MintOutcome,
+    MintOutcomeInput,
     NftTransferInput,
     PayInput,
     PaymentCapturedInput,
+    PaymentCapturedResult,
     PayResult,
     PurchaseStatus,
     PurchaseUpdate,
@@ -40,6 +46,7 @@ from domain.tickets import (
     ReservedRefund,
     ReserveRefundInput,
     RetrievePaymentInput,
+    RetrieveRefundInput,
     StripeEventSignal,
     StripeRefundInput,
     StripeRefundResult,
@@ -49,7 +56,7 @@ from domain.tickets import (
     WebhookInput,
     WebhookResult,
 )
-from tests.fixtures.temporal import new_prefix, running_workers
+from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 
 BUYER = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"
@@ -70,6 +77,18 @@ class Fakes:
     reserve_error: Exception | None = None
     full_refund: bool = True
     owner: str | None = BUYER
+    #: None: payment_captured answers nothing (as before holds could expire)
+    place_kept: bool | None = None
+    #: what Stripe answers a refund with
+    refund_status: str = "succeeded"
+    #: answers for the first refunds, before ``refund_status``
+    refund_statuses: list[str] = field(default_factory=list)
+    #: what retrieving a refund says
+    refund_later: str = "pending"
+    #: the mint waits for this (set it to let the mint finish)
+    mint_gate: asyncio.Event | None = None
+    #: successive answers of tickets.mint_outcome
+    mint_outcomes: list[MintOutcome] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     emails: list[EmailInput] = field(default_factory=list)
     updates: list[PurchaseUpdate] = field(default_factory=list)
@@ -110,12 +129,21 @@ class Fakes:
             return StripeRefundResult(
                 refund_id=f"re_{len(fake.refunds)}",
                 amount_minor=request.amount_minor or 2500,
-                status="succeeded",
+                status=fake.refund_statuses.pop(0) if fake.refund_statuses else fake.refund_status,
+            )
+
+        @activity.defn(name="stripe.retrieve_refund")
+        async def retrieve_refund(request: RetrieveRefundInput) -> StripeRefundResult:
+            fake.calls.append("retrieve_refund")
+            return StripeRefundResult(
+                refund_id=request.refund_id, amount_minor=2500, status=fake.refund_later
             )
 
         @activity.defn(name="solana.mint_ticket")
         async def mint_ticket(request: MintTicketInput) -> MintTicketResult:
             fake.calls.append("mint")
+            if fake.mint_gate is not None:
+                await fake.mint_gate.wait()
             if fake.mint_error:
                 raise fake.mint_error
             return MintTicketResult(mint="Mint111", token_account="Ata111", signature="sig")
@@ -154,8 +182,18 @@ class Fakes:
             return None
 
         @activity.defn(name="tickets.payment_captured")
-        async def payment_captured(captured: PaymentCapturedInput) -> None:
+        async def payment_captured(captured: PaymentCapturedInput) -> PaymentCapturedResult | None:
             fake.calls.append("captured")
+            if fake.place_kept is None:
+                return None
+            return PaymentCapturedResult(place_kept=fake.place_kept)
+
+        @activity.defn(name="tickets.mint_outcome")
+        async def mint_outcome(request: MintOutcomeInput) -> MintOutcome:
+            fake.calls.append("mint_outcome")
+            if len(fake.mint_outcomes) > 1:
+                return fake.mint_outcomes.pop(0)
+            return fake.mint_outcomes[0]
 
         @activity.defn(name="tickets.update")
         async def update(change: PurchaseUpdate) -> str:
@@ -184,7 +222,7 @@ class Fakes:
             fake.calls.append(f"record-transfer:{change.status}")
 
         return {
-            ActivityQueue.STRIPE: [pay, retrieve, cancel, refund],
+            ActivityQueue.STRIPE: [pay, retrieve, cancel, refund, retrieve_refund],
             ActivityQueue.SOLANA: [
                 mint_ticket,
                 ticket_owner,
@@ -199,6 +237,7 @@ class Fakes:
                 reserve_refund,
                 settle_refund,
                 record_transfer,
+                mint_outcome,
             ],
         }
 
@@ -333,7 +372,11 @@ async def test_a_refund_that_keeps_failing_parks_until_retried(env: WorkflowEnvi
 
 
 def refund_input(
-    prefix: str, amount: int | None, mint: str | None = "Mint111", **config: Any
+    prefix: str,
+    amount: int | None,
+    mint: str | None = "Mint111",
+    void_ticket: bool = False,
+    **config: Any,
 ) -> RefundInput:
     return RefundInput(
         refund_id=str(uuid.uuid4()),
@@ -345,22 +388,32 @@ def refund_input(
         event_id="evt",
         seat="A1",
         mint=mint,
+        void_ticket=void_ticket,
         task_queue_prefix=prefix,
         config=TicketConfig(**config),
     )
 
 
 async def run_refund(
-    env: WorkflowEnvironment, fakes: Fakes, amount: int | None, **config: Any
+    env: WorkflowEnvironment,
+    fakes: Fakes,
+    amount: int | None,
+    drive: Any = None,
+    mint: str | None = "Mint111",
+    void_ticket: bool = False,
+    **config: Any,
 ) -> Any:
     prefix = new_prefix()
     async with running_workers(
         env.client, prefix, workflows=[Refund], activities=fakes.activities()
     ):
-        request = refund_input(prefix, amount, **config)
-        return await env.client.execute_workflow(
+        request = refund_input(prefix, amount, mint, void_ticket, **config)
+        handle = await env.client.start_workflow(
             Refund.run, request, id=f"refund-{request.refund_id}", task_queue=f"{prefix}workflows"
         )
+        if drive:
+            await drive(handle)
+        return await handle.result()
 
 
 async def test_full_refund_freezes_the_ticket(env: WorkflowEnvironment) -> None:
@@ -418,3 +471,265 @@ async def test_transfer_checks_the_owner_first(env: WorkflowEnvironment) -> None
         and f"transfer:{OTHER}" in allowed.calls
         and "webhook:ticket.transferred" in allowed.calls
     )
+
+
+async def until_status(handle: Any, query: Any, check: Any) -> Any:
+    for _ in range(500):
+        state = await handle.query(query)
+        if check(state):
+            return state
+        await asyncio.sleep(0.02)
+    raise AssertionError("the workflow never got there")
+
+
+async def test_a_late_payment_for_a_lost_place_is_refunded_and_not_minted(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(place_kept=False)
+    state = await run_purchase(env, fakes)
+    assert (
+        state.status == PurchaseStatus.REFUNDED and "sold to another buyer" in state.failure_reason
+    )
+    assert "mint" not in fakes.calls and len(fakes.refunds) == 1
+    assert fakes.updates[-1].release_seat
+
+
+async def test_authentication_timeout_releases_the_seat(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(pay_status="requires_action")
+    state = await run_purchase(env, fakes)
+    assert state.status == PurchaseStatus.PAYMENT_FAILED and fakes.updates[-1].release_seat
+
+
+async def test_cancel_while_authenticating_cancels_the_intent_and_frees_the_seat(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(pay_status="requires_action")
+
+    async def cancel(handle: Any) -> None:
+        await until_status(
+            handle, TicketPurchase.status, lambda s: s.status == PurchaseStatus.REQUIRES_ACTION
+        )
+        await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_purchase(env, fakes, cancel)
+    assert isinstance(failure.value.cause, CancelledError)
+    assert "cancel" in fakes.calls and "mint" not in fakes.calls and fakes.refunds == []
+    assert fakes.updates[-1].status == PurchaseStatus.CANCELLED and fakes.updates[-1].release_seat
+
+
+async def test_cancel_during_the_mint_refunds_and_retires_the_nft(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(mint_gate=asyncio.Event())
+
+    async def cancel(handle: Any) -> None:
+        await until_status(
+            handle, TicketPurchase.status, lambda s: s.status == PurchaseStatus.MINTING
+        )
+        await handle.cancel()
+        await asyncio.sleep(0.2)
+        assert fakes.refunds == []  # the mint is not cut in half
+        assert fakes.mint_gate is not None
+        fakes.mint_gate.set()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_purchase(env, fakes, cancel)
+    assert isinstance(failure.value.cause, CancelledError)
+    assert fakes.calls.index("mint") < fakes.calls.index("freeze")
+    assert len(fakes.refunds) == 1 and fakes.refunds[0].amount_minor == 2500
+    assert fakes.updates[-1].status == PurchaseStatus.CANCELLED and fakes.updates[-1].release_seat
+    assert "webhook:ticket.purchased" not in fakes.calls
+
+
+async def test_partial_refund_that_voids_the_ticket_freezes_it(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(full_refund=False)
+    state = await run_refund(env, fakes, 1000, void_ticket=True, full_refund_action="freeze")
+    assert state.status == "succeeded" and state.nft_action == "frozen"
+    assert fakes.settled[-1].void_ticket
+
+
+async def test_full_refund_during_the_mint_waits_for_it_then_freezes(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(
+        full_refund=True,
+        mint_outcomes=[
+            MintOutcome(status="minting", mint=None),
+            MintOutcome(status="minting", mint=None),
+            MintOutcome(status="completed", mint="Mint777"),
+        ],
+    )
+    state = await run_refund(env, fakes, None, mint=None)
+    assert state.nft_action == "frozen" and fakes.calls.count("mint_outcome") == 3
+    assert fakes.calls.index("mint_outcome") < fakes.calls.index("freeze")
+    assert fakes.updates[-1].status == PurchaseStatus.REFUNDED
+
+
+async def test_full_refund_when_the_mint_failed_retires_nothing(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(full_refund=True, mint_outcomes=[MintOutcome(status="refunded", mint=None)])
+    state = await run_refund(env, fakes, None, mint=None)
+    assert state.status == "succeeded" and state.nft_action is None and "freeze" not in fakes.calls
+
+
+async def test_a_pending_stripe_refund_waits_for_its_webhook(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(refund_status="pending", full_refund=False)
+
+    async def webhook(handle: Any) -> None:
+        waiting = await until_status(
+            handle, Refund.status, lambda s: s.status == "waiting_for_stripe"
+        )
+        assert fakes.settled == []  # not done while pending
+        await handle.signal(
+            Refund.stripe_event,
+            StripeEventSignal(
+                event_id="evt_r", type="refund.updated", status="succeeded",
+                refund=waiting.stripe_refund_id,
+            ),
+        )  # fmt: skip
+
+    state = await run_refund(env, fakes, 1000, webhook)
+    assert state.status == "succeeded" and fakes.settled[-1].succeeded
+
+
+async def test_a_pending_refund_without_webhook_asks_stripe(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(refund_status="pending", refund_later="succeeded", full_refund=False)
+    state = await run_refund(env, fakes, 1000)  # the hour's wait is skipped
+    assert state.status == "succeeded" and "retrieve_refund" in fakes.calls
+
+
+async def test_a_failed_stripe_refund_parks_then_abandon_releases(env: WorkflowEnvironment) -> None:
+    fakes = Fakes(refund_status="pending", refund_later="failed", full_refund=False)
+
+    async def abandon(handle: Any) -> None:
+        await until_status(handle, Refund.status, lambda s: s.status == "waiting_for_stripe")
+        await env.sleep(3700)  # no webhook within the hour: Stripe is asked
+        await until_status(handle, Refund.status, lambda s: s.status == "needs_attention")
+        assert fakes.settled == []
+        await handle.signal(Refund.abandon, "refunded by bank transfer")
+
+    state = await run_refund(env, fakes, 1000, abandon)
+    assert state.status == "failed" and not fakes.settled[-1].succeeded
+    assert fakes.settled[-1].failure_reason == "refunded by bank transfer"
+
+
+async def test_cancelling_a_parked_refund_releases_its_reservation(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(refund_status="pending", refund_later="failed", full_refund=False)
+
+    async def cancel(handle: Any) -> None:
+        await until_status(handle, Refund.status, lambda s: s.status == "waiting_for_stripe")
+        await env.sleep(3700)  # no webhook within the hour: Stripe is asked
+        await until_status(handle, Refund.status, lambda s: s.status == "needs_attention")
+        await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_refund(env, fakes, 1000, cancel)
+    assert isinstance(failure.value.cause, CancelledError)
+    assert not fakes.settled[-1].succeeded and len(fakes.settled) == 1
+
+
+async def test_cancelling_a_refund_stripe_is_processing_is_refused(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(refund_status="pending", refund_later="succeeded", full_refund=False)
+
+    async def cancel(handle: Any) -> None:
+        await until_status(handle, Refund.status, lambda s: s.status == "waiting_for_stripe")
+        await handle.cancel()
+
+    state = await run_refund(env, fakes, 1000, cancel)
+    assert state.status == "succeeded" and fakes.settled[-1].succeeded
+
+
+async def test_a_compensating_refund_stripe_fails_parks_and_retry_refunds_anew(
+    env: WorkflowEnvironment,
+) -> None:
+    fakes = Fakes(
+        mint_error=permanent("SolanaRejected", "no"),
+        refund_statuses=["pending"],
+        refund_later="failed",
+    )
+
+    async def retry_when_parked(handle: Any) -> None:
+        for _ in range(100):
+            if (await handle.query(TicketPurchase.status)).status == PurchaseStatus.NEEDS_ATTENTION:
+                break
+            await env.sleep(600)
+        assert fakes.settled == []  # nothing recorded as refunded while Stripe said no
+        await handle.signal(TicketPurchase.retry)
+
+    with pytest.raises(WorkflowFailureError):
+        await run_purchase(env, fakes, retry_when_parked)
+    assert [r.idempotency_key.rsplit(":", 1)[-1] for r in fakes.refunds] == ["refund", "2"]
+    assert fakes.settled[-1].succeeded and fakes.settled[-1].stripe_refund_id == "re_2"
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+async def _record() -> None:
+    """Ticket histories of today's shape, for the replay test (never re-recorded)."""
+    env = await start_time_skipping()
+    async with env:
+        purchases: list[tuple[str, Fakes, Any]] = [
+            ("v1_completed", Fakes(), None),
+            ("v1_mint_failed_refunded", Fakes(mint_error=permanent("SolanaRejected", "no")), None),
+            ("v1_cancelled_while_authenticating", Fakes(pay_status="requires_action"), "3ds"),
+        ]
+        for name, fakes, cancel in purchases:
+            path = HISTORIES / "ticket_purchase" / f"{name}.json"
+            if path.exists():
+                sys.exit(f"{path} exists: histories are never re-recorded")
+            prefix = new_prefix()
+            async with running_workers(
+                env.client, prefix, workflows=[TicketPurchase], activities=fakes.activities()
+            ):
+                request = purchase_input(prefix)
+                handle = await env.client.start_workflow(
+                    TicketPurchase.run,
+                    request,
+                    id=f"ticket-purchase-{request.purchase_id}",
+                    task_queue=f"{prefix}workflows",
+                )
+                if cancel:
+                    await until_status(
+                        handle,
+                        TicketPurchase.status,
+                        lambda s: s.status == PurchaseStatus.REQUIRES_ACTION,
+                    )
+                    await handle.cancel()
+                with contextlib.suppress(WorkflowFailureError):
+                    await handle.result()
+                history = await handle.fetch_history()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(history.to_json())
+            print(f"wrote {path}")
+        refunds: list[tuple[str, Fakes, int | None, bool]] = [
+            ("v1_full_refund_frozen", Fakes(full_refund=True), None, False),
+            ("v1_pending_then_stripe_asked", Fakes(refund_status="pending", refund_later="succeeded", full_refund=False), 1000, False),
+            ("v1_full_refund_waited_for_mint", Fakes(full_refund=True, mint_outcomes=[MintOutcome(status="minting", mint=None), MintOutcome(status="completed", mint="Mint777")]), None, True),
+        ]  # fmt: skip
+        for name, fakes, amount, minting in refunds:
+            path = HISTORIES / "refund" / f"{name}.json"
+            if path.exists():
+                sys.exit(f"{path} exists: histories are never re-recorded")
+            prefix = new_prefix()
+            async with running_workers(
+                env.client, prefix, workflows=[Refund], activities=fakes.activities()
+            ):
+                refund = refund_input(prefix, amount, None if minting else "Mint111")
+                refund_handle = await env.client.start_workflow(
+                    Refund.run,
+                    refund,
+                    id=f"refund-{refund.refund_id}",
+                    task_queue=f"{prefix}workflows",
+                )
+                await refund_handle.result()
+                history = await refund_handle.fetch_history()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(history.to_json())
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_record())

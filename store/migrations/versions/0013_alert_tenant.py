@@ -1,7 +1,7 @@
 """Alerts carry the tenant they concern (none: the platform's own).
 
 Revision ID: 0013_alert_tenant
-Revises: 0008_mpesa_trust
+Revises: 0010_event_catalogue
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_alert_tenant"
-down_revision = "0008_mpesa_trust"
+down_revision = "0010_event_catalogue"
 branch_labels = None
 depends_on = None
 
