@@ -76,6 +76,12 @@ class QuotaExceeded(SettleError):
         self.retry_after_seconds = max(1, retry_after_seconds)
 
 
+class RateLimited(QuotaExceeded):
+    """Too many operations started by one phone, user or tenant this minute (429)."""
+
+    code = "rate_limited"
+
+
 class ServiceUnavailable(SettleError):
     """A dependency (database, Temporal, provider) cannot be reached right now."""
 

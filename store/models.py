@@ -583,3 +583,14 @@ class VerificationJob(Base):
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AbuseCounter(Base):
+    """Operations started in one minute by one subject, against one abuse limit."""
+
+    __tablename__ = "abuse_counters"
+
+    #: ``<limit>:<subject>`` (personal subjects hashed)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

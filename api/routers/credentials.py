@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import abuse
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
@@ -45,6 +46,7 @@ from domain.search import OperationKind, start_attributes
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
+from store import abuse as abuse_counters
 from store import credentials as anchors
 from store.models import CredentialAnchorRecord
 
@@ -279,6 +281,7 @@ async def anchor(
                 )
             return view(row, settings)
         await check_quota(session, settings, principal.tenant, 1, "credential_id")
+        await abuse_counters.take(session, abuse.anchor_request(settings, principal))
         row = CredentialAnchorRecord(
             credential_key=key,
             credential_id=credential_id,
@@ -368,6 +371,8 @@ async def anchor_batch(
         await check_quota(
             session, settings, principal.tenant, sum(r is None for r in found.values()), "items"
         )
+        if any(r is None for r in found.values()):
+            await abuse_counters.take(session, abuse.anchor_request(settings, principal))
         for item in body.items:
             key = credential_key(principal.tenant, item.credential_id)
             row = found[item.credential_id]

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import abuse
 from api.auth import Principal
 from api.client_address import client_address, in_networks
 from api.deps import (
@@ -61,6 +62,7 @@ from providers.fx import RateProvider
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
+from store import abuse as abuse_counters
 from store import accounts, alerts, deposits, wallets
 from store.models import MpesaDeposit as DepositRow
 from store.models import User
@@ -318,6 +320,7 @@ async def initiate(
                 )
             quote = stored_quote(existing) or quote
         else:
+            await abuse_counters.take(session, abuse.stk_push(settings, principal, body.phone))
             session.add(
                 DepositRow(
                     id=deposit_id,

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api import abuse
 from api.auth import Principal
 from api.deps import (
     AdminUser,
@@ -50,6 +51,7 @@ from providers.evm import EvmClient
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
+from store import abuse as abuse_counters
 from store import accounts, intents
 from store.models import DepositIntent, DepositTransfer, User
 from workflows import chain_scanner, deposit_watch
@@ -197,6 +199,7 @@ async def _create_row(
 ) -> tuple[DepositIntent, str]:
     intent_id = str(uuid.uuid4())
     async with sessions.begin() as session:
+        await abuse_counters.take(session, abuse.deposit_intent(settings, principal))
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
         index = await intents.allocate_hd_index(session, settings.evm_chain)
         address = deposit_wallet(settings).address(index)

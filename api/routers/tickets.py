@@ -25,6 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api import abuse
 from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
@@ -51,6 +52,7 @@ from domain.tickets import (
 from providers.solana.client import parse_pubkey
 from runtime.logging import get_logger
 from runtime.settings import Settings
+from store import abuse as abuse_counters
 from store import accounts, events, tickets
 from store.models import (
     NftTransferRecord,
@@ -313,6 +315,7 @@ async def purchase(
             )
         else:
             events.sales_open(event, datetime.now(UTC))
+            await abuse_counters.take(session, abuse.ticket_purchase(settings, principal))
             place = await events.hold(
                 session,
                 event,

@@ -33,6 +33,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.verification import VerificationActivities, run_inline
+from api import abuse
 from api.auth import Principal
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
@@ -61,6 +62,7 @@ from runtime.logging import get_logger
 from runtime.redact import redact
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
+from store import abuse as abuse_counters
 from store.models import VerificationJob
 
 log = get_logger("api.verification_jobs")
@@ -377,6 +379,7 @@ async def submit(
     )
     try:
         async with sessions.begin() as session:
+            await abuse_counters.take(session, abuse.verification(settings, principal))
             session.add(
                 VerificationJob(
                     id=job_id,

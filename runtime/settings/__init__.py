@@ -11,6 +11,7 @@ from functools import lru_cache
 from pydantic import PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.settings.abuse import AbuseSettings
 from runtime.settings.codec import CodecSettings
 from runtime.settings.core import CoreSettings
 from runtime.settings.credentials import CredentialSettings
@@ -77,6 +78,7 @@ class Settings(
     MonitorSettings,
     CredentialSettings,
     VerificationSettings,
+    AbuseSettings,
 ):
     _embedded_database: bool = PrivateAttr(default=False)
 
