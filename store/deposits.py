@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +22,13 @@ from domain.mpesa import (
     RecordConversionInput,
     StkCallback,
 )
-from store import accounts
+from store import accounts, alerts
 from store.ledger import PostingSpec, post_entry
 from store.models import MpesaCallbackRecord, MpesaDeposit
 
 LEDGER_KIND = "mpesa_deposit"
+#: the alert raised for a success callback no deposit can own
+UNMATCHED_CALLBACK_ALERT = "mpesa_unmatched_callback"
 
 
 def ledger_key(checkout_request_id: str, receipt: str | None) -> str:
@@ -76,10 +80,43 @@ async def lost_push_candidates(
     return list((await session.execute(query)).scalars())
 
 
+def checkout_lock_key(checkout_request_id: str) -> int:
+    """The PostgreSQL advisory lock key of one CheckoutRequestID (a signed 64-bit integer). A
+    hash collision only makes two unrelated callbacks wait for each other."""
+    digest = hashlib.blake2b(
+        f"mpesa-checkout:{checkout_request_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_checkout(session: AsyncSession, checkout_request_id: str) -> None:
+    """Take the transaction's lock on one CheckoutRequestID (released at commit or rollback)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:key)"), {"key": checkout_lock_key(checkout_request_id)}
+    )
+
+
 async def record_stk_push(
     session: AsyncSession, deposit_id: str, merchant_request_id: str, checkout_request_id: str
 ) -> StkCallback | None:
-    """Store the CheckoutRequestID; return a callback that already arrived for it, if any."""
+    """Store the CheckoutRequestID; return a callback that already arrived for it, if any.
+
+    Handoff invariant (with :func:`accept_callback`): both take the advisory lock of the
+    CheckoutRequestID before they read or write anything, so the two transactions are serialized
+    and, under READ COMMITTED (each statement sees what was committed before it started), the
+    second one to get the lock sees what the first one committed:
+
+    - the recorder goes first: the callback route then finds the deposit by its
+      CheckoutRequestID and signals its workflow;
+    - the callback route goes first: its callback row is committed, so the recorder finds it here
+      and hands it back to the workflow (and clears the unmatched-callback alert the route may
+      have raised for it, since the callback now has its deposit).
+
+    Never neither, whatever the interleaving. Both at once cannot happen on these two paths; a
+    callback also offered to a lost-push candidate or redelivered by Daraja reaches the
+    workflow twice, and its ``mpesa_callback`` signal keeps the first per CheckoutRequestID.
+    """
+    await lock_checkout(session, checkout_request_id)
     deposit = await get(session, deposit_id, for_update=True)
     deposit.merchant_request_id = merchant_request_id
     deposit.checkout_request_id = checkout_request_id
@@ -94,6 +131,7 @@ async def record_stk_push(
     ).scalar_one_or_none()
     if early is None:
         return None
+    await alerts.clear_event(session, UNMATCHED_CALLBACK_ALERT, checkout_request_id)
     return StkCallback.model_validate_json(early.payload)
 
 
@@ -115,6 +153,35 @@ async def store_callback(
         return True
     except IntegrityError:
         return False
+
+
+@dataclass
+class CallbackRouting:
+    """Where a Daraja callback goes: its deposit, else the lost-push candidates (a success only)."""
+
+    first: bool
+    deposit: MpesaDeposit | None = None
+    candidates: list[MpesaDeposit] = field(default_factory=list)
+
+
+async def accept_callback(
+    session: AsyncSession, callback: StkCallback, source_ip: str | None, *, since: datetime
+) -> CallbackRouting:
+    """Keep the callback and find who it is for, under the CheckoutRequestID's lock (see
+    :func:`record_stk_push` for the invariant): no deposit here means its recorder has not
+    committed yet and will find this callback. A success nobody recorded is also offered to the
+    open deposits that may have sent its push (:func:`lost_push_candidates`)."""
+    await lock_checkout(session, callback.checkout_request_id)
+    first = await store_callback(session, callback, source_ip)
+    deposit = await by_checkout_request_id(session, callback.checkout_request_id)
+    if deposit is not None:
+        return CallbackRouting(first=first, deposit=deposit)
+    candidates: list[MpesaDeposit] = []
+    if callback.result_code == 0 and callback.phone and callback.amount_minor:
+        candidates = await lost_push_candidates(
+            session, callback.phone, callback.amount_minor, since
+        )
+    return CallbackRouting(first=first, candidates=candidates)
 
 
 async def set_outcome(session: AsyncSession, outcome: DepositOutcomeInput) -> MpesaDeposit:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -77,7 +78,7 @@ PHONE_PATTERN = r"^254(7|1)\d{8}$"
 #: an unrecognised success callback is offered to open deposits started this recently
 LOST_PUSH_WINDOW = timedelta(hours=1)
 #: the alert raised for a success callback no deposit can own
-UNMATCHED_ALERT = "mpesa_unmatched_callback"
+UNMATCHED_ALERT = deposits.UNMATCHED_CALLBACK_ALERT
 
 
 class InitiateDeposit(BaseModel):
@@ -519,7 +520,9 @@ async def mpesa_callback(
 
     Answers ``{"ResultCode": 0, "ResultDesc": "Accepted"}`` only once the signal is durable in
     Temporal. Duplicates are no-ops (the workflow keeps the first). A callback for a
-    CheckoutRequestID not yet recorded is kept and picked up by the workflow.
+    CheckoutRequestID not yet recorded is kept, and the workflow's recorder hands it over: the
+    callback is kept and looked up under the CheckoutRequestID's lock, which the recorder takes
+    too, so exactly one of the two delivers it (:func:`store.deposits.record_stk_push`).
     """
     source = _check_caller(token, request, settings, metrics)
     payload = await _json_body(request, metrics)
@@ -530,23 +533,28 @@ async def mpesa_callback(
         raise BadRequest(exc.message) from exc
 
     async with sessions.begin() as session:
-        first = await deposits.store_callback(session, callback, source)
-        deposit = await deposits.by_checkout_request_id(session, callback.checkout_request_id)
-    if deposit is None:
-        await _unmatched(sessions, temporal, metrics, callback)
-        return CallbackAnswer()
-    await _signal(temporal, deposit, callback)
-    metrics.mpesa_callbacks.labels("accepted" if first else "duplicate").inc()
+        routing = await deposits.accept_callback(
+            session, callback, source, since=datetime.now(UTC) - LOST_PUSH_WINDOW
+        )
+        if routing.deposit is None:
+            await _unmatched(session, metrics, callback, routing.candidates)
+    if routing.deposit is not None:
+        await _signal(temporal, routing.deposit, callback)
+        metrics.mpesa_callbacks.labels("accepted" if routing.first else "duplicate").inc()
+    elif len(routing.candidates) == 1:
+        await _signal(temporal, routing.candidates[0], callback)
     return CallbackAnswer()
 
 
 async def _unmatched(
-    sessions: Any, temporal: Client, metrics: ApiMetrics, callback: StkCallback
+    session: AsyncSession, metrics: ApiMetrics, callback: StkCallback, candidates: list[DepositRow]
 ) -> None:
-    """A callback for a CheckoutRequestID no deposit has recorded. A success is offered to the
-    one open deposit with no CheckoutRequestID yet, the same phone and amount (a push whose
-    answer was lost, or one still being recorded); its workflow adopts it and confirms it with
-    Daraja. None or several: kept, and an alert is raised for an operator."""
+    """A callback for a CheckoutRequestID no deposit has recorded yet: kept, and picked up by its
+    deposit's recorder if a push of Settle's has it. A success is also offered to the one open
+    deposit with no CheckoutRequestID yet, the same phone and amount (a push whose answer was
+    lost, or one still being recorded); its workflow adopts it and confirms it with Daraja. None
+    or several: an alert is raised for an operator, in the callback's own transaction, so that a
+    recorder that then finds the callback clears it."""
     metrics.mpesa_callbacks.labels("unmatched").inc()
     if callback.result_code != 0:
         log.warning(
@@ -555,22 +563,12 @@ async def _unmatched(
             result_code=callback.result_code,
         )
         return
-    candidates: list[DepositRow] = []
-    if callback.phone and callback.amount_minor:
-        async with sessions.begin() as session:
-            candidates = await deposits.lost_push_candidates(
-                session,
-                callback.phone,
-                callback.amount_minor,
-                since=datetime.now(UTC) - LOST_PUSH_WINDOW,
-            )
     if len(candidates) == 1:
         log.info(
             "unrecognised success callback offered to the deposit it may belong to",
             checkout_request_id=callback.checkout_request_id,
             deposit_id=candidates[0].id,
         )
-        await _signal(temporal, candidates[0], callback)
         return
     reason = "no open deposit" if not candidates else "several open deposits"
     log.error(
@@ -578,19 +576,18 @@ async def _unmatched(
         checkout_request_id=callback.checkout_request_id,
         candidates=len(candidates),
     )
-    async with sessions.begin() as session:
-        await alerts.raise_event(
-            session,
-            RaiseAlertInput(
-                condition=UNMATCHED_ALERT,
-                reference=callback.checkout_request_id,
-                message=(
-                    f"M-Pesa success callback for CheckoutRequestID "
-                    f"{callback.checkout_request_id} (receipt {callback.receipt}) matches "
-                    f"{reason}: nothing was credited; reconcile it with Daraja"
-                ),
+    await alerts.raise_event(
+        session,
+        RaiseAlertInput(
+            condition=UNMATCHED_ALERT,
+            reference=callback.checkout_request_id,
+            message=(
+                f"M-Pesa success callback for CheckoutRequestID "
+                f"{callback.checkout_request_id} (receipt {callback.receipt}) matches "
+                f"{reason}: nothing was credited; reconcile it with Daraja"
             ),
-        )
+        ),
+    )
 
 
 @router.post(
