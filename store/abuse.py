@@ -5,6 +5,10 @@ writes the operation's row: the row lock of ``ON CONFLICT DO UPDATE`` serialises
 requests on one counter, so at most ``per_minute`` pass in a window whatever the number of API
 replicas, and a refused request rolls its own increment back (hammering does not push the
 window). Subjects that are personal data (phone numbers) are stored hashed.
+
+Lock order: routes take the counters last in their transaction (after the user's row) and in the
+order of their ``Limit`` list, the tenant-wide one last, so two requests of one tenant never
+wait on each other's locks in opposite orders (a deadlock the first-run test found).
 """
 
 from __future__ import annotations

@@ -175,11 +175,21 @@ class EmbeddedPostgres:
                 f"(port {self.port} in use?): {started.stderr.strip()}\n{tail}"
             )
 
-    def stop(self) -> None:
-        """Fast shutdown (open sessions are ended); nothing is left running or locked."""
-        if not (self.data_dir / "postmaster.pid").exists():
+    def stop(self, timeout_seconds: float = 60.0) -> None:
+        """Fast shutdown (open sessions are ended); returns once nothing is left running or
+        locked. The server may already be shutting down (a Ctrl-C reaches it too, when it shares
+        the terminal's process group): then ``pg_ctl stop`` answers at once, and this waits for
+        the server to remove its ``postmaster.pid``."""
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
             return
         self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+        deadline = time.monotonic() + timeout_seconds
+        while pid_file.exists() and time.monotonic() < deadline:
+            if not self.is_running():
+                # gone without cleaning up (killed): PostgreSQL clears such a file at its next start
+                return
+            time.sleep(0.1)
 
     def create_database(self, name: str) -> None:
         """Create ``name`` unless it exists (psql from the wheel: no event loop needed)."""

@@ -199,9 +199,10 @@ async def _create_row(
 ) -> tuple[DepositIntent, str]:
     intent_id = str(uuid.uuid4())
     async with sessions.begin() as session:
-        await abuse_counters.take(session, abuse.deposit_intent(settings, principal))
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
         index = await intents.allocate_hd_index(session, settings.evm_chain)
+        # counters last, as in every route: one lock order (user row, then counters)
+        await abuse_counters.take(session, abuse.deposit_intent(settings, principal))
         address = deposit_wallet(settings).address(index)
         intent = DepositIntent(
             id=intent_id,

@@ -35,7 +35,7 @@ async def frozen(stack: Stack, mint: str) -> bool:
 @asynccontextmanager
 async def solana_stopped(stack: Stack) -> AsyncIterator[None]:
     """Hold every Solana step (the mint) in its queue until the block ends."""
-    admin = stack.auth("root", "t-ops", ["admin"])
+    admin = stack.platform_admin()  # a provider's stop holds it for every tenant
     stopped = await stack.api.post(
         "/api/v1/rate-limits/emergency-stop", json={"key": "solana"}, headers=admin
     )
