@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -34,6 +33,7 @@ from api.jobs_lookup import (
     tenant_query,
 )
 from api.task_queue_limits import QueueLimit, default_rate, describe, hold, release
+from api.timestamps import UtcDateTime
 from domain.errors import InvalidInput, NotFound
 from domain.operation_queues import KIND_QUEUES, sharing
 from domain.queues import activity_queue_for_prefix, workflow_queue
@@ -68,7 +68,7 @@ class TaskQueueState(BaseModel):
     #: who holds it at 0: ``queue:<kind>`` for a paused queue, ``emergency-stop``
     held_by: list[str]
     reason: str | None
-    updated_at: datetime | None
+    updated_at: UtcDateTime | None
     #: activity tasks waiting (as the server estimates it); None where it does not report it
     backlog: int | None
     backlog_age_seconds: float | None
@@ -102,8 +102,8 @@ class QueueJob(BaseModel):
     user: str | None
     status: str | None
     temporal_status: str | None
-    started_at: datetime | None
-    closed_at: datetime | None
+    started_at: UtcDateTime | None
+    closed_at: UtcDateTime | None
 
 
 class QueueJobs(BaseModel):

@@ -37,6 +37,7 @@ from api.auth import Principal
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.timestamps import UtcDateTime
 from api.workflow_starts import nothing_started
 from domain.addresses import normalize_evm_address
 from domain.content import parse_ipfs_uri
@@ -121,9 +122,9 @@ class JobView(BaseModel):
     fileSize: int
     result: dict[str, Any] | None
     error: str | None
-    createdAt: datetime
-    startedAt: datetime | None
-    completedAt: datetime | None
+    createdAt: UtcDateTime
+    startedAt: UtcDateTime | None
+    completedAt: UtcDateTime | None
     pollUrl: str
 
 
