@@ -168,6 +168,7 @@ async def test_progress_goes_10_30_50_70_90_100_and_every_check_holds(
         ("record:active", 0),
         ("hash", 0),
         ("manifest", 10),
+        ("record:active", 30),
         ("signer", 50),
         ("registry", 70),
         ("record:completed", 90),
@@ -180,7 +181,11 @@ async def test_progress_goes_10_30_50_70_90_100_and_every_check_holds(
         "manifestOk": True,
     }
     assert state.result.recovered == creator() and state.result.reasons == []
-    assert [r.status for r in fakes.records] == [JobStatus.ACTIVE, JobStatus.COMPLETED]
+    assert [(r.status, r.progress) for r in fakes.records] == [
+        (JobStatus.ACTIVE, 0),
+        (JobStatus.ACTIVE, 30),
+        (JobStatus.COMPLETED, 100),
+    ]
     assert fakes.records[-1].content_hash == FILE_HASH
 
 
