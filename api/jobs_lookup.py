@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -30,6 +30,7 @@ from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal, Role
+from api.timestamps import UtcDateTime
 from domain.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from domain.search import (
     SETTLE_KIND,
@@ -120,8 +121,8 @@ class JobRef:
     user: str | None
     settle_status: str | None
     execution_status: WorkflowExecutionStatus | None
-    started_at: datetime | None
-    closed_at: datetime | None
+    started_at: UtcDateTime | None
+    closed_at: UtcDateTime | None
 
     @classmethod
     def of(cls, execution: WorkflowExecution) -> JobRef:
@@ -283,7 +284,7 @@ class OperatorDecision(BaseModel):
     #: the admin's token subject when decided through the API; else the identity Temporal
     #: recorded (``temporal --identity``, the Web UI's user)
     by: str | None
-    at: datetime | None
+    at: UtcDateTime | None
 
 
 def _who(identity: str) -> str | None:

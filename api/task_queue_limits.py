@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import RateLimit, TaskQueue, TaskQueueConfig
@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.jobs_lookup import raise_if_unreachable
+from api.timestamps import UtcDateTime
 from domain.errors import ServiceUnavailable
 from domain.queues import RATE_LIMITED_QUEUES, ActivityQueue
 from runtime.logging import get_logger
@@ -49,7 +50,7 @@ class QueueLimit:
     #: who holds it at 0 (paused kinds, ``emergency-stop``)
     holders: list[str] = field(default_factory=list)
     reason: str | None = None
-    updated_at: datetime | None = None
+    updated_at: UtcDateTime | None = None
     updated_by: str | None = None
     backlog: int | None = None
     backlog_age_seconds: float | None = None
@@ -91,7 +92,7 @@ def _limit(task_queue: str, config: TaskQueueConfig | None) -> QueueLimit:
         limit.holders = _holders(queue_limit.metadata.reason)
         limit.updated_by = queue_limit.metadata.update_identity or None
         if queue_limit.metadata.HasField("update_time"):
-            limit.updated_at = queue_limit.metadata.update_time.ToDatetime()
+            limit.updated_at = queue_limit.metadata.update_time.ToDatetime(tzinfo=UTC)
     return limit
 
 

@@ -304,6 +304,8 @@ async def credit(session: AsyncSession, request: CreditDepositInput) -> CreditDe
     )
     deposit.ledger_entry_id = result.entry.id
     deposit.status = DepositStatus.CREDITED.value
+    # a credited deposit has no failure; what went wrong on the way is in the job's timeline
+    deposit.failure_reason = None
     if request.receipt and deposit.mpesa_receipt is None:
         deposit.mpesa_receipt = request.receipt
     await session.flush()

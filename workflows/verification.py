@@ -2,12 +2,12 @@
 IPFS manifest, the manifest's signer and the ContentRegistry.
 
 Steps, with the progress the ``status`` query reports after each: hash the upload (10), fetch the
-manifest (30), compare the hashes (50), recover the signer (70), read the registry (90), record
-the outcome (100). ``Proof`` then adds the bundle a third party checks offline. A manifest that
-cannot be had (gateway 404, too large, not the documented JSON) or a registry address without a
-contract fails the job with the reason; any other mismatch completes it with ``status: failed``
-and the checks that did not hold. The upload is deleted once hashed, or by a last step when the
-job ends before hashing it.
+manifest (30, recorded in the job's row too, so a reader sees it), compare the hashes (50),
+recover the signer (70), read the registry (90), record the outcome (100). ``Proof`` then adds
+the bundle a third party checks offline. A manifest that cannot be had (gateway 404, too large,
+not the documented JSON) or a registry address without a contract fails the job with the reason;
+any other mismatch completes it with ``status: failed`` and the checks that did not hold. The
+upload is deleted once hashed, or by a last step when the job ends before hashing it.
 """
 
 from __future__ import annotations
@@ -129,6 +129,18 @@ class _Job:
             )
             raise
         self._at(PROGRESS_MANIFEST, "manifest fetched")
+        if workflow.patched("verification-record-manifest-progress"):
+            # comparing the hashes takes no activity, so without this record 30 would be gone
+            # before any reader could see it; the row then shows it too
+            await _record(
+                request,
+                JobUpdate(
+                    job_id=request.job_id,
+                    status=JobStatus.ACTIVE,
+                    progress=PROGRESS_MANIFEST,
+                    content_hash=file_hash,
+                ),
+            )
         self._at(PROGRESS_HASH_CHECKED, "hash checked")
         recovered = await workflow.execute_activity_method(
             VerificationActivities.recover_signer,

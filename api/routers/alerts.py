@@ -8,7 +8,6 @@ its ``admin`` sees it (and ``platform_admin``). Another tenant's alert is a 404.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -26,6 +25,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import error_responses
+from api.timestamps import UtcDateTime
 from domain.errors import NotFound, ServiceUnavailable
 from domain.queues import workflow_queue
 from runtime.schedules import monitor_input
@@ -47,9 +47,9 @@ class AlertView(BaseModel):
     threshold: str
     status: str
     tenant: str | None
-    raised_at: datetime
-    cleared_at: datetime | None
-    acknowledged_at: datetime | None
+    raised_at: UtcDateTime
+    cleared_at: UtcDateTime | None
+    acknowledged_at: UtcDateTime | None
     acknowledged_by: str | None
 
     @classmethod

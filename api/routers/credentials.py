@@ -28,6 +28,7 @@ from api import abuse
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.timestamps import UtcDateTime
 from api.workflow_starts import nothing_started
 from domain.credentials import (
     CREDENTIAL_ID,
@@ -119,8 +120,8 @@ class AnchorView(BaseModel):
     #: batch mode: the Merkle root anchored (registry.rootOf) and this credential's proof
     batch_root: str | None
     proof: list[str] | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 def workflow_id_for(key: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -35,6 +34,7 @@ from api.jobs_lookup import (
 )
 from api.routers.deposits import web_ui_url
 from api.routers.jobs import JobAccepted, JobId
+from api.timestamps import UtcDateTime
 from domain.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from domain.search import OperationKind
 from runtime.logging import get_logger
@@ -58,7 +58,7 @@ class DeadLetter(BaseModel):
     kind: str | None
     user: str | None
     status: str | None
-    started_at: datetime | None
+    started_at: UtcDateTime | None
     #: the workflow's ``status`` query ``error`` (None if it did not answer in time)
     error: str | None
     error_type: str | None

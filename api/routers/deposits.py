@@ -32,6 +32,7 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import start_kwargs
 from api.metrics import ApiMetrics
+from api.timestamps import UtcDateTime
 from api.workflow_starts import nothing_started
 from domain.addresses import normalize_evm_address
 from domain.errors import (
@@ -110,8 +111,8 @@ class QuoteView(BaseModel):
     kes_per_usdc: str
     usdc_amount: str
     usdc_minor: int
-    quoted_at: datetime
-    expires_at: datetime
+    quoted_at: UtcDateTime
+    expires_at: UtcDateTime
 
     @classmethod
     def of(cls, quote: FxQuote) -> QuoteView:
@@ -155,8 +156,8 @@ class DepositView(BaseModel):
     fx_kes_per_usdc: str | None = None
     usdc_tx_hash: str | None = None
     quote: QuoteView | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     web_ui_url: str
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep
 from api.errors import error_responses
+from api.timestamps import UtcDateTime
 from domain.errors import Conflict, Forbidden, InvalidInput
 from runtime.settings import Settings
 from store import events
@@ -121,13 +122,13 @@ class EventView(BaseModel):
     id: str
     name: str
     venue: str
-    starts_at: datetime
+    starts_at: UtcDateTime
     currency: str
-    sales_start: datetime | None
-    sales_end: datetime | None
+    sales_start: UtcDateTime | None
+    sales_end: UtcDateTime | None
     nft: NftBody
     sections: list[SectionView]
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class SectionAvailability(BaseModel):

@@ -31,6 +31,7 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import start_kwargs
 from api.public_keys import deposit_wallet
+from api.timestamps import UtcDateTime
 from api.workflow_starts import nothing_started
 from domain.deposit_watch import (
     CREDITABLE_LATE,
@@ -92,8 +93,8 @@ class IntentView(BaseModel):
     received_minor: int
     status: str
     late_transfer_seen: bool
-    expires_at: datetime
-    created_at: datetime
+    expires_at: UtcDateTime
+    created_at: UtcDateTime
     status_url: str
     transfers: list[TransferView] = []
     checks: int | None = None

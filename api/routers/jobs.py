@@ -13,7 +13,6 @@ Who may do what (a job of another tenant is always 404):
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -46,6 +45,7 @@ from api.jobs_lookup import (
     status_error,
 )
 from api.routers.deposits import web_ui_url
+from api.timestamps import UtcDateTime
 from domain.errors import Conflict, Forbidden
 from runtime.logging import get_logger
 from runtime.redact import redact
@@ -82,8 +82,8 @@ class JobView(BaseModel):
     #: SettleStatus; Temporal's status for a run that closed without saying how it ended
     status: str | None
     temporal_status: str | None
-    started_at: datetime | None
-    closed_at: datetime | None
+    started_at: UtcDateTime | None
+    closed_at: UtcDateTime | None
     #: activities in flight or backing off, with their attempt counts
     pending_activities: list[PendingActivity]
     #: a failed run's failure, or the error in a running workflow's ``status`` query

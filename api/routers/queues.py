@@ -12,9 +12,6 @@ answer names them (``also_holds``).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -22,6 +19,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import cursors
 from api.auth import Principal
 from api.deps import AdminUser, PlatformAdmin, SettingsDep, StaffUser, TemporalDep
 from api.errors import error_responses
@@ -34,6 +32,7 @@ from api.jobs_lookup import (
     tenant_query,
 )
 from api.task_queue_limits import QueueLimit, default_rate, describe, hold, release
+from api.timestamps import UtcDateTime
 from domain.errors import InvalidInput, NotFound
 from domain.operation_queues import KIND_QUEUES, sharing
 from domain.queues import activity_queue_for_prefix, workflow_queue
@@ -68,7 +67,7 @@ class TaskQueueState(BaseModel):
     #: who holds it at 0: ``queue:<kind>`` for a paused queue, ``emergency-stop``
     held_by: list[str]
     reason: str | None
-    updated_at: datetime | None
+    updated_at: UtcDateTime | None
     #: activity tasks waiting (as the server estimates it); None where it does not report it
     backlog: int | None
     backlog_age_seconds: float | None
@@ -102,8 +101,8 @@ class QueueJob(BaseModel):
     user: str | None
     status: str | None
     temporal_status: str | None
-    started_at: datetime | None
-    closed_at: datetime | None
+    started_at: UtcDateTime | None
+    closed_at: UtcDateTime | None
 
 
 class QueueJobs(BaseModel):
@@ -238,19 +237,13 @@ async def queue_status(
     )
 
 
-def _decode_cursor(cursor: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode())
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
-
-
 @router.get(
     "/{name}/jobs", response_model=QueueJobs, responses=error_responses(401, 403, 404, 422, 503)
 )
 async def queue_jobs(
     name: QueueName,
     principal: StaffUser,
+    settings: SettingsDep,
     temporal: TemporalDep,
     status: Annotated[
         OperationStatus | None, Query(description="only jobs with this SettleStatus")
@@ -264,16 +257,15 @@ async def queue_jobs(
     """The tenant's jobs of the kind, newest first, one page at a time."""
     kind = kind_of(name)
     clauses = [f"SettleStatus = {quote(status.value)}"] if status else []
+    query = kind_query(principal, kind, *clauses)
     listing = temporal.list_workflows(
-        kind_query(principal, kind, *clauses),
-        page_size=limit,
-        next_page_token=_decode_cursor(cursor) if cursor else None,
+        query, page_size=limit, next_page_token=cursors.decode(settings, query, cursor)
     )
     try:
         await listing.fetch_next_page(page_size=limit)
     except (RPCError, RuntimeError) as exc:
         if isinstance(exc, RPCError) and exc.status == RPCStatusCode.INVALID_ARGUMENT and cursor:
-            raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+            raise InvalidInput(cursors.NOT_OURS, field="cursor") from exc
         raise_if_unreachable(exc)
         raise
     jobs = [JobRef.of(w) for w in listing.current_page or []]
@@ -291,7 +283,7 @@ async def queue_jobs(
             )
             for j in jobs
         ],
-        next_cursor=base64.urlsafe_b64encode(token).decode() if token else None,
+        next_cursor=cursors.encode(settings, query, token),
     )
 
 

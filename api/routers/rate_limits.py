@@ -8,7 +8,6 @@ provider for everyone).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -25,6 +24,7 @@ from api.task_queue_limits import (
     release,
     set_limit,
 )
+from api.timestamps import UtcDateTime
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.queues import RATE_LIMITED_QUEUES, RateLimitKey, activity_queue_for_prefix
 from runtime.logging import get_logger
@@ -51,7 +51,7 @@ class RateLimitStatus(BaseModel):
     #: ``emergency-stop`` and/or ``queue:<kind>`` for paused queues using this task queue
     held_by: list[str]
     reason: str | None
-    updated_at: datetime | None
+    updated_at: UtcDateTime | None
     backlog: int | None
 
 

@@ -30,6 +30,7 @@ from api.auth import Principal, Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.timestamps import UtcDateTime
 from api.workflow_starts import nothing_started
 from domain.errors import (
     Conflict,
@@ -196,7 +197,7 @@ class PurchaseView(BaseModel):
     failure_reason: str | None
     refunds: list[RefundView]
     transfers: list[TransferView]
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 def ticket_config(settings: Settings) -> TicketConfig:
@@ -621,7 +622,7 @@ class RefundRequestView(BaseModel):
     decided_by: str | None
     decision_reason: str | None
     refund_id: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 def _request_view(row: TicketRefundRequest) -> RefundRequestView:

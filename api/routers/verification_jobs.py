@@ -38,6 +38,8 @@ from api.auth import Principal
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
+from api.jobs_lookup import bounded
+from api.timestamps import UtcDateTime
 from api.workflow_starts import nothing_started
 from domain.addresses import normalize_evm_address
 from domain.content import parse_ipfs_uri
@@ -123,9 +125,9 @@ class JobView(BaseModel):
     fileSize: int
     result: dict[str, Any] | None
     error: str | None
-    createdAt: datetime
-    startedAt: datetime | None
-    completedAt: datetime | None
+    createdAt: UtcDateTime
+    startedAt: UtcDateTime | None
+    completedAt: UtcDateTime | None
     pollUrl: str
 
 
@@ -512,11 +514,12 @@ async def stats(principal: CurrentUser, reads: ReadSessionsDep, temporal: Tempor
 async def list_jobs(
     principal: CurrentUser,
     reads: ReadSessionsDep,
+    temporal: TemporalDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JobList:
-    """Newest first. Status and progress are as last recorded; a job's own GET is live."""
+    """Newest first, with the live progress of each running job (as its own GET shows it)."""
     where = _scope(principal)
     if status is not None:
         where.append(VerificationJob.status == status.value)
@@ -537,7 +540,12 @@ async def list_jobs(
             .scalars()
             .all()
         )
-    return JobList(jobs=[view(r) for r in rows], total=total, limit=limit, offset=offset)
+    lives = await bounded(rows, lambda r: _live(temporal, r))
+    jobs = [
+        view(r, live if live is None or live.status not in FINAL_STATUSES else None)
+        for r, live in zip(rows, lives, strict=True)
+    ]
+    return JobList(jobs=jobs, total=total, limit=limit, offset=offset)
 
 
 async def _live(temporal: Client, row: VerificationJob) -> VerificationState | None:

@@ -7,7 +7,6 @@ name no token can carry, where the Monitor's alerts go.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -17,6 +16,7 @@ from sqlalchemy import select
 from api.auth import Role
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep
 from api.errors import error_responses
+from api.timestamps import UtcDateTime
 from domain.errors import (
     Forbidden,
     InvalidInput,
@@ -54,7 +54,7 @@ class EndpointBody(BaseModel):
 class EndpointView(BaseModel):
     id: str
     url: str
-    disabled_at: datetime | None
+    disabled_at: UtcDateTime | None
     disabled_reason: str | None
 
 

@@ -8,7 +8,6 @@ tests/unit/test_replay.py (tests/histories/verification/); never re-record an ex
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -168,6 +167,7 @@ async def test_progress_goes_10_30_50_70_90_100_and_every_check_holds(
         ("record:active", 0),
         ("hash", 0),
         ("manifest", 10),
+        ("record:active", 30),
         ("signer", 50),
         ("registry", 70),
         ("record:completed", 90),
@@ -180,7 +180,11 @@ async def test_progress_goes_10_30_50_70_90_100_and_every_check_holds(
         "manifestOk": True,
     }
     assert state.result.recovered == creator() and state.result.reasons == []
-    assert [r.status for r in fakes.records] == [JobStatus.ACTIVE, JobStatus.COMPLETED]
+    assert [(r.status, r.progress) for r in fakes.records] == [
+        (JobStatus.ACTIVE, 0),
+        (JobStatus.ACTIVE, 30),
+        (JobStatus.COMPLETED, 100),
+    ]
     assert fakes.records[-1].content_hash == FILE_HASH
 
 
@@ -237,7 +241,9 @@ HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "verification"
 
 
 async def _record() -> None:
-    """A verified job and a job whose manifest is missing, as histories of today's shape."""
+    """A verified job and a job whose manifest is missing (v1), and a verified job that records
+    the manifest's progress (v2, ``verification-record-manifest-progress``). Only missing files
+    are recorded: an existing history is the shape running executions have."""
     env = await start_time_skipping()
     missing = ApplicationError(
         f"{MANIFEST_URI}: gateway 404", type="IpfsNotFound", non_retryable=True
@@ -247,10 +253,11 @@ async def _record() -> None:
         for name, fakes in (
             ("v1_verified", Fakes(env.client, entry=entry(creator()))),
             ("v1_manifest_missing", Fakes(env.client, fetch_error=missing, entry=entry(creator()))),
+            ("v2_verified_manifest_recorded", Fakes(env.client, entry=entry(creator()))),
         ):
             path = HISTORIES / f"{name}.json"
             if path.exists():
-                sys.exit(f"{path} exists: histories are never re-recorded")
+                continue
             job_id = uuid.uuid4().hex
             await run(env, fakes, job_id)
             handle = env.client.get_workflow_handle(f"verification-{job_id}")
