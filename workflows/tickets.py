@@ -73,6 +73,27 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 
+async def retire_nft(solana_queue: str, mint: str, action: str) -> None:
+    """Retire a ticket's NFT: burn it when the configured action is ``burn``, else freeze it
+    (a voided ticket, a purchase cancelled or refunded after its mint)."""
+    if action == "burn":
+        await workflow.execute_activity_method(
+            SolanaActivities.burn_ticket,
+            BurnTicketInput(mint=mint, owner=""),
+            task_queue=solana_queue,
+            start_to_close_timeout=policies.SOLANA_TIMEOUT,
+            retry_policy=policies.SOLANA,
+        )
+    else:
+        await workflow.execute_activity_method(
+            SolanaActivities.freeze_ticket,
+            FreezeTicketInput(mint=mint, owner=""),
+            task_queue=solana_queue,
+            start_to_close_timeout=policies.SOLANA_TIMEOUT,
+            retry_policy=policies.SOLANA,
+        )
+
+
 class _StripeRefundFailed(Exception):
     """Stripe answered a compensating refund with ``failed`` or ``canceled``."""
 
@@ -604,24 +625,10 @@ class TicketPurchase(Parkable, _Steps):
         """Freeze (or burn, as configured) the NFT of a purchase cancelled while it was minted."""
         request, mint = self._request, self._state.mint
         assert mint is not None
-        burn = request.config.full_refund_action == "burn"
         try:
-            if burn:
-                await workflow.execute_activity_method(
-                    SolanaActivities.burn_ticket,
-                    BurnTicketInput(mint=mint, owner=""),
-                    task_queue=request.queue(ActivityQueue.SOLANA),
-                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
-                    retry_policy=policies.SOLANA,
-                )
-            else:
-                await workflow.execute_activity_method(
-                    SolanaActivities.freeze_ticket,
-                    FreezeTicketInput(mint=mint, owner=""),
-                    task_queue=request.queue(ActivityQueue.SOLANA),
-                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
-                    retry_policy=policies.SOLANA,
-                )
+            await retire_nft(
+                request.queue(ActivityQueue.SOLANA), mint, request.config.full_refund_action
+            )
         except ActivityError as err:
             # the refund still goes out; a ticket left valid is an operator's job
             self._state.error = f"could not retire the NFT: {cause_message(err)}"
@@ -924,22 +931,7 @@ class Refund(Parkable, _Steps):
     async def _retire_ticket(self, request: RefundInput, mint: str) -> None:
         action = request.config.full_refund_action
         try:
-            if action == "burn":
-                await workflow.execute_activity_method(
-                    SolanaActivities.burn_ticket,
-                    BurnTicketInput(mint=mint, owner=""),
-                    task_queue=request.queue(ActivityQueue.SOLANA),
-                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
-                    retry_policy=policies.SOLANA,
-                )
-            else:
-                await workflow.execute_activity_method(
-                    SolanaActivities.freeze_ticket,
-                    FreezeTicketInput(mint=mint, owner=""),
-                    task_queue=request.queue(ActivityQueue.SOLANA),
-                    start_to_close_timeout=policies.SOLANA_TIMEOUT,
-                    retry_policy=policies.SOLANA,
-                )
+            await retire_nft(request.queue(ActivityQueue.SOLANA), mint, action)
             self._state.nft_action = "burned" if action == "burn" else "frozen"
         except ActivityError as err:
             reraise_if_cancelled(err)
