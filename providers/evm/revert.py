@@ -88,7 +88,7 @@ def error_table() -> dict[str, ErrorSpec]:
             known = table.get(selector)
             if known is not None:  # the same error declared by several contracts
                 spec = ErrorSpec(
-                    spec.name, spec.arg_names, spec.arg_types, known.contracts + (contract,)
+                    spec.name, spec.arg_names, spec.arg_types, (*known.contracts, contract)
                 )
             table[selector] = spec
     return table

@@ -8,7 +8,7 @@ from eth_utils import keccak
 
 from domain.errors import EvmReverted
 from providers.evm.client import map_rpc_error
-from providers.evm.revert import decode_revert, describe_revert, error_table
+from providers.evm.revert import DecodedRevert, decode_revert, describe_revert, error_table
 
 
 def revert(signature: str, types: list[str], values: list) -> str:
@@ -94,13 +94,15 @@ def test_node_error_is_mapped_to_a_readable_evm_reverted() -> None:
         "eth_estimateGas: execution reverted: InsufficientBalance(balance=0, needed=1162790)"
     )
     assert "0xcf479181" not in mapped.message
-    assert mapped.revert is not None and mapped.revert.name == "InsufficientBalance"
+    assert isinstance(mapped.revert, DecodedRevert) and mapped.revert.name == "InsufficientBalance"
 
 
 def test_revert_data_only_in_the_message_is_decoded_too() -> None:
     data = revert("AlreadyRegistered(bytes32)", ["bytes32"], [KEY])
     readable, decoded = describe_revert({"message": f"execution reverted: {data}"})
-    assert decoded is not None and readable.endswith(f"AlreadyRegistered(contentHash=0x{'ab' * 32})")
+    assert decoded is not None and readable.endswith(
+        f"AlreadyRegistered(contentHash=0x{'ab' * 32})"
+    )
 
 
 def test_a_plain_revert_keeps_its_message() -> None:
