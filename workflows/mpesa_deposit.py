@@ -797,7 +797,7 @@ class MpesaDeposit(Parkable):
         remaining = config.treasury_short_max_wait_seconds - waited
         if remaining <= 0:
             status, step = state.status, state.step
-            reason = f"sending USDC failed: {shortfall} (waited {int(waited)} s for funds)"
+            reason = f"sending USDC failed: {cause_message(err)} (waited {int(waited)} s for funds)"
             self._treasury_short_since = None
             if await self._park_with_record(reason) is Decision.ABANDON:
                 await self._finish_abandoned()

@@ -61,6 +61,18 @@ async def test_drained_treasury_waits_alerts_parks_then_retry_credits_once(stack
         assert shortfall in (row.failure_reason or "") and "0x" not in (row.failure_reason or "")
         view = (await stack.api.get(body["status_url"], headers=headers)).json()
         assert view["status"] == "needs_attention" and shortfall in (view["error"] or "")
+        # the dead letters list it by its error type, for this tenant's admin
+        parked = await eventually(
+            lambda: stack.api.get(
+                "/api/v1/dead-letter", params={"error_type": "TreasuryShort"}, headers=admin
+            ),
+            lambda r: (
+                r.status_code == 200 and body["workflow_id"] in {i["id"] for i in r.json()["items"]}
+            ),
+            what="the parked deposit in the dead letters",
+        )
+        (item,) = [i for i in parked.json()["items"] if i["id"] == body["workflow_id"]]
+        assert item["step"] == "sending USDC failed" and shortfall in item["error"]
         # nothing was signed or sent while short: no nonce used, no reverted transaction
         assert await treasury_nonce(stack) == nonce
         assert await stack.chain.usdc_balance(wallet) == 0 and await portfolio(stack, headers) == 0

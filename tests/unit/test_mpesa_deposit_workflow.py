@@ -1026,7 +1026,9 @@ async def test_short_treasury_parks_after_the_bound_and_retry_credits_once(
         "parked",
         advance=env,
     )
-    assert parked.error is not None and parked.error.startswith(f"sending USDC failed: {SHORTFALL}")
+    assert parked.error is not None and parked.error.startswith(
+        f"sending USDC failed: TreasuryShort: {SHORTFALL}"
+    )
     assert "0x" not in parked.error
     # 1 + 2 + 1 s of backoff: 4 checks, then parked with the reason recorded
     assert len(fake.transfers) == 4 and "(waited 4 s for funds)" in parked.error
