@@ -82,6 +82,8 @@ class FakeMpesa:
     transfer_error: Exception | None = None
     #: the treasury's USDC (None: always enough); short, the send fails like the wallet writer's
     treasury_balance: int | None = None
+    #: the first this many sends find the treasury empty (then it is funded)
+    short_transfers: int = 0
     confirm_errors: list[Exception] = field(default_factory=list)
     confirm_gate: asyncio.Event | None = None
     confirm_started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -180,6 +182,10 @@ class FakeMpesa:
             self.transfers.append(request)
             if self.transfer_error is not None:
                 raise self.transfer_error
+            if len(self.transfers) <= self.short_transfers:
+                self.treasury_balance = 0
+            elif self.short_transfers:
+                self.treasury_balance = None
             if self.treasury_balance is not None and self.treasury_balance < request.amount_minor:
                 raise ApplicationError(
                     f"treasury holds {self.treasury_balance / 10**6:.6f} USDC, "
