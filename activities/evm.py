@@ -379,7 +379,7 @@ class EvmWriteActivities:
                 landed = not _to_self(receipt, self)
                 try:
                     done = await self._confirmed(tx_id, receipt, confirm)
-                except EvmReverted:
+                except (EvmReverted, TreasuryShort):
                     return CancelOutcome(
                         idempotency_key=key,
                         outcome="reverted",

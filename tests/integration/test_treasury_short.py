@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from activities.evm import EvmWriteActivities, WriterConfig
 from domain.errors import EvmReverted, TreasuryShort
-from domain.evm import AwaitTxInput, SubmitTxInput, TransferUsdcInput
+from domain.evm import AwaitTxInput, CancelTxInput, SubmitTxInput, TransferUsdcInput
 from providers.evm import EvmClient, LocalSigner
 from providers.evm.erc20 import transfer_calldata
 from store.models import EvmTransaction
@@ -101,3 +101,6 @@ async def test_a_mined_revert_for_want_of_usdc_is_a_treasury_short(chain: Chain,
     assert str(raised.value).startswith(SHORTFALL) and "reverted" in str(raised.value)
     (row,) = await rows(sessions, key)
     assert row.status == "reverted"
+    # cancelling it later reports the revert (it is final), as for any reverted transaction
+    outcome = await w.cancel(CancelTxInput(idempotency_key=key, confirmations=1))
+    assert outcome.outcome == "reverted"
