@@ -29,7 +29,7 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from domain.errors import EvmRejected, EvmReverted
+from domain.errors import EvmRejected, EvmReverted, TreasuryShort
 from domain.evm import (
     AwaitTxInput,
     CancelOutcome,
@@ -39,9 +39,11 @@ from domain.evm import (
     TransferUsdcInput,
     TxReceipt,
 )
+from domain.money import Currency, format_minor
 from providers.evm import EvmClient, FeeQuote, LocalSigner
 from providers.evm.client import GWEI, EvmAlreadyKnown, EvmNonceTooLow, EvmUnderpriced
-from providers.evm.erc20 import transfer_calldata
+from providers.evm.erc20 import Erc20, transfer_calldata
+from providers.evm.revert import DecodedRevert
 from runtime.logging import get_logger
 from store import evm as records
 from store.db import reads_of
@@ -70,6 +72,26 @@ def _to_self(receipt: dict[str, Any], writer: EvmWriteActivities) -> bool:
 
 def _int(value: Any) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def treasury_short(balance: int, needed: int) -> TreasuryShort:
+    """The readable shortfall: "treasury holds 0.000000 USDC, needs 1.162790"."""
+    return TreasuryShort(
+        f"treasury holds {format_minor(balance, Currency.USDC)} USDC, "
+        f"needs {format_minor(needed, Currency.USDC)}",
+        balance=balance,
+        needed=needed,
+    )
+
+
+def _short_from(error: EvmReverted) -> TreasuryShort | None:
+    """MockUSDC's (and any token's) ``InsufficientBalance(balance, needed)`` as a shortfall."""
+    decoded = error.revert
+    if isinstance(decoded, DecodedRevert) and decoded.name == "InsufficientBalance":
+        values = list(decoded.args.values())
+        if len(values) == 2 and all(isinstance(v, int) for v in values):
+            return treasury_short(values[0], values[1])
+    return None
 
 
 class WriterConfig:
@@ -121,14 +143,31 @@ class EvmWriteActivities:
         """Send USDC from the treasury: an ERC-20 transfer submitted through :meth:`submit`."""
         if not is_address(request.to):
             raise EvmRejected(f"not an EVM address: {request.to!r}")
-        return await self.submit(
-            SubmitTxInput(
-                idempotency_key=request.idempotency_key,
-                to=self._config.usdc_address,
-                data=transfer_calldata(to_checksum_address(request.to), request.amount_minor),
-                purpose=request.purpose,
+        async with self._reads() as session:
+            known = await records.by_key(session, request.idempotency_key)
+        if known is None:
+            # a short treasury is found before anything is signed: no nonce taken, no gas burnt
+            await self._client.ensure_chain()
+            balance = await Erc20(self._client, self._config.usdc_address).balance_of(self.address)
+            if balance < request.amount_minor:
+                short = treasury_short(balance, request.amount_minor)
+                log.warning("treasury short", key=request.idempotency_key, error=short.message)
+                raise short
+        try:
+            return await self.submit(
+                SubmitTxInput(
+                    idempotency_key=request.idempotency_key,
+                    to=self._config.usdc_address,
+                    data=transfer_calldata(to_checksum_address(request.to), request.amount_minor),
+                    purpose=request.purpose,
+                )
             )
-        )
+        except EvmReverted as err:
+            # the gas estimate reverted (the balance moved since the check): same shortfall
+            shortfall = _short_from(err)
+            if shortfall is not None:
+                raise shortfall from err
+            raise
 
     @activity.defn(name="evm.submit")
     async def submit(self, request: SubmitTxInput) -> SubmittedTx:
@@ -340,7 +379,7 @@ class EvmWriteActivities:
                 landed = not _to_self(receipt, self)
                 try:
                     done = await self._confirmed(tx_id, receipt, confirm)
-                except EvmReverted:
+                except (EvmReverted, TreasuryShort):
                     return CancelOutcome(
                         idempotency_key=key,
                         outcome="reverted",
@@ -443,6 +482,7 @@ class EvmWriteActivities:
     ) -> TxReceipt | None:
         block_number = _int(receipt["blockNumber"])
         block_hash = str(receipt["blockHash"])
+        call: dict[str, Any] = {}
         if await self._client.block_hash(block_number) != block_hash:
             return None  # reorged out: wait for it to be mined again
         async with self._sessions.begin() as session:
@@ -453,6 +493,7 @@ class EvmWriteActivities:
                 tx.mined_hash = str(receipt["transactionHash"])
                 tx.block_number, tx.block_hash = block_number, block_hash
                 reverted = EvmReverted(f"transaction {tx.mined_hash} (nonce {tx.nonce}) reverted")
+                call = {"from": self.address, "to": tx.to_address, "data": tx.data}
             else:
                 reverted = None
                 if tx.status in (records.SIGNED, records.BROADCAST):
@@ -460,7 +501,7 @@ class EvmWriteActivities:
                 tx.mined_hash = str(receipt["transactionHash"])
                 tx.block_number, tx.block_hash = block_number, block_hash
         if reverted is not None:
-            raise reverted
+            raise await self._why_reverted(reverted, call, block_number)
         if request.use_safe_tag:
             final = await self._client.tagged_number("safe")
             confirmations = max(0, await self._client.block_number() - block_number + 1)
@@ -492,6 +533,29 @@ class EvmWriteActivities:
                 gas_used=_int(receipt.get("gasUsed", 0)),
                 effective_gas_price=_int(receipt.get("effectiveGasPrice", 0)),
             )
+
+    async def _why_reverted(
+        self, reverted: EvmReverted, call: dict[str, Any], block_number: int
+    ) -> Exception:
+        """The mined revert with its reason: the call replayed on the state before its block
+        (best effort), decoded by the project's ABIs; a short treasury becomes TreasuryShort."""
+        try:
+            await self._client.rpc("eth_call", [call, hex(max(block_number - 1, 0))])
+        except EvmReverted as replayed:
+            reason = replayed.revert
+            if isinstance(reason, DecodedRevert):
+                reverted = EvmReverted(f"{reverted.message}: {reason}")
+                reverted.revert = reason
+                short = _short_from(reverted)
+                if short is not None:
+                    return TreasuryShort(
+                        f"{short.message} ({reverted.message})",
+                        balance=short.balance,
+                        needed=short.needed,
+                    )
+        except Exception:  # the reason is a courtesy: the revert itself is what counts
+            log.info("could not replay a reverted transaction", exc_info=True)
+        return reverted
 
     async def _keep_moving(self, tx_id: str, attempts: list[EvmTxAttempt]) -> None:
         """Not mined yet: unblock lower nonces, re-broadcast if forgotten, replace if stuck."""

@@ -155,7 +155,23 @@ class EvmRejected(EvmError):
 
 
 class EvmReverted(EvmError):
-    """The transaction was mined and reverted: sending it again would revert again."""
+    """The transaction was mined and reverted (or a call or gas estimate reverted): sending it
+    again would revert again. ``revert`` holds the decoded custom error when it is one of ours
+    (``providers.evm.revert.DecodedRevert``)."""
+
+    revert: object | None = None
+
+
+class TreasuryShort(EvmError):
+    """The treasury holds less USDC than a transfer needs: nothing was signed or sent. Not a
+    permanent failure (the treasury can be funded); the workflow waits, alerts, then parks."""
+
+    code = "treasury_short"
+
+    def __init__(self, message: str, *, balance: int, needed: int) -> None:
+        super().__init__(message)
+        self.balance = balance
+        self.needed = needed
 
 
 class EvmChainMismatch(EvmError):
@@ -338,6 +354,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "DarajaCallbackInvalid",
     "EvmRejected",
     "EvmReverted",
+    "TreasuryShort",
     "EvmChainMismatch",
     "SolanaRejected",
     "NotTicketOwner",

@@ -82,6 +82,11 @@ class MpesaDepositConfig(BaseModel):
     #: only within this deviation from it (percent, a decimal string)
     fx_quote_ttl_seconds: float = 900.0
     fx_max_deviation_percent: str = "2"
+    #: a short treasury: the USDC send waits (backoff from the initial interval, doubling up to
+    #: the maximum) this long in all, with an alert ``treasury_low``, then the deposit parks
+    treasury_short_max_wait_seconds: float = 3600.0
+    treasury_short_initial_interval_seconds: float = 30.0
+    treasury_short_max_interval_seconds: float = 300.0
 
 
 class MpesaDepositInput(Routed):

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from domain.evm import AwaitTxInput, TransferUsdcInput
+from domain.evm import AwaitTxInput, SubmittedTx, TransferUsdcInput
 from domain.fx import FxQuote, FxQuoteInput, deviation_percent
 from domain.money import Currency, format_minor
 from domain.mpesa import (
@@ -63,6 +63,10 @@ T = TypeVar("T")
 USDC_LEG_PATCH = "mpesa-deposit-usdc-leg"
 #: pushes resolved before repeating, callbacks compared and confirmed with Daraja before money moves
 VERIFIED_PAYMENT_PATCH = "mpesa-deposit-verified-payment"
+#: a short treasury waits (with backoff and an alert) before the deposit parks
+TREASURY_WAIT_PATCH = "mpesa-deposit-treasury-wait"
+#: the alert raised while a deposit waits for the treasury to be funded
+TREASURY_ALERT = "treasury_low"
 #: the alert raised when M-Pesa's answers do not add up to the payment that was asked for
 MISMATCH_ALERT = "mpesa_payment_mismatch"
 #: Daraja errors that say the push was refused (no customer prompted; pushing again will not help)
@@ -100,6 +104,17 @@ def root_error_type(error: BaseException) -> str | None:
     return error.type if isinstance(error, ApplicationError) else None
 
 
+def root_message(error: BaseException) -> str:
+    """The innermost message alone (``treasury holds 0.000000 USDC, needs 1.162790``)."""
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    return error.message if isinstance(error, ApplicationError) else str(error)
+
+
+#: :meth:`MpesaDeposit._submit_usdc` waited or was told to retry: submit again
+_WAITED = object()
+
+
 def reraise_if_cancelled(error: ActivityError) -> None:
     """A workflow cancellation reaches an awaited activity as an ActivityError: make it one."""
     if is_cancelled_exception(error):
@@ -130,6 +145,8 @@ class MpesaDeposit(Parkable):
         self._confirmed: _Outcome | None = None
         self._status_results: list[TransactionStatusResult] = []
         self._status_queries = 0
+        self._treasury_short_since: datetime | None = None
+        self._treasury_delay = 0.0
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -626,12 +643,12 @@ class MpesaDeposit(Parkable):
                 return result
         return None
 
-    async def _alert(self, message: str) -> None:
+    async def _alert(self, message: str, condition: str = MISMATCH_ALERT) -> None:
         try:
             await workflow.execute_activity_method(
                 DepositActivities.raise_alert,
                 RaiseAlertInput(
-                    condition=MISMATCH_ALERT,
+                    condition=condition,
                     message=f"deposit {self._state.deposit_id}: {message}",
                     reference=self._state.deposit_id,
                     tenant=self._request.tenant,
@@ -685,23 +702,13 @@ class MpesaDeposit(Parkable):
         while True:
             key = f"mpesa-deposit:{request.deposit_id}:usdc:{self._usdc_attempt}"
             self._move(DepositStatus.SENDING_USDC, DepositStep.SEND_USDC)
-            submitted = await self._must(
-                "sending USDC",
-                lambda key=key: workflow.execute_activity_method(  # type: ignore[misc]
-                    EvmWriteActivities.transfer_usdc,
-                    TransferUsdcInput(
-                        idempotency_key=key,
-                        to=request.wallet_address or "",
-                        amount_minor=quote.usdc_minor,
-                        purpose="mpesa_deposit",
-                    ),
-                    task_queue=request.queue(ActivityQueue.EVM_WRITE),
-                    start_to_close_timeout=policies.provider_timeout(config),
-                    retry_policy=policies.evm_submit(config),
-                ),
-            )
+            submitted = await self._submit_usdc(key, quote)
             if submitted is None:
                 return None
+            if submitted is _WAITED:
+                continue  # the treasury was short: waited (or an operator said retry)
+            assert isinstance(submitted, SubmittedTx)
+            self._treasury_short_since = None
             state.usdc_tx_hash = submitted.tx_hash
             await self._record_conversion()
             self._move(DepositStatus.SENDING_USDC, DepositStep.CONFIRM_USDC)
@@ -720,6 +727,14 @@ class MpesaDeposit(Parkable):
                 )
             except ActivityError as err:
                 reraise_if_cancelled(err)
+                if root_error_type(err) == "TreasuryShort" and workflow.patched(
+                    TREASURY_WAIT_PATCH
+                ):
+                    # mined and reverted for want of USDC: final; a new one once funded
+                    self._usdc_attempt += 1
+                    if not await self._wait_for_treasury(err):
+                        return None
+                    continue
                 reverted = root_error_type(err) == "EvmReverted"
                 state.error = f"USDC transfer failed: {cause_message(err)}"
                 if await self._park_with_record(state.error) is Decision.ABANDON:
@@ -735,6 +750,68 @@ class MpesaDeposit(Parkable):
             )
             await self._record_conversion()
             return quote
+
+    async def _submit_usdc(self, key: str, quote: FxQuote) -> SubmittedTx | object | None:
+        """The transfer through the wallet writer, like :meth:`_must`; a short treasury
+        (``TreasuryShort``, found before anything is signed) waits instead of parking at once:
+        :data:`_WAITED` means "submit again". None when an operator abandoned the deposit."""
+        request, config = self._request, self._config
+        status, step = self._state.status, self._state.step
+        try:
+            return await workflow.execute_activity_method(
+                EvmWriteActivities.transfer_usdc,
+                TransferUsdcInput(
+                    idempotency_key=key,
+                    to=request.wallet_address or "",
+                    amount_minor=quote.usdc_minor,
+                    purpose="mpesa_deposit",
+                ),
+                task_queue=request.queue(ActivityQueue.EVM_WRITE),
+                start_to_close_timeout=policies.provider_timeout(config),
+                retry_policy=policies.evm_submit(config),
+            )
+        except ActivityError as err:
+            reraise_if_cancelled(err)
+            if root_error_type(err) == "TreasuryShort" and workflow.patched(TREASURY_WAIT_PATCH):
+                return _WAITED if await self._wait_for_treasury(err) else None
+            self._state.error = f"sending USDC failed: {cause_message(err)}"
+            if await self._park_with_record(self._state.error) is Decision.ABANDON:
+                await self._finish_abandoned()
+                return None
+            self._move(status, step)
+            return _WAITED
+
+    async def _wait_for_treasury(self, err: ActivityError) -> bool:
+        """The treasury is short: alert ``treasury_low`` (once per wait), sleep with backoff, and
+        after ``treasury_short_max_wait_seconds`` park with the shortfall. False when abandoned."""
+        config, state = self._config, self._state
+        shortfall = root_message(err)
+        now = workflow.now()
+        if self._treasury_short_since is None:
+            self._treasury_short_since = now
+            self._treasury_delay = config.treasury_short_initial_interval_seconds
+            await self._alert(
+                f"the treasury is short, the USDC send waits: {shortfall}", TREASURY_ALERT
+            )
+        waited = (now - self._treasury_short_since).total_seconds()
+        remaining = config.treasury_short_max_wait_seconds - waited
+        if remaining <= 0:
+            status, step = state.status, state.step
+            reason = f"sending USDC failed: {cause_message(err)} (waited {int(waited)} s for funds)"
+            self._treasury_short_since = None
+            if await self._park_with_record(reason) is Decision.ABANDON:
+                await self._finish_abandoned()
+                return False
+            self._move(status, step)
+            return True
+        state.error = f"waiting for the treasury: {shortfall}"
+        state.updated_at = now
+        delay = min(self._treasury_delay, remaining)
+        self._treasury_delay = min(
+            self._treasury_delay * 2, config.treasury_short_max_interval_seconds
+        )
+        await workflow.sleep(timedelta(seconds=delay))
+        return True
 
     async def _current_rate(self) -> FxQuote | None:
         request, config = self._request, self._config

@@ -192,6 +192,9 @@ def deposit_config(settings: Settings) -> MpesaDepositConfig:
         transaction_status_max_attempts=settings.mpesa_transaction_status_max_attempts,
         fx_quote_ttl_seconds=settings.fx_quote_ttl_seconds,
         fx_max_deviation_percent=str(settings.fx_max_deviation_percent),
+        treasury_short_max_wait_seconds=settings.treasury_short_max_wait_seconds,
+        treasury_short_initial_interval_seconds=settings.treasury_short_initial_interval_seconds,
+        treasury_short_max_interval_seconds=settings.treasury_short_max_interval_seconds,
     )
 
 

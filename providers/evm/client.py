@@ -29,6 +29,7 @@ from domain.errors import (
     EvmUnavailable,
     LogRangeTooLarge,
 )
+from providers.evm.revert import describe_revert
 
 GWEI = 10**9
 
@@ -70,7 +71,11 @@ def map_rpc_error(method: str, error: dict[str, Any]) -> Exception:
     if "underpriced" in lowered or "max fee per gas less than block base fee" in lowered:
         return EvmUnderpriced(detail)
     if "execution reverted" in lowered or "revert" in lowered:
-        return EvmReverted(detail)
+        # custom errors of our contracts are named, with their arguments, not left as hex
+        readable, decoded = describe_revert(error)
+        reverted = EvmReverted(f"{method}: {readable}")
+        reverted.revert = decoded
+        return reverted
     if (
         "insufficient funds" in lowered
         or "invalid" in lowered

@@ -65,3 +65,10 @@ class EvmSettings(BaseModel):
     #: a later payment takes the current rate only within this many percent of the quote
     #: (else the deposit parks for an operator)
     fx_max_deviation_percent: Decimal = Field(default=Decimal("2"), ge=0)
+    #: a short treasury (less USDC than a deposit's send): the send waits this long in all, with an
+    #: alert ``treasury_low``, retrying with backoff, before the deposit parks for an operator
+    treasury_short_max_wait_seconds: float = Field(default=3600.0, ge=0)
+    #: first pause between checks of a short treasury (doubles each time)
+    treasury_short_initial_interval_seconds: float = Field(default=30.0, gt=0)
+    #: longest pause between checks of a short treasury
+    treasury_short_max_interval_seconds: float = Field(default=300.0, gt=0)

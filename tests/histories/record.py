@@ -104,6 +104,14 @@ class Scenario:
     quote: Callable[[], FxQuote] | None = None
 
 
+def _treasury_short_reverted() -> Any:
+    return ApplicationError(
+        "treasury holds 0.000000 USDC, needs 1.162790 (transaction 0xabc (nonce 3) reverted)",
+        type="TreasuryShort",
+        non_retryable=True,
+    )
+
+
 def _reverted() -> Any:
     return ApplicationError("reverted", type="EvmReverted", non_retryable=True)
 
@@ -167,6 +175,23 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "v3_mismatch_parked_then_retried": Scenario(
         FakeMpesa, _mismatch_then_retry, MpesaDepositConfig(), WALLET
+    ),
+    # v4: a short treasury waits with an alert, then parks (patch "mpesa-deposit-treasury-wait")
+    "v4_treasury_short_waited": Scenario(
+        lambda: FakeMpesa(short_transfers=2, confirm_errors=[_treasury_short_reverted()]),
+        _callback,
+        MpesaDepositConfig(treasury_short_initial_interval_seconds=0.2),
+        WALLET,
+    ),
+    "v4_treasury_short_parked_then_retried": Scenario(
+        lambda: FakeMpesa(short_transfers=3),
+        _park_then_retry,
+        MpesaDepositConfig(
+            treasury_short_max_wait_seconds=1.0,
+            treasury_short_initial_interval_seconds=0.3,
+            treasury_short_max_interval_seconds=0.5,
+        ),
+        WALLET,
     ),
 }
 

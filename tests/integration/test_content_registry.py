@@ -128,8 +128,10 @@ async def test_unknown_hash_and_missing_registry(chain: Chain) -> None:
 async def test_first_registration_wins(chain: Chain, gateway: Gateway) -> None:
     data = unique_file()
     first = await publish(chain.client, gateway.client, REGISTRY, SANDBOX_CREATOR_KEY, data)
-    with pytest.raises(EvmReverted):
+    with pytest.raises(EvmReverted) as reverted:
         await publish(chain.client, gateway.client, REGISTRY, OTHER_KEY, data)
+    # the registry's custom error, decoded by its ABI (not "custom error 0x...")
+    assert f"AlreadyRegistered(contentHash={first.content_hash}" in str(reverted.value)
     with pytest.raises(EvmReverted):
         await publish(chain.client, gateway.client, REGISTRY, SANDBOX_CREATOR_KEY, data)
     entry = await ContentRegistryReader(chain.client, REGISTRY).entry(first.content_hash)

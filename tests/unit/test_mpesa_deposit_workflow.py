@@ -80,6 +80,10 @@ class FakeMpesa:
     quotes: int = 0
     transfers: list[TransferUsdcInput] = field(default_factory=list)
     transfer_error: Exception | None = None
+    #: the treasury's USDC (None: always enough); short, the send fails like the wallet writer's
+    treasury_balance: int | None = None
+    #: the first this many sends find the treasury empty (then it is funded)
+    short_transfers: int = 0
     confirm_errors: list[Exception] = field(default_factory=list)
     confirm_gate: asyncio.Event | None = None
     confirm_started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -178,6 +182,17 @@ class FakeMpesa:
             self.transfers.append(request)
             if self.transfer_error is not None:
                 raise self.transfer_error
+            if len(self.transfers) <= self.short_transfers:
+                self.treasury_balance = 0
+            elif self.short_transfers:
+                self.treasury_balance = None
+            if self.treasury_balance is not None and self.treasury_balance < request.amount_minor:
+                raise ApplicationError(
+                    f"treasury holds {self.treasury_balance / 10**6:.6f} USDC, "
+                    f"needs {request.amount_minor / 10**6:.6f}",
+                    type="TreasuryShort",
+                    non_retryable=True,
+                )
             return SubmittedTx(
                 idempotency_key=request.idempotency_key,
                 tx_hash=f"0xhash-{request.idempotency_key[-1]}",
@@ -967,3 +982,95 @@ async def test_failure_callback_that_daraja_contradicts_does_not_lose_the_paymen
     assert state.status == DepositStatus.CREDITED and state.receipt is None
     assert len(fake.transfers) == 1 and fake.status_queries == 0
     assert len(fake.alerts) == 1 and "says the payment succeeded" in fake.alerts[0].message
+
+
+SHORTFALL = "treasury holds 0.000000 USDC, needs 1.162790"
+
+
+async def test_short_treasury_waits_with_an_alert_then_sends_once_when_funded(start) -> None:
+    fake = FakeMpesa(treasury_balance=0)
+    # short pauses: other tests' orphaned timers can hold the test server's time skipping back
+    run = await start(fake, MpesaDepositConfig(treasury_short_initial_interval_seconds=0.2), WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    waiting = await wait_state(
+        run.handle, lambda s: "waiting for the treasury" in (s.error or ""), "waiting"
+    )
+    assert waiting.status == DepositStatus.SENDING_USDC and waiting.error is not None
+    assert waiting.error.endswith(SHORTFALL)
+    (alert,) = [a for a in fake.alerts if a.condition == "treasury_low"]
+    assert SHORTFALL in alert.message and alert.reference == waiting.deposit_id
+    assert DepositStatus.NEEDS_ATTENTION not in fake.statuses() and fake.credits == []
+    fake.treasury_balance = 10**9  # funded
+    state = await run.handle.result()  # the server skips the backoff timers
+    assert state.status == DepositStatus.CREDITED and state.error is None
+    assert len(fake.credits) == 1 and fake.credits[0].usdc_tx_hash == "0xmined-1"
+    # every attempt used the same key (nothing was signed while short), one alert only
+    assert {t.idempotency_key[-1] for t in fake.transfers} == {"1"} and len(fake.transfers) >= 2
+    assert len([a for a in fake.alerts if a.condition == "treasury_low"]) == 1
+
+
+async def test_short_treasury_parks_after_the_bound_and_retry_credits_once(
+    start, env: WorkflowEnvironment
+) -> None:
+    fake = FakeMpesa(treasury_balance=0)
+    config = MpesaDepositConfig(
+        treasury_short_max_wait_seconds=4,
+        treasury_short_initial_interval_seconds=1,
+        treasury_short_max_interval_seconds=2,
+    )
+    run = await start(fake, config, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    parked = await wait_state(
+        run.handle,
+        lambda s: s.status == DepositStatus.NEEDS_ATTENTION,
+        "parked",
+        advance=env,
+    )
+    assert parked.error is not None and parked.error.startswith(
+        f"sending USDC failed: TreasuryShort: {SHORTFALL}"
+    )
+    assert "0x" not in parked.error
+    # 1 + 2 + 1 s of backoff: 4 checks, then parked with the reason recorded
+    assert len(fake.transfers) == 4 and "(waited 4 s for funds)" in parked.error
+    for _ in range(200):  # the park is recorded (row, then search attribute) after the query
+        if await settle_status(env.client, run.handle.id) == "needs_attention":
+            break
+        await asyncio.sleep(0.02)
+    assert await settle_status(env.client, run.handle.id) == "needs_attention"
+    assert fake.outcomes[-1].status == DepositStatus.NEEDS_ATTENTION
+    assert SHORTFALL in (fake.outcomes[-1].failure_reason or "")
+    assert fake.credits == []
+    fake.treasury_balance = 1_162_790  # exactly enough
+    await run.handle.signal(MpesaDeposit.retry)
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert len(fake.credits) == 1 and fake.quotes == 1
+    assert {t.idempotency_key[-1] for t in fake.transfers} == {"1"}
+
+
+async def test_transfer_reverted_for_want_of_usdc_waits_and_sends_a_new_one(start) -> None:
+    fake = FakeMpesa(
+        confirm_errors=[
+            ApplicationError(
+                f"{SHORTFALL} (transaction 0xabc (nonce 3) reverted)",
+                type="TreasuryShort",
+                non_retryable=True,
+            )
+        ]
+    )
+    run = await start(fake, MpesaDepositConfig(treasury_short_initial_interval_seconds=0.2), WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert [t.idempotency_key[-1] for t in fake.transfers] == ["1", "2"]
+    assert [a.condition for a in fake.alerts] == ["treasury_low"]
+    assert len(fake.credits) == 1 and fake.credits[0].usdc_tx_hash == "0xmined-2"
