@@ -220,6 +220,7 @@ def activities_by_queue(
         resources.sessions,
         settings.usdc_contract_address,
         settings.evm_getlogs_max_range,
+        reorg_window=settings.chain_scanner_reorg_window,
     )
     intents = IntentActivities(resources.sessions)
     solana = SolanaActivities(resources.solana)

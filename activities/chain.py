@@ -4,11 +4,15 @@
 accepts) for every USDC Transfer since the last checkpoint, matched against all intents at once,
 so RPC calls per minute do not grow with the number of open intents. Watches ask
 ``chain.check_transfers`` only for transfers they already know about, and
-``chain.fallback_transfers`` queries the chain only when the scanner's checkpoint is stale.
+``chain.fallback_transfers`` reads the scanner's records. When the scanner's checkpoint is stale
+(the scanner down, or starved on a loaded worker) the first watch to notice catches the records up
+with the scanner's own query, one at a time per worker, and the watches after it find the
+checkpoint fresh again: a stale scanner costs one scan, not one query per watch.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +36,7 @@ from providers.evm.erc20 import TRANSFER_TOPIC, TransferLog, decode_transfer
 from runtime.logging import get_logger
 from store import intents
 from store.db import reads_of
+from store.models import ChainCheckpoint
 
 log = get_logger("activities.chain")
 
@@ -58,16 +63,23 @@ class ChainReadActivities:
         sessions: async_sessionmaker[AsyncSession],
         usdc_address: str,
         max_range: int,
+        reorg_window: int = 12,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._reads = reads_of(sessions)
         self._usdc = usdc_address
         self._max_range = max_range
+        self._reorg_window = reorg_window
+        #: one catch-up scan at a time: the watches waiting behind it find the checkpoint fresh
+        self._catching_up = asyncio.Lock()
 
     @activity.defn(name="chain.scan")
     async def scan(self, request: ScanInput) -> ScanResult:
         """USDC Transfers since the checkpoint (minus the reorg window), matched to intents."""
+        return await self._scan(request)
+
+    async def _scan(self, request: ScanInput) -> ScanResult:
         await self._client.ensure_chain()
         head = await self._client.block_number()
         async with self._reads() as session:
@@ -153,35 +165,40 @@ class ChainReadActivities:
     @activity.defn(name="chain.fallback_transfers")
     async def fallback_transfers(self, request: FallbackInput) -> FallbackResult:
         """The watch's own look, when no signal came: the scanner's records while its checkpoint
-        is fresh (no RPC), else one log query for this address since the intent was made."""
+        is fresh (no RPC). When it is stale, the scanner's query once for every watch (see the
+        module's docstring); only before the scanner's first round, a query for this address."""
         async with self._reads() as session:
             checkpoint = await intents.checkpoint(session, request.chain)
-            fresh = (
-                checkpoint is not None
-                and checkpoint.scanned_at is not None
-                and datetime.now(UTC) - _utc(checkpoint.scanned_at)
-                < timedelta(seconds=request.stale_after_seconds)
-            )
-            if fresh:
-                rows = [
-                    row
-                    for row in await intents.transfers_of(session, request.intent_id)
-                    if row.status == TransferStatus.SEEN
-                    and qualifies(row.amount_minor, request.min_amount_minor)
-                ]
+            if _fresh(checkpoint, request.stale_after_seconds):
                 return FallbackResult(
-                    transfers=[
-                        TransferSeen(
-                            tx_hash=row.tx_hash,
-                            log_index=row.log_index,
-                            block_number=row.block_number,
-                            block_hash=row.block_hash,
-                            from_address=row.from_address,
-                            amount_minor=row.amount_minor,
+                    transfers=await self._recorded(session, request), queried_chain=False
+                )
+        if checkpoint is not None and checkpoint.last_scanned_block is not None:
+            async with self._catching_up:
+                async with self._reads() as session:
+                    checkpoint = await intents.checkpoint(session, request.chain)
+                    caught_up = _fresh(checkpoint, request.stale_after_seconds)
+                if not caught_up:
+                    result = await self._scan(
+                        ScanInput(
+                            chain=request.chain,
+                            chain_id=self._client.chain_id,
+                            usdc_address=self._usdc,
+                            max_range=self._max_range,
+                            reorg_window=self._reorg_window,
+                            min_amount_minor=request.min_amount_minor,
                         )
-                        for row in rows
-                    ],
-                    queried_chain=False,
+                    )
+                    log.warning(
+                        "scanner stale: a watch caught its records up",
+                        intent_id=request.intent_id,
+                        from_block=result.from_block,
+                        to_block=result.to_block,
+                        matches=len(result.matches),
+                    )
+            async with self._reads() as session:
+                return FallbackResult(
+                    transfers=await self._recorded(session, request), queried_chain=not caught_up
                 )
         await self._client.ensure_chain()
         head = await self._client.block_number()
@@ -207,6 +224,31 @@ class ChainReadActivities:
             found=len(seen),
         )
         return FallbackResult(transfers=seen, queried_chain=True)
+
+    async def _recorded(self, session: AsyncSession, request: FallbackInput) -> list[TransferSeen]:
+        """The transfers the scanner (or a catch-up) recorded for this intent, still to handle."""
+        return [
+            TransferSeen(
+                tx_hash=row.tx_hash,
+                log_index=row.log_index,
+                block_number=row.block_number,
+                block_hash=row.block_hash,
+                from_address=row.from_address,
+                amount_minor=row.amount_minor,
+            )
+            for row in await intents.transfers_of(session, request.intent_id)
+            if row.status == TransferStatus.SEEN
+            and qualifies(row.amount_minor, request.min_amount_minor)
+        ]
+
+
+def _fresh(checkpoint: ChainCheckpoint | None, stale_after_seconds: float) -> bool:
+    """The scanner finished a round within the last ``stale_after_seconds``."""
+    return (
+        checkpoint is not None
+        and checkpoint.scanned_at is not None
+        and datetime.now(UTC) - _utc(checkpoint.scanned_at) < timedelta(seconds=stale_after_seconds)
+    )
 
 
 def _utc(value: datetime) -> datetime:
