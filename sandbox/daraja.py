@@ -170,6 +170,22 @@ def create_daraja_app(
         state.tokens_issued += 1
         return JSONResponse({"access_token": token, "expires_in": str(state.token_ttl_seconds)})
 
+    async def api_request(request: Request, path: str) -> dict[str, Any] | JSONResponse:
+        """What every Daraja API call goes through first, as Daraja answers it: an injected
+        failure, the access token, a JSON object body (else the error answer to send)."""
+        failure = await injected_failure(path)
+        if failure:
+            return failure
+        if not bearer_ok(request):
+            return _error(404, "404.001.03", "Invalid Access Token")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        return body
+
     def check_password(body: dict[str, Any]) -> JSONResponse | None:
         if str(body.get("BusinessShortCode")) != state.shortcode:
             return _error(400, "400.002.02", "Bad Request - Invalid BusinessShortCode")
@@ -185,17 +201,9 @@ def create_daraja_app(
 
     @app.post("/mpesa/stkpush/v1/processrequest")
     async def stk_push(request: Request) -> JSONResponse:
-        failure = await injected_failure("stkpush")
-        if failure:
-            return failure
-        if not bearer_ok(request):
-            return _error(404, "404.001.03", "Invalid Access Token")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
-        if not isinstance(body, dict):
-            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        body = await api_request(request, "stkpush")
+        if isinstance(body, JSONResponse):
+            return body
         bad = check_password(body)
         if bad:
             return bad
@@ -276,20 +284,10 @@ def create_daraja_app(
 
     @app.post("/mpesa/stkpushquery/v1/query")
     async def stk_query(request: Request) -> JSONResponse:
-        failure = await injected_failure("stkpushquery")
-        if failure:
-            return failure
-        if not bearer_ok(request):
-            return _error(404, "404.001.03", "Invalid Access Token")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
-        bad = (
-            check_password(body)
-            if isinstance(body, dict)
-            else _error(400, "400.002.02", "Bad Request")
-        )
+        body = await api_request(request, "stkpushquery")
+        if isinstance(body, JSONResponse):
+            return body
+        bad = check_password(body)
         if bad:
             return bad
         txn = state.transactions.get(str(body.get("CheckoutRequestID")))
@@ -352,17 +350,9 @@ def create_daraja_app(
 
     @app.post("/mpesa/transactionstatus/v1/query")
     async def transaction_status(request: Request) -> JSONResponse:
-        failure = await injected_failure("transactionstatus")
-        if failure:
-            return failure
-        if not bearer_ok(request):
-            return _error(404, "404.001.03", "Invalid Access Token")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
-        if not isinstance(body, dict):
-            return _error(400, "400.002.02", "Bad Request - Invalid JSON")
+        body = await api_request(request, "transactionstatus")
+        if isinstance(body, JSONResponse):
+            return body
         if body.get("CommandID") != "TransactionStatusQuery":
             return _error(400, "400.002.02", "Bad Request - Invalid CommandID")
         if str(body.get("PartyA")) != state.shortcode:
