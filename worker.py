@@ -49,6 +49,7 @@ from providers.ipfs import IpfsGateway
 from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
+from runtime import tracing
 from runtime.clients import ipfs_gateway
 from runtime.interceptors import RedactingInterceptor
 from runtime.interpreter import restore_recursion_limit
@@ -384,6 +385,7 @@ def build_workers(
 
 
 async def run(settings: Settings, queues: Sequence[str]) -> None:
+    tracing.install(settings, "worker")
     runtime = metrics_runtime(settings.worker_metrics_bind)
     client = await connect_with_retry(settings, runtime=runtime)
     resources = build_resources(settings)

@@ -50,6 +50,7 @@ from providers.cache import CacheRegistry, TTLCache
 from providers.evm import EvmClient
 from providers.fx import CachedRateProvider, FixedRateProvider
 from providers.solana.client import SolanaTicketClient
+from runtime import tracing
 from runtime.clients import ipfs_gateway
 from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
@@ -73,6 +74,7 @@ def create_app(
     worker in the same process passes the worker's, so the FX cache shows there too."""
     settings = settings or get_settings()
     register_settings(settings)
+    tracing.install(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,6 +132,7 @@ def create_app(
         description="Money-moving and on-chain operations as Temporal workflows.",
         lifespan=lifespan,
     )
+    tracing.instrument_app(app)
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     app.state.caches = caches if caches is not None else CacheRegistry()

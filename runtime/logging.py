@@ -6,6 +6,7 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
 
 from runtime.redact import redact, redact_value
 
@@ -15,6 +16,18 @@ def redact_event(
 ) -> structlog.types.EventDict:
     """No credentials in log lines: every value goes through :func:`runtime.redact.redact`."""
     return {key: redact_value(value) for key, value in event.items()}
+
+
+def add_trace_ids(
+    _logger: object, _method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """The current span's trace and span ids (``runtime/tracing.py``), so a log line can be
+    found from a trace and the other way round. Outside a span (tracing off) it adds nothing."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
 
 
 _FORMATTER = logging.Formatter()
@@ -38,6 +51,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        add_trace_ids,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (

@@ -24,6 +24,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, TLSConfig
 
 from domain.search import ALL_KEYS
+from runtime import tracing
 from runtime.codec import data_converter
 from runtime.settings import Settings, get_settings
 
@@ -80,6 +81,7 @@ async def connect(
         data_converter=data_converter(settings),
         runtime=runtime,
         lazy=lazy,
+        interceptors=tracing.temporal_interceptors(),
         connect_timeout=timedelta(seconds=settings.temporal_connect_timeout_seconds),
     )
 

@@ -79,6 +79,12 @@ class CoreSettings(BaseModel):
     #: queue_job_processing_duration_seconds covers executions closed this recently
     metrics_duration_window_seconds: float = 3600.0
 
+    #: OTLP/HTTP collector (e.g. http://otel-collector:4318): traces API -> workflow -> activity
+    #: -> provider call are exported there; empty: tracing off (runtime/tracing.py)
+    otel_exporter_otlp_endpoint: str = ""
+    #: spans name their service "<this>-api" or "<this>-worker"
+    otel_service_name: str = "settle"
+
     log_level: str = "INFO"
     #: JSON lines (production) or a readable console format (local)
     log_json: bool = False
