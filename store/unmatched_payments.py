@@ -55,7 +55,7 @@ async def _raise(session: AsyncSession, payment: MpesaUnmatchedPayment) -> None:
             tenant=payment.tenant,
             message=(
                 f"M-Pesa payment {payment.receipt} ({amount} KES from {payment.phone}, "
-                f"CheckoutRequestID {payment.checkout_request_id}) is not credited: "
+                f"CheckoutRequestID {payment.checkout_request_id}): nothing was credited, "
                 f"{payment.reason}. Resolve unmatched payment {payment.id}: credit it to a "
                 "deposit or mark it refunded"
             ),
