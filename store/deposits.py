@@ -26,7 +26,12 @@ from domain.push_attempts import UNRESOLVED as UNRESOLVED_STATES
 from domain.push_attempts import AttemptState
 from store import accounts, alerts, push_attempts, unmatched_payments
 from store.ledger import PostingSpec, post_entry
-from store.models import MpesaCallbackRecord, MpesaDeposit, MpesaUnmatchedPayment
+from store.models import (
+    MpesaCallbackRecord,
+    MpesaDeposit,
+    MpesaPushAttempt,
+    MpesaUnmatchedPayment,
+)
 
 LEDGER_KIND = "mpesa_deposit"
 #: the alert raised for a success callback no deposit can own
@@ -226,14 +231,14 @@ async def _unmatched_success(
         if d.checkout_request_id is None
         and d.status in (DepositStatus.INITIATED, DepositStatus.AWAITING_PAYMENT)
     ]
-    unresolved = [a for a in attempts if a.state in UNRESOLVED_STATES]
-    if len(open_ones) == 1 and (not attempts or len(unresolved) == 1):
+    if len(open_ones) == 1 and await _may_offer(session, open_ones[0], attempts):
         deposit = open_ones[0]
-        for attempt in unresolved:
-            attempt.state = AttemptState.ADOPTED.value
-            attempt.checkout_request_id = callback.checkout_request_id
-            attempt.merchant_request_id = callback.merchant_request_id
-            attempt.resolved_at = now
+        for attempt in attempts:
+            if attempt.deposit_id == deposit.id and attempt.state in UNRESOLVED_STATES:
+                attempt.state = AttemptState.ADOPTED.value
+                attempt.checkout_request_id = callback.checkout_request_id
+                attempt.merchant_request_id = callback.merchant_request_id
+                attempt.resolved_at = now
         payment = await unmatched_payments.keep(
             session,
             callback,
@@ -259,6 +264,29 @@ async def _unmatched_success(
         reason=reason,
     )
     return CallbackRouting(first=first, unmatched=payment)
+
+
+async def _may_offer(
+    session: AsyncSession, deposit: MpesaDeposit, attempts: list[MpesaPushAttempt]
+) -> bool:
+    """The deposit still waits for this push's answer: it is open with no CheckoutRequestID, and
+    (when attempts matched) exactly one unresolved attempt matched, its own. Read again under
+    the deposit's row lock, which a push activity deciding to push again holds too
+    (:func:`store.push_attempts.begin`): the callback takes the attempt, or sees it expired."""
+    await session.refresh(deposit, with_for_update=True)
+    if deposit.checkout_request_id is not None or deposit.status not in (
+        DepositStatus.INITIATED,
+        DepositStatus.AWAITING_PAYMENT,
+    ):
+        return False
+    if not attempts:
+        return True  # a deposit started before push attempts were recorded
+    for attempt in attempts:
+        await session.refresh(attempt)
+    unresolved = [
+        a for a in attempts if a.state in UNRESOLVED_STATES and a.checkout_request_id is None
+    ]
+    return [a.deposit_id for a in unresolved] == [deposit.id]
 
 
 async def set_outcome(session: AsyncSession, outcome: DepositOutcomeInput) -> MpesaDeposit:
