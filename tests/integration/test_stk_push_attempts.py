@@ -14,9 +14,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.mpesa import MpesaActivities, PushAttempts
 from domain.errors import DarajaPushUnknown, DarajaPushUnresolved
-from domain.mpesa import DepositStatus, StkCallback, StkPushInput, StkPushResult
+from domain.mpesa import (
+    DepositOutcomeInput,
+    DepositStatus,
+    StkCallback,
+    StkPushInput,
+    StkPushResult,
+)
 from store import accounts, deposits
-from store.models import MpesaDeposit, MpesaPushAttempt, MpesaUnmatchedPayment
+from store.models import Alert, MpesaDeposit, MpesaPushAttempt, MpesaUnmatchedPayment
 
 
 class Daraja:
@@ -169,3 +175,105 @@ async def test_a_callback_for_a_push_whose_answer_was_lost_is_matched_and_adopte
             )
         )
     assert payment is not None and payment.status == "adopted"
+
+
+async def test_a_late_callback_for_a_push_given_up_is_open_for_the_deposits_admin(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The measured orphan: the deposit prompted again after the first prompt expired, and the
+    first one's payment comes later. It is not the deposit's push any more: an open unmatched
+    payment of the deposit's tenant, naming it, with an alert."""
+    daraja = Daraja(lose=True)
+    number = phone()
+    request = await new_deposit(sessions, number)
+    env = ActivityEnvironment()
+    with pytest.raises(DarajaPushUnknown):
+        await env.run(activities(sessions, daraja).stk_push, request)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(MpesaPushAttempt)
+            .where(MpesaPushAttempt.deposit_id == request.deposit_id)
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=91))
+        )
+    daraja.lose = False
+    pushed = await env.run(activities(sessions, daraja).stk_push, request)
+    async with sessions.begin() as session:
+        await deposits.record_stk_push(
+            session, request.deposit_id, pushed.merchant_request_id, pushed.checkout_request_id
+        )
+    late = StkCallback(
+        merchant_request_id="m-late",
+        checkout_request_id=f"ws_late_{uuid.uuid4().hex[:10]}",
+        result_code=0,
+        result_desc="ok",
+        amount_minor=4_000,
+        receipt=f"R{uuid.uuid4().hex[:9].upper()}",
+        phone=number,
+    )
+    async with sessions.begin() as session:
+        routing = await deposits.accept_callback(
+            session,
+            late,
+            "127.0.0.1",
+            since=datetime.now(UTC) - timedelta(hours=1),
+            match_seconds=300,
+        )
+    assert routing.deposit is None and routing.unmatched is not None
+    payment = routing.unmatched
+    assert payment.status == "open" and payment.deposit_id == request.deposit_id
+    assert payment.tenant == "attempts" and "gave its push up" in payment.reason
+    async with sessions() as session:
+        alert = await session.scalar(
+            select(Alert).where(Alert.value == late.checkout_request_id, Alert.status == "open")
+        )
+    assert alert is not None and alert.tenant == "attempts" and payment.id in alert.message
+    assert daraja.prompts == 2
+
+
+async def test_a_payment_offered_to_a_deposit_that_then_fails_is_opened_with_an_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    daraja = Daraja(lose=True)
+    number = phone()
+    request = await new_deposit(sessions, number)
+    with pytest.raises(DarajaPushUnknown):
+        await ActivityEnvironment().run(activities(sessions, daraja).stk_push, request)
+    callback = StkCallback(
+        merchant_request_id="m-cb",
+        checkout_request_id=f"ws_cb_{uuid.uuid4().hex[:10]}",
+        result_code=0,
+        result_desc="ok",
+        amount_minor=4_000,
+        receipt=f"R{uuid.uuid4().hex[:9].upper()}",
+        phone=number,
+    )
+    async with sessions.begin() as session:
+        routing = await deposits.accept_callback(
+            session,
+            callback,
+            "127.0.0.1",
+            since=datetime.now(UTC) - timedelta(hours=1),
+            match_seconds=300,
+        )
+    assert routing.unmatched is not None and routing.unmatched.status == "offered"
+    async with sessions.begin() as session:
+        await deposits.set_outcome(
+            session,
+            DepositOutcomeInput(
+                deposit_id=request.deposit_id,
+                status=DepositStatus.FAILED,
+                failure_reason="STK push failed",
+            ),
+        )
+    async with sessions() as session:
+        payment = await session.scalar(
+            select(MpesaUnmatchedPayment).where(
+                MpesaUnmatchedPayment.checkout_request_id == callback.checkout_request_id
+            )
+        )
+        alert = await session.scalar(
+            select(Alert).where(Alert.value == callback.checkout_request_id, Alert.status == "open")
+        )
+    assert payment is not None and payment.status == "open"
+    assert "ended failed without it" in payment.reason
+    assert alert is not None and alert.tenant == "attempts"
