@@ -33,7 +33,7 @@ from activities.evm import EvmWriteActivities, WriterConfig
 from activities.fx import FxActivities
 from activities.intents import IntentActivities
 from activities.monitor import MonitorActivities
-from activities.mpesa import MpesaActivities
+from activities.mpesa import MpesaActivities, PushAttempts
 from activities.notify import NotifyActivities
 from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
@@ -198,7 +198,14 @@ def activities_by_queue(
         client, resources.sessions, resources.evm, resources.treasury.address, resources.solana
     )
     mpesa = MpesaActivities(
-        resources.daraja, mpesa_callback_url(settings), mpesa_status_result_url(settings)
+        resources.daraja,
+        mpesa_callback_url(settings),
+        mpesa_status_result_url(settings),
+        PushAttempts(
+            resources.sessions,
+            prompt_seconds=settings.mpesa_stk_prompt_expiry_seconds,
+            match_seconds=settings.mpesa_push_match_seconds,
+        ),
     )
     deposits = DepositActivities(resources.sessions)
     evm_write = EvmWriteActivities(

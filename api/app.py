@@ -41,6 +41,7 @@ from api.routers import (
     rate_limits,
     stripe_webhooks,
     tickets,
+    unmatched_payments,
     verification_jobs,
     wallets,
     webhook_endpoints,
@@ -157,6 +158,8 @@ def create_app(
     routers = (
         health.router,
         metrics.router,
+        # before deposits: its GET /{deposit_id} would take "unmatched-payments" for an id
+        unmatched_payments.router,
         deposits.router,
         intents.router,
         portfolio.router,

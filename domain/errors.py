@@ -126,6 +126,12 @@ class DarajaPushUnknown(DarajaUnavailable):
     have prompted the customer, so it is resolved before any new push."""
 
 
+class DarajaPushUnresolved(DarajaPushUnknown):
+    """An earlier push of the same deposit may still be on the customer's phone (no
+    CheckoutRequestID recorded, no matching callback, its prompt not yet expired): nothing was
+    sent; try again once it has a callback or has expired."""
+
+
 class DarajaRateLimited(DarajaError):
     """429 or spike arrest: worth retrying later."""
 

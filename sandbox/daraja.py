@@ -98,6 +98,8 @@ class SandboxState:
     failures: dict[str, list[int]] = field(default_factory=dict)
     #: path fragment -> [remaining count, seconds]: injected latency for tests
     delays: dict[str, list[float]] = field(default_factory=dict)
+    #: [remaining count, answer delay, callback delay]: pushes accepted, then answered late
+    holds: list[float] = field(default_factory=lambda: [0, 0.0, 0.0])
     #: calls that have arrived, by path fragment (test visibility)
     arrivals: dict[str, int] = field(default_factory=dict)
     tokens_issued: int = 0
@@ -221,6 +223,10 @@ def create_daraja_app(
         if not body.get("AccountReference"):
             return _error(400, "400.002.02", "Bad Request - Invalid AccountReference")
         state.stk_pushes += 1
+        held = state.holds[0] > 0
+        if held:
+            state.holds[0] -= 1
+        callback_delay = state.holds[2] if held else state.callback_delay_seconds
         txn = StkTransaction(
             merchant_request_id=f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(10**8)}-1",
             checkout_request_id=f"ws_CO_{time.strftime('%d%m%Y%H%M%S')}{secrets.token_hex(6)}",
@@ -228,15 +234,17 @@ def create_daraja_app(
             amount=amount,
             callback_url=callback_url,
             outcome=outcome_for(phone),
-            final_at=time.monotonic() + state.callback_delay_seconds,
+            final_at=time.monotonic() + callback_delay,
             receipt=_receipt(),
         )
         state.transactions[txn.checkout_request_id] = txn
         if txn.outcome.callbacks:
-            task = asyncio.create_task(send_callbacks(txn))
+            task = asyncio.create_task(send_callbacks(txn, callback_delay))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         log.info("stk push accepted", checkout=txn.checkout_request_id, phone=phone, amount=amount)
+        if held:
+            await asyncio.sleep(state.holds[1])
         if txn.outcome.answer_status is not None:
             status = txn.outcome.answer_status
             return _error(status, f"{status}.003.02", "injected failure after accepting the push")
@@ -269,8 +277,8 @@ def create_daraja_app(
             }
         return {"Body": {"stkCallback": callback}}
 
-    async def send_callbacks(txn: StkTransaction) -> None:
-        await asyncio.sleep(state.callback_delay_seconds)
+    async def send_callbacks(txn: StkTransaction, delay: float) -> None:
+        await asyncio.sleep(delay)
         body = callback_body(txn)
         sends = [http.post(txn.callback_url, json=body) for _ in range(txn.outcome.callbacks)]
         for result in await asyncio.gather(*sends, return_exceptions=True):
@@ -399,6 +407,19 @@ def create_daraja_app(
         """``{"path": "stkpush", "count": 1, "seconds": 2}``: the next calls answer that late."""
         body = await request.json()
         state.delays[str(body["path"])] = [int(body.get("count", 1)), float(body["seconds"])]
+        return {"ok": True}
+
+    @app.post("/_sandbox/hold-answer")
+    async def hold_answer(request: Request) -> dict[str, Any]:
+        """``{"count": 1, "seconds": 60, "callback_delay_seconds": 8}``: the next STK pushes are
+        accepted (the customer is prompted, the callback goes out after its delay) and their
+        HTTP answer is held back that long, as when the caller dies before it arrives."""
+        body = await request.json()
+        state.holds = [
+            int(body.get("count", 1)),
+            float(body["seconds"]),
+            float(body.get("callback_delay_seconds", state.callback_delay_seconds)),
+        ]
         return {"ok": True}
 
     @app.get("/_sandbox/transactions")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -22,9 +22,16 @@ from domain.mpesa import (
     RecordConversionInput,
     StkCallback,
 )
-from store import accounts, alerts
+from domain.push_attempts import UNRESOLVED as UNRESOLVED_STATES
+from domain.push_attempts import AttemptState
+from store import accounts, alerts, push_attempts, unmatched_payments
 from store.ledger import PostingSpec, post_entry
-from store.models import MpesaCallbackRecord, MpesaDeposit
+from store.models import (
+    MpesaCallbackRecord,
+    MpesaDeposit,
+    MpesaPushAttempt,
+    MpesaUnmatchedPayment,
+)
 
 LEDGER_KIND = "mpesa_deposit"
 #: the alert raised for a success callback no deposit can own
@@ -112,7 +119,9 @@ async def record_stk_push(
       and hands it back to the workflow (and clears the unmatched-callback alert the route may
       have raised for it, since the callback now has its deposit).
 
-    Never neither, whatever the interleaving. Both at once cannot happen on these two paths; a
+    Never neither, whatever the interleaving. An unmatched payment kept for this
+    CheckoutRequestID is adopted; others offered to this deposit will not be, and become open
+    for an admin (:mod:`store.unmatched_payments`). Both at once cannot happen on these two paths; a
     callback also offered to a lost-push candidate or redelivered by Daraja reaches the
     workflow twice, and its ``mpesa_callback`` signal keeps the first per CheckoutRequestID.
     """
@@ -129,6 +138,13 @@ async def record_stk_push(
             )
         )
     ).scalar_one_or_none()
+    await unmatched_payments.adopt(session, checkout_request_id, deposit_id)
+    await unmatched_payments.reopen_offered(
+        session,
+        deposit_id,
+        f"deposit {deposit_id} recorded another STK push ({checkout_request_id})",
+        keep_checkout=checkout_request_id,
+    )
     if early is None:
         return None
     await alerts.clear_event(session, UNMATCHED_CALLBACK_ALERT, checkout_request_id)
@@ -157,31 +173,120 @@ async def store_callback(
 
 @dataclass
 class CallbackRouting:
-    """Where a Daraja callback goes: its deposit, else the lost-push candidates (a success only)."""
+    """Where a Daraja callback goes: its deposit, else the deposit a success was offered to."""
 
     first: bool
     deposit: MpesaDeposit | None = None
-    candidates: list[MpesaDeposit] = field(default_factory=list)
+    #: a success nobody recorded: offered to ``deposit`` (else open for an admin)
+    unmatched: MpesaUnmatchedPayment | None = None
 
 
 async def accept_callback(
-    session: AsyncSession, callback: StkCallback, source_ip: str | None, *, since: datetime
+    session: AsyncSession,
+    callback: StkCallback,
+    source_ip: str | None,
+    *,
+    since: datetime,
+    match_seconds: float,
 ) -> CallbackRouting:
     """Keep the callback and find who it is for, under the CheckoutRequestID's lock (see
-    :func:`record_stk_push` for the invariant): no deposit here means its recorder has not
-    committed yet and will find this callback. A success nobody recorded is also offered to the
-    open deposits that may have sent its push (:func:`lost_push_candidates`)."""
+    :func:`record_stk_push` for the invariant): the deposit that recorded it, or whose push
+    attempt got it from Daraja (its workflow has not recorded it yet). A success nobody recorded
+    is an unmatched payment (:func:`_unmatched_success`)."""
     await lock_checkout(session, callback.checkout_request_id)
     first = await store_callback(session, callback, source_ip)
     deposit = await by_checkout_request_id(session, callback.checkout_request_id)
+    if deposit is None:
+        owner = await push_attempts.deposit_of_checkout(session, callback.checkout_request_id)
+        deposit = await find(session, owner) if owner else None
     if deposit is not None:
         return CallbackRouting(first=first, deposit=deposit)
-    candidates: list[MpesaDeposit] = []
-    if callback.result_code == 0 and callback.phone and callback.amount_minor:
-        candidates = await lost_push_candidates(
-            session, callback.phone, callback.amount_minor, since
+    if callback.result_code != 0 or not callback.phone or not callback.amount_minor:
+        return CallbackRouting(first=first)
+    return await _unmatched_success(session, callback, first, since, match_seconds)
+
+
+async def _unmatched_success(
+    session: AsyncSession, callback: StkCallback, first: bool, since: datetime, match_seconds: float
+) -> CallbackRouting:
+    """Match a success nobody recorded to the push it may answer: push attempts with no
+    CheckoutRequestID, of the same phone and amount, written within ``match_seconds`` before
+    it (else, for deposits without attempt rows, open deposits of that phone and amount started
+    since ``since``). One open deposit: the payment is offered to it (the attempt takes its
+    CheckoutRequestID, so a retried push adopts it). Otherwise it is open, with an alert, naming
+    the deposit that may own it when there is just one (an admin of its tenant resolves it)."""
+    assert callback.phone and callback.amount_minor
+    now = datetime.now(UTC)
+    attempts = await push_attempts.matching(
+        session, callback.phone, callback.amount_minor, now, match_seconds
+    )
+    owners = {a.deposit_id for a in attempts}
+    if attempts:
+        found = [d for d in [await find(session, i) for i in sorted(owners)] if d is not None]
+    else:
+        found = await lost_push_candidates(session, callback.phone, callback.amount_minor, since)
+    open_ones = [
+        d
+        for d in found
+        if d.checkout_request_id is None
+        and d.status in (DepositStatus.INITIATED, DepositStatus.AWAITING_PAYMENT)
+    ]
+    if len(open_ones) == 1 and await _may_offer(session, open_ones[0], attempts):
+        deposit = open_ones[0]
+        for attempt in attempts:
+            if attempt.deposit_id == deposit.id and attempt.state in UNRESOLVED_STATES:
+                attempt.state = AttemptState.ADOPTED.value
+                attempt.checkout_request_id = callback.checkout_request_id
+                attempt.merchant_request_id = callback.merchant_request_id
+                attempt.resolved_at = now
+        payment = await unmatched_payments.keep(
+            session,
+            callback,
+            deposit=deposit,
+            offered=True,
+            reason=f"offered to deposit {deposit.id}, whose push it answers",
         )
-    return CallbackRouting(first=first, candidates=candidates)
+        return CallbackRouting(first=first, deposit=deposit, unmatched=payment)
+    if not found:
+        reason = "no open deposit of this phone and amount pushed recently"
+    elif len(found) > 1:
+        reason = f"{len(found)} deposits of this phone and amount may own it"
+    else:
+        reason = (
+            f"deposit {found[0].id} may own it, but gave its push up before it came (it is "
+            f"{found[0].status}, CheckoutRequestID {found[0].checkout_request_id})"
+        )
+    payment = await unmatched_payments.keep(
+        session,
+        callback,
+        deposit=found[0] if len(found) == 1 else None,
+        offered=False,
+        reason=reason,
+    )
+    return CallbackRouting(first=first, unmatched=payment)
+
+
+async def _may_offer(
+    session: AsyncSession, deposit: MpesaDeposit, attempts: list[MpesaPushAttempt]
+) -> bool:
+    """The deposit still waits for this push's answer: it is open with no CheckoutRequestID, and
+    (when attempts matched) exactly one unresolved attempt matched, its own. Read again under
+    the deposit's row lock, which a push activity deciding to push again holds too
+    (:func:`store.push_attempts.begin`): the callback takes the attempt, or sees it expired."""
+    await session.refresh(deposit, with_for_update=True)
+    if deposit.checkout_request_id is not None or deposit.status not in (
+        DepositStatus.INITIATED,
+        DepositStatus.AWAITING_PAYMENT,
+    ):
+        return False
+    if not attempts:
+        return True  # a deposit started before push attempts were recorded
+    for attempt in attempts:
+        await session.refresh(attempt)
+    unresolved = [
+        a for a in attempts if a.state in UNRESOLVED_STATES and a.checkout_request_id is None
+    ]
+    return [a.deposit_id for a in unresolved] == [deposit.id]
 
 
 async def set_outcome(session: AsyncSession, outcome: DepositOutcomeInput) -> MpesaDeposit:
@@ -189,6 +294,10 @@ async def set_outcome(session: AsyncSession, outcome: DepositOutcomeInput) -> Mp
     deposit = await get(session, outcome.deposit_id, for_update=True)
     if deposit.status in FINAL_STATUSES:
         return deposit
+    if outcome.status in (DepositStatus.FAILED, DepositStatus.ABANDONED):
+        await unmatched_payments.reopen_offered(
+            session, deposit.id, f"deposit {deposit.id} ended {outcome.status.value} without it"
+        )
     deposit.status = outcome.status.value
     if outcome.result_code is not None:
         deposit.result_code = outcome.result_code

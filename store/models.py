@@ -165,6 +165,53 @@ class MpesaCallbackRecord(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class MpesaPushAttempt(Base):
+    """One STK push that may have reached Daraja, written before the request leaves: a push whose
+    answer was lost (the worker died, a timeout) is resolved from this row, never repeated
+    blindly (:mod:`store.push_attempts`)."""
+
+    __tablename__ = "mpesa_push_attempts"
+
+    deposit_id: Mapped[str] = mapped_column(ForeignKey("mpesa_deposits.id"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    #: sending | accepted | not_sent | unknown | adopted | expired
+    state: Mapped[str] = mapped_column(String(16))
+    checkout_request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    merchant_request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MpesaUnmatchedPayment(Base):
+    """A success callback no deposit has recorded the CheckoutRequestID of: offered to the deposit
+    whose push it may answer, or open for an admin (credit it to a deposit, or mark it refunded).
+    Never silently kept (:mod:`store.unmatched_payments`)."""
+
+    __tablename__ = "mpesa_unmatched_payments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    checkout_request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_request_id: Mapped[str | None] = mapped_column(String(64))
+    receipt: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(16))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    #: the tenant of the deposit it was matched to; None: unknown, platform_admin only
+    tenant: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: the deposit it was offered to (offered) or that may own it (open)
+    deposit_id: Mapped[str | None] = mapped_column(String(36))
+    #: offered | open | adopted | credited | refunded
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    #: the refund's reference, or the deposit credited
+    resolution_reference: Mapped[str | None] = mapped_column(String(255))
+    ledger_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
+
+
 class EvmWallet(Base):
     """A wallet Settle sends from. Its row is the nonce owner: locked while a nonce is taken."""
 

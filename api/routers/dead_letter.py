@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
 from api.auth import Principal
-from api.deps import AdminUser, OperatorUser, SettingsDep, TemporalDep
+from api.deps import AdminUser, OperatorUser, ReadSessionsDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.jobs_lookup import (
     JOB_ID_PATTERN,
@@ -34,6 +34,7 @@ from api.jobs_lookup import (
 )
 from api.routers.deposits import web_ui_url
 from api.routers.jobs import JobAccepted, JobId
+from api.routers.unmatched_payments import UnmatchedPaymentView, open_items
 from api.timestamps import UtcDateTime
 from domain.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from domain.search import OperationKind
@@ -69,6 +70,9 @@ class DeadLetter(BaseModel):
 class DeadLetterList(BaseModel):
     items: list[DeadLetter]
     count: int
+    #: M-Pesa payments no deposit owns (open), which an admin resolves like a parked job:
+    #: ``POST /api/v1/deposit/unmatched-payments/{id}/resolve``
+    unmatched_payments: list[UnmatchedPaymentView] = []
 
 
 class BulkRetry(BaseModel):
@@ -139,6 +143,7 @@ async def list_dead_letters(
     principal: OperatorUser,
     settings: SettingsDep,
     temporal: TemporalDep,
+    reads: ReadSessionsDep,
     kind: KindQuery = None,
     error_type: Annotated[
         str | None,
@@ -150,13 +155,17 @@ async def list_dead_letters(
     limit: Annotated[int, Query(ge=1, le=MAX_BULK)] = 100,
 ) -> DeadLetterList:
     """Parked jobs of the caller's tenant, newest first. Same as
-    ``temporal workflow list --query 'SettleTenant="t1" AND SettleStatus="needs_attention"'``."""
+    ``temporal workflow list --query 'SettleTenant="t1" AND SettleStatus="needs_attention"'``.
+    Open unmatched M-Pesa payments are listed beside them (``unmatched_payments``)."""
     if error_type is None:
         items = await _parked(temporal, settings, principal, kind, limit)
     else:
         scanned = await _parked(temporal, settings, principal, kind, SCAN_LIMIT)
         items = [i for i in scanned if i.error_type == error_type][:limit]
-    return DeadLetterList(items=items, count=len(items))
+    unmatched = []
+    if kind in (None, OperationKind.MPESA_DEPOSIT) and error_type is None:
+        unmatched = await open_items(reads, principal, limit)
+    return DeadLetterList(items=items, count=len(items), unmatched_payments=unmatched)
 
 
 @router.get(

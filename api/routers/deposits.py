@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -53,7 +52,6 @@ from domain.mpesa import (
     MpesaDepositConfig,
     MpesaDepositInput,
     MpesaDepositState,
-    RaiseAlertInput,
     StkCallback,
     TransactionStatusResult,
 )
@@ -65,7 +63,7 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
 from store import abuse as abuse_counters
-from store import accounts, alerts, deposits, wallets
+from store import accounts, deposits, unmatched_payments, wallets
 from store.models import MpesaDeposit as DepositRow
 from store.models import User
 from workflows.mpesa_deposit import MpesaDeposit, workflow_id_for
@@ -78,8 +76,6 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1f2a8e-5d0b-4a53-9c1e-2b7b1c9d4e10")
 PHONE_PATTERN = r"^254(7|1)\d{8}$"
 #: an unrecognised success callback is offered to open deposits started this recently
 LOST_PUSH_WINDOW = timedelta(hours=1)
-#: the alert raised for a success callback no deposit can own
-UNMATCHED_ALERT = deposits.UNMATCHED_CALLBACK_ALERT
 
 
 class InitiateDeposit(BaseModel):
@@ -526,7 +522,9 @@ async def mpesa_callback(
     Temporal. Duplicates are no-ops (the workflow keeps the first). A callback for a
     CheckoutRequestID not yet recorded is kept, and the workflow's recorder hands it over: the
     callback is kept and looked up under the CheckoutRequestID's lock, which the recorder takes
-    too, so exactly one of the two delivers it (:func:`store.deposits.record_stk_push`).
+    too, so exactly one of the two delivers it (:func:`store.deposits.record_stk_push`). A
+    success nobody recorded is an unmatched payment: offered to the deposit whose push attempt
+    it answers, else open for an admin with an alert (``GET .../unmatched-payments``).
     """
     source = _check_caller(token, request, settings, metrics)
     payload = await _json_body(request, metrics)
@@ -538,60 +536,47 @@ async def mpesa_callback(
 
     async with sessions.begin() as session:
         routing = await deposits.accept_callback(
-            session, callback, source, since=datetime.now(UTC) - LOST_PUSH_WINDOW
+            session,
+            callback,
+            source,
+            since=datetime.now(UTC) - LOST_PUSH_WINDOW,
+            match_seconds=settings.mpesa_push_match_seconds,
         )
-        if routing.deposit is None:
-            await _unmatched(session, metrics, callback, routing.candidates)
+    if routing.unmatched is not None:
+        metrics.mpesa_callbacks.labels("unmatched").inc()
     if routing.deposit is not None:
-        await _signal(temporal, routing.deposit, callback)
-        metrics.mpesa_callbacks.labels("accepted" if routing.first else "duplicate").inc()
-    elif len(routing.candidates) == 1:
-        await _signal(temporal, routing.candidates[0], callback)
-    return CallbackAnswer()
-
-
-async def _unmatched(
-    session: AsyncSession, metrics: ApiMetrics, callback: StkCallback, candidates: list[DepositRow]
-) -> None:
-    """A callback for a CheckoutRequestID no deposit has recorded yet: kept, and picked up by its
-    deposit's recorder if a push of Settle's has it. A success is also offered to the one open
-    deposit with no CheckoutRequestID yet, the same phone and amount (a push whose answer was
-    lost, or one still being recorded); its workflow adopts it and confirms it with Daraja. None
-    or several: an alert is raised for an operator, in the callback's own transaction, so that a
-    recorder that then finds the callback clears it."""
-    metrics.mpesa_callbacks.labels("unmatched").inc()
-    if callback.result_code != 0:
+        delivered = await _signal(temporal, routing.deposit, callback)
+        if routing.unmatched is None:
+            metrics.mpesa_callbacks.labels("accepted" if routing.first else "duplicate").inc()
+        if not delivered and callback.result_code == 0:
+            await _closed_deposit_paid(sessions, routing.deposit, callback)
+    elif routing.unmatched is None:
+        metrics.mpesa_callbacks.labels("unmatched").inc()
         log.warning(
-            "callback for an unknown CheckoutRequestID kept",
+            "failure callback for an unknown CheckoutRequestID kept (nothing was paid)",
             checkout_request_id=callback.checkout_request_id,
             result_code=callback.result_code,
         )
-        return
-    if len(candidates) == 1:
-        log.info(
-            "unrecognised success callback offered to the deposit it may belong to",
-            checkout_request_id=callback.checkout_request_id,
-            deposit_id=candidates[0].id,
+    return CallbackAnswer()
+
+
+async def _closed_deposit_paid(sessions: Any, deposit: DepositRow, callback: StkCallback) -> None:
+    """A success for a deposit whose workflow has ended: credited with this receipt is a late
+    duplicate; anything else is an unmatched payment for an admin, with an alert."""
+    async with sessions.begin() as session:
+        row = await deposits.get(session, deposit.id)
+        if row.ledger_entry_id is not None and (
+            row.mpesa_receipt == callback.receipt
+            or row.checkout_request_id == callback.checkout_request_id
+        ):
+            return
+        await unmatched_payments.keep(
+            session,
+            callback,
+            deposit=row,
+            offered=False,
+            reason=f"it came after deposit {row.id} had ended ({row.status})",
         )
-        return
-    reason = "no open deposit" if not candidates else "several open deposits"
-    log.error(
-        "success callback that no deposit owns: kept, alert raised",
-        checkout_request_id=callback.checkout_request_id,
-        candidates=len(candidates),
-    )
-    await alerts.raise_event(
-        session,
-        RaiseAlertInput(
-            condition=UNMATCHED_ALERT,
-            reference=callback.checkout_request_id,
-            message=(
-                f"M-Pesa success callback for CheckoutRequestID "
-                f"{callback.checkout_request_id} (receipt {callback.receipt}) matches "
-                f"{reason}: nothing was credited; reconcile it with Daraja"
-            ),
-        ),
-    )
 
 
 @router.post(
@@ -679,23 +664,24 @@ async def _signal_status(
         raise ServiceUnavailable("could not hand the result to its workflow; not accepted") from exc
 
 
-async def _signal(client: Client, deposit: DepositRow, callback: StkCallback) -> None:
+async def _signal(client: Client, deposit: DepositRow, callback: StkCallback) -> bool:
+    """Hand the callback to its deposit's workflow; False when that workflow has ended."""
     handle = client.get_workflow_handle(deposit.workflow_id)
     try:
         await handle.signal(MpesaDeposit.mpesa_callback, callback)
+        return True
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
             raise
         if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
-            # the workflow has finished; a success it did not see needs a person
-            if callback.result_code == 0 and deposit.status != DepositStatus.CREDITED:
+            if callback.result_code == 0:
                 log.error(
-                    "successful M-Pesa callback for a closed deposit: reconcile by hand",
+                    "successful M-Pesa callback for a closed deposit",
                     deposit_id=deposit.id,
                     receipt=callback.receipt,
                     status=deposit.status,
                 )
-            return
+            return False
         raise ServiceUnavailable(
             "could not hand the callback to its workflow; not accepted"
         ) from exc

@@ -66,6 +66,12 @@ class MpesaSettings(BaseModel):
     #: a push whose answer was lost (timeout, 5xx): how long its callback is awaited before the
     #: customer is prompted again
     mpesa_push_resolve_seconds: float = 120.0
+    #: how long an STK prompt may still be on the customer's phone: a push whose CheckoutRequestID
+    #: is unknown (the worker died after Daraja accepted it) is not repeated before this age
+    mpesa_stk_prompt_expiry_seconds: float = 90.0
+    #: a success callback nobody recorded matches a push attempt of the same phone and amount
+    #: written at most this long before it
+    mpesa_push_match_seconds: float = 300.0
     #: Transaction Status: how long its result (ResultURL) is awaited, and how many queries
     mpesa_transaction_status_wait_seconds: float = 60.0
     mpesa_transaction_status_max_attempts: int = 3

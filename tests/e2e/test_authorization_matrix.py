@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from store.models import Alert
+from store.models import Alert, MpesaUnmatchedPayment
 from tests.e2e.test_tickets import body as purchase_body
 from tests.e2e.test_tickets import until as purchase_until
 from tests.e2e.test_verification_jobs import document, published, submit
@@ -91,6 +91,18 @@ MATRIX: dict[str, Probe] = {
         (403, 403, 403, 403, 403),
         params={"token": "not-the-token", "deposit_id": "deposit"},
         body=INVALID,
+    ),
+    # a tenant's unmatched M-Pesa payments: its admins (and the platform's operators) only;
+    # tenant B's admin does not find tenant A's (404), nothing is credited or refunded
+    "GET /api/v1/deposit/unmatched-payments": Probe(
+        (401, 403, 403, 200, 200), (401, 403, 403, 200, 200)
+    ),
+    "POST /api/v1/deposit/unmatched-payments/{payment_id}/resolve": Probe(
+        (401, 403, 403, 422, 422),
+        (401, 403, 403, 404, 404),
+        params={"payment_id": "unmatched"},
+        body=INVALID,
+        other_body={"action": "credit", "deposit_id": "00000000-0000-4000-8000-000000000000"},
     ),
     "POST /api/v1/deposit/intent/create": Probe(ANYONE, body=INVALID),
     "GET /api/v1/deposit/intent/{intent_id}": Probe(
@@ -357,8 +369,18 @@ async def world(stack: Stack) -> AsyncIterator[World]:
             tenant=tenant,
         )
         session.add(alert)
+        unmatched = MpesaUnmatchedPayment(
+            checkout_request_id=f"ws_CO_matrix_{uuid.uuid4().hex[:12]}",
+            receipt="SMATRIX001",
+            phone="254708374149",
+            amount_minor=15_000,
+            tenant=tenant,
+            status="open",
+            reason="a matrix probe",
+        )
+        session.add(unmatched)
         await session.flush()
-        ids["alert"] = alert.id
+        ids["alert"], ids["unmatched"] = alert.id, unmatched.id
     yield World(tenant, other, ids, headers)
 
 

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.mpesa import DepositStatus, RaiseAlertInput, StkCallback
-from store import accounts, alerts, deposits
+from domain.mpesa import DepositStatus, StkCallback
+from store import accounts, deposits, unmatched_payments
 from store.models import Alert, MpesaDeposit
 
 PHONE = "254712340042"
+MATCH = {"match_seconds": 300.0}
 
 
 async def open_deposit(sessions: async_sessionmaker[AsyncSession], amount_minor: int) -> str:
@@ -78,7 +79,7 @@ async def test_recorder_holding_its_transaction_makes_the_callback_route_find_th
         async def route() -> deposits.CallbackRouting:
             async with sessions.begin() as session:
                 return await deposits.accept_callback(
-                    session, success(checkout, amount), "127.0.0.1", since=since()
+                    session, success(checkout, amount), "127.0.0.1", since=since(), **MATCH
                 )
 
         callback = asyncio.create_task(route())
@@ -86,7 +87,7 @@ async def test_recorder_holding_its_transaction_makes_the_callback_route_find_th
         assert not callback.done(), "the route must wait for the recorder's commit"
     routing = await asyncio.wait_for(callback, timeout=10)
     assert routing.deposit is not None and routing.deposit.id == deposit_id
-    assert routing.candidates == []
+    assert routing.unmatched is None
 
 
 async def test_a_callback_kept_first_is_handed_over_by_the_recorder_and_its_alert_cleared(
@@ -98,22 +99,26 @@ async def test_a_callback_kept_first_is_handed_over_by_the_recorder_and_its_aler
     checkout = f"ws_CO_handoff_{uuid.uuid4().hex[:12]}"
     callback = success(checkout, amount)
     async with sessions.begin() as session:
-        routing = await deposits.accept_callback(session, callback, "127.0.0.1", since=since())
-        assert routing.first and routing.deposit is None and len(routing.candidates) == 2
-        await alerts.raise_event(
-            session,
-            RaiseAlertInput(
-                condition=deposits.UNMATCHED_CALLBACK_ALERT, reference=checkout, message="x"
-            ),
+        routing = await deposits.accept_callback(
+            session, callback, "127.0.0.1", since=since(), **MATCH
         )
+        assert routing.first and routing.deposit is None
+        assert routing.unmatched is not None and routing.unmatched.status == "open"
+        assert "2 deposits" in routing.unmatched.reason
+    # the unmatched payment's alert, raised in the callback's transaction
     assert await open_unmatched_alerts(sessions, checkout) == 1
     async with sessions.begin() as session:
         early = await deposits.record_stk_push(session, first, "1-2-3", checkout)
     assert early == callback
     assert await open_unmatched_alerts(sessions, checkout) == 0
+    async with sessions() as session:
+        payment = await unmatched_payments.by_checkout(session, checkout)
+    assert payment is not None and payment.status == "adopted" and payment.deposit_id == first
     # a duplicate from Daraja now finds the deposit
     async with sessions.begin() as session:
-        again = await deposits.accept_callback(session, callback, "127.0.0.1", since=since())
+        again = await deposits.accept_callback(
+            session, callback, "127.0.0.1", since=since(), **MATCH
+        )
     assert not again.first and again.deposit is not None and again.deposit.id == first
 
 
