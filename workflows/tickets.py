@@ -61,7 +61,7 @@ from domain.tickets import (
     WebhookInput,
 )
 from workflows import policies
-from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.dead_letter import Decision, Parkable, StepVisibility, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled, root_error_type
 
 with workflow.unsafe.imports_passed_through():
@@ -946,7 +946,7 @@ class Refund(Parkable, _Steps):
 
 
 @workflow.defn(name="NftTransfer")
-class NftTransfer(_Steps):
+class NftTransfer(StepVisibility, _Steps):
     def __init__(self) -> None:
         self._state = NftTransferState(transfer_id="")
 
