@@ -11,8 +11,8 @@ and provider messages that quote whole answers.
 So the failure converter trims before the failure leaves the process, within :data:`BUDGET`
 characters for the whole chain: the outermost message first (its head and tail, which name what
 failed and why), then the causes' messages, then stack traces (the innermost exception's first;
-their tail: the frames nearest the raise), then oversized details are dropped. The encoded-attributes variant (with the payload codec)
-encodes only after trimming.
+their tail: the frames nearest the raise), then oversized details are dropped. The
+encoded-attributes variant (with the payload codec) encodes only after trimming.
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ async def test_without_the_codec_too() -> None:
     failure = Failure()
     await converter.encode_failure(huge_error(), failure)
     assert failure.ByteSize() < SERVER_LIMIT * 3 // 4
-    assert failure.message.startswith("the write was refused") and failure.message.endswith("THE END")
+    assert failure.message.startswith("the write was refused") and failure.message.endswith(
+        "THE END"
+    )
     assert "in _deep" in failure.cause.stack_trace and "characters cut" in failure.cause.stack_trace
 
 
