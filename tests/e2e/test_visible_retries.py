@@ -174,8 +174,8 @@ async def test_a_step_failing_again_and_again_is_shown_listed_and_alerted(stack:
         assert view["error"] and REFUSAL_HEAD in view["error"]
         (pending,) = [a for a in view["pending_activities"] if a["attempt"] > 3]
         assert REFUSAL_HEAD in pending["last_failure"]
-        row = await stack.deposit_row(deposit["id"])
-        assert row is not None and row.status == DepositStatus.AWAITING_PAYMENT  # not written
+        waiting = await stack.deposit_row(deposit["id"])
+        assert waiting is not None and waiting.status == DepositStatus.AWAITING_PAYMENT
 
         # Temporal holds the failure whole enough to read, under its 4 KiB limit
         raw = (await stack.handle(wf).describe()).raw_description.pending_activities
