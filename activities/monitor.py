@@ -203,40 +203,52 @@ class MonitorActivities:
             condition=STEP_ALERT, value=0, threshold=alert_after, breached=False, message=""
         )
         readings: list[Reading] = []
+        complete = True
         try:
-            async for execution in self._client.list_workflows(
-                f'SettleStatus = "{OperationStatus.RETRYING.value}" '
-                'AND ExecutionStatus = "Running"',
-                limit=STUCK_SCAN_LIMIT,
-            ):
-                handle = self._client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            executions = [
+                e
+                async for e in self._client.list_workflows(
+                    f'SettleStatus = "{OperationStatus.RETRYING.value}" '
+                    'AND ExecutionStatus = "Running"',
+                    limit=STUCK_SCAN_LIMIT,
+                )
+            ]
+        except Exception as exc:  # visibility is away: nothing found, nothing cleared
+            log.warning("stuck steps not scanned", error=f"{type(exc).__name__}: {exc}")
+            return readings
+        for execution in executions:
+            handle = self._client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            try:
                 description = await handle.describe()
                 steps = await stuck_steps(self._client, description, alert_after)
-                if not steps:
+                if not steps:  # its report of recovery was lost: back to running
                     await handle.signal(
                         STEP_RETRYING_SIGNAL,
                         StepReport(
                             activity_type="", activity_id=ALL_STEPS, attempt=0, retrying=False
                         ),
                     )
-                for step in steps:
-                    readings.append(
-                        Reading(
-                            condition=STEP_ALERT,
-                            value=step.attempt - 1,
-                            threshold=alert_after,
-                            breached=True,
-                            message=trim_middle(
-                                f"{execution.id}: step {step.activity_type} still failing after "
-                                f"{step.attempt - 1} attempts: {step.last_error}",
-                                MESSAGE_MAX,
-                            ),
-                            reference=step_reference(execution.id, step.activity_id),
-                            tenant=execution.typed_search_attributes.get(SETTLE_TENANT),
-                        )
+            except Exception as exc:  # closed meanwhile, or unreachable: its alerts are kept
+                log.info("retrying workflow not read", workflow_id=execution.id, error=str(exc))
+                complete = False
+                continue
+            for step in steps:
+                readings.append(
+                    Reading(
+                        condition=STEP_ALERT,
+                        value=step.attempt - 1,
+                        threshold=alert_after,
+                        breached=True,
+                        message=trim_middle(
+                            f"{execution.id}: step {step.activity_type} still failing after "
+                            f"{step.attempt - 1} attempts: {step.last_error}",
+                            MESSAGE_MAX,
+                        ),
+                        reference=step_reference(execution.id, step.activity_id),
+                        tenant=execution.typed_search_attributes.get(SETTLE_TENANT),
                     )
-        except Exception as exc:  # report what was found; clear nothing on a partial scan
-            log.warning("stuck steps not scanned", error=f"{type(exc).__name__}: {exc}")
+                )
+        if not complete:  # report what was found; clear nothing on a partial scan
             return readings
         summary.value = len(readings)
         summary.message = f"{len(readings)} step(s) failing after {alert_after} attempts"

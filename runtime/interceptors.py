@@ -110,20 +110,26 @@ class _StepVisibilityActivityInbound(worker.ActivityInboundInterceptor):
         self._alert_after = alert_after
 
     async def execute_activity(self, input: worker.ExecuteActivityInput) -> Any:
+        """Attempt N failing (and retried) is reported with its error; an attempt after N is
+        reported as it starts, whatever ended the ones before (an error, or a timeout that this
+        worker never saw: a hung call, a worker that died), and cleared as it succeeds or gives
+        up. The workflow takes repeated reports as one."""
         info = activity.info()
+        after = self._alert_after
+        if info.attempt > after:
+            await self._report(info, True, None)
         try:
             result = await super().execute_activity(input)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             retrying = will_retry(exc, info)
-            # attempt N failing and retried: reported; a reported step giving up: cleared
-            if (retrying and info.attempt >= self._alert_after) or (
-                not retrying and info.attempt > self._alert_after
-            ):
-                await self._report(info, retrying, describe_error(exc))
+            if retrying and info.attempt == after:
+                await self._report(info, True, describe_error(exc))
+            elif not retrying and info.attempt > after:
+                await self._report(info, False, describe_error(exc))
             raise
-        if info.attempt > self._alert_after:  # the previous attempt was reported
+        if info.attempt > after:
             await self._report(info, False, None)
         return result
 

@@ -12,13 +12,14 @@ from domain.mpesa import MpesaDepositConfig
 from runtime.interceptors import DatabaseErrorInterceptor, StepVisibilityInterceptor
 from runtime.settings import Settings
 from workflows import monitor, policies
+from workflows.dead_letter import StepVisibility
 
 
 def test_unbounded_policies_are_the_named_ones() -> None:
     constants = [v for v in vars(policies).values() if isinstance(v, RetryPolicy)]
     constants.append(monitor.MONITOR_RETRY)
     config = MpesaDepositConfig()
-    for name, fn in inspect.getmembers(policies, inspect.isfunction):
+    for _name, fn in inspect.getmembers(policies, inspect.isfunction):
         params = inspect.signature(fn).parameters
         if fn.__module__ != policies.__name__ or list(params) not in (["config"], ["max_attempts"]):
             continue
@@ -35,3 +36,9 @@ def test_every_worker_reports_failing_steps_and_refused_writes() -> None:
     kinds = [type(i) for i in interceptors]
     assert kinds[0] is StepVisibilityInterceptor  # outermost: sees the error as it leaves
     assert DatabaseErrorInterceptor in kinds
+
+
+def test_every_workflow_takes_step_reports() -> None:
+    """A report sent to a workflow without the handler would wait unhandled in its history."""
+    missing = [w.__name__ for w in worker_module.WORKFLOWS if not issubclass(w, StepVisibility)]
+    assert missing == []
