@@ -27,6 +27,18 @@ STEP_ALERT = "step_retrying"
 STEP_PARKED_ALERT = "step_parked"
 #: a report's ``activity_id`` meaning every step (the Monitor clears a stale ``retrying`` with it)
 ALL_STEPS = "*"
+#: error types of a write the database refuses for good (``runtime.db_errors``): never retried,
+#: a workflow parks on them
+DB_REFUSALS = frozenset(
+    {
+        "UniqueViolation",
+        "CheckViolation",
+        "NotNullViolation",
+        "ExclusionViolation",
+        "RestrictViolation",
+        "IntegrityError",
+    }
+)
 #: the longest error a report carries (the full last failure is in ``describe``)
 REPORT_ERROR_MAX = 500
 

@@ -9,8 +9,9 @@ and which key), without the SQL text or its parameters.
 
 Activities that expect a violation (idempotent inserts: ``store.accounts``, ``store.intents``,
 ``store.deposits.record_callback`` ...) catch it in a savepoint first; only an uncaught one gets
-here. A foreign-key violation stays retryable: the parent row may be a concurrent transaction
-that has not committed yet (and a step that keeps failing is reported, see ``domain.retries``).
+here. Its types are ``domain.retries.DB_REFUSALS``. A foreign-key violation stays retryable: the
+parent row may be a concurrent transaction that has not committed yet (and a step that keeps
+failing is reported, see ``domain.retries``).
 """
 
 from __future__ import annotations
