@@ -16,7 +16,6 @@ failing is reported, see ``domain.retries``).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -31,12 +30,6 @@ _PG_KINDS = {
     "23P01": "ExclusionViolation",
     "23001": "RestrictViolation",
 }
-_SQLITE_KINDS = (
-    ("UNIQUE constraint failed", "UniqueViolation"),
-    ("CHECK constraint failed", "CheckViolation"),
-    ("NOT NULL constraint failed", "NotNullViolation"),
-    ("FOREIGN KEY constraint failed", "ForeignKeyViolation"),
-)
 
 
 def _chain(exc: BaseException) -> list[Any]:
@@ -52,7 +45,7 @@ def _chain(exc: BaseException) -> list[Any]:
 
 
 def _is_integrity(error: Any) -> bool:
-    if isinstance(error, IntegrityError | sqlite3.IntegrityError):
+    if isinstance(error, IntegrityError):
         return True
     try:
         from asyncpg.exceptions import IntegrityConstraintViolationError
@@ -83,17 +76,15 @@ def non_retryable_integrity_error(exc: BaseException) -> ApplicationError | None
             if value
         ]
         detail = getattr(postgres, "detail", None)
+        if detail and detail.startswith("Failing row contains"):
+            detail = None  # a whole row (phones, emails) would leave with the error: named above
         text = (
             message
             + (f" ({', '.join(where)})" if where else "")
             + (f": {detail}" if detail else "")
         )
-    else:
-        sqlite = next((e for e in chain if isinstance(e, sqlite3.IntegrityError)), None)
-        text = str(sqlite) if sqlite is not None else str(exc).split("\n[SQL:")[0]
-        kind = next((k for prefix, k in _SQLITE_KINDS if text.startswith(prefix)), "IntegrityError")
-        if kind == "ForeignKeyViolation":
-            return None
+    else:  # another driver: its message, without the statement SQLAlchemy appends
+        kind, text = "IntegrityError", str(exc).split("\n[SQL:")[0].splitlines()[0]
     return ApplicationError(
         f"the database refused the write, retrying cannot help: {text}",
         type=kind,
