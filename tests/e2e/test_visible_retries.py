@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import select, text
@@ -23,6 +24,8 @@ from store.models import Alert
 from tests.e2e.test_jobs_dead_letter import _callback_for
 from tests.e2e.test_monitor_alerts import run_monitor
 from tests.e2e.test_mpesa_deposit_api import PHONE_NO_CALLBACK, PHONE_OK, initiate
+from tests.e2e.test_tickets import buy, intents_for, until
+from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, eventually, unique_tenant
 
 JOBS = "/api/v1/jobs"
@@ -224,3 +227,50 @@ async def test_a_step_failing_again_and_again_is_shown_listed_and_alerted(stack:
     cleared = await run_monitor(stack, monitor_input(stack.settings))
     assert raised.id in cleared.changes.cleared
     assert not await open_alerts(stack, STEP_ALERT, wf)
+
+
+async def test_a_ticket_purchase_whose_write_is_refused_parks_and_completes_on_retry(
+    stack: Stack,
+) -> None:
+    """The same rule for the ticket workflows' bookkeeping: recording the captured payment is
+    refused as a unique violation (a trigger stands in for a clash): the purchase parks at once
+    with the reason, and ``retry`` once the clash is gone completes it, charged once."""
+    tenant = unique_tenant()
+    buyer = stack.auth("njeri", tenant)
+    event = await create_event(stack, tenant)
+    name = f"clash_{uuid.uuid4().hex[:12]}"
+    async with stack.sessions.begin() as session:
+        await session.execute(
+            text(
+                f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN RAISE unique_violation "
+                "USING MESSAGE = 'duplicate key value violates unique constraint \"uq_clash\"', "
+                "DETAIL = 'Key (payment_intent_id) already exists.'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        await session.execute(
+            text(
+                f"CREATE TRIGGER {name} BEFORE UPDATE ON ticket_purchases FOR EACH ROW "
+                f"WHEN (NEW.status = 'paid' AND NEW.buyer_email LIKE '{name}%') "
+                f"EXECUTE FUNCTION {name}()"
+            )
+        )
+    try:
+        _, accepted = await buy(stack, buyer, event, buyer_email=f"{name}@example.com")
+        wf = accepted["workflow_id"]
+        parked = await eventually(
+            lambda: job(stack, wf, buyer),
+            lambda j: j["status"] == "needs_attention",
+            timeout=30,
+            what="the purchase to park",
+        )
+        assert parked["error"].startswith("payment_captured failed: UniqueViolation: ")
+        assert "uq_clash" in parked["error"] and "payment_intent_id" in parked["error"]
+    finally:
+        async with stack.sessions.begin() as session:
+            await session.execute(text(f"DROP TRIGGER {name} ON ticket_purchases"))
+            await session.execute(text(f"DROP FUNCTION {name}()"))
+    retried = await stack.api.post(f"{JOBS}/{wf}/retry", headers=buyer)
+    assert retried.status_code == 202, retried.text
+    await until(stack, accepted["id"], buyer, lambda v: v["status"] == "completed", "completed")
+    (intent,) = intents_for(stack, accepted["id"])
+    assert intent["status"] == "succeeded" and intent["amount_received"] == 2500
