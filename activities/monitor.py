@@ -37,6 +37,9 @@ log = get_logger("activities.monitor")
 
 #: most ``retrying`` workflows described by one Monitor run
 STUCK_SCAN_LIMIT = 200
+#: most stuck-step alerts raised (and emailed) by one run: in an outage that stalls thousands of
+#: steps the admins get the first ones at once and the rest run by run, not a flood
+STEP_ALERTS_PER_RUN = 20
 
 
 def _visibility_time(moment: datetime) -> str:
@@ -321,9 +324,8 @@ async def _reconcile_steps(
         if scanned and alert.value not in stuck:
             alert.status, alert.cleared_at = "cleared", utcnow()
             changes.cleared.append(alert.id)
-    for reference, reading in stuck.items():
-        if reference in open_refs:
-            continue
+    new = [(ref, r) for ref, r in stuck.items() if ref not in open_refs]
+    for reference, reading in new[:STEP_ALERTS_PER_RUN]:
         alert = Alert(
             condition=STEP_ALERT,
             severity=reading.severity,

@@ -5,8 +5,9 @@ outlast a node restart, waiting for confirmations); the others are bounded and p
 way, from attempt ``STEP_ALERT_AFTER_ATTEMPTS`` on a failing step becomes visible:
 
 - the worker's activity interceptor (:mod:`runtime.interceptors`) sends the workflow the
-  :data:`STEP_RETRYING_SIGNAL` with a :class:`StepReport` when such an attempt fails and will be
-  retried, and again (``retrying=False``) when a reported step succeeds or gives up;
+  :data:`STEP_RETRYING_SIGNAL` with a :class:`StepReport` when attempt N fails and will be
+  retried, or attempt N + 1 starts (attempt N may have timed out), and again
+  (``retrying=False``) when a reported step succeeds or gives up;
 - the workflow (``workflows.dead_letter.StepVisibility``) sets ``SettleStatus=retrying`` and back;
 - the jobs API and the dead-letter listing read the step, its attempt and its last error from
   Temporal's ``describe`` (pending activities with their last failure);

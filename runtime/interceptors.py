@@ -110,13 +110,15 @@ class _StepVisibilityActivityInbound(worker.ActivityInboundInterceptor):
         self._alert_after = alert_after
 
     async def execute_activity(self, input: worker.ExecuteActivityInput) -> Any:
-        """Attempt N failing (and retried) is reported with its error; an attempt after N is
-        reported as it starts, whatever ended the ones before (an error, or a timeout that this
-        worker never saw: a hung call, a worker that died), and cleared as it succeeds or gives
-        up. The workflow takes repeated reports as one."""
+        """Attempt N failing (and retried) is reported with its error; attempt N + 1 is reported
+        as it starts, whatever ended attempt N (an error, or a timeout that this worker never
+        saw: a hung call, a worker that died); a later attempt clears the report as it succeeds
+        or gives up. The workflow takes repeated reports as one. Later attempts that fail again
+        send nothing: a step retried for hours (a node outage) costs its workflow two or three
+        signals, not one per attempt."""
         info = activity.info()
         after = self._alert_after
-        if info.attempt > after:
+        if info.attempt == after + 1:
             await self._report(info, True, None)
         try:
             result = await super().execute_activity(input)

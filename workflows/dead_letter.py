@@ -26,11 +26,12 @@ class StepVisibility:
     """Mixin: ``SettleStatus=retrying`` while a step keeps failing (see :mod:`domain.retries`).
 
     A workflow cannot see the attempts of an activity in flight (they happen on the server), so
-    the worker's activity interceptor reports them with :data:`STEP_RETRYING_SIGNAL`: from
-    attempt ``STEP_ALERT_AFTER_ATTEMPTS`` when it fails and will be retried, and again when it
-    succeeds or gives up. Only ``running`` becomes ``retrying`` and only ``retrying`` goes back:
-    a parked or finished workflow keeps its status. Signals only: workflows without such reports
-    (every recorded history) replay unchanged.
+    the worker's activity interceptor reports them with :data:`STEP_RETRYING_SIGNAL`: when
+    attempt N (``STEP_ALERT_AFTER_ATTEMPTS``) fails and will be retried or attempt N + 1 starts,
+    and again when the step succeeds or gives up; the Monitor clears a report whose step is no
+    longer pending (:data:`ALL_STEPS`). Only ``running`` becomes ``retrying`` and only
+    ``retrying`` goes back: a parked or finished workflow keeps its status. Signals only:
+    workflows without such reports (every recorded history) replay unchanged.
     """
 
     @workflow.signal(name=STEP_RETRYING_SIGNAL)

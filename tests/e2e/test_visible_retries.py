@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 from sqlalchemy import select, text
 
 from domain.mpesa import DepositStatus
-from domain.retries import STEP_ALERT, STEP_PARKED_ALERT
+from domain.retries import STEP_ALERT, STEP_PARKED_ALERT, STEP_RETRYING_SIGNAL, StepReport
 from runtime.failures import BUDGET
 from runtime.schedules import monitor_input
 from store.models import Alert
@@ -224,6 +225,27 @@ async def test_a_step_failing_again_and_again_is_shown_listed_and_alerted(stack:
     await stack.wait_for_deposit(deposit["id"], {DepositStatus.CREDITED}, timeout=60)
     done = await job(stack, wf, owner)
     assert done["status"] == "succeeded" and done["retrying_step"] is None
+    # the worker reported the step (with its error), then its recovery; the workflow went
+    # retrying and back to running before it went on
+    reports: list[StepReport] = []
+    statuses: list[str] = []
+    async for event in stack.handle(wf).fetch_history_events():
+        signaled = event.workflow_execution_signaled_event_attributes
+        if event.HasField("workflow_execution_signaled_event_attributes") and (
+            signaled.signal_name == STEP_RETRYING_SIGNAL
+        ):
+            (report,) = await stack.temporal.data_converter.decode(
+                signaled.input.payloads, [StepReport]
+            )
+            reports.append(report)
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if "SettleStatus" in fields.indexed_fields:
+                statuses.append(json.loads(fields.indexed_fields["SettleStatus"].data))
+    assert reports[0].retrying and reports[0].attempt == 3
+    assert reports[0].error and REFUSAL_HEAD in reports[0].error
+    assert not reports[-1].retrying and reports[-1].activity_type == "deposits.set_outcome"
+    assert statuses[:2] == ["retrying", "running"] and statuses[-1] == "succeeded"
     cleared = await run_monitor(stack, monitor_input(stack.settings))
     assert raised.id in cleared.changes.cleared
     assert not await open_alerts(stack, STEP_ALERT, wf)
