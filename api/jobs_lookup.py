@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any, Literal, TypeVar
@@ -373,11 +373,6 @@ async def bounded(items: Iterable[T], call: Callable[[T], Awaitable[Any]]) -> li
             return await call(item)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
-
-
-async def with_errors(client: Client, jobs: Sequence[JobRef]) -> list[tuple[JobRef, str | None]]:
-    errors = await bounded(jobs, lambda job: status_error(client, job.id))
-    return list(zip(jobs, errors, strict=True))
 
 
 async def signal_retry(client: Client, job_id: str) -> None:
