@@ -51,7 +51,7 @@ from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
 from runtime import tracing
 from runtime.clients import ipfs_gateway
-from runtime.interceptors import RedactingInterceptor
+from runtime.interceptors import activity_interceptors
 from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
 from runtime.redact import register_settings
@@ -346,8 +346,9 @@ def build_workers(
     registry = activities_by_queue(resources, client)
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
-        # activity errors leave the worker without the credentials a provider error may quote
-        "interceptors": [RedactingInterceptor()],
+        # activity errors leave the worker without the credentials a provider error may quote,
+        # constraint violations are not retried, and steps that keep failing are reported
+        "interceptors": activity_interceptors(settings.step_alert_after_attempts),
     }
     workers: list[Worker] = []
     for name in queues:

@@ -22,15 +22,24 @@ from domain.monitor import (
     RaisedAlert,
     Reading,
 )
-from domain.search import OperationKind, OperationStatus
+from domain.retries import ALL_STEPS, STEP_ALERT, STEP_RETRYING_SIGNAL, StepReport, step_reference
+from domain.search import SETTLE_TENANT, OperationKind, OperationStatus
 from providers.evm import EvmClient
 from providers.solana.client import SolanaTicketClient
+from runtime.failures import MESSAGE_MAX, trim_middle
 from runtime.logging import get_logger
 from runtime.redact import redact
+from runtime.stuck_steps import stuck_steps
 from store import alerts
 from store.models import Alert, utcnow
 
 log = get_logger("activities.monitor")
+
+#: most ``retrying`` workflows described by one Monitor run
+STUCK_SCAN_LIMIT = 200
+#: most stuck-step alerts raised (and emailed) by one run: in an outage that stalls thousands of
+#: steps the admins get the first ones at once and the rest run by run, not a flood
+STEP_ALERTS_PER_RUN = 20
 
 
 def _visibility_time(moment: datetime) -> str:
@@ -175,6 +184,7 @@ class MonitorActivities:
                         severity="critical",
                     )
                 )
+        readings += await self._stuck_steps(request.step_alert_after_attempts)
         if request.test_alert_by:
             readings.append(
                 Reading(
@@ -187,6 +197,66 @@ class MonitorActivities:
             )
         return readings
 
+    async def _stuck_steps(self, alert_after: int) -> list[Reading]:
+        """One reading per step still failing after ``alert_after`` attempts, in the workflows
+        that say ``SettleStatus=retrying``, plus a summary reading (no reference) saying the scan
+        was made: only then are step alerts cleared. A workflow still ``retrying`` with no such
+        step (its report of recovery was lost) is told so."""
+        summary = Reading(
+            condition=STEP_ALERT, value=0, threshold=alert_after, breached=False, message=""
+        )
+        readings: list[Reading] = []
+        complete = True
+        try:
+            executions = [
+                e
+                async for e in self._client.list_workflows(
+                    f'SettleStatus = "{OperationStatus.RETRYING.value}" '
+                    'AND ExecutionStatus = "Running"',
+                    limit=STUCK_SCAN_LIMIT,
+                )
+            ]
+        except Exception as exc:  # visibility is away: nothing found, nothing cleared
+            log.warning("stuck steps not scanned", error=f"{type(exc).__name__}: {exc}")
+            return readings
+        for execution in executions:
+            handle = self._client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            try:
+                description = await handle.describe()
+                steps = await stuck_steps(self._client, description, alert_after)
+                if not steps:  # its report of recovery was lost: back to running
+                    await handle.signal(
+                        STEP_RETRYING_SIGNAL,
+                        StepReport(
+                            activity_type="", activity_id=ALL_STEPS, attempt=0, retrying=False
+                        ),
+                    )
+            except Exception as exc:  # closed meanwhile, or unreachable: its alerts are kept
+                log.info("retrying workflow not read", workflow_id=execution.id, error=str(exc))
+                complete = False
+                continue
+            for step in steps:
+                readings.append(
+                    Reading(
+                        condition=STEP_ALERT,
+                        value=step.attempt - 1,
+                        threshold=alert_after,
+                        breached=True,
+                        message=trim_middle(
+                            f"{execution.id}: step {step.activity_type} still failing after "
+                            f"{step.attempt - 1} attempts: {step.last_error}",
+                            MESSAGE_MAX,
+                        ),
+                        reference=step_reference(execution.id, step.activity_id),
+                        tenant=execution.typed_search_attributes.get(SETTLE_TENANT),
+                    )
+                )
+        if not complete:  # report what was found; clear nothing on a partial scan
+            return readings
+        summary.value = len(readings)
+        summary.message = f"{len(readings)} step(s) failing after {alert_after} attempts"
+        return [summary, *readings]
+
     @activity.defn(name="monitor.reconcile")
     async def reconcile(self, readings: list[Reading]) -> AlertChanges:
         """Open an alert for each newly breached condition, clear those back within bounds.
@@ -194,8 +264,11 @@ class MonitorActivities:
         A test alert is raised anew for each request and cleared by the next regular run.
         """
         changes = AlertChanges()
+        steps = [r for r in readings if r.condition == STEP_ALERT]
+        readings = [r for r in readings if r.condition != STEP_ALERT]
         by_condition = {r.condition: r for r in readings}
         async with self._sessions.begin() as session:
+            await _reconcile_steps(session, steps, changes)
             rows = await session.execute(select(Alert).where(Alert.status == "open"))
             open_alerts = {a.condition: a for a in rows.scalars()}
             for condition, alert in open_alerts.items():
@@ -233,3 +306,42 @@ class MonitorActivities:
         for cleared in changes.cleared:
             log.info("alert cleared", alert_id=cleared)
         return changes
+
+
+async def _reconcile_steps(
+    session: AsyncSession, steps: list[Reading], changes: AlertChanges
+) -> None:
+    """One open alert per stuck step (by reference); cleared once a complete scan (one with its
+    summary reading) no longer finds the step."""
+    stuck = {r.reference: r for r in steps if r.reference and r.breached}
+    scanned = any(r.reference is None for r in steps)
+    rows = await session.execute(
+        select(Alert).where(Alert.condition == STEP_ALERT, Alert.status == "open")
+    )
+    open_refs = set()
+    for alert in rows.scalars():
+        open_refs.add(alert.value)
+        if scanned and alert.value not in stuck:
+            alert.status, alert.cleared_at = "cleared", utcnow()
+            changes.cleared.append(alert.id)
+    new = [(ref, r) for ref, r in stuck.items() if ref not in open_refs]
+    for reference, reading in new[:STEP_ALERTS_PER_RUN]:
+        alert = Alert(
+            condition=STEP_ALERT,
+            severity=reading.severity,
+            message=redact(reading.message),
+            value=reference,
+            threshold=str(int(reading.threshold)),
+            status="open",
+            tenant=reading.tenant,
+        )
+        session.add(alert)
+        await session.flush()
+        changes.raised.append(
+            RaisedAlert(
+                id=alert.id,
+                condition=alert.condition,
+                severity=alert.severity,
+                message=alert.message,
+            )
+        )

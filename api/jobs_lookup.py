@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any, Literal, TypeVar
@@ -103,6 +103,19 @@ def parked_query(principal: Principal, kind: OperationKind | None = None) -> str
     return tenant_query(principal, *clauses)
 
 
+def dead_letter_query(principal: Principal, kind: OperationKind | None = None) -> str:
+    """Parked jobs and jobs with a step still failing (``retrying``): what an operator should
+    look at. Only parked ones take ``retry`` (see :func:`parked_query`)."""
+    statuses = (_PARKED, OperationStatus.RETRYING.value)
+    clauses = [
+        "(" + " OR ".join(f"SettleStatus = {quote(s)}" for s in statuses) + ")",
+        'ExecutionStatus = "Running"',
+    ]
+    if kind is not None:
+        clauses.append(f"SettleKind = {quote(kind.value)}")
+    return tenant_query(principal, *clauses)
+
+
 def is_staff(principal: Principal) -> bool:
     """``admin`` and ``venue_admin`` see every job of their tenant (``platform_admin`` of every
     tenant); a ``user`` only their own."""
@@ -156,7 +169,12 @@ class JobRef:
     def status(self) -> str | None:
         """The business status; for a closed run that never said how it ended (terminated, timed
         out, or failed while still ``running``/``needs_attention``), Temporal's status."""
-        if self.running or self.settle_status not in (None, OperationStatus.RUNNING, _PARKED):
+        if self.running or self.settle_status not in (
+            None,
+            OperationStatus.RUNNING,
+            OperationStatus.RETRYING,
+            _PARKED,
+        ):
             return self.settle_status
         return self.temporal_status
 
@@ -355,11 +373,6 @@ async def bounded(items: Iterable[T], call: Callable[[T], Awaitable[Any]]) -> li
             return await call(item)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
-
-
-async def with_errors(client: Client, jobs: Sequence[JobRef]) -> list[tuple[JobRef, str | None]]:
-    errors = await bounded(jobs, lambda job: status_error(client, job.id))
-    return list(zip(jobs, errors, strict=True))
 
 
 async def signal_retry(client: Client, job_id: str) -> None:

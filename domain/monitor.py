@@ -41,6 +41,10 @@ class Reading(BaseModel):
     breached: bool
     message: str
     severity: str = "warning"
+    #: one reading per thing (a stuck step, ``domain.retries.STEP_ALERT``): its alert reference
+    reference: str | None = None
+    #: whose operation it is about (the alert is shown to that tenant's admins)
+    tenant: str | None = None
 
 
 class RaisedAlert(BaseModel):
@@ -63,6 +67,8 @@ class MonitorInput(Routed):
     alert_webhook_tenant: str = "settle-ops"
     #: ``POST /alerts/test``: raise (and send) a test alert besides the real readings
     test_alert_by: str | None = None
+    #: ``STEP_ALERT_AFTER_ATTEMPTS``: a step failing this often is alerted on
+    step_alert_after_attempts: int = 5
 
 
 class MonitorResult(BaseModel):

@@ -37,6 +37,9 @@ class OperationStatus(StrEnum):
     """
 
     RUNNING = "running"
+    #: running, but a step has failed ``STEP_ALERT_AFTER_ATTEMPTS`` times and is still retried
+    #: (see :mod:`domain.retries`); back to ``running`` when it succeeds or gives up
+    RETRYING = "retrying"
     NEEDS_ATTENTION = "needs_attention"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -35,12 +35,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import (
-    DataConverter,
-    DefaultFailureConverterWithEncodedAttributes,
-    PayloadCodec,
-)
+from temporalio.converter import DataConverter, PayloadCodec
 
+from runtime.failures import EncodedTrimmingFailureConverter, TrimmingFailureConverter
 from runtime.settings import Settings
 
 ENCODING = b"binary/encrypted"
@@ -193,15 +190,18 @@ def codec_from_settings(settings: Settings) -> EncryptionCodec | None:
 
 
 def with_codec(codec: PayloadCodec | None) -> DataConverter:
-    """Settle's data converter (pydantic), with ``codec`` when there is one."""
+    """Settle's data converter (pydantic), with ``codec`` when there is one. Failures are trimmed
+    to fit Temporal's size limit either way (:mod:`runtime.failures`)."""
     if codec is None:
-        return pydantic_data_converter
+        return dataclasses.replace(
+            pydantic_data_converter, failure_converter_class=TrimmingFailureConverter
+        )
     # failure messages and stack traces go into the failure's encoded attributes, through the
     # codec: an error that quotes an address or an email is not kept in clear either
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=EncodedTrimmingFailureConverter,
     )
 
 

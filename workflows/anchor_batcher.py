@@ -20,6 +20,7 @@ from domain.credentials import (
 from domain.queues import ActivityQueue
 from workflows import policies
 from workflows.credentials import await_anchor, settle_anchor_tx, submit_anchor
+from workflows.dead_letter import StepVisibility
 from workflows.mpesa_deposit import cause_message
 
 with workflow.unsafe.imports_passed_through():
@@ -34,7 +35,7 @@ BATCH_CANCEL_PATCH = "anchor-batcher-cancels-failed-tx"
 
 
 @workflow.defn(name="AnchorBatcher")
-class AnchorBatcher:
+class AnchorBatcher(StepVisibility):
     def __init__(self) -> None:
         self._pending: list[str] = []
         #: settings sent with the latest credentials (``add_with_settings``): from the next batch

@@ -21,6 +21,7 @@ from domain.deposit_watch import (
 )
 from domain.queues import ActivityQueue
 from workflows import policies
+from workflows.dead_letter import StepVisibility
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainReadActivities
@@ -33,7 +34,7 @@ def workflow_id_for(chain: str, task_queue_prefix: str) -> str:
 
 
 @workflow.defn(name="ChainScanner")
-class ChainScanner:
+class ChainScanner(StepVisibility):
     def __init__(self) -> None:
         self._last_block: int | None = None
         self._signalled = 0

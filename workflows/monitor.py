@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 from domain.monitor import MonitorInput, MonitorResult
 from domain.queues import ActivityQueue
 from domain.tickets import EmailInput, WebhookInput
+from workflows.dead_letter import StepVisibility
 
 with workflow.unsafe.imports_passed_through():
     from activities.monitor import MonitorActivities
@@ -26,7 +27,7 @@ MONITOR_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name="Monitor")
-class Monitor:
+class Monitor(StepVisibility):
     @workflow.run
     async def run(self, request: MonitorInput) -> MonitorResult:
         readings = await workflow.execute_activity_method(

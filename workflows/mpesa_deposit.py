@@ -47,6 +47,7 @@ from domain.mpesa import (
     TransactionStatusResult,
 )
 from domain.queues import ActivityQueue
+from domain.retries import STEP_PARKED_ALERT
 from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
@@ -69,6 +70,15 @@ TREASURY_WAIT_PATCH = "mpesa-deposit-treasury-wait"
 TREASURY_ALERT = "treasury_low"
 #: the alert raised when M-Pesa's answers do not add up to the payment that was asked for
 MISMATCH_ALERT = "mpesa_payment_mismatch"
+#: a bookkeeping write the database refuses for good parks the deposit (it used to fail it, or
+#: retry forever when the refusal was a retryable error)
+DB_STEP_PARKS_PATCH = "mpesa-deposit-db-step-parks"
+#: the bookkeeping writes, as a parked reason names them
+DB_STEPS = {
+    "set_outcome": "recording the deposit's status",
+    "record_stk_push": "recording the STK push",
+    "record_conversion": "recording the USDC conversion",
+}
 #: Daraja errors that say the push was refused (no customer prompted; pushing again will not help)
 PUSH_REFUSED = frozenset({"DarajaRejected", "DarajaAuthError", "ValueError"})
 #: Daraja errors raised before the push left this process (nobody was prompted)
@@ -109,6 +119,10 @@ def root_message(error: BaseException) -> str:
     while isinstance(error, ActivityError) and error.cause is not None:
         error = error.cause
     return error.message if isinstance(error, ApplicationError) else str(error)
+
+
+class _Abandoned(Exception):
+    """An operator abandoned a parked bookkeeping write: the deposit has ended (abandoned)."""
 
 
 #: :meth:`MpesaDeposit._submit_usdc` waited or was told to retry: submit again
@@ -175,6 +189,12 @@ class MpesaDeposit(Parkable):
 
     @workflow.run
     async def run(self, request: MpesaDepositInput) -> MpesaDepositState:
+        try:
+            return await self._run(request)
+        except _Abandoned:
+            return self._state
+
+    async def _run(self, request: MpesaDepositInput) -> MpesaDepositState:
         self._request = request
         self._config = request.config
         self._state = MpesaDepositState(deposit_id=request.deposit_id)
@@ -956,13 +976,33 @@ class MpesaDeposit(Parkable):
         await self._db(DepositActivities.set_outcome, outcome)
 
     async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
-        return await workflow.execute_activity_method(
-            method,
-            arg,
-            task_queue=self._db_queue,
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_BOOKKEEPING,
-        )
+        """A bookkeeping write: retried while the database is away (reported from
+        ``STEP_ALERT_AFTER_ATTEMPTS`` on); one it refuses for good (a constraint: a receipt
+        another deposit already has) parks the deposit at once with the reason and an alert.
+        Abandoned: the deposit ends there (:class:`_Abandoned`)."""
+        while True:
+            status, step = self._state.status, self._state.step
+            try:
+                result: T = await workflow.execute_activity_method(
+                    method,
+                    arg,
+                    task_queue=self._db_queue,
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_BOOKKEEPING,
+                )
+                return result
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                if not workflow.patched(DB_STEP_PARKS_PATCH):
+                    raise
+                what = DB_STEPS.get(getattr(method, "__name__", ""), "recording the deposit")
+                reason = f"{what} failed: {cause_message(err)}"
+                self._state.error = reason
+                await self._alert(reason, STEP_PARKED_ALERT)
+                if await self._park_with_record(reason) is Decision.ABANDON:
+                    await self._finish_abandoned()
+                    raise _Abandoned() from err
+                self._move(status, step)
 
     def _move(self, status: DepositStatus, step: DepositStep) -> None:
         self._state.status, self._state.step = status, step

@@ -2,7 +2,13 @@
 
 Figures that operators tune come from settings through the workflow input (``MpesaDepositConfig``);
 the shapes (backoff, caps, what is permanent) live here. Permanent failures are the error types in
-``domain.errors.NON_RETRYABLE``.
+``domain.errors.NON_RETRYABLE``, and a constraint violation in the database (the worker's
+``DatabaseErrorInterceptor``).
+
+Nothing retries forever in silence: every policy is bounded (the workflow parks or fails after it)
+except those in :data:`UNBOUNDED`, and every step of every policy that fails
+``STEP_ALERT_AFTER_ATTEMPTS`` times is reported (``SettleStatus=retrying``, the jobs API, the
+dead-letter listing, a Monitor alert: see ``domain.retries``).
 """
 
 from __future__ import annotations
@@ -200,3 +206,8 @@ def intent_credit(max_attempts: int) -> RetryPolicy:
         maximum_attempts=max(1, max_attempts),
         non_retryable_error_types=list(NON_RETRYABLE),
     )
+
+
+#: retried without bound on purpose (the step must happen, or outlasts an outage): they rely on the
+#: visibility rule alone (``tests/unit/test_retry_policies.py`` keeps this list honest)
+UNBOUNDED = (DB_BOOKKEEPING, EVM_CONFIRMATIONS, CHAIN_READ)

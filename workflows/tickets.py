@@ -33,6 +33,7 @@ from domain.nft import (
     TransferTicketInput,
 )
 from domain.queues import ActivityQueue, Routed
+from domain.retries import DB_REFUSALS
 from domain.search import OperationStatus
 from domain.tickets import (
     CancelPaymentInput,
@@ -61,7 +62,7 @@ from domain.tickets import (
     WebhookInput,
 )
 from workflows import policies
-from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.dead_letter import Decision, Parkable, StepVisibility, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled, root_error_type
 
 with workflow.unsafe.imports_passed_through():
@@ -71,6 +72,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.tickets import TicketActivities
 
 T = TypeVar("T")
+
+#: a bookkeeping write the database refuses for good parks the workflow (it used to fail it)
+DB_STEP_PARKS_PATCH = "tickets-db-step-parks"
 
 
 async def retire_nft(solana_queue: str, mint: str, action: str) -> None:
@@ -154,13 +158,34 @@ class _Steps:
     _events: list[StripeEventSignal]
 
     async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
-        return await workflow.execute_activity_method(
-            method,
-            arg,
-            task_queue=self._routed.queue(ActivityQueue.DB),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_BOOKKEEPING,
-        )
+        """Bookkeeping: retried while the database is away (reported from
+        ``STEP_ALERT_AFTER_ATTEMPTS`` on). A write it refuses for good (a constraint) parks a
+        purchase or refund for an operator at once; ``abandon`` lets the error through (the
+        workflow fails as it did before, compensating)."""
+        while True:
+            try:
+                result: T = await workflow.execute_activity_method(
+                    method,
+                    arg,
+                    task_queue=self._routed.queue(ActivityQueue.DB),
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_BOOKKEEPING,
+                )
+                return result
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                if not (
+                    isinstance(self, Parkable)
+                    and root_error_type(err) in DB_REFUSALS
+                    and workflow.patched(DB_STEP_PARKS_PATCH)
+                ):
+                    raise
+                reason = f"{getattr(method, '__name__', 'recording')} failed: {cause_message(err)}"
+                state = getattr(self, "_state", None)
+                if state is not None and hasattr(state, "error"):
+                    state.error = reason
+                if await self.park(reason) is Decision.ABANDON:
+                    raise
 
     async def _email(
         self, template: str, to: str, message_id: str, context: dict[str, str]
@@ -946,7 +971,7 @@ class Refund(Parkable, _Steps):
 
 
 @workflow.defn(name="NftTransfer")
-class NftTransfer(_Steps):
+class NftTransfer(StepVisibility, _Steps):
     def __init__(self) -> None:
         self._state = NftTransferState(transfer_id="")
 

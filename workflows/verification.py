@@ -42,7 +42,7 @@ from domain.verification import (
     unreadable_manifest,
 )
 from workflows import policies
-from workflows.dead_letter import set_status
+from workflows.dead_letter import StepVisibility, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 
 with workflow.unsafe.imports_passed_through():
@@ -213,7 +213,7 @@ class _Job:
 
 
 @workflow.defn(name="Verification")
-class Verification:
+class Verification(StepVisibility):
     def __init__(self) -> None:
         self._job = _Job()
 
@@ -227,7 +227,7 @@ class Verification:
 
 
 @workflow.defn(name="Proof")
-class Proof:
+class Proof(StepVisibility):
     """``Verification`` plus the bundle (registry entry, transaction, block, signature, manifest)
     a third party can check offline."""
 

@@ -1,5 +1,8 @@
-"""Dead letters: parked jobs (``SettleStatus="needs_attention"``) of the caller's tenant; admins
-(a ``platform_admin`` reads every tenant's, and retries none: that is the tenant admin's call).
+"""Dead letters: parked jobs (``SettleStatus="needs_attention"``) of the caller's tenant, and jobs
+with a step still failing after ``STEP_ALERT_AFTER_ATTEMPTS`` attempts (``SettleStatus="retrying"``:
+listed with the step, its attempt and last error from ``describe``; they take no ``retry``,
+Temporal is retrying them); admins (a ``platform_admin`` reads every tenant's, and retries none:
+that is the tenant admin's call).
 
 Lists come from Temporal visibility (eventually consistent: a job parked a second ago may not be
 listed yet). The error of each parked job, and its type, come from the workflow's ``status`` query
@@ -25,21 +28,23 @@ from api.jobs_lookup import (
     JOB_ID_PATTERN,
     JobRef,
     bounded,
+    dead_letter_query,
     describe_job,
     error_parts,
     list_jobs,
     parked_query,
     signal_retry,
-    with_errors,
+    status_error,
 )
 from api.routers.deposits import web_ui_url
 from api.routers.jobs import JobAccepted, JobId
 from api.routers.unmatched_payments import UnmatchedPaymentView, open_items
 from api.timestamps import UtcDateTime
 from domain.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from domain.search import OperationKind
+from domain.search import OperationKind, OperationStatus
 from runtime.logging import get_logger
 from runtime.settings import Settings
+from runtime.stuck_steps import stuck_steps
 
 log = get_logger("api.dead_letter")
 router = APIRouter(prefix="/api/v1/dead-letter", tags=["dead-letter"])
@@ -64,6 +69,8 @@ class DeadLetter(BaseModel):
     error: str | None
     error_type: str | None
     step: str | None
+    #: a ``retrying`` job: the attempt of its failing step (the step is the activity's name)
+    attempt: int | None = None
     web_ui_url: str
 
 
@@ -131,11 +138,35 @@ def _item(settings: Settings, job: JobRef, error: str | None) -> DeadLetter:
     )
 
 
+async def _describe_item(client: Client, settings: Settings, job: JobRef) -> DeadLetter:
+    """A parked job's error from its ``status`` query; a ``retrying`` job's failing step, its
+    attempt and last error from ``describe``."""
+    if job.settle_status != OperationStatus.RETRYING.value:
+        return _item(settings, job, await status_error(client, job.id))
+    try:
+        description = await client.get_workflow_handle(job.id, run_id=job.run_id).describe()
+        steps = await stuck_steps(client, description, settings.step_alert_after_attempts)
+    except Exception as exc:  # closed or unreachable meanwhile: listed without its error
+        log.info("retrying job not described", job_id=job.id, error=str(exc))
+        steps = []
+    item = _item(settings, job, None)
+    if steps:
+        worst = max(steps, key=lambda s: s.attempt)
+        item.step, item.attempt, item.error = worst.activity_type, worst.attempt, worst.last_error
+        item.error_type, _ = error_parts(f"step: {worst.last_error}")
+    return item
+
+
+async def _with_errors(client: Client, settings: Settings, jobs: list[JobRef]) -> list[DeadLetter]:
+    items: list[DeadLetter] = await bounded(jobs, lambda job: _describe_item(client, settings, job))
+    return items
+
+
 async def _parked(
     client: Client, settings: Settings, principal: Principal, kind: OperationKind | None, limit: int
 ) -> list[DeadLetter]:
-    jobs = await list_jobs(client, parked_query(principal, kind), limit)
-    return [_item(settings, job, error) for job, error in await with_errors(client, jobs)]
+    jobs = await list_jobs(client, dead_letter_query(principal, kind), limit)
+    return await _with_errors(client, settings, jobs)
 
 
 @router.get("", response_model=DeadLetterList, responses=error_responses(401, 403, 422, 503))
@@ -154,9 +185,10 @@ async def list_dead_letters(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BULK)] = 100,
 ) -> DeadLetterList:
-    """Parked jobs of the caller's tenant, newest first. Same as
-    ``temporal workflow list --query 'SettleTenant="t1" AND SettleStatus="needs_attention"'``.
-    Open unmatched M-Pesa payments are listed beside them (``unmatched_payments``)."""
+    """Parked jobs of the caller's tenant, and jobs with a step still failing (``retrying``),
+    newest first. Same as ``temporal workflow list --query 'SettleTenant="t1" AND
+    (SettleStatus="needs_attention" OR SettleStatus="retrying")'``. Open unmatched M-Pesa
+    payments are listed beside them (``unmatched_payments``)."""
     if error_type is None:
         items = await _parked(temporal, settings, principal, kind, limit)
     else:
@@ -183,12 +215,12 @@ async def export_dead_letters(
     principal: OperatorUser, settings: SettingsDep, temporal: TemporalDep, kind: KindQuery = None
 ) -> StreamingResponse:
     """Every parked job of the tenant (up to 10,000) as JSON lines, one dead letter per line."""
-    jobs = await list_jobs(temporal, parked_query(principal, kind), SCAN_LIMIT)
+    jobs = await list_jobs(temporal, dead_letter_query(principal, kind), SCAN_LIMIT)
 
     async def lines() -> AsyncIterator[str]:
         for start in range(0, len(jobs), 100):
-            for job, error in await with_errors(temporal, jobs[start : start + 100]):
-                yield _item(settings, job, error).model_dump_json() + "\n"
+            for item in await _with_errors(temporal, settings, jobs[start : start + 100]):
+                yield item.model_dump_json() + "\n"
 
     return StreamingResponse(
         lines(),

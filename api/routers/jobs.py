@@ -37,7 +37,6 @@ from api.jobs_lookup import (
     api_identity,
     describe_job,
     failure_message,
-    failure_messages,
     operator_decision,
     raise_if_unreachable,
     refuse_overriding,
@@ -48,7 +47,7 @@ from api.routers.deposits import web_ui_url
 from api.timestamps import UtcDateTime
 from domain.errors import Conflict, Forbidden
 from runtime.logging import get_logger
-from runtime.redact import redact
+from runtime.stuck_steps import failure_text, stuck_steps
 
 log = get_logger("api.jobs")
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -72,6 +71,19 @@ class PendingActivity(BaseModel):
     last_failure: str | None = None
 
 
+class RetryingStep(BaseModel):
+    """A step still failing after ``STEP_ALERT_AFTER_ATTEMPTS`` attempts, and retried."""
+
+    #: the activity, e.g. ``deposits.set_outcome``
+    step: str
+    activity_id: str
+    #: Temporal's attempt number of the attempt running or waiting to run
+    attempt: int
+    failed_attempts: int
+    #: the last attempt's error, whole (as trimmed to fit Temporal's failure size limit)
+    last_error: str | None
+
+
 class JobView(BaseModel):
     id: str
     run_id: str | None
@@ -86,7 +98,10 @@ class JobView(BaseModel):
     closed_at: UtcDateTime | None
     #: activities in flight or backing off, with their attempt counts
     pending_activities: list[PendingActivity]
-    #: a failed run's failure, or the error in a running workflow's ``status`` query
+    #: a step failing again and again (``SettleStatus=retrying``), while it lasts
+    retrying_step: RetryingStep | None = None
+    #: a failed run's failure, or the error in a running workflow's ``status`` query, or the last
+    #: error of a step still failing
     error: str | None
     #: set when an operator terminated or abandoned the job: what, why, who, when
     operator_decision: OperatorDecision | None = None
@@ -116,13 +131,30 @@ async def _pending(
             attempt=a.attempt,
             maximum_attempts=a.maximum_attempts,
             last_failure=(
-                redact(": ".join(await failure_messages(client, a.last_failure, limit=1))) or None
+                await failure_text(client, a.last_failure) or None
                 if a.HasField("last_failure")
                 else None
             ),
         )
         for a in description.raw_description.pending_activities
     ]
+
+
+async def _retrying(
+    client: Client, description: WorkflowExecutionDescription, alert_after: int
+) -> RetryingStep | None:
+    """The step (pending activity) failing longest, once it failed ``alert_after`` times."""
+    steps = await stuck_steps(client, description, alert_after)
+    if not steps:
+        return None
+    worst = max(steps, key=lambda s: s.attempt)
+    return RetryingStep(
+        step=worst.activity_type,
+        activity_id=worst.activity_id,
+        attempt=worst.attempt,
+        failed_attempts=worst.attempt - 1,
+        last_error=worst.last_error,
+    )
 
 
 def _activity_state(value: PendingActivityState.ValueType) -> str:
@@ -149,6 +181,14 @@ async def get_job(
 ) -> JobView:
     """One job: search attributes, Temporal's status, pending activities and the error."""
     job, description = await describe_job(temporal, job_id, principal)
+    retrying = (
+        await _retrying(temporal, description, settings.step_alert_after_attempts)
+        if job.running
+        else None
+    )
+    error = await _error(temporal, job)
+    if error is None and retrying is not None:
+        error = f"{retrying.step} still failing (attempt {retrying.attempt}): {retrying.last_error}"
     return JobView(
         id=job.id,
         run_id=job.run_id,
@@ -161,7 +201,8 @@ async def get_job(
         started_at=job.started_at,
         closed_at=job.closed_at,
         pending_activities=await _pending(temporal, description),
-        error=await _error(temporal, job),
+        retrying_step=retrying,
+        error=error,
         operator_decision=await operator_decision(temporal, job),
         web_ui_url=web_ui_url(settings, job.id),
     )

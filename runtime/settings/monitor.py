@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class MonitorSettings(BaseModel):
@@ -18,6 +18,10 @@ class MonitorSettings(BaseModel):
     #: the treasury's gas (ETH, in wei) and the Solana fee payer's balance (lamports)
     monitor_treasury_min_wei: int = 10**16
     monitor_solana_min_lamports: int = 50_000_000
+    #: a step (activity) still failing after this many attempts is shown: ``SettleStatus=retrying``,
+    #: its attempt and last error in the jobs API and the dead-letter listing, and an alert per step
+    #: (``step_retrying``). No retry policy retries past it in silence (issue 14 §3)
+    step_alert_after_attempts: int = Field(default=5, ge=1)
     #: alert webhooks go to the endpoints registered for this tenant (POST /api/v1/webhook-endpoints
     #: with a token of that tenant); emails go to ADMIN_EMAILS
     alert_webhook_tenant: str = "settle-ops"
