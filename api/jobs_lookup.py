@@ -287,7 +287,7 @@ class OperatorDecision(BaseModel):
     at: UtcDateTime | None
 
 
-def _who(identity: str) -> str | None:
+def who(identity: str) -> str | None:
     if identity.startswith(API_IDENTITY_PREFIX):
         return identity.removeprefix(API_IDENTITY_PREFIX).partition("/")[2] or None
     return identity or None
@@ -309,7 +309,7 @@ async def operator_decision(client: Client, job: JobRef) -> OperatorDecision | N
                 found = OperatorDecision(
                     action="terminated",
                     reason=attrs.reason or None,
-                    by=_who(attrs.identity),
+                    by=who(attrs.identity),
                     at=event.event_time.ToDatetime(tzinfo=UTC),
                 )
             return found
@@ -326,7 +326,7 @@ async def operator_decision(client: Client, job: JobRef) -> OperatorDecision | N
             found = OperatorDecision(
                 action="abandoned",
                 reason=reason or "abandoned by an operator",
-                by=_who(signal.identity),
+                by=who(signal.identity),
                 at=event.event_time.ToDatetime(tzinfo=UTC),
             )
     except (RPCError, RuntimeError) as exc:
