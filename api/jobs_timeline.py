@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -51,6 +52,8 @@ class TimelineEntry(BaseModel):
     attempt: int | None = None
     duration_ms: int | None = None
     message: str | None = None
+    #: a failure's error type (``IdempotencyConflict``, ``EvmReverted``...), from its causes
+    error_type: str | None = None
     #: who sent a signal, a cancel or a termination (token subject, or Temporal identity)
     by: str | None = None
     #: a log line's level
@@ -86,8 +89,16 @@ class _Reader:
     def add(self, event: HistoryEvent, type_: str, **fields: Any) -> None:
         self.entries.append(TimelineEntry(at=_at(event), source="history", type=type_, **fields))
 
-    async def failure(self, failure: Any) -> str:
-        return redact(": ".join(await failure_messages(self.client, failure)))
+    async def failure(self, failure: Failure) -> dict[str, Any]:
+        """``message`` (decoded, with its causes, redacted) and ``error_type`` of a failure."""
+        error_type: str | None = None
+        cause: Failure | None = failure
+        while cause is not None and error_type is None:
+            if cause.HasField("application_failure_info"):
+                error_type = cause.application_failure_info.type or None
+            cause = cause.cause if cause.HasField("cause") else None
+        message = redact(": ".join(await failure_messages(self.client, failure)))
+        return {"message": message or None, "error_type": error_type}
 
     async def read(self, event: HistoryEvent) -> None:
         t = event.event_type
@@ -103,20 +114,32 @@ class _Reader:
             self.started[event.event_id] = (st.attempt, _at(event))
         elif t == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             c = event.activity_task_completed_event_attributes
-            await self._activity_end(event, "activity_completed", c.scheduled_event_id,
-                                     c.started_event_id)  # fmt: skip
+            await self._activity_end(
+                event, "activity_completed", c.scheduled_event_id, c.started_event_id
+            )
         elif t == E.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             f = event.activity_task_failed_event_attributes
-            await self._activity_end(event, "activity_failed", f.scheduled_event_id,
-                                     f.started_event_id, await self.failure(f.failure))  # fmt: skip
+            await self._activity_end(
+                event,
+                "activity_failed",
+                f.scheduled_event_id,
+                f.started_event_id,
+                **await self.failure(f.failure),
+            )
         elif t == E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             o = event.activity_task_timed_out_event_attributes
-            await self._activity_end(event, "activity_timed_out", o.scheduled_event_id,
-                                     o.started_event_id, await self.failure(o.failure))  # fmt: skip
+            await self._activity_end(
+                event,
+                "activity_timed_out",
+                o.scheduled_event_id,
+                o.started_event_id,
+                **await self.failure(o.failure),
+            )
         elif t == E.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
             x = event.activity_task_canceled_event_attributes
-            await self._activity_end(event, "activity_cancelled", x.scheduled_event_id,
-                                     x.started_event_id)  # fmt: skip
+            await self._activity_end(
+                event, "activity_cancelled", x.scheduled_event_id, x.started_event_id
+            )
         elif t == E.EVENT_TYPE_TIMER_STARTED:
             ts = event.timer_started_event_attributes
             self.timers[event.event_id] = _at(event)
@@ -144,7 +167,7 @@ class _Reader:
             self.add(event, "completed")
         elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             failed = event.workflow_execution_failed_event_attributes
-            self.add(event, "failed", message=await self.failure(failed.failure))
+            self.add(event, "failed", **await self.failure(failed.failure))
         elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
             self.add(event, "cancelled")
         elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
@@ -162,6 +185,7 @@ class _Reader:
         scheduled_id: int,
         started_id: int,
         message: str | None = None,
+        error_type: str | None = None,
     ) -> None:
         step, scheduled_at = self.scheduled.get(scheduled_id, (None, None))
         attempt, _ = self.started.get(started_id, (None, None))
@@ -172,6 +196,7 @@ class _Reader:
             attempt=attempt,
             duration_ms=_ms(scheduled_at, _at(event)),
             message=message,
+            error_type=error_type,
         )
 
 
