@@ -127,3 +127,11 @@ class CredentialActivities:
             status=outcome.status.value,
             tx_hash=outcome.tx_hash,
         )
+        sent = f", transaction {outcome.tx_hash}" if outcome.tx_hash else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        await job_log(
+            self._sessions,
+            f"batch root {outcome.root} ({len(outcome.keys)} credentials) "
+            f"{outcome.status.value}{sent}{error}",
+            level="warning" if outcome.error else "info",
+        )

@@ -10,10 +10,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from domain.mpesa import DepositStatus
 from tests.e2e.test_credentials import CID_V1, data_hash
+from tests.e2e.test_deposit_intents import create as create_intent
+from tests.e2e.test_deposit_intents import until_status
 from tests.e2e.test_jobs_dead_letter import park_deposit, unblock
 from tests.e2e.test_mpesa_deposit_api import initiate
 from tests.e2e.test_tickets import body as ticket_body
@@ -323,3 +326,35 @@ async def test_post_jobs_starts_refunds_transfers_and_anchors(stack: Stack) -> N
         timeout=60,
         what="the batched anchor job",
     )
+
+
+async def test_refs_of_an_on_chain_deposit_and_of_a_compensated_purchase(stack: Stack) -> None:
+    tenant = unique_tenant()
+    olga = stack.auth("olga", tenant)
+    admin = stack.auth("ops", tenant, ["admin"])
+    intent = (await create_intent(stack, olga, "3.00")).json()
+    receipt = await stack.chain.pay(intent["address"], 3_000_000)
+    await until_status(stack, intent["id"], olga, {"paid"})
+    await found_by_ref(stack, admin, receipt["transactionHash"], intent["workflow_id"])
+    entries = (
+        await stack.api.get(f"{JOBS}/{intent['workflow_id']}/timeline", headers=olga)
+    ).json()["entries"]
+    assert any(
+        e["source"] == "log" and e["message"].startswith("credited: 3000000 USDC base units")
+        for e in entries
+    )
+
+    # a mint that never succeeds: the purchase refunds itself, and its refund ids find it
+    event = await create_event(stack, tenant)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{stack.solana.url}/_sandbox/fail-mints", json={"count": 1})
+    bought = await stack.api.post(
+        "/api/v1/tickets/purchase", json=ticket_body(event["id"]), headers=olga
+    )
+    assert bought.status_code == 202, bought.text
+    refunded = await until(
+        stack, bought.json()["id"], olga, lambda v: v["status"] == "refunded", "the refund", 40
+    )
+    (refund,) = refunded["refunds"]
+    for ref in (refund["id"], refund["stripe_refund_id"], refunded["payment_intent"]):
+        await found_by_ref(stack, admin, ref, bought.json()["workflow_id"])
