@@ -288,6 +288,8 @@ class OperatorDecision(BaseModel):
 
 
 def who(identity: str) -> str | None:
+    """The token subject behind an identity the API recorded, else the identity as Temporal has it
+    (``temporal --identity``, the Web UI's user)."""
     if identity.startswith(API_IDENTITY_PREFIX):
         return identity.removeprefix(API_IDENTITY_PREFIX).partition("/")[2] or None
     return identity or None
