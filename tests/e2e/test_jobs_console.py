@@ -53,6 +53,8 @@ async def credited_deposit(stack: Stack, headers: dict[str, str]) -> tuple[str, 
     assert response.status_code == 202, response.text
     body = response.json()
     await stack.wait_for_deposit(body["id"], {DepositStatus.CREDITED}, timeout=40)
+    # the row is credited a moment before the run completes: wait for its end too
+    await stack.temporal.get_workflow_handle(body["workflow_id"]).result()
     return body["id"], body["workflow_id"]
 
 
@@ -197,7 +199,13 @@ async def test_abandon_by_an_admin_shows_in_the_timeline_and_is_refused_to_the_o
         done = await stack.api.post(f"{JOBS}/{wf}/abandon", json=reason, headers=admin)
         assert done.status_code == 202, done.text
         await stack.wait_for_deposit(parked.deposit_id, {DepositStatus.ABANDONED}, timeout=40)
-        entries = (await stack.api.get(f"{JOBS}/{wf}/timeline", headers=admin)).json()["entries"]
+        # the row is written just before the workflow's task that sets SettleStatus completes
+        timeline = await eventually(
+            lambda: stack.api.get(f"{JOBS}/{wf}/timeline", headers=admin),
+            lambda r: any(e["type"] == "completed" for e in r.json()["entries"]),
+            what="the abandoned deposit's run to end",
+        )
+        entries = timeline.json()["entries"]
         (action,) = [e for e in entries if e["type"] == "operator_action"]
         assert action["step"] == "abandon" and action["by"] == "ops"
         failed = [e for e in entries if e["type"] == "activity_failed"]
