@@ -21,6 +21,7 @@ from tests.e2e.test_jobs_dead_letter import park_deposit, unblock
 from tests.e2e.test_mpesa_deposit_api import initiate
 from tests.e2e.test_tickets import body as ticket_body
 from tests.e2e.test_tickets import until, wallet
+from tests.e2e.test_verification_jobs import document, finished, published, submit
 from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, eventually, unique_tenant
 
@@ -366,3 +367,22 @@ async def test_refs_of_an_on_chain_deposit_and_of_a_compensated_purchase(stack: 
     (refund,) = refunded["refunds"]
     for ref in (refund["id"], refund["stripe_refund_id"], refunded["payment_intent"]):
         await found_by_ref(stack, admin, ref, bought.json()["workflow_id"])
+
+
+async def test_a_verification_job_is_found_by_its_content_hash(stack: Stack) -> None:
+    tenant = unique_tenant()
+    headers = stack.auth("verifier", tenant)
+    data = document()
+    content = await published(stack, data)
+    response = await submit(stack, headers, data, content.manifest_uri)
+    assert response.status_code == 202, response.text
+    job = await finished(stack, response.json()["jobId"], headers)
+    workflow_id = f"verification-{job['jobId']}"
+    await found_by_ref(stack, headers, content.content_hash, workflow_id)
+    timeline = await eventually(
+        lambda: stack.api.get(f"{JOBS}/{workflow_id}/timeline", headers=headers),
+        lambda r: any(e["type"] == "completed" for e in r.json()["entries"]),
+        what="the verification's run to end",
+    )
+    lines = [e["message"] for e in timeline.json()["entries"] if e["source"] == "log"]
+    assert any(f"content hash {content.content_hash}" in line for line in lines), lines
