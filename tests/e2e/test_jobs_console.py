@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from domain.mpesa import DepositStatus
 from tests.e2e.test_credentials import CID_V1, data_hash
@@ -24,6 +25,7 @@ from tests.e2e.test_tickets import until, wallet
 from tests.e2e.test_verification_jobs import document, finished, published, submit
 from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, eventually, unique_tenant
+from tests.integration.test_dead_letter_cli import cli
 
 pytestmark = pytest.mark.usefixtures("balanced_ledger")
 
@@ -59,7 +61,9 @@ async def credited_deposit(stack: Stack, headers: dict[str, str]) -> tuple[str, 
     return body["id"], body["workflow_id"]
 
 
-async def test_find_any_job_across_kinds_with_filters_scoped_to_the_tenant(stack: Stack) -> None:
+async def test_find_any_job_across_kinds_with_filters_scoped_to_the_tenant(
+    stack: Stack, dev_env: WorkflowEnvironment
+) -> None:
     tenant, other = unique_tenant(), unique_tenant()
     amy, bob = stack.auth("amy", tenant), stack.auth("bob", tenant)
     admin = stack.auth("ops", tenant, ["admin"])
@@ -123,6 +127,11 @@ async def test_find_any_job_across_kinds_with_filters_scoped_to_the_tenant(stack
         await found_by_ref(stack, admin, ref, deposit_wf)
     await listed(stack, stack.auth("ops", other, ["admin"]), set(), ref=row.checkout_request_id)
     await listed(stack, stack.auth("amy", other), set(), ref=row.mpesa_receipt)
+    # the README's CLI query finds it too
+    found = await cli(
+        dev_env, "workflow", "list", "--query", f'SettleRefs="{row.checkout_request_id}"'
+    )
+    assert deposit_wf in found and elsewhere_wf not in found
     # no personal data in the references Temporal holds in clear
     described = await stack.temporal.get_workflow_handle(deposit_wf).describe()
     refs = described.raw_description.workflow_execution_info.search_attributes.indexed_fields
