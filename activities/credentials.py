@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.evm import EvmWriteActivities
+from activities.job_log import job_log
 from domain.credentials import (
     AnchorOutcome,
     AnchorStatus,
@@ -62,6 +63,14 @@ class CredentialActivities:
             credential_key=outcome.credential_key,
             status=outcome.status.value,
             tx_hash=outcome.tx_hash,
+        )
+        sent = f", transaction {outcome.tx_hash}" if outcome.tx_hash else ""
+        block = f" in block {outcome.block_number}" if outcome.block_number else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        await job_log(
+            self._sessions,
+            f"anchor {outcome.status.value}{sent}{block}{error}",
+            level="warning" if outcome.error else "info",
         )
 
     @activity.defn(name="credentials.prepare_batch")
@@ -117,4 +126,12 @@ class CredentialActivities:
             count=len(outcome.keys),
             status=outcome.status.value,
             tx_hash=outcome.tx_hash,
+        )
+        sent = f", transaction {outcome.tx_hash}" if outcome.tx_hash else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        await job_log(
+            self._sessions,
+            f"batch root {outcome.root} ({len(outcome.keys)} credentials) "
+            f"{outcome.status.value}{sent}{error}",
+            level="warning" if outcome.error else "info",
         )

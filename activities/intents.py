@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.job_log import job_log
 from domain.deposit_watch import (
     CloseIntentInput,
     CreditTransferInput,
@@ -36,6 +37,13 @@ class IntentActivities:
             tx_hash=request.transfer.tx_hash,
             amount_minor=request.transfer.amount_minor,
         )
+        transfer = request.transfer
+        await job_log(
+            self._sessions,
+            ("credited" if totals.credited_now else "already credited")
+            + f": {transfer.amount_minor} USDC base units, transaction {transfer.tx_hash} "
+            f"(log {transfer.log_index}, block {transfer.block_number})",
+        )
         return totals
 
     @activity.defn(name="intents.mark_transfer")
@@ -44,9 +52,15 @@ class IntentActivities:
             await intents.mark_transfer(
                 session, request.intent_id, request.transfer, request.status
             )
+        await job_log(
+            self._sessions,
+            f"transfer {request.transfer.tx_hash} (log {request.transfer.log_index}) "
+            f"marked {request.status}",
+        )
 
     @activity.defn(name="intents.close")
     async def close(self, request: CloseIntentInput) -> str:
         async with self._sessions.begin() as session:
             intent = await intents.close(session, request.intent_id, request.status)
-            return intent.status
+        await job_log(self._sessions, f"intent closed: {intent.status}")
+        return intent.status

@@ -305,7 +305,9 @@ class OperatorDecision(BaseModel):
     at: UtcDateTime | None
 
 
-def _who(identity: str) -> str | None:
+def who(identity: str) -> str | None:
+    """The token subject behind an identity the API recorded, else the identity as Temporal has it
+    (``temporal --identity``, the Web UI's user)."""
     if identity.startswith(API_IDENTITY_PREFIX):
         return identity.removeprefix(API_IDENTITY_PREFIX).partition("/")[2] or None
     return identity or None
@@ -327,7 +329,7 @@ async def operator_decision(client: Client, job: JobRef) -> OperatorDecision | N
                 found = OperatorDecision(
                     action="terminated",
                     reason=attrs.reason or None,
-                    by=_who(attrs.identity),
+                    by=who(attrs.identity),
                     at=event.event_time.ToDatetime(tzinfo=UTC),
                 )
             return found
@@ -344,7 +346,7 @@ async def operator_decision(client: Client, job: JobRef) -> OperatorDecision | N
             found = OperatorDecision(
                 action="abandoned",
                 reason=reason or "abandoned by an operator",
-                by=_who(signal.identity),
+                by=who(signal.identity),
                 at=event.event_time.ToDatetime(tzinfo=UTC),
             )
     except (RPCError, RuntimeError) as exc:

@@ -6,15 +6,32 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 
 SETTLE_KIND = SearchAttributeKey.for_keyword("SettleKind")
 SETTLE_TENANT = SearchAttributeKey.for_keyword("SettleTenant")
 SETTLE_USER = SearchAttributeKey.for_keyword("SettleUser")
 SETTLE_STATUS = SearchAttributeKey.for_keyword("SettleStatus")
+#: the external references a job has learned (CheckoutRequestID, M-Pesa receipt, transaction
+#: hashes, PaymentIntent and refund ids, mint address, credential id, content hash), so that any
+#: of them finds the job: ``temporal workflow list --query 'SettleRefs="ws_CO_..."'``. Never
+#: personal data (no phone, email or name): search attributes are stored in clear.
+SETTLE_REFS = SearchAttributeKey.for_keyword_list("SettleRefs")
 
-ALL_KEYS = (SETTLE_KIND, SETTLE_TENANT, SETTLE_USER, SETTLE_STATUS)
+ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
+    SETTLE_KIND,
+    SETTLE_TENANT,
+    SETTLE_USER,
+    SETTLE_STATUS,
+    SETTLE_REFS,
+)
 
 
 class OperationKind(StrEnum):
@@ -61,9 +78,21 @@ def start_attributes(kind: OperationKind, tenant: str, user: str) -> TypedSearch
     )
 
 
+#: the CLI's spelling of each attribute's type (``--search-attribute Name=Type``)
+_CLI_TYPE = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+}
+
+
 def dev_server_flags() -> list[str]:
     """``--search-attribute`` flags that register the attributes on a dev server at start."""
     flags: list[str] = []
     for key in ALL_KEYS:
-        flags += ["--search-attribute", f"{key.name}=Keyword"]
+        flags += ["--search-attribute", f"{key.name}={_CLI_TYPE[key.indexed_value_type]}"]
     return flags
+
+
+def indexed_types() -> dict[str, int]:
+    """Each attribute's ``IndexedValueType`` (the operator service's enum), to register them."""
+    return {key.name: int(key.indexed_value_type) for key in ALL_KEYS}

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, TLSConfig
 
-from domain.search import ALL_KEYS
+from domain.search import indexed_types
 from runtime import tracing
 from runtime.codec import data_converter
 from runtime.settings import Settings, get_settings
@@ -110,9 +110,9 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in ALL_KEYS
-        if key.name not in existing.custom_attributes
+        name: IndexedValueType.ValueType(kind)
+        for name, kind in indexed_types().items()
+        if name not in existing.custom_attributes
     }
     if missing:
         await client.operator_service.add_search_attributes(
@@ -124,7 +124,7 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 async def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.temporal")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("register-search-attributes", help="add SettleKind/Tenant/User/Status")
+    sub.add_parser("register-search-attributes", help="add SettleKind/Tenant/User/Status/Refs")
     args = parser.parse_args(argv)
     settings = get_settings()
     client = await connect(settings)

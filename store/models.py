@@ -641,3 +641,23 @@ class AbuseCounter(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class JobLog(Base):
+    """A line an activity wrote about the job it works for (``activities/job_log.py``), shown in
+    ``GET /api/v1/jobs/{id}/timeline`` beside the workflow's history. Ids and outcomes only,
+    never personal data: operators of the job's tenant read these lines."""
+
+    __tablename__ = "job_logs"
+    __table_args__ = (Index("ix_job_logs_workflow", "workflow_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    #: the activity type that wrote the line, and its attempt
+    activity: Mapped[str | None] = mapped_column(String(128))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    #: info | warning | error
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

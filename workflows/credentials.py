@@ -36,6 +36,7 @@ from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
+from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
     from activities.credentials import CredentialActivities
@@ -118,6 +119,7 @@ class CredentialAnchor(Parkable):
         return await self._run_v1(request)
 
     async def _run_with_retries(self, request: AnchorInput) -> AnchorOutcome:
+        add_refs(request.credential_id, request.data_hash)
         attempt = request.attempt
         outcome: AnchorOutcome | None = None
         if attempt > 1:  # an earlier run failed: its transaction must not land behind our back
@@ -128,6 +130,7 @@ class CredentialAnchor(Parkable):
             outcome = await self._attempt(request, attempt)
         while True:
             self._outcome = outcome
+            add_refs(outcome.tx_hash)
             await self._record(request, outcome)
             if outcome.status is AnchorStatus.CONFIRMED:
                 set_status(OperationStatus.SUCCEEDED)
@@ -156,6 +159,7 @@ class CredentialAnchor(Parkable):
         try:
             submitted = await submit_anchor(request, key, request.registry, request.calldata)
             tx_hash = submitted.tx_hash
+            add_refs(tx_hash)
             self._outcome = AnchorOutcome(
                 credential_key=request.credential_key,
                 status=AnchorStatus.PENDING,

@@ -49,6 +49,7 @@ from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
+from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainReadActivities
@@ -218,6 +219,7 @@ class DepositWatch(Parkable):
                     continue
                 state.received_minor = totals.received_minor
                 state.credited.append(transfer.key)
+                add_refs(transfer.tx_hash)
                 pending.pop(transfer.key, None)
             elif check.outcome == "reorged":
                 await self._mark(transfer, TransferStatus.REORGED)

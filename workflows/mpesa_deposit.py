@@ -51,6 +51,7 @@ from domain.retries import STEP_PARKED_ALERT
 from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities
@@ -294,6 +295,7 @@ class MpesaDeposit(Parkable):
             push = pushed
         state.checkout_request_id = push.checkout_request_id
         state.merchant_request_id = push.merchant_request_id
+        add_refs(push.checkout_request_id)
         early = await self._db(
             DepositActivities.record_stk_push,
             RecordStkPushInput(
@@ -689,6 +691,7 @@ class MpesaDeposit(Parkable):
             outcome.result_code,
             outcome.result_desc,
         )
+        add_refs(outcome.receipt)
         self._move(DepositStatus.PAID, DepositStep.CREDIT)
         await self._record(
             DepositOutcomeInput(
@@ -730,6 +733,7 @@ class MpesaDeposit(Parkable):
             assert isinstance(submitted, SubmittedTx)
             self._treasury_short_since = None
             state.usdc_tx_hash = submitted.tx_hash
+            add_refs(submitted.tx_hash)
             await self._record_conversion()
             self._move(DepositStatus.SENDING_USDC, DepositStep.CONFIRM_USDC)
             try:
@@ -768,6 +772,7 @@ class MpesaDeposit(Parkable):
                 receipt.block_number,
                 None,
             )
+            add_refs(receipt.tx_hash)
             await self._record_conversion()
             return quote
 

@@ -64,6 +64,7 @@ from domain.tickets import (
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, StepVisibility, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled, root_error_type
+from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
@@ -372,6 +373,7 @@ class TicketPurchase(Parkable, _Steps):
             await self._payment_failed(cause_message(err))
             return False
         self._state.payment_intent = payment.payment_intent
+        add_refs(payment.payment_intent)
         status = payment.status
         if status == "requires_action":
             self._move(PurchaseStatus.REQUIRES_ACTION)
@@ -506,6 +508,7 @@ class TicketPurchase(Parkable, _Steps):
             reraise_if_cancelled(err)
             return err
         self._state.mint, self._state.token_account = minted.mint, minted.token_account
+        add_refs(minted.mint)
         await self._db(
             TicketActivities.update,
             PurchaseUpdate(
@@ -595,6 +598,7 @@ class TicketPurchase(Parkable, _Steps):
                         ),
                     )
                     return
+        add_refs(refund_id, refund.refund_id)
         await self._db(
             TicketActivities.settle_refund,
             RefundSettledInput(
@@ -807,6 +811,7 @@ class Refund(Parkable, _Steps):
         refund = await self._refund(request, reserved)
         if refund is None:
             return state
+        add_refs(refund.refund_id, reserved.payment_intent)
         await self._db(
             TicketActivities.settle_refund,
             RefundSettledInput(
@@ -1013,6 +1018,7 @@ class NftTransfer(StepVisibility, _Steps):
             reraise_if_cancelled(err)
             return await self._refused(request, cause_message(err))
         state.status, state.signature = "transferred", moved.signature
+        add_refs(request.mint, moved.signature)
         await self._db(
             TicketActivities.record_transfer,
             TransferRecordInput(

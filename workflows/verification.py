@@ -44,6 +44,7 @@ from domain.verification import (
 from workflows import policies
 from workflows.dead_letter import StepVisibility, set_status
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
+from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
     from activities.verification import VerificationActivities
@@ -186,6 +187,7 @@ class _Job:
         try:
             digest = await self._hash(request)
             self.state.content_hash = digest.content_hash
+            add_refs(digest.content_hash)
             self._at(PROGRESS_HASHED, "file hashed")
             self.state.result = await self._checked(request, digest.content_hash)
         except ActivityError as err:

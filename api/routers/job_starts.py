@@ -2,8 +2,14 @@
 
 The queue service's ``queue.add(type, data, {priority, delay})``. ``data`` is validated against
 that type's request model, then the job goes through the operation's own route (same database
-rows, idempotency and workflow id), with the options as Temporal's start delay and priority key.
-A batch is validated as a whole first: one bad job and nothing starts.
+rows, idempotency, permissions and workflow id), with the options as Temporal's start delay and
+priority key. A batch is validated as a whole first: one bad job and nothing starts.
+
+Types: ``mpesa_deposit``, ``deposit_intent``, ``ticket_purchase``, ``ticket_refund`` and
+``ticket_transfer`` (``data`` is the route's body plus ``purchase_id``), ``credential_anchor``
+(the body plus ``credential_id``) and ``credential_anchor_batch`` (the batch route's body).
+Batch-mode anchors join the deployment's one ``AnchorBatcher``, which a job cannot delay or
+reprioritise for everyone else: options with them are a 422 naming ``options``.
 """
 
 from __future__ import annotations
@@ -30,18 +36,50 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import StartOptions, starting_with
 from api.metrics import ApiMetrics
-from api.routers import deposits, intents, tickets
-from domain.errors import SettleError
+from api.routers import credentials, deposits, intents, tickets
+from domain.credentials import CREDENTIAL_ID
+from domain.errors import InvalidInput, NotFound, SettleError
 from providers.evm import EvmClient
 from runtime.settings import Settings
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
-JobType = Literal["mpesa_deposit", "deposit_intent", "ticket_purchase"]
+
+class TicketRefundJob(tickets.RefundBody):
+    """``POST /api/v1/tickets/{purchase_id}/refund`` as a job."""
+
+    purchase_id: str = Field(max_length=64)
+
+
+class TicketTransferJob(tickets.TransferBody):
+    """``POST /api/v1/tickets/{purchase_id}/transfer`` as a job."""
+
+    purchase_id: str = Field(max_length=64)
+
+
+class CredentialAnchorJob(credentials.SingleAnchorBody):
+    """``POST /api/v1/credentials/{credential_id}/anchor`` as a job."""
+
+    credential_id: str = Field(pattern=CREDENTIAL_ID, max_length=128)
+
+
+JobType = Literal[
+    "mpesa_deposit",
+    "deposit_intent",
+    "ticket_purchase",
+    "ticket_refund",
+    "ticket_transfer",
+    "credential_anchor",
+    "credential_anchor_batch",
+]
 MODELS: dict[str, type[BaseModel]] = {
     "mpesa_deposit": deposits.InitiateDeposit,
     "deposit_intent": intents.CreateIntent,
     "ticket_purchase": tickets.PurchaseBody,
+    "ticket_refund": TicketRefundJob,
+    "ticket_transfer": TicketTransferJob,
+    "credential_anchor": CredentialAnchorJob,
+    "credential_anchor_batch": credentials.BatchBody,
 }
 MAX_BATCH = 1000
 
@@ -71,6 +109,8 @@ class JobStarted(BaseModel):
     status: str
     status_url: str
     job_url: str
+    #: ``credential_anchor_batch``: each credential's answer, as the batch route gives it
+    results: list[credentials.BatchItemResult] | None = None
 
 
 class BatchItem(BaseModel):
@@ -104,28 +144,73 @@ def parse_data(job: JobRequest, prefix: tuple[Any, ...]) -> BaseModel:
         ) from exc
 
 
-async def start(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
-    with starting_with(job.options):
-        try:
-            if isinstance(body, deposits.InitiateDeposit):
-                accepted: Any = await deposits.initiate(
-                    body, d.request, d.principal, d.settings, d.sessions, d.temporal, d.metrics,
-                    job.idempotency_key or d.idempotency_key,
-                )  # fmt: skip
-            elif isinstance(body, intents.CreateIntent):
-                accepted = await intents.create_intent(
-                    body, d.principal, d.settings, d.sessions, d.temporal, d.evm, d.request, d.reads
-                )
-            else:
-                assert isinstance(body, tickets.PurchaseBody)
-                accepted = await tickets.purchase(
-                    body, d.principal, d.settings, d.sessions, d.temporal,
-                    job.idempotency_key or d.idempotency_key,
-                )  # fmt: skip
-        except SettleError as exc:
-            if exc.field:  # the operation's own checks name its body's fields
-                exc.field = f"data.{exc.field}"
-            raise
+def _batched(body: BaseModel, settings: Settings) -> bool:
+    """Whether the job's credentials go to the shared ``AnchorBatcher``."""
+    if isinstance(body, credentials.BatchBody):
+        return True
+    if isinstance(body, CredentialAnchorJob):
+        return settings.credential_anchor_batch_default if body.batch is None else body.batch
+    return False
+
+
+def check_options(job: JobRequest, body: BaseModel, settings: Settings, prefix: str) -> None:
+    """Refuse a delay or priority for batch-mode anchors (see the module's docstring)."""
+    options = job.options
+    if (options.delay or options.priority is not None) and _batched(body, settings):
+        raise InvalidInput(
+            "delay and priority do not apply to batch-mode anchors: they join the shared "
+            "anchor batcher (send them with batch=false, or without options)",
+            field=f"{prefix}options",
+        )
+
+
+async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
+    """The operation's own route function, called as its route would be."""
+    key = job.idempotency_key or d.idempotency_key
+    if isinstance(body, deposits.InitiateDeposit):
+        accepted: Any = await deposits.initiate(
+            body, d.request, d.principal, d.settings, d.sessions, d.temporal, d.metrics, key
+        )
+    elif isinstance(body, intents.CreateIntent):
+        accepted = await intents.create_intent(
+            body, d.principal, d.settings, d.sessions, d.temporal, d.evm, d.request, d.reads
+        )
+    elif isinstance(body, tickets.PurchaseBody):
+        accepted = await tickets.purchase(
+            body, d.principal, d.settings, d.sessions, d.temporal, key
+        )
+    elif isinstance(body, TicketRefundJob | TicketTransferJob):
+        accepted = await _ticket_job(body, d, key)
+    elif isinstance(body, CredentialAnchorJob):
+        single = credentials.SingleAnchorBody.model_validate(
+            body.model_dump(exclude={"credential_id"})
+        )
+        view = await credentials.anchor(
+            body.credential_id, single, d.principal, d.settings, d.sessions, d.temporal
+        )
+        return JobStarted(
+            type=job.type,
+            id=view.credential_id,
+            workflow_id=view.workflow_id,
+            status=view.status,
+            status_url=f"/api/v1/credentials/{view.credential_id}",
+            job_url=f"/api/v1/jobs/{view.workflow_id}",
+        )
+    else:
+        assert isinstance(body, credentials.BatchBody)
+        results = await credentials.anchor_batch(
+            body, d.principal, d.settings, d.sessions, d.temporal
+        )
+        batcher = credentials.batcher_id(d.settings)
+        return JobStarted(
+            type=job.type,
+            id=batcher,
+            workflow_id=batcher,
+            status="pending",
+            status_url="/api/v1/credentials/{credential_id}",
+            job_url=f"/api/v1/jobs/{batcher}",
+            results=results,
+        )
     return JobStarted(
         type=job.type,
         id=accepted.id,
@@ -134,6 +219,35 @@ async def start(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
         status_url=getattr(accepted, "status_url", f"/api/v1/deposit/intent/{accepted.id}"),
         job_url=f"/api/v1/jobs/{accepted.workflow_id}",
     )
+
+
+async def _ticket_job(
+    body: TicketRefundJob | TicketTransferJob, d: Deps, key: str | None
+) -> tickets.Accepted:
+    fields = body.model_dump(exclude={"purchase_id"})
+    try:
+        if isinstance(body, TicketRefundJob):
+            return await tickets.refund(
+                body.purchase_id, tickets.RefundBody.model_validate(fields), d.principal,
+                d.settings, d.sessions, d.temporal, key,
+            )  # fmt: skip
+        return await tickets.transfer(
+            body.purchase_id, tickets.TransferBody.model_validate(fields), d.principal,
+            d.settings, d.sessions, d.temporal, key,
+        )  # fmt: skip
+    except NotFound as exc:  # the route's path names the purchase; here it is in data
+        exc.field = exc.field or "purchase_id"
+        raise
+
+
+async def start(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
+    with starting_with(job.options):
+        try:
+            return await _run(job, body, d)
+        except SettleError as exc:
+            if exc.field:  # the operation's own checks name its body's fields
+                exc.field = f"data.{exc.field}"
+            raise
 
 
 @router.post(
@@ -156,6 +270,7 @@ async def create_job(
 ) -> JobStarted:
     """Validate ``data`` against the type's model and start its workflow."""
     body = parse_data(job, ("body",))
+    check_options(job, body, settings, "")
     deps = Deps(
         principal, settings, sessions, temporal, metrics, evm, request, reads, idempotency_key
     )
@@ -183,6 +298,8 @@ async def create_jobs(
     reported with its job or its error (e.g. a seat already taken), so a retry of the batch with
     the same idempotency keys starts only what is missing."""
     bodies = [parse_data(job, ("body", "jobs", i)) for i, job in enumerate(batch.jobs)]
+    for i, (job, body) in enumerate(zip(batch.jobs, bodies, strict=True)):
+        check_options(job, body, settings, f"jobs.{i}.")
     deps = Deps(principal, settings, sessions, temporal, metrics, evm, request, reads, None)
     items: list[BatchItem] = []
     for index, (job, body) in enumerate(zip(batch.jobs, bodies, strict=True)):

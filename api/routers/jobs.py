@@ -1,8 +1,11 @@
-"""Jobs: any Settle workflow execution, by workflow id. Read one, retry it when parked, cancel it.
+"""Jobs: any Settle workflow execution, by workflow id. Find them across kinds, read one with its
+timeline, retry it when parked, cancel it, terminate or abandon it.
 
-Who may do what (a job of another tenant is always 404):
+Who may do what (a job of another tenant is always 404, and never listed):
 
-- read: the job's own user; ``venue_admin`` and ``admin`` for every job of their tenant;
+- list and read: the job's own user; ``venue_admin`` and ``admin`` for every job of their tenant;
+  ``platform_admin`` for every tenant's. The input and result (personal data) only for ``admin``
+  and ``platform_admin``;
 - retry and cancel: the job's own user, or an ``admin`` of its tenant (a ``venue_admin`` may read
   another user's job but gets 403 when changing it);
 - terminate and abandon: an ``admin`` of its tenant. An operator's decision stands: a job that was
@@ -13,9 +16,10 @@ Who may do what (a job of another tenant is always 404):
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import UTC
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState
@@ -28,7 +32,7 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal
-from api.deps import AdminUser, CurrentUser, SettingsDep, TemporalDep
+from api.deps import AdminUser, CurrentUser, ReadSessionsDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.jobs_lookup import (
     JOB_ID_PATTERN,
@@ -43,14 +47,21 @@ from api.jobs_lookup import (
     signal_retry,
     status_error,
 )
+from api.jobs_payloads import input_and_result
+from api.jobs_search import FILTER_VALUE, JobFilters, find_jobs
+from api.jobs_timeline import Timeline, timeline
 from api.routers.deposits import web_ui_url
 from api.timestamps import UtcDateTime
 from domain.errors import Conflict, Forbidden
+from domain.search import OperationKind, OperationStatus
 from runtime.logging import get_logger
 from runtime.stuck_steps import failure_text, stuck_steps
 
 log = get_logger("api.jobs")
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+#: most jobs one page of ``GET /api/v1/jobs`` holds
+MAX_PAGE = 200
 
 JobId = Annotated[
     str,
@@ -68,7 +79,10 @@ class PendingActivity(BaseModel):
     state: str
     attempt: int
     maximum_attempts: int
+    #: the last attempt's failure, with its causes
     last_failure: str | None = None
+    #: when the next attempt is due (an activity backing off between attempts)
+    next_attempt_at: UtcDateTime | None = None
 
 
 class RetryingStep(BaseModel):
@@ -105,7 +119,32 @@ class JobView(BaseModel):
     error: str | None
     #: set when an operator terminated or abandoned the job: what, why, who, when
     operator_decision: OperatorDecision | None = None
+    #: the workflow's input and (once completed) result, decoded and redacted: ``admin`` and
+    #: ``platform_admin`` only (None for anyone else)
+    input: Any = None
+    result: Any = None
     web_ui_url: str
+    timeline_url: str
+
+
+class JobSummary(BaseModel):
+    id: str
+    run_id: str | None
+    workflow_type: str
+    kind: str | None
+    tenant: str | None
+    user: str | None
+    status: str | None
+    temporal_status: str | None
+    started_at: UtcDateTime | None
+    closed_at: UtcDateTime | None
+    job_url: str
+
+
+class JobList(BaseModel):
+    items: list[JobSummary]
+    #: pass as ``cursor`` for the next page; None on the last page
+    next_cursor: str | None
 
 
 class Decision(BaseModel):
@@ -133,6 +172,11 @@ async def _pending(
             last_failure=(
                 await failure_text(client, a.last_failure) or None
                 if a.HasField("last_failure")
+                else None
+            ),
+            next_attempt_at=(
+                a.next_attempt_schedule_time.ToDatetime(tzinfo=UTC)
+                if a.HasField("next_attempt_schedule_time")
                 else None
             ),
         )
@@ -175,11 +219,73 @@ async def _error(client: Client, job: JobRef) -> str | None:
     return None
 
 
+@router.get("", response_model=JobList, responses=error_responses(401, 422, 503))
+async def list_jobs(
+    principal: CurrentUser,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    kind: Annotated[OperationKind | None, Query(description="SettleKind")] = None,
+    status: Annotated[OperationStatus | None, Query(description="SettleStatus")] = None,
+    user: Annotated[
+        str | None, Query(pattern=FILTER_VALUE, description="the token subject who started it")
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        Query(pattern=FILTER_VALUE, description="platform_admin: one tenant's jobs"),
+    ] = None,
+    ref: Annotated[
+        str | None,
+        Query(
+            pattern=FILTER_VALUE,
+            description="any id the job learned (SettleRefs): CheckoutRequestID, M-Pesa receipt, "
+            "transaction hash, PaymentIntent, refund id, mint, credential id, content hash",
+        ),
+    ] = None,
+    since: Annotated[UtcDateTime | None, Query(description="started at or after")] = None,
+    until: Annotated[UtcDateTime | None, Query(description="started before")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=r"^[A-Za-z0-9_=-]{1,4096}$", description="next_cursor of the previous page"),
+    ] = None,
+) -> JobList:
+    """Jobs of every kind the caller may see (a ``user`` their own, ``venue_admin``/``admin``
+    their tenant's, ``platform_admin`` every tenant's), newest first, one page at a time. Same as
+    ``temporal workflow list --query 'SettleTenant="t1" AND SettleRefs="<ref>"'``."""
+    filters = JobFilters(kind, status, user, tenant, ref, since, until)
+    page = await find_jobs(temporal, settings, principal, filters, limit, cursor)
+    return JobList(
+        items=[
+            JobSummary(
+                id=j.id,
+                run_id=j.run_id,
+                workflow_type=j.workflow_type,
+                kind=j.kind,
+                tenant=j.tenant,
+                user=j.user,
+                status=j.status,
+                temporal_status=j.temporal_status,
+                started_at=j.started_at,
+                closed_at=j.closed_at,
+                job_url=f"/api/v1/jobs/{j.id}",
+            )
+            for j in page.jobs
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+def sees_payloads(principal: Principal) -> bool:
+    """Inputs and results carry personal data: a tenant's admin and the platform's see them."""
+    return principal.is_admin or principal.is_platform_admin
+
+
 @router.get("/{job_id}", response_model=JobView, responses=error_responses(401, 404, 422, 503))
 async def get_job(
     job_id: JobId, principal: CurrentUser, settings: SettingsDep, temporal: TemporalDep
 ) -> JobView:
-    """One job: search attributes, Temporal's status, pending activities and the error."""
+    """One job: search attributes, Temporal's status, pending activities (attempt, last failure,
+    next attempt), the error, and for ``admin``/``platform_admin`` its input and result."""
     job, description = await describe_job(temporal, job_id, principal)
     retrying = (
         await _retrying(temporal, description, settings.step_alert_after_attempts)
@@ -189,6 +295,7 @@ async def get_job(
     error = await _error(temporal, job)
     if error is None and retrying is not None:
         error = f"{retrying.step} still failing (attempt {retrying.attempt}): {retrying.last_error}"
+    payloads = await input_and_result(temporal, job) if sees_payloads(principal) else None
     return JobView(
         id=job.id,
         run_id=job.run_id,
@@ -204,8 +311,24 @@ async def get_job(
         retrying_step=retrying,
         error=error,
         operator_decision=await operator_decision(temporal, job),
+        input=payloads.input if payloads else None,
+        result=payloads.result if payloads else None,
         web_ui_url=web_ui_url(settings, job.id),
+        timeline_url=f"/api/v1/jobs/{job.id}/timeline",
     )
+
+
+@router.get(
+    "/{job_id}/timeline", response_model=Timeline, responses=error_responses(401, 404, 422, 503)
+)
+async def get_timeline(
+    job_id: JobId, principal: CurrentUser, temporal: TemporalDep, reads: ReadSessionsDep
+) -> Timeline:
+    """What happened, newest last: activities scheduled and ended (attempt, duration, failure),
+    timers, signals and operator actions (who), status changes, the run's end, and the lines the
+    activities wrote. Same history as ``temporal workflow show --workflow-id <id>``."""
+    job, _ = await describe_job(temporal, job_id, principal)
+    return await timeline(temporal, reads, job)
 
 
 @router.post(

@@ -192,6 +192,12 @@ MATRIX: dict[str, Probe] = {
     "GET /api/v1/jobs/{job_id}": Probe(
         (401, 200, 200, 200, 200), (401, 404, 404, 404, 200), params={"job_id": "job"}
     ),
+    # every role lists what it may see (a user their own jobs, staff their tenant's); tenant B's
+    # callers get their own tenant's jobs, never tenant A's (the leak check below)
+    "GET /api/v1/jobs": Probe((401, 200, 200, 200, 200), (401, 200, 200, 200, 200)),
+    "GET /api/v1/jobs/{job_id}/timeline": Probe(
+        (401, 200, 200, 200, 200), (401, 404, 404, 404, 200), params={"job_id": "job"}
+    ),
     # the deposit is credited: closed, nothing to cancel or retry (409 for who may act)
     "DELETE /api/v1/jobs/{job_id}": Probe(
         (401, 409, 403, 409, 403), (401, 404, 404, 404, 403), params={"job_id": "job"}

@@ -193,6 +193,20 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         WALLET,
     ),
+    # v5: the ids the deposit learns go into SettleRefs (patch "settle-refs")
+    "v5_refs_usdc_leg_success": Scenario(
+        FakeMpesa,
+        _callback,
+        MpesaDepositConfig(),
+        WALLET,
+        lambda: initiation_quote("125.00", 1_200_000, timedelta(hours=1)),
+    ),
+    "v5_refs_usdc_reverted_then_retried": Scenario(
+        lambda: FakeMpesa(confirm_errors=[_reverted()]),
+        _park_then_retry,
+        MpesaDepositConfig(),
+        WALLET,
+    ),
 }
 
 

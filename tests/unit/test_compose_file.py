@@ -56,6 +56,7 @@ def test_search_attributes_are_registered_by_admin_tools() -> None:
     entrypoint = COMPOSE["services"]["temporal-admin-tools"]["entrypoint"]
     for name in ("SettleKind", "SettleTenant", "SettleUser", "SettleStatus"):
         assert f"--name {name} --type Keyword" in entrypoint
+    assert "--name SettleRefs --type KeywordList" in entrypoint
 
 
 def test_worker_grace_period_exceeds_the_graceful_shutdown_setting() -> None:

@@ -156,4 +156,23 @@ def test_search_attributes_carry_only_kind_tenant_subject_and_status() -> None:
         upserts += [(path.name, m) for m in re.findall(r"upsert_search_attributes\((.*)\)", text)]
         assert "search_attributes={" not in text, path
     assert starts and {m for _, m in starts} <= {"start_attributes", "AddSearchAttributesRequest"}
-    assert upserts == [("dead_letter.py", "[SETTLE_STATUS.value_set(status.value)]")]
+    assert sorted(upserts) == [
+        ("dead_letter.py", "[SETTLE_STATUS.value_set(status.value)]"),
+        ("refs.py", "[SETTLE_REFS.value_set(merged)]"),
+    ]
+
+
+def test_settle_refs_carry_only_ids_and_hashes() -> None:
+    """``SettleRefs`` (``workflows/refs.py``) is in clear too: every ``add_refs`` call passes
+    provider ids, receipts, hashes and mints, never a phone, email, name or wallet address."""
+    import re
+
+    calls = [
+        args
+        for path in SOURCES
+        for args in re.findall(r"add_refs\(([^)]*)\)", path.read_text())
+        if path.name != "refs.py"
+    ]
+    assert len(calls) >= 8
+    for args in calls:
+        assert not re.search(r"phone|email|name|wallet|address|owner", args, re.I), args
