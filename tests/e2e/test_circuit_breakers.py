@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from functools import partial
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
