@@ -42,6 +42,15 @@ async def _now(session: AsyncSession) -> datetime:
 
 
 async def _locked(session: AsyncSession, scope: str, provider: Provider) -> CircuitBreaker:
+    """The provider's row, locked for this transaction (created closed the first time)."""
+    query = (
+        select(CircuitBreaker)
+        .where(CircuitBreaker.scope == scope, CircuitBreaker.provider == provider.value)
+        .with_for_update()
+    )
+    row = (await session.execute(query)).scalar_one_or_none()
+    if row is not None:
+        return row
     now = await _now(session)
     await session.execute(
         insert(CircuitBreaker)
@@ -57,14 +66,7 @@ async def _locked(session: AsyncSession, scope: str, provider: Provider) -> Circ
         )
         .on_conflict_do_nothing()
     )
-    row = (
-        await session.execute(
-            select(CircuitBreaker)
-            .where(CircuitBreaker.scope == scope, CircuitBreaker.provider == provider.value)
-            .with_for_update()
-        )
-    ).scalar_one()
-    return row
+    return (await session.execute(query)).scalar_one()
 
 
 def _open(row: CircuitBreaker, now: datetime, thresholds: Thresholds) -> None:

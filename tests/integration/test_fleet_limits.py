@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 
@@ -62,6 +64,8 @@ class FleetRun:
     estimates: int = 0
     estimates_in_flight: int = 0
     leases_left: list[str] = field(default_factory=list)
+    #: each worker process's Prometheus text at the end
+    worker_metrics: list[str] = field(default_factory=list)
 
     def most_running(self) -> int:
         """The most submit activities running at once (dispatched by the server, not finished)."""
@@ -151,6 +155,7 @@ async def run_fleet(
         stack.temporal, settings, resources, ["workflows", "evm-write", "db"]
     )
     runs = [asyncio.create_task(w.run()) for w in workers]
+    metrics_ports = [free_port(), free_port()]
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -158,9 +163,9 @@ async def run_fleet(
             "--queues",
             "credentials",
             cwd=ROOT,
-            env={**env, "WORKER_METRICS_BIND": f"127.0.0.1:{free_port()}"},
+            env={**env, "WORKER_METRICS_BIND": f"127.0.0.1:{port}"},
         )
-        for _ in range(2)
+        for port in metrics_ports
     ]
     taken = FleetRun(worker_pids={str(p.pid) for p in processes})
     try:
@@ -239,6 +244,11 @@ async def run_fleet(
         taken.estimates = proxy.calls["eth_estimateGas"]
         taken.estimates_in_flight = proxy.max_in_flight["eth_estimateGas"]
         taken.leases_left = await held(stack.sessions, lease)
+        async with httpx.AsyncClient() as http:
+            for port in metrics_ports:
+                taken.worker_metrics.append(
+                    (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                )
         return taken
     finally:
         for process in processes:
@@ -271,6 +281,12 @@ async def test_two_workers_submit_at_most_the_concurrency_at_once(stack: Stack) 
     # both processes submitted (a holder names its pid), and every lease was given back
     assert run.pids == run.worker_pids, (run.pids, run.worker_pids)
     assert run.leases_left == []
+    # each worker publishes the fleet's breaker states (all closed here) beside the SDK's metrics
+    for text in run.worker_metrics:
+        states = dict(
+            re.findall(r'^circuit_breaker_state\{provider="(\w+)"[^}]*\} (\S+)$', text, re.M)
+        )
+        assert states == {p: "0" for p in ("daraja", "stripe", "evm", "solana", "smtp")}, text
 
 
 async def test_two_workers_obey_the_queue_rate_limit_together(stack: Stack) -> None:
