@@ -31,6 +31,7 @@ import hmac
 import json
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -122,8 +123,8 @@ class StripeState:
     #: until lifted)
     outage_status: int | None = None
     outage_until: float | None = None
-    #: API calls answered by the outage
-    outage_answers: int = 0
+    #: API calls answered by the outage, by path
+    outage_answers: Counter[str] = field(default_factory=Counter)
     #: how many of the next refunds stay ``pending`` until settled by hand
     pending_refunds: int = 0
     delivered: int = 0
@@ -414,7 +415,7 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
     async def dispatch(request: Request, action: Any) -> JSONResponse:
         state.requests += 1
         if (down := in_outage()) is not None:
-            state.outage_answers += 1
+            state.outage_answers[request.url.path] += 1
             return JSONResponse(
                 {"error": {"type": "api_error", "message": "sandbox outage"}}, status_code=down
             )
@@ -587,7 +588,7 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             state.outage_until = None if seconds is None else time.monotonic() + float(seconds)
         else:
             state.outage_status = state.outage_until = None
-        return {"down": state.outage_status is not None, "answered": state.outage_answers}
+        return {"down": state.outage_status is not None, "answered": dict(state.outage_answers)}
 
     @app.get("/_sandbox/state")
     async def sandbox_state() -> dict[str, Any]:
