@@ -13,6 +13,10 @@ probe it, let it go again.
 * **Probing**: every worker runs a loop that claims due probes in the database (one worker per
   probe interval), asks the provider a harmless question, and when it answers lets the queues go
   (half-open). The first call after that closes the breaker (alert cleared) or opens it again.
+  A loop in every worker rather than a breaker workflow: the probe cannot run on the queue it
+  holds, the claim in the database already makes it one probe per interval for the fleet, and
+  any worker that is up takes the next probe when another dies; a workflow would add a queue of
+  its own, a history per outage and patches to keep.
 * **Metric**: ``circuit_breaker_state{provider}`` (0 closed, 1 open, 2 half-open) on the
   worker's metrics endpoint, read from the database, so every worker reports the fleet's state.
 
