@@ -39,6 +39,7 @@ from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
 from activities.tickets import TicketActivities
 from activities.verification import VerificationActivities
+from domain.breakers import Provider
 from domain.queues import WORKFLOW_SUFFIX, ActivityQueue, all_queue_names
 from providers.cache import CacheRegistry, TTLCache
 from providers.daraja import DarajaClient
@@ -50,6 +51,7 @@ from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from providers.webhooks import WebhookSender
 from runtime import tracing
+from runtime.breakers import BreakerInterceptor, Breakers
 from runtime.clients import ipfs_gateway
 from runtime.interceptors import activity_interceptors
 from runtime.interpreter import restore_recursion_limit
@@ -60,6 +62,7 @@ from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
 from store.db import make_engine, make_session_factory
+from store.leases import SlotLimit
 from workflows.anchor_batcher import AnchorBatcher
 from workflows.chain_scanner import ChainScanner
 from workflows.credentials import CredentialAnchor
@@ -221,7 +224,15 @@ def activities_by_queue(
             poll_interval_seconds=settings.evm_poll_interval_seconds,
         ),
     )
-    credentials = CredentialActivities(evm_write, resources.sessions)
+    credentials = CredentialActivities(
+        evm_write,
+        resources.sessions,
+        SlotLimit(
+            name=f"{settings.task_queue_prefix}{ActivityQueue.CREDENTIALS.value}",
+            limit=settings.credential_anchor_concurrency,
+            ttl_seconds=settings.credential_anchor_lease_ttl_seconds,
+        ),
+    )
     fx = FxActivities(resources.rates)
     chain = ChainReadActivities(
         resources.evm,
@@ -329,6 +340,25 @@ class CacheMetrics:
             await asyncio.sleep(every_seconds)
 
 
+def build_breakers(client: Client, resources: Resources) -> Breakers | None:
+    """The fleet's circuit breakers as this worker counts and probes them (None when
+    ``BREAKER_ENABLED`` is off). Each probe is a harmless call through this worker's clients."""
+    if not resources.settings.breaker_enabled:
+        return None
+    return Breakers(
+        client,
+        resources.sessions,
+        resources.settings,
+        {
+            Provider.DARAJA: resources.daraja.check_reachable,
+            Provider.STRIPE: resources.stripe.check_reachable,
+            Provider.EVM: resources.evm.block_number,
+            Provider.SOLANA: resources.solana.balance_lamports,
+            Provider.SMTP: resources.mailer.check_reachable,
+        },
+    )
+
+
 def parse_queues(value: str | None) -> list[str]:
     if not value:
         return all_queue_names()
@@ -340,15 +370,25 @@ def parse_queues(value: str | None) -> list[str]:
 
 
 def build_workers(
-    client: Client, settings: Settings, resources: Resources, queues: Iterable[str]
+    client: Client,
+    settings: Settings,
+    resources: Resources,
+    queues: Iterable[str],
+    breakers: Breakers | None = None,
 ) -> list[Worker]:
+    """``breakers``: count provider-call outcomes on the fleet's circuit breakers (its ``run``
+    loop, which probes and reopens, is the caller's to start)."""
     prefix = settings.task_queue_prefix
     registry = activities_by_queue(resources, client)
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         # activity errors leave the worker without the credentials a provider error may quote,
-        # constraint violations are not retried, and steps that keep failing are reported
-        "interceptors": activity_interceptors(settings.step_alert_after_attempts),
+        # constraint violations are not retried, and steps that keep failing are reported; the
+        # breaker's counting sits innermost, where it sees the provider's own error
+        "interceptors": [
+            *activity_interceptors(settings.step_alert_after_attempts),
+            *([BreakerInterceptor(breakers)] if breakers is not None else []),
+        ],
     }
     workers: list[Worker] = []
     for name in queues:
@@ -397,10 +437,14 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     runtime = metrics_runtime(settings.worker_metrics_bind)
     client = await connect_with_retry(settings, runtime=runtime)
     resources = build_resources(settings)
-    workers = build_workers(client, settings, resources, queues)
+    breakers = build_breakers(client, resources)
+    workers = build_workers(client, settings, resources, queues, breakers)
     if WORKFLOW_SUFFIX in queues:
         await ensure_monitor_schedule(client, settings)
     cache_metrics = asyncio.create_task(CacheMetrics(runtime.metric_meter, resources.caches).run())
+    breaker_loop = (
+        asyncio.create_task(breakers.run(runtime.metric_meter)) if breakers is not None else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -421,6 +465,8 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
     cache_metrics.cancel()
+    if breaker_loop is not None:
+        breaker_loop.cancel()
     await resources.aclose()
     log.info("worker stopped")
 

@@ -1,11 +1,18 @@
 """Credential anchoring's side effects: the registry transaction (through the wallet writer) and
-the credential's row. Runs on its own queue (``credentials``), whose worker takes at most
-``CREDENTIAL_ANCHOR_CONCURRENCY`` at once and whose server-side rate limit is
-``CREDENTIAL_ANCHOR_RATE_PER_SECOND``."""
+the credential's row. Runs on its own queue (``credentials``), whose server-side rate limit is
+``CREDENTIAL_ANCHOR_RATE_PER_SECOND`` (the server dispatches, so it holds for every worker).
+
+At most ``CREDENTIAL_ANCHOR_CONCURRENCY`` submissions run at once across the fleet: each holds a
+lease on one of that many rows in PostgreSQL (:mod:`store.leases`) while it submits. A worker's
+``max_concurrent_activities`` could not do it (it is per worker: two workers, twice the limit) and
+the Temporal server has no concurrency cap of its own. Each worker still takes at most that many
+tasks, so the ones waiting for a lease stay few."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +31,7 @@ from domain.credentials import (
 from domain.evm import SubmittedTx, SubmitTxInput
 from domain.merkle import leaf, root_and_proofs
 from runtime.logging import get_logger
+from store.leases import SlotLimit, fleet_slot
 from store.models import CredentialAnchorRecord
 
 log = get_logger("activities.credentials")
@@ -31,14 +39,27 @@ log = get_logger("activities.credentials")
 
 class CredentialActivities:
     def __init__(
-        self, writer: EvmWriteActivities, sessions: async_sessionmaker[AsyncSession]
+        self,
+        writer: EvmWriteActivities,
+        sessions: async_sessionmaker[AsyncSession],
+        slots: SlotLimit | None = None,
     ) -> None:
-        self._writer, self._sessions = writer, sessions
+        self._writer, self._sessions, self._slots = writer, sessions, slots
 
     @activity.defn(name="credentials.submit_anchor")
     async def submit_anchor(self, request: AnchorSubmitInput) -> SubmittedTx:
         """The registry's ``anchor`` call from the treasury, through the wallet writer: one
-        idempotency key per credential, so a retry re-broadcasts the same signed transaction."""
+        idempotency key per credential, so a retry re-broadcasts the same signed transaction.
+        Holds one of the fleet's submission slots meanwhile."""
+        if self._slots is None:
+            return await self._submit(request)
+        info = activity.info()
+        holder = f"{socket.gethostname()}:{os.getpid()}:{info.workflow_id}:{info.attempt}"
+        slots = self._slots
+        async with fleet_slot(self._sessions, slots, holder[:200], waiting=activity.heartbeat):
+            return await self._submit(request)
+
+    async def _submit(self, request: AnchorSubmitInput) -> SubmittedTx:
         return await self._writer.submit(
             SubmitTxInput(
                 idempotency_key=request.idempotency_key,

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.metrics_breakers import BreakerCollector
 from api.metrics_queues import QueueCollector, SystemCollector
 from api.metrics_tickets import TicketCollector
 
@@ -86,6 +87,8 @@ class ApiMetrics:
         self.registry.register(self.queues)
         self.system = SystemCollector()
         self.registry.register(self.system)
+        self.breakers = BreakerCollector()
+        self.registry.register(self.breakers)
 
 
 def install_metrics(app: FastAPI, metrics: ApiMetrics) -> None:

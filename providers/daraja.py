@@ -137,6 +137,12 @@ class DarajaClient:
             self.tokens_fetched += 1
             return token
 
+    async def check_reachable(self) -> None:
+        """Fetch a fresh OAuth token: the cheapest call that proves Daraja answers (a cached token
+        would prove nothing), and it asks nothing of any customer."""
+        self._token = None
+        await self.access_token()
+
     def _forget_token(self, token: str) -> None:
         if self._token and self._token.value == token:
             self._token = None

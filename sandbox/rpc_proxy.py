@@ -1,5 +1,6 @@
-"""A JSON-RPC proxy in front of a node: counts calls per method, and (optionally) refuses
-``eth_getLogs`` over more than ``max_log_range`` blocks the way hosted providers do.
+"""A JSON-RPC proxy in front of a node: counts calls per method (and the most in flight at once),
+can hold a method's calls for a while (a slow provider), and (optionally) refuses ``eth_getLogs``
+over more than ``max_log_range`` blocks the way hosted providers do.
 
 Used by the tests (no log may be missed when ranges are refused) and by the benchmark (RPC calls
 per minute, per design).
@@ -7,6 +8,7 @@ per minute, per design).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -26,6 +28,10 @@ class RpcProxy:
         self.upstream = upstream
         self.max_log_range = max_log_range
         self.calls: Counter[str] = Counter()
+        #: seconds each call of a method is held before it is forwarded
+        self.delays: dict[str, float] = {}
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
         self.refused = 0
         self.app = FastAPI()
         self._http = httpx.AsyncClient(timeout=30)
@@ -33,6 +39,7 @@ class RpcProxy:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.max_in_flight.clear()
         self.refused = 0
 
     async def _handle(self, request: Request) -> JSONResponse:
@@ -62,6 +69,13 @@ class RpcProxy:
                         ),
                     },
                 }
-        response = await self._http.post(self.upstream, json=call)
+        self.in_flight[method] += 1
+        self.max_in_flight[method] = max(self.max_in_flight[method], self.in_flight[method])
+        try:
+            if method in self.delays:
+                await asyncio.sleep(self.delays[method])
+            response = await self._http.post(self.upstream, json=call)
+        finally:
+            self.in_flight[method] -= 1
         answer: dict[str, Any] = response.json()
         return answer

@@ -18,7 +18,9 @@ Test controls (not Stripe): ``POST /_sandbox/payment_intents/{id}/authenticate``
 ``{"succeed": true}`` finishes (or fails) a pending authentication;
 ``POST /_sandbox/pending-refunds`` ``{"count": n}`` makes the next refunds ``pending`` until
 ``POST /_sandbox/refunds/{id}/settle`` ``{"succeed": true|false}``; ``POST /_sandbox/fail-next``
-``{"count": n, "status": 500|429}``; ``GET /_sandbox/state``.
+``{"count": n, "status": 500|429}``; ``POST /_sandbox/outage`` ``{"down": true, "status": 503,
+"seconds": 60}`` answers every API call with that status until ``{"down": false}`` or the seconds
+run out (a provider down for a while, for circuit breakers); ``GET /_sandbox/state``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import hmac
 import json
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -116,6 +119,12 @@ class StripeState:
     idempotency: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
+    #: an outage: every API call answers this status until ``outage_until`` (monotonic; None:
+    #: until lifted)
+    outage_status: int | None = None
+    outage_until: float | None = None
+    #: API calls answered by the outage, by path
+    outage_answers: Counter[str] = field(default_factory=Counter)
     #: how many of the next refunds stay ``pending`` until settled by hand
     pending_refunds: int = 0
     delivered: int = 0
@@ -395,8 +404,21 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             return hmac.compare_digest(header[7:], state.api_key)
         return False
 
+    def in_outage() -> int | None:
+        if state.outage_status is None:
+            return None
+        if state.outage_until is not None and time.monotonic() >= state.outage_until:
+            state.outage_status = state.outage_until = None
+            return None
+        return state.outage_status
+
     async def dispatch(request: Request, action: Any) -> JSONResponse:
         state.requests += 1
+        if (down := in_outage()) is not None:
+            state.outage_answers[request.url.path] += 1
+            return JSONResponse(
+                {"error": {"type": "api_error", "message": "sandbox outage"}}, status_code=down
+            )
         if state.failures:
             status = state.failures.pop(0)
             kind = "rate_limit_error" if status == 429 else "api_error"
@@ -555,6 +577,18 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         body = await request.json()
         state.failures += [int(body.get("status", 500))] * int(body.get("count", 1))
         return {"queued": len(state.failures)}
+
+    @app.post("/_sandbox/outage")
+    async def outage(request: Request) -> dict[str, Any]:
+        """``{"down": true, "status": 503, "seconds": 60}`` / ``{"down": false}``."""
+        body = await request.json()
+        if body.get("down", True):
+            state.outage_status = int(body.get("status", 503))
+            seconds = body.get("seconds")
+            state.outage_until = None if seconds is None else time.monotonic() + float(seconds)
+        else:
+            state.outage_status = state.outage_until = None
+        return {"down": state.outage_status is not None, "answered": dict(state.outage_answers)}
 
     @app.get("/_sandbox/state")
     async def sandbox_state() -> dict[str, Any]:

@@ -661,3 +661,40 @@ class JobLog(Base):
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CircuitBreaker(Base):
+    """One provider's circuit breaker, shared by every worker process (their activity outcomes
+    are counted here, so the fleet trips it together, not each worker on its own share)."""
+
+    __tablename__ = "circuit_breakers"
+
+    #: the task-queue prefix: deployments (and tests) sharing one database keep their own
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: daraja | stripe | evm | solana | smtp
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: closed | open | half_open
+    state: Mapped[str] = mapped_column(String(16))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: the error-rate window: calls and failures since window_start
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_calls: Mapped[int] = mapped_column(Integer, default=0)
+    window_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: when it last opened, and when the next probe is due while it is open
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_probe_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ConcurrencySlot(Base):
+    """One of N fleet-wide slots of a concurrency limit (a lease): free when ``holder`` is None or
+    its lease has expired, so a worker killed while holding one loses it after the TTL."""
+
+    __tablename__ = "concurrency_slots"
+
+    #: the limit's name, e.g. ``<task-queue prefix>credentials``
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -33,6 +33,7 @@ from api.deps import (
 )
 from api.jobs_lookup import raise_if_unreachable, tenant_query
 from api.metrics import ApiMetrics, on_metrics_listener
+from api.metrics_breakers import gauges as breaker_gauges
 from api.metrics_queues import QueueSnapshot, QueueStatsCache, histogram_buckets
 from api.metrics_tickets import TicketSnapshot, snapshot
 from domain.errors import EvmError, Forbidden, SolanaError
@@ -119,6 +120,9 @@ async def metrics(
     request: Request, api_metrics: MetricsDep, reads: ReadSessionsDep, client: TemporalDep
 ) -> Response:
     api_metrics.tickets.last = await _business(request, reads)
+    api_metrics.breakers.last = await breaker_gauges(
+        reads, request.app.state.settings.task_queue_prefix
+    )
     try:
         api_metrics.queues.last = await _queue_cache(request).get(client)
     except (RPCError, RuntimeError) as exc:

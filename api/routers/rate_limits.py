@@ -4,6 +4,9 @@ Keys: ``stripe``, ``mpesa``, ``solana``, ``evm-write`` and ``smtp`` (the notify 
 live on the Temporal server (``UpdateTaskQueueConfig``), so every worker obeys them and they apply
 to every tenant: status and changes are for ``platform_admin`` (a tenant's admin cannot stop a
 provider for everyone).
+
+A provider's circuit breaker (``runtime.breakers``) holds its task queue like a stop does
+(holder ``breaker:<provider>``); the status shows the breaker's state beside the limit.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import PlatformAdmin, SettingsDep, TemporalDep
+from api.deps import PlatformAdmin, ReadSessionsDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.task_queue_limits import (
     EMERGENCY_STOP,
@@ -25,10 +28,12 @@ from api.task_queue_limits import (
     set_limit,
 )
 from api.timestamps import UtcDateTime
+from domain.breakers import PROVIDER_KEYS, BreakerState
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.queues import RATE_LIMITED_QUEUES, RateLimitKey, activity_queue_for_prefix
 from runtime.logging import get_logger
 from runtime.settings import Settings
+from store import breakers
 
 log = get_logger("api.rate_limits")
 router = APIRouter(prefix="/api/v1/rate-limits", tags=["rate-limits"])
@@ -37,6 +42,22 @@ KeyPath = Annotated[
     str,
     Path(pattern=r"^[a-z-]{1,40}$", description="stripe, mpesa, solana, evm-write or smtp"),
 ]
+
+
+class BreakerStatus(BaseModel):
+    provider: str
+    #: closed | open (its queue held: ``breaker:<provider>`` in held_by) | half_open (the probe
+    #: answered, the queue is let go, the next call closes or reopens it)
+    state: BreakerState
+    consecutive_failures: int
+    #: the provider's unavailable errors and all its calls in the current error-rate window
+    window_failures: int
+    window_calls: int
+    last_error: str | None
+    opened_at: UtcDateTime | None
+    #: while open: when a worker asks the provider again
+    next_probe_at: UtcDateTime | None
+    changed_at: UtcDateTime | None
 
 
 class RateLimitStatus(BaseModel):
@@ -48,11 +69,14 @@ class RateLimitStatus(BaseModel):
     default_rate_per_second: float | None
     #: dispatch stopped (limit 0)
     stopped: bool
-    #: ``emergency-stop`` and/or ``queue:<kind>`` for paused queues using this task queue
+    #: ``emergency-stop``, ``queue:<kind>`` for paused queues using this task queue,
+    #: ``breaker:<provider>`` while its circuit breaker is open
     held_by: list[str]
     reason: str | None
     updated_at: UtcDateTime | None
     backlog: int | None
+    #: the provider's circuit breaker (counted by the workers in the database)
+    breaker: BreakerStatus | None = None
 
 
 class RateLimitList(BaseModel):
@@ -109,12 +133,47 @@ def _keys(body: StopRequest) -> list[RateLimitKey]:
     "/status/{key}", response_model=RateLimitStatus, responses=error_responses(401, 403, 404, 503)
 )
 async def rate_limit_status(
-    key: KeyPath, _principal: PlatformAdmin, settings: SettingsDep, temporal: TemporalDep
+    key: KeyPath,
+    _principal: PlatformAdmin,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    reads: ReadSessionsDep,
 ) -> RateLimitStatus:
-    """The provider's current server-side limit and whether it is stopped. Same as
-    ``temporal task-queue config get --task-queue settle-stripe --task-queue-type activity``."""
+    """The provider's current server-side limit, whether it is stopped and its circuit
+    breaker. The limit is what ``temporal task-queue config get --task-queue settle-stripe
+    --task-queue-type activity`` shows."""
     k = key_of(key)
-    return _status(settings, k, await describe(temporal, _task_queue(settings, k)))
+    status = _status(settings, k, await describe(temporal, _task_queue(settings, k)))
+    status.breaker = await _breaker(reads, settings, k)
+    return status
+
+
+async def _breaker(reads: ReadSessionsDep, settings: Settings, key: RateLimitKey) -> BreakerStatus:
+    provider = next(p for p, k in PROVIDER_KEYS.items() if k == key)
+    row = (await breakers.states(reads, settings.task_queue_prefix)).get(provider)
+    if row is None:
+        return BreakerStatus(
+            provider=provider.value,
+            state=BreakerState.CLOSED,
+            consecutive_failures=0,
+            window_failures=0,
+            window_calls=0,
+            last_error=None,
+            opened_at=None,
+            next_probe_at=None,
+            changed_at=None,
+        )
+    return BreakerStatus(
+        provider=provider.value,
+        state=BreakerState(row.state),
+        consecutive_failures=row.consecutive_failures,
+        window_failures=row.window_failures,
+        window_calls=row.window_calls,
+        last_error=row.last_error,
+        opened_at=row.opened_at,
+        next_probe_at=row.next_probe_at if row.state == BreakerState.OPEN.value else None,
+        changed_at=row.changed_at,
+    )
 
 
 @router.post(

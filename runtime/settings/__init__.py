@@ -12,6 +12,7 @@ from pydantic import PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings.abuse import AbuseSettings
+from runtime.settings.breakers import BreakerSettings
 from runtime.settings.codec import CodecSettings
 from runtime.settings.core import CoreSettings
 from runtime.settings.credentials import CredentialSettings
@@ -78,6 +79,7 @@ class Settings(
     MonitorSettings,
     CredentialSettings,
     VerificationSettings,
+    BreakerSettings,
     AbuseSettings,
 ):
     _embedded_database: bool = PrivateAttr(default=False)

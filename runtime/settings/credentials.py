@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class CredentialSettings(BaseModel):
-    #: activities of the `credentials` queue one worker runs at once
-    credential_anchor_concurrency: int = 5
+    #: anchor submissions in flight at once across every worker (a lease on one of this many
+    #: rows in PostgreSQL each); also the `credentials` tasks one worker takes at once
+    credential_anchor_concurrency: int = Field(default=5, ge=1)
+    #: a submission's lease, renewed every third of it: a worker killed while submitting frees
+    #: its slot after this long
+    credential_anchor_lease_ttl_seconds: float = Field(default=30.0, gt=0)
     #: server-side limit on that queue's activity dispatch, for every worker together
     credential_anchor_rate_per_second: float = 10.0
     #: attempts to submit an anchor, exponential from the initial interval

@@ -59,8 +59,14 @@ SDK_HISTOGRAMS = {
     "temporal_activity_execution_latency",
     "temporal_activity_succeed_endtoend_latency",
 }
-#: Settle's own gauges on the worker's SDK endpoint (``worker.CacheMetrics``)
-WORKER_SERIES = {"settle_cache_hits", "settle_cache_misses", "settle_cache_entries"}
+#: Settle's own gauges on the worker's SDK endpoint (``worker.CacheMetrics``,
+#: ``runtime.breakers``)
+WORKER_SERIES = {
+    "settle_cache_hits",
+    "settle_cache_misses",
+    "settle_cache_entries",
+    "circuit_breaker_state",
+}
 SDK_SERIES = (
     WORKER_SERIES
     | SDK_COUNTERS
@@ -85,6 +91,7 @@ def settle_series() -> set[str]:
         solana_balance_sol=1.0,
         treasury_usdc=1.0,
     )
+    metrics.breakers.last = {"stripe": 1}
     metrics.requests.labels("GET", "/", "200").inc()
     metrics.latency.labels("GET", "/").observe(0.1)
     metrics.deposits_initiated.inc()
@@ -167,6 +174,7 @@ def test_alert_rules_parse_and_use_only_exported_series() -> None:
         "queue_jobs_needs_attention",
         "evm_treasury_usdc_balance",
         "solana_wallet_balance_sol",
+        "circuit_breaker_state",
     } <= used
 
 

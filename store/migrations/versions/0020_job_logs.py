@@ -1,7 +1,7 @@
 """Job logs: lines the activities write about the job they work for (the job's timeline).
 
 Revision ID: 0020_job_logs
-Revises: 0017_stk_attempts
+Revises: 0019_circuit_breakers
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_job_logs"
-down_revision = "0017_stk_attempts"
+down_revision = "0019_circuit_breakers"
 branch_labels = None
 depends_on = None
 
