@@ -9,7 +9,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
 from runtime.codec import EncryptionCodec, with_codec
-from runtime.failures import BUDGET, MESSAGE_MAX, trim_middle, trim_tail
+from runtime.failures import BUDGET, MESSAGE_MAX, STACK_MAX, trim_middle, trim_tail
 
 #: Temporal replaces a retried activity's failure above this (mutableStateActivityFailureSize)
 SERVER_LIMIT = 4096
@@ -84,7 +84,10 @@ async def test_without_the_codec_too() -> None:
     assert failure.message.startswith("the write was refused") and failure.message.endswith(
         "THE END"
     )
-    assert "in _deep" in failure.cause.stack_trace and "characters cut" in failure.cause.stack_trace
+    # Python folds the recursion's repeated frames, so how long the trace is depends on the
+    # checkout's path: the bound holds either way (trim_tail's own test cuts a long one)
+    assert "in _deep" in failure.cause.stack_trace
+    assert len(failure.cause.stack_trace) <= STACK_MAX
 
 
 async def test_a_small_error_is_kept_whole() -> None:
