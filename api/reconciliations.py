@@ -113,7 +113,9 @@ async def recent(session: AsyncSession, limit: int) -> list[Reconciliation]:
     return list(rows.scalars())
 
 
-async def hand_over_status(client: Client, workflow_id: str, result: TransactionStatusResult) -> None:
+async def hand_over_status(
+    client: Client, workflow_id: str, result: TransactionStatusResult
+) -> None:
     """Signal Daraja's answer to the reconciliation waiting for it; one that has finished
     (it stopped waiting) ignores it."""
     try:

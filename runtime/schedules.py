@@ -96,6 +96,7 @@ def reconcile_input(settings: Settings, **window: object) -> ReconcileInput:
             "task_queue_prefix": settings.task_queue_prefix,
             "chain": settings.evm_chain,
             "min_intent_amount_minor": max(1, to_minor(settings.deposit_min_amount, Currency.USDC)),
+            "status_wait_seconds": settings.reconcile_status_wait_seconds,
             **window,
         }
     )

@@ -100,17 +100,18 @@ class Reconcile:
             min_intent_amount_minor=request.min_intent_amount_minor,
         )
         steps: list[tuple[str, Any, ActivityQueue]] = [
-            ("daraja", ReconcileActivities.daraja, ActivityQueue.DB),
             ("stripe", ReconcileActivities.stripe, ActivityQueue.STRIPE),
             ("chain", ReconcileActivities.chain, ActivityQueue.EVM_READ),
             ("solana", ReconcileActivities.solana, ActivityQueue.SOLANA),
         ]
-        self._status.step, self._status.pending = "reading", [name for name, _, _ in steps]
+        self._status.step = "reading"
+        self._status.pending = ["daraja", *(name for name, _, _ in steps)]
         reports = await asyncio.gather(
+            self._daraja(request, check),
             *(
                 self._read(name, method, request.queue(queue), check)
                 for name, method, queue in steps
-            )
+            ),
         )
         self._status.step = "recording"
         result = await workflow.execute_activity_method(

@@ -24,3 +24,5 @@ class MonitorSettings(BaseModel):
     #: the Reconcile schedule (cron, UTC): each run reconciles the previous UTC day; empty: no
     #: schedule (on demand only, POST /api/v1/reconciliations)
     reconcile_cron: str = "30 0 * * *"
+    #: how long a reconciliation waits for Daraja's Transaction Status results (ResultURL)
+    reconcile_status_wait_seconds: float = 120.0
