@@ -607,7 +607,7 @@ class Reconciliation(Base):
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: the platform_admin who asked, or ``schedule``
     requested_by: Mapped[str] = mapped_column(String(255))
-    #: running | completed | failed
+    #: running | completed (a run that never completes stays running: its workflow says why)
     status: Mapped[str] = mapped_column(String(16), index=True)
     #: completed with no item; null until completed
     clean: Mapped[bool | None] = mapped_column()

@@ -41,7 +41,7 @@ from store.models import (
     utcnow,
 )
 
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+RUNNING, COMPLETED = "running", "completed"
 #: the wallet writer's key for a deposit's payout: ``mpesa-deposit:<id>:usdc:<attempt>``
 PAYOUT_KEY_PREFIX = "mpesa-deposit:"
 
@@ -121,12 +121,6 @@ async def record(
     return ReconcileResult(
         reconciliation_id=row.id, clean=not items, items=len(items), checked=checked
     )
-
-
-async def fail(session: AsyncSession, reconciliation_id: str, error: str) -> None:
-    row = await session.get(Reconciliation, reconciliation_id, with_for_update=True)
-    if row is not None and row.status == RUNNING:
-        row.status, row.error, row.completed_at = FAILED, error[:2000], utcnow()
 
 
 # --- Settle's side -------------------------------------------------------------------------

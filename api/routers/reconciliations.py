@@ -64,7 +64,7 @@ class ReconciliationView(BaseModel):
     since: UtcDateTime
     until: UtcDateTime
     requested_by: str
-    #: running | completed | failed
+    #: running | completed
     status: str
     #: true: every provider's record matched Settle's; null while running
     clean: bool | None

@@ -29,6 +29,7 @@ from providers.daraja import DarajaClient
 from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
+from runtime.schedules import ensure_reconcile_schedule, reconcile_schedule_id
 from store.models import MpesaCallbackRecord, Reconciliation
 from tests.e2e.test_mpesa_deposit_api import PHONE_OK, initiate
 from tests.e2e.test_tickets import buy
@@ -221,7 +222,10 @@ async def test_one_planted_mismatch_per_provider_is_reported_with_evidence(stack
 
     # nothing else: the window held only what was planted
     assert len(report["items"]) == 5, report["items"]
-    assert report["checked"] == {"daraja": 1, "stripe": 2, "chain": 1, "solana": 1}
+    # (at least: the suite's other tests share the stack, and may finish work in this window)
+    checked = report["checked"]
+    assert checked["daraja"] >= 1 and checked["stripe"] >= 2
+    assert checked["chain"] >= 1 and checked["solana"] >= 1
 
     # each mismatch is an open platform alert
     alerts = await stack.api.get(
@@ -254,10 +258,10 @@ async def test_a_window_of_matched_operations_is_clean(stack: Stack) -> None:
     assert report["status"] == "completed", report
     assert (report["clean"], report["items"]) == (True, [])
     # the providers' records were there and matched, not absent
-    assert report["checked"]["daraja"] == 1
+    assert report["checked"]["daraja"] >= 1
     assert report["checked"]["chain"] >= 1
     assert report["checked"]["stripe"] >= 1
-    assert report["checked"]["solana"] == 1
+    assert report["checked"]["solana"] >= 1
 
 
 async def reconciliation_rows(stack: Stack) -> int:
@@ -289,3 +293,37 @@ async def test_only_the_platforms_operator_reconciles(stack: Stack) -> None:
         assert refused.status_code == 422, refused.text
         assert field in refused.text
     assert await reconciliation_rows(stack) == before
+
+
+async def test_the_daily_schedule_reconciles_the_previous_utc_day(stack: Stack) -> None:
+    """The worker's schedule (created as at worker start), triggered now: a report of the whole
+    previous UTC day, opened by the workflow itself."""
+    settings = stack.settings
+    await ensure_reconcile_schedule(stack.temporal, settings)
+    await ensure_reconcile_schedule(stack.temporal, settings)  # a restart updates it in place
+    handle = stack.temporal.get_schedule_handle(reconcile_schedule_id(settings))
+    try:
+        described = await handle.describe()
+        # the server keeps the cron expression ("30 0 * * *") as a calendar
+        (calendar,) = described.schedule.spec.calendars
+        assert settings.reconcile_cron == "30 0 * * *"
+        assert (calendar.hour[0].start, calendar.minute[0].start) == (0, 30)
+        assert described.schedule.policy.overlap.name == "SKIP"
+        await handle.trigger()
+
+        async def scheduled() -> Reconciliation | None:
+            async with stack.sessions() as session:
+                query = select(Reconciliation).where(
+                    Reconciliation.workflow_id.startswith(f"{reconcile_schedule_id(settings)}-run"),
+                    Reconciliation.status == "completed",
+                )
+                return (await session.execute(query)).scalars().first()
+
+        row = await eventually(scheduled, lambda r: r is not None, timeout=60, what="the run")
+    finally:
+        await handle.delete()
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert (row.since, row.until) == (today - timedelta(days=1), today)
+    assert row.requested_by == "schedule"
+    # nothing of this stack is older than today: an empty, clean day
+    assert row.clean is True and row.checked == {"daraja": 0, "stripe": 0, "chain": 0, "solana": 0}
