@@ -31,6 +31,8 @@ from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from runtime.schedules import ensure_reconcile_schedule, reconcile_schedule_id
 from store.models import MpesaCallbackRecord, Reconciliation
+from tests.e2e.test_deposit_intents import create as create_intent
+from tests.e2e.test_deposit_intents import short_intent, until_status
 from tests.e2e.test_mpesa_deposit_api import PHONE_OK, initiate
 from tests.e2e.test_tickets import buy
 from tests.e2e.test_tickets import until as purchase_until
@@ -187,8 +189,18 @@ async def mint_without_ticket(stack: Stack) -> str:
     return str(mint)
 
 
+async def pay_an_expired_intent(stack: Stack) -> tuple[str, str]:
+    """USDC sent to an intent's address after it expired: recorded (late), never credited."""
+    tenant = unique_tenant()
+    intent_id = await short_intent(stack, "ugo", tenant, 2_000_000, ttl_seconds=1)
+    intent = await until_status(stack, intent_id, stack.auth("ugo", tenant), {"expired"})
+    receipt = await stack.chain.pay(intent["address"], 2_000_000)
+    return str(receipt["transactionHash"]).lower(), intent_id
+
+
 async def test_one_planted_mismatch_per_provider_is_reported_with_evidence(stack: Stack) -> None:
     since = datetime.now(UTC) - timedelta(seconds=1)
+    late_tx, intent_id = await pay_an_expired_intent(stack)
     checkout = await pay_daraja_behind_settles_back(stack)
     tx_hash, sent = await send_from_treasury_without_ledger(stack)
     payment_intent, refund_id = await refund_in_stripe_dashboard(stack)
@@ -212,6 +224,10 @@ async def test_one_planted_mismatch_per_provider_is_reported_with_evidence(stack
         "none",
     )
 
+    late = items[("chain", "intent_transfer_not_credited")]
+    assert late["provider_ref"].startswith(late_tx) and late["settle_ref"] == intent_id
+    assert late["provider_amount_minor"] == 2_000_000 and "late" in late["detail"]
+
     refund = items[("stripe", "refund_unknown")]
     assert (refund["provider_ref"], refund["provider_amount_minor"]) == (refund_id, 1500)
     assert refund["settle_ref"] == "none" and payment_intent in refund["detail"]
@@ -221,11 +237,11 @@ async def test_one_planted_mismatch_per_provider_is_reported_with_evidence(stack
     assert (solana["provider_ref"], solana["settle_ref"]) == (mint, "none")
 
     # nothing else: the window held only what was planted
-    assert len(report["items"]) == 5, report["items"]
+    assert len(report["items"]) == 6, report["items"]
     # (at least: the suite's other tests share the stack, and may finish work in this window)
     checked = report["checked"]
     assert checked["daraja"] >= 1 and checked["stripe"] >= 2
-    assert checked["chain"] >= 1 and checked["solana"] >= 1
+    assert checked["chain"] >= 2 and checked["solana"] >= 1
 
     # each mismatch is an open platform alert
     alerts = await stack.api.get(
@@ -247,6 +263,11 @@ async def test_a_window_of_matched_operations_is_clean(stack: Stack) -> None:
     started = await initiate(stack, user, phone=PHONE_OK, amount=150)
     assert started.status_code == 202, started.text
     await stack.wait_for_deposit(started.json()["id"], {DepositStatus.CREDITED}, timeout=60)
+    # an on-chain deposit: a Transfer to the intent's address, credited
+    intent = await create_intent(stack, user, "3.25")
+    assert intent.status_code == 201, intent.text
+    await stack.chain.pay(intent.json()["address"], 3_250_000)
+    await until_status(stack, intent.json()["id"], user, {"paid"})
     # a ticket: the Stripe payment and the Solana mint
     event = await create_event(stack, tenant)
     _, accepted = await buy(stack, user, event)
@@ -259,7 +280,7 @@ async def test_a_window_of_matched_operations_is_clean(stack: Stack) -> None:
     assert (report["clean"], report["items"]) == (True, [])
     # the providers' records were there and matched, not absent
     assert report["checked"]["daraja"] >= 1
-    assert report["checked"]["chain"] >= 1
+    assert report["checked"]["chain"] >= 2  # the payout and the intent's deposit
     assert report["checked"]["stripe"] >= 1
     assert report["checked"]["solana"] >= 1
 
