@@ -94,10 +94,8 @@ class ReconcileActivities:
         async with self._reads() as session:
             payments = await store.kept_payments(session, request.since, request.until)
             deposits = await store.deposits_for(session, {p.checkout_request_id for p in payments})
-        return ProviderReport(
-            provider="daraja",
-            checked=len(payments),
-            items=compare.compare_daraja(payments, deposits),
+        return compare.provider_report(
+            "daraja", len(payments), compare.compare_daraja(payments, deposits)
         )
 
     @activity.defn(name="reconcile.transaction_status")
@@ -133,10 +131,10 @@ class ReconcileActivities:
         async with self._reads() as session:
             purchases = await store.purchases_for(session, {i.id for i in intents})
             settled = await store.refunds_for(session, {r.id for r in refunds})
-        return ProviderReport(
-            provider="stripe",
-            checked=len(intents) + len(refunds),
-            items=compare.compare_stripe_payments(intents, purchases)
+        return compare.provider_report(
+            "stripe",
+            len(intents) + len(refunds),
+            compare.compare_stripe_payments(intents, purchases)
             + compare.compare_stripe_refunds(refunds, settled),
         )
 
@@ -175,10 +173,10 @@ class ReconcileActivities:
             credits = await store.intent_credits(
                 session, request.chain, {t.tx_hash for t in incoming}
             )
-        return ProviderReport(
-            provider="chain",
-            checked=len(out) + len(incoming),
-            items=compare.compare_treasury(out, payouts)
+        return compare.provider_report(
+            "chain",
+            len(out) + len(incoming),
+            compare.compare_treasury(out, payouts)
             + compare.compare_intent_transfers(incoming, credits, request.min_intent_amount_minor),
         )
 
@@ -216,6 +214,4 @@ class ReconcileActivities:
         ]
         async with self._reads() as session:
             tickets = await store.tickets_for(session, {m.mint for m in mints})
-        return ProviderReport(
-            provider="solana", checked=len(mints), items=compare.compare_mints(mints, tickets)
-        )
+        return compare.provider_report("solana", len(mints), compare.compare_mints(mints, tickets))

@@ -89,6 +89,30 @@ class ProviderReport(BaseModel):
     items: list[ReconcileItem] = Field(default_factory=list)
 
 
+#: items one provider reports per run: a payload stays far below Temporal's 2 MB, and a window
+#: with more mismatches than this has one cause to find first
+MAX_ITEMS_PER_PROVIDER = 500
+
+
+def provider_report(
+    provider: str, checked: int, items: list[ReconcileItem], limit: int = MAX_ITEMS_PER_PROVIDER
+) -> ProviderReport:
+    """The report, its items capped at ``limit``: the last one then says how many were left out
+    (narrow the window to see them)."""
+    if len(items) > limit:
+        left_out = len(items) - limit + 1
+        items = [
+            *items[: limit - 1],
+            ReconcileItem(
+                provider=provider,
+                kind="items_truncated",
+                provider_ref=provider,
+                detail=f"{left_out} more mismatches not listed: reconcile a shorter window",
+            ),
+        ]
+    return ProviderReport(provider=provider, checked=checked, items=items)
+
+
 class OpenReconciliation(BaseModel):
     reconciliation_id: str | None
     workflow_id: str

@@ -26,6 +26,7 @@ from domain.reconcile import (
     compare_treasury,
     confirm_with_daraja,
     previous_day,
+    provider_report,
 )
 
 TREASURY = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -206,3 +207,15 @@ def test_the_schedule_reconciles_the_previous_utc_day() -> None:
     window = previous_day(datetime(2026, 12, 1, 0, 30, 5, tzinfo=UTC))
     assert window.since == datetime(2026, 11, 30, tzinfo=UTC)
     assert window.until == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_a_provider_reports_at_most_the_cap_and_says_how_many_were_left_out() -> None:
+    items = [
+        ReconcileItem(provider="stripe", kind="payment_unknown", provider_ref=f"pi_{i}")
+        for i in range(7)
+    ]
+    report = provider_report("stripe", 9, items, limit=5)
+    assert report.checked == 9 and len(report.items) == 5
+    assert [i.provider_ref for i in report.items[:4]] == ["pi_0", "pi_1", "pi_2", "pi_3"]
+    assert report.items[-1].kind == "items_truncated" and "3 more" in report.items[-1].detail
+    assert provider_report("stripe", 9, items[:5], limit=5).items == items[:5]
