@@ -49,6 +49,10 @@ class ReconcileInput(Routed):
     max_status_queries: int = 50
     #: how long the results of those queries (POSTed to the ResultURL) are waited for
     status_wait_seconds: float = 120.0
+    #: told when a report is not clean: an ``admin_alert`` email each, and a signed
+    #: ``settle.reconciliation`` webhook to this tenant's endpoints (None: no webhook)
+    admin_emails: list[str] = Field(default_factory=list)
+    alert_webhook_tenant: str | None = None
 
 
 class ProviderCheck(BaseModel):
@@ -131,6 +135,12 @@ class ReconcileResult(BaseModel):
     clean: bool
     items: int
     checked: dict[str, int] = Field(default_factory=dict)
+    #: provider -> items reported
+    mismatches: dict[str, int] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        found = ", ".join(f"{p} {n}" for p, n in sorted(self.mismatches.items()) if n)
+        return f"{self.items} mismatch(es) ({found})" if self.items else "clean"
 
 
 # --- Daraja --------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ def reconcile_input(settings: Settings, **window: object) -> ReconcileInput:
             "chain": settings.evm_chain,
             "min_intent_amount_minor": max(1, to_minor(settings.deposit_min_amount, Currency.USDC)),
             "status_wait_seconds": settings.reconcile_status_wait_seconds,
+            "admin_emails": list(settings.admin_emails),
+            "alert_webhook_tenant": settings.alert_webhook_tenant,
             **window,
         }
     )

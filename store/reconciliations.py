@@ -119,7 +119,11 @@ async def record(
     row.completed_at = row.completed_at or utcnow()
     await session.flush()
     return ReconcileResult(
-        reconciliation_id=row.id, clean=not items, items=len(items), checked=checked
+        reconciliation_id=row.id,
+        clean=not items,
+        items=len(items),
+        checked=checked,
+        mismatches={r.provider: len(r.items) for r in reports},
     )
 
 

@@ -41,8 +41,10 @@ from domain.reconcile import (
     confirm_with_daraja,
     previous_day,
 )
+from domain.tickets import EmailInput, WebhookInput
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
     from activities.reconcile import ReconcileActivities
 
 #: a provider read is a handful of paged list calls; an outage of a few minutes is waited out
@@ -54,6 +56,8 @@ DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=1
 DB_TIMEOUT = timedelta(minutes=1)
 STATUS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 STATUS_TIMEOUT = timedelta(seconds=30)
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
+NOTIFY_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name="Reconcile")
@@ -121,8 +125,61 @@ class Reconcile:
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )
+        if not result.clean:
+            self._status.step = "telling the admins"
+            await self._tell_admins(request, window, result)
         self._status.step = "done"
         return result
+
+    async def _tell_admins(
+        self, request: ReconcileInput, window: ReconcileWindow, result: ReconcileResult
+    ) -> None:
+        """One email per admin and one webhook for the report (its items are alerts already); a
+        notification that cannot be sent does not undo the report."""
+        rid = result.reconciliation_id
+        detail = (
+            f"Reconciliation of {window.since.isoformat()} to {window.until.isoformat()}: "
+            f"{result.summary()}. Report: GET /api/v1/reconciliations/{rid}"
+        )
+        sends: list[tuple[Any, Any]] = [
+            (
+                NotifyActivities.email,
+                EmailInput(
+                    message_id=f"reconciliation:{rid}:{admin}",
+                    to=admin,
+                    template="admin_alert",
+                    context={
+                        "title": f"reconciliation found {result.items} mismatch(es)",
+                        "detail": detail,
+                        "workflow_id": workflow.info().workflow_id,
+                    },
+                ),
+            )
+            for admin in request.admin_emails
+        ]
+        if request.alert_webhook_tenant:
+            sends.append(
+                (
+                    NotifyActivities.webhook,
+                    WebhookInput(
+                        message_id=f"reconciliation:{rid}",
+                        tenant=request.alert_webhook_tenant,
+                        event_type="settle.reconciliation",
+                        data={"reconciliation_id": rid, "items": result.items, "detail": detail},
+                    ),
+                )
+            )
+        for method, message in sends:
+            try:
+                await workflow.execute_activity_method(
+                    method,
+                    message,
+                    task_queue=request.queue(ActivityQueue.NOTIFY),
+                    start_to_close_timeout=NOTIFY_TIMEOUT,
+                    retry_policy=NOTIFY_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("reconciliation notice not sent: %s", err.cause)
 
     async def _daraja(self, request: ReconcileInput, check: ProviderCheck) -> ProviderReport:
         """The kept callbacks' mismatches, each checked with Daraja's Transaction Status."""

@@ -251,6 +251,15 @@ async def test_one_planted_mismatch_per_provider_is_reported_with_evidence(stack
     assert {i["alert_id"] for i in report["items"]} <= open_ids
     assert all(i["alert_id"] for i in report["items"])
 
+    # the admins are told once, by email (ADMIN_EMAILS)
+    reference = f"reconciliation:{report['id']}"
+    mails = await stack.mail.wait_for(
+        lambda ms: any(reference in str(m.message["X-Settle-Reference"]) for m in ms)
+    )
+    (told,) = [m for m in mails if reference in str(m.message["X-Settle-Reference"])]
+    assert told.recipients == ["ops@settle.test"]
+    assert "6 mismatch(es)" in told.message["Subject"]
+
     listed = await stack.api.get(PATH, headers=stack.platform_admin())
     assert report["id"] in {r["id"] for r in listed.json()}
 
@@ -278,6 +287,10 @@ async def test_a_window_of_matched_operations_is_clean(stack: Stack) -> None:
 
     assert report["status"] == "completed", report
     assert (report["clean"], report["items"]) == (True, [])
+    # a clean report tells nobody
+    assert not any(
+        report["id"] in str(m.message["X-Settle-Reference"]) for m in stack.mail.messages
+    )
     # the providers' records were there and matched, not absent
     assert report["checked"]["daraja"] >= 1
     assert report["checked"]["chain"] >= 2  # the payout and the intent's deposit

@@ -9,7 +9,6 @@ tests/unit/test_replay.py (tests/histories/reconcile/); never re-record an exist
 from __future__ import annotations
 
 import asyncio
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from domain.reconcile import (
     RecordReport,
     StatusQuery,
 )
+from domain.tickets import EmailInput, WebhookInput, WebhookResult
 from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.reconcile import Reconcile
 
@@ -51,6 +51,10 @@ class FakeProviders:
     """Records what the workflow asked; the Stripe read fails for good when ``stripe_down``."""
 
     stripe_down: bool = False
+    #: notify.email fails for good (an SMTP server that refuses)
+    mail_down: bool = False
+    emails: list[EmailInput] = field(default_factory=list)
+    webhooks: list[WebhookInput] = field(default_factory=list)
     opened: list[OpenReconciliation] = field(default_factory=list)
     checks: list[ProviderCheck] = field(default_factory=list)
     queries: list[StatusQuery] = field(default_factory=list)
@@ -111,9 +115,23 @@ class FakeProviders:
                 clean=not items,
                 items=items,
                 checked={r.provider: r.checked for r in request.reports},
+                mismatches={r.provider: len(r.items) for r in request.reports},
             )
 
+        @activity.defn(name="notify.email")
+        async def email(message: EmailInput) -> bool:
+            fake.emails.append(message)
+            if fake.mail_down:
+                raise ApplicationError("mailbox refused", non_retryable=True)
+            return True
+
+        @activity.defn(name="notify.webhook")
+        async def webhook(message: WebhookInput) -> WebhookResult:
+            fake.webhooks.append(message)
+            return WebhookResult(delivered=1)
+
         return {
+            ActivityQueue.NOTIFY: [email, webhook],
             ActivityQueue.DB: [open_report, daraja, record],
             ActivityQueue.MPESA: [transaction_status],
             ActivityQueue.STRIPE: [stripe],
@@ -215,21 +233,64 @@ async def test_the_scheduled_run_reconciles_the_previous_utc_day(env: WorkflowEn
     assert opened.until == day and (opened.until - opened.since).days == 1
 
 
+async def test_the_admins_are_told_of_mismatches_and_a_refused_email_does_not_undo_it(
+    env: WorkflowEnvironment,
+) -> None:
+    fake, prefix = FakeProviders(mail_down=True), new_prefix()
+    request = ReconcileInput(
+        task_queue_prefix=prefix,
+        reconciliation_id="r-2",
+        since=SINCE,
+        until=UNTIL,
+        admin_emails=["a@settle.test", "b@settle.test"],
+        alert_webhook_tenant="settle-ops",
+    )
+    _, result = await reconcile_with_answers(env.client, fake, prefix, request)
+    assert result.items == 2 and result.mismatches == {
+        "daraja": 2,
+        "stripe": 0,
+        "chain": 0,
+        "solana": 0,
+    }
+    assert [e.to for e in fake.emails] == ["a@settle.test", "b@settle.test"]
+    assert all(e.message_id.startswith("reconciliation:r-2:") for e in fake.emails)
+    assert "2 mismatch(es) (daraja 2)" in fake.emails[0].context["detail"]
+    (hook,) = fake.webhooks
+    assert (hook.tenant, hook.event_type, hook.data["items"]) == (
+        "settle-ops",
+        "settle.reconciliation",
+        2,
+    )
+
+
 async def _record() -> None:
+    """Each scenario's history once; an existing file is never re-recorded."""
+    scenarios: dict[str, tuple[FakeProviders, dict[str, Any]]] = {
+        "v1_daraja_confirmed_stripe_down": (FakeProviders(stripe_down=True), {}),
+        "v1_admins_told": (
+            FakeProviders(mail_down=True),
+            {"admin_emails": ["a@settle.test"], "alert_webhook_tenant": "settle-ops"},
+        ),
+    }
+    HISTORIES.mkdir(parents=True, exist_ok=True)
     env = await start_time_skipping()
     async with env:
-        fake, prefix = FakeProviders(stripe_down=True), new_prefix()
-        request = ReconcileInput(
-            task_queue_prefix=prefix, reconciliation_id="r-1", since=SINCE, until=UNTIL
-        )
-        handle, _ = await reconcile_with_answers(env.client, fake, prefix, request)
-        history = await handle.fetch_history()
-    HISTORIES.mkdir(parents=True, exist_ok=True)
-    path = HISTORIES / "v1_daraja_confirmed_stripe_down.json"
-    if path.exists():
-        sys.exit(f"{path} exists: histories are never re-recorded")
-    path.write_text(history.to_json())
-    print(f"wrote {path}")
+        for name, (fake, input_options) in scenarios.items():
+            path = HISTORIES / f"{name}.json"
+            if path.exists():
+                print(f"{path} exists: not re-recorded")
+                continue
+            prefix = new_prefix()
+            request = ReconcileInput(
+                task_queue_prefix=prefix,
+                reconciliation_id="r-1",
+                since=SINCE,
+                until=UNTIL,
+                **input_options,
+            )
+            handle, _ = await reconcile_with_answers(env.client, fake, prefix, request)
+            path.write_text((await handle.fetch_history()).to_json())
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":
