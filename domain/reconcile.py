@@ -19,7 +19,6 @@ from domain.queues import Routed
 ALERT_CONDITION = "reconciliation_mismatch"
 #: what Settle holds when it holds nothing for the provider's record
 NONE = "none"
-PROVIDERS = ("daraja", "stripe", "chain", "solana")
 
 
 class ReconcileWindow(BaseModel):
