@@ -7,7 +7,7 @@ mint), not by the window: a payment made at 23:59 and recorded at 00:01 is still
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
@@ -44,6 +44,15 @@ from store.models import (
 RUNNING, COMPLETED = "running", "completed"
 #: the wallet writer's key for a deposit's payout: ``mpesa-deposit:<id>:usdc:<attempt>``
 PAYOUT_KEY_PREFIX = "mpesa-deposit:"
+#: ids per IN list: asyncpg takes at most 32,767 parameters per statement, and a day of USDC
+#: transfers on a busy chain has more recipients than that
+CHUNK = 5000
+
+
+def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 async def open_report(session: AsyncSession, request: OpenReconciliation) -> str:
@@ -159,11 +168,15 @@ async def kept_payments(
 
 
 async def deposits_for(session: AsyncSession, checkout_ids: set[str]) -> list[SettleDeposit]:
-    if not checkout_ids:
-        return []
-    rows = await session.execute(
-        select(MpesaDeposit).where(MpesaDeposit.checkout_request_id.in_(checkout_ids))
-    )
+    rows = [
+        d
+        for ids in chunks(checkout_ids)
+        for d in (
+            await session.execute(
+                select(MpesaDeposit).where(MpesaDeposit.checkout_request_id.in_(ids))
+            )
+        ).scalars()
+    ]
     return [
         SettleDeposit(
             deposit_id=d.id,
@@ -173,16 +186,20 @@ async def deposits_for(session: AsyncSession, checkout_ids: set[str]) -> list[Se
             status=d.status,
             credited=d.ledger_entry_id is not None and d.status == DepositStatus.CREDITED,
         )
-        for d in rows.scalars()
+        for d in rows
     ]
 
 
 async def purchases_for(session: AsyncSession, intent_ids: set[str]) -> list[SettleStripeRow]:
-    if not intent_ids:
-        return []
-    rows = await session.execute(
-        select(TicketPurchase).where(TicketPurchase.payment_intent_id.in_(intent_ids))
-    )
+    rows = [
+        p
+        for ids in chunks(intent_ids)
+        for p in (
+            await session.execute(
+                select(TicketPurchase).where(TicketPurchase.payment_intent_id.in_(ids))
+            )
+        ).scalars()
+    ]
     return [
         SettleStripeRow(
             row_id=p.id,
@@ -190,16 +207,20 @@ async def purchases_for(session: AsyncSession, intent_ids: set[str]) -> list[Set
             amount_minor=p.amount_captured,
             status=p.status,
         )
-        for p in rows.scalars()
+        for p in rows
     ]
 
 
 async def refunds_for(session: AsyncSession, refund_ids: set[str]) -> list[SettleStripeRow]:
-    if not refund_ids:
-        return []
-    rows = await session.execute(
-        select(TicketRefund).where(TicketRefund.stripe_refund_id.in_(refund_ids))
-    )
+    rows = [
+        r
+        for ids in chunks(refund_ids)
+        for r in (
+            await session.execute(
+                select(TicketRefund).where(TicketRefund.stripe_refund_id.in_(ids))
+            )
+        ).scalars()
+    ]
     return [
         SettleStripeRow(
             row_id=r.id,
@@ -207,26 +228,21 @@ async def refunds_for(session: AsyncSession, refund_ids: set[str]) -> list[Settl
             amount_minor=r.amount_minor,
             status=r.status,
         )
-        for r in rows.scalars()
+        for r in rows
     ]
 
 
 async def payouts_for(session: AsyncSession, tx_hashes: set[str]) -> list[SettlePayout]:
     """Deposits whose USDC leg is one of these transactions: by the hash kept on the deposit, or
     by the wallet writer's record of it (a fee-bumped replacement mined under another hash)."""
-    if not tx_hashes:
-        return []
-    hashes = {h.lower() for h in tx_hashes}
-    by_deposit = {
-        d.id: d
-        for d in (
-            await session.execute(
-                select(MpesaDeposit).where(func.lower(MpesaDeposit.usdc_tx_hash).in_(hashes))
-            )
-        ).scalars()
-    }
-    sent = (
-        await session.execute(
+    by_deposit: dict[str, MpesaDeposit] = {}
+    sent: list[EvmTransaction] = []
+    for hashes in chunks(h.lower() for h in tx_hashes):
+        deposits = await session.execute(
+            select(MpesaDeposit).where(func.lower(MpesaDeposit.usdc_tx_hash).in_(hashes))
+        )
+        by_deposit.update((d.id, d) for d in deposits.scalars())
+        writer = await session.execute(
             select(EvmTransaction).where(
                 or_(
                     func.lower(EvmTransaction.mined_hash).in_(hashes),
@@ -235,7 +251,7 @@ async def payouts_for(session: AsyncSession, tx_hashes: set[str]) -> list[Settle
                 EvmTransaction.idempotency_key.startswith(PAYOUT_KEY_PREFIX),
             )
         )
-    ).scalars()
+        sent += writer.scalars()
     payouts = [
         SettlePayout(
             deposit_id=d.id,
@@ -262,29 +278,34 @@ async def payouts_for(session: AsyncSession, tx_hashes: set[str]) -> list[Settle
 
 
 async def intent_addresses(session: AsyncSession, chain: str, addresses: set[str]) -> set[str]:
-    if not addresses:
-        return set()
-    rows = await session.execute(
-        select(DepositIntent.address).where(
-            DepositIntent.chain == chain, DepositIntent.address.in_(addresses)
+    found: set[str] = set()
+    for batch in chunks(addresses):
+        rows = await session.execute(
+            select(DepositIntent.address).where(
+                DepositIntent.chain == chain, DepositIntent.address.in_(batch)
+            )
         )
-    )
-    return set(rows.scalars())
+        found.update(rows.scalars())
+    return found
 
 
 async def intent_credits(
     session: AsyncSession, chain: str, tx_hashes: set[str]
 ) -> list[SettleIntentCredit]:
-    if not tx_hashes:
-        return []
-    rows = await session.execute(
-        select(DepositTransfer).where(
-            DepositTransfer.chain == chain,
-            func.lower(DepositTransfer.tx_hash).in_({h.lower() for h in tx_hashes}),
-        )
-    )
+    # the scanner keeps hashes in lower case
+    rows = [
+        t
+        for batch in chunks(h.lower() for h in tx_hashes)
+        for t in (
+            await session.execute(
+                select(DepositTransfer).where(
+                    DepositTransfer.chain == chain, DepositTransfer.tx_hash.in_(batch)
+                )
+            )
+        ).scalars()
+    ]
     credits: dict[tuple[str, int], SettleIntentCredit] = {}
-    for t in rows.scalars():
+    for t in rows:
         key = (t.tx_hash.lower(), t.log_index)
         if key in credits and credits[key].ledger_entry_id is not None:
             continue  # a reorg's second sighting of a credited transfer
@@ -300,11 +321,12 @@ async def intent_credits(
 
 
 async def tickets_for(session: AsyncSession, mints: set[str]) -> list[SettleTicket]:
-    if not mints:
-        return []
-    rows = await session.execute(
-        select(TicketPurchase.id, TicketPurchase.mint_address).where(
-            TicketPurchase.mint_address.in_(mints)
+    tickets: list[SettleTicket] = []
+    for batch in chunks(mints):
+        rows = await session.execute(
+            select(TicketPurchase.id, TicketPurchase.mint_address).where(
+                TicketPurchase.mint_address.in_(batch)
+            )
         )
-    )
-    return [SettleTicket(purchase_id=pid, mint_address=mint) for pid, mint in rows.all()]
+        tickets += [SettleTicket(purchase_id=pid, mint_address=m) for pid, m in rows.all()]
+    return tickets
