@@ -35,6 +35,7 @@ from activities.intents import IntentActivities
 from activities.monitor import MonitorActivities
 from activities.mpesa import MpesaActivities, PushAttempts
 from activities.notify import NotifyActivities
+from activities.reconcile import ReconcileActivities
 from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
 from activities.tickets import TicketActivities
@@ -57,7 +58,7 @@ from runtime.interceptors import activity_interceptors
 from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
 from runtime.redact import register_settings
-from runtime.schedules import ensure_monitor_schedule
+from runtime.schedules import ensure_monitor_schedule, ensure_reconcile_schedule
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
@@ -69,6 +70,7 @@ from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch, LateTransferCredit
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
+from workflows.reconcile import Reconcile
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 from workflows.verification import Proof, Verification
 
@@ -85,6 +87,7 @@ WORKFLOWS: list[type] = [
     Refund,
     NftTransfer,
     Monitor,
+    Reconcile,
     CredentialAnchor,
     AnchorBatcher,
     Verification,
@@ -193,6 +196,12 @@ def mpesa_status_result_url(settings: Settings) -> str:
     return f"{settings.callback_base_url}/api/v1/deposit/mpesa-status-result/{token}"
 
 
+def reconcile_status_result_url(settings: Settings) -> str:
+    """The ResultURL of a reconciliation's Transaction Status queries, without the report id."""
+    token = settings.mpesa_callback_token.get_secret_value()
+    return f"{settings.callback_base_url}/api/v1/reconciliations/mpesa-status-result/{token}"
+
+
 def activities_by_queue(
     resources: Resources, client: Client
 ) -> dict[ActivityQueue, list[Callable[..., Any]]]:
@@ -246,11 +255,27 @@ def activities_by_queue(
     stripe = StripeActivities(resources.stripe)
     notify = NotifyActivities(resources.mailer, resources.webhooks, resources.sessions)
     tickets = TicketActivities(resources.sessions)
+    reconcile = ReconcileActivities(
+        resources.sessions,
+        resources.stripe,
+        resources.evm,
+        resources.treasury.address,
+        settings.usdc_contract_address,
+        settings.evm_getlogs_max_range,
+        resources.solana,
+        resources.daraja,
+        reconcile_status_result_url(settings),
+    )
     verification = VerificationActivities(
         resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
     )
     return {
-        ActivityQueue.MPESA: [mpesa.stk_push, mpesa.stk_query, mpesa.transaction_status],
+        ActivityQueue.MPESA: [
+            mpesa.stk_push,
+            mpesa.stk_query,
+            mpesa.transaction_status,
+            reconcile.transaction_status,
+        ],
         ActivityQueue.DB: [
             deposits.record_stk_push,
             deposits.set_outcome,
@@ -268,6 +293,9 @@ def activities_by_queue(
             tickets.mint_outcome,
             monitor.measure,
             monitor.reconcile,
+            reconcile.open,
+            reconcile.record,
+            reconcile.daraja,
             credentials.record,
             credentials.prepare_batch,
             credentials.record_batch,
@@ -286,6 +314,7 @@ def activities_by_queue(
             stripe.cancel,
             stripe.refund,
             stripe.retrieve_refund,
+            reconcile.stripe,
         ],
         ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
         ActivityQueue.EVM_READ: [
@@ -294,6 +323,7 @@ def activities_by_queue(
             chain.fallback_transfers,
             verification.read_registry,
             verification.proof_bundle,
+            reconcile.chain,
         ],
         ActivityQueue.EVM_WRITE: [
             evm_write.submit,
@@ -308,6 +338,7 @@ def activities_by_queue(
             solana.ticket_owner,
             solana.freeze_ticket,
             solana.burn_ticket,
+            reconcile.solana,
         ],
     }
 
@@ -441,6 +472,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     workers = build_workers(client, settings, resources, queues, breakers)
     if WORKFLOW_SUFFIX in queues:
         await ensure_monitor_schedule(client, settings)
+        await ensure_reconcile_schedule(client, settings)
     cache_metrics = asyncio.create_task(CacheMetrics(runtime.metric_meter, resources.caches).run())
     breaker_loop = (
         asyncio.create_task(breakers.run(runtime.metric_meter)) if breakers is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from stripe import (
@@ -210,6 +211,60 @@ class StripePayments:
             amount=int(data["amount"]),
             payment_intent=str(data.get("payment_intent") or ""),
         )
+
+    async def list_payment_intents(self, created_gte: int, created_lte: int) -> list[Listed]:
+        """Every PaymentIntent created in ``[created_gte, created_lte]`` (Unix seconds), with the
+        amount Stripe received for it, page by page (``starting_after``)."""
+        return await self._list("payment_intents", created_gte, created_lte)
+
+    async def list_refunds(self, created_gte: int, created_lte: int) -> list[Listed]:
+        """Every refund created in ``[created_gte, created_lte]`` (Unix seconds)."""
+        return await self._list("refunds", created_gte, created_lte)
+
+    async def _list(self, resource: str, created_gte: int, created_lte: int) -> list[Listed]:
+        service = getattr(self._client.v1, resource)
+        found: list[Listed] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "created": {"gte": created_gte, "lte": created_lte},
+                "limit": LIST_PAGE,
+            }
+            if after:
+                params["starting_after"] = after
+            page = _dict(await self._call(f"list {resource}", partial(service.list_async, params)))
+            data = [_dict(obj) for obj in page.get("data") or []]
+            for obj in data:
+                received = obj.get("amount_received") if resource == "payment_intents" else None
+                found.append(
+                    Listed(
+                        id=obj["id"],
+                        status=obj["status"],
+                        amount=int(received if received is not None else obj["amount"]),
+                        currency=obj["currency"],
+                        created=int(obj["created"]),
+                        payment_intent=obj.get("payment_intent"),
+                    )
+                )
+            if not page.get("has_more") or not data:
+                return found
+            after = data[-1]["id"]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A PaymentIntent or refund as a list call returns it (reconciliation)."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    created: int
+    payment_intent: str | None = None
+
+
+#: Stripe's page size limit
+LIST_PAGE = 100
 
 
 def verify_webhook(

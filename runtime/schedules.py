@@ -1,10 +1,12 @@
-"""The Temporal Schedules Settle runs: the Monitor, every ``MONITOR_INTERVAL_SECONDS``.
+"""The Temporal Schedules Settle runs: the Monitor, every ``MONITOR_INTERVAL_SECONDS``, and
+Reconcile, daily at ``RECONCILE_CRON`` (UTC) over the previous UTC day.
 
-The worker serving the workflow queue creates the schedule at start, or updates it to the current
-settings when it exists, so thresholds changed in the environment take effect on restart.
+The worker serving the workflow queue creates each schedule at start, or updates it to the
+current settings when it exists, so thresholds changed in the environment take effect on restart.
 
     temporal schedule describe --schedule-id settle-monitor
     temporal schedule trigger --schedule-id settle-monitor     # run it now
+    temporal schedule trigger --schedule-id settle-reconcile   # reconcile yesterday now
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from domain.money import Currency, to_minor
 from domain.monitor import MonitorInput, MonitorThresholds
 from domain.queues import ActivityQueue, activity_queue_for_prefix, workflow_queue
+from domain.reconcile import ReconcileInput
 from runtime.logging import get_logger
 from runtime.settings import Settings
 
@@ -79,15 +83,58 @@ def monitor_schedule(settings: Settings) -> Schedule:
 
 
 async def ensure_monitor_schedule(client: Client, settings: Settings) -> None:
-    schedule = monitor_schedule(settings)
-    schedule_id = monitor_schedule_id(settings)
+    await _ensure(client, monitor_schedule_id(settings), monitor_schedule(settings), "monitor")
+
+
+def reconcile_schedule_id(settings: Settings) -> str:
+    return f"{settings.task_queue_prefix}reconcile"
+
+
+def reconcile_input(settings: Settings, **window: object) -> ReconcileInput:
+    """The workflow's input; without ``since``/``until`` it reconciles the previous UTC day."""
+    return ReconcileInput.model_validate(
+        {
+            "task_queue_prefix": settings.task_queue_prefix,
+            "chain": settings.evm_chain,
+            "min_intent_amount_minor": max(1, to_minor(settings.deposit_min_amount, Currency.USDC)),
+            "status_wait_seconds": settings.reconcile_status_wait_seconds,
+            "admin_emails": list(settings.admin_emails),
+            "alert_webhook_tenant": settings.alert_webhook_tenant,
+            **window,
+        }
+    )
+
+
+def reconcile_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "Reconcile",
+            reconcile_input(settings),
+            id=f"{reconcile_schedule_id(settings)}-run",
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            execution_timeout=timedelta(hours=2),
+        ),
+        spec=ScheduleSpec(cron_expressions=[settings.reconcile_cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
+    """Create or update the daily schedule; an empty ``RECONCILE_CRON`` leaves none."""
+    schedule_id = reconcile_schedule_id(settings)
+    if not settings.reconcile_cron.strip():
+        return
+    await _ensure(client, schedule_id, reconcile_schedule(settings), "reconcile")
+
+
+async def _ensure(client: Client, schedule_id: str, schedule: Schedule, name: str) -> None:
     try:
         await client.create_schedule(schedule_id, schedule)
-        log.info("monitor schedule created", schedule_id=schedule_id)
+        log.info(f"{name} schedule created", schedule_id=schedule_id)
     except ScheduleAlreadyRunningError:
 
         def replace(_current: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(schedule_id).update(replace)
-        log.info("monitor schedule updated", schedule_id=schedule_id)
+        log.info(f"{name} schedule updated", schedule_id=schedule_id)

@@ -6,7 +6,9 @@ Methods: getLatestBlockhash, sendTransaction (base64/base58, with preflight), si
 getSignatureStatuses, getAccountInfo, getMultipleAccounts, getBalance,
 getMinimumBalanceForRentExemption, requestAirdrop, getTokenAccountsByOwner,
 getTokenAccountBalance, getTokenLargestAccounts, getTokenSupply, getSlot, getBlockHeight,
-getHealth, getVersion, getGenesisHash.
+getHealth, getVersion, getGenesisHash, getSignaturesForAddress (newest first, ``limit``,
+``before``, ``until``), getTransaction (``json`` or ``base64`` encoding) for the transactions it
+executed (each gets the wall-clock second it was executed as its ``blockTime``).
 
 Test controls (not Solana): ``POST /_sandbox/fail-mints {"count": n}`` makes the next n
 transactions that initialise a Token-2022 mint fail preflight with a program error (a mint that
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +57,16 @@ class RpcError(Exception):
         self.code, self.message, self.data = code, message, data
 
 
+@dataclass(frozen=True)
+class Executed:
+    signature: str
+    slot: int
+    block_time: int
+    tx: VersionedTransaction
+    logs: list[str]
+    units: int
+
+
 @dataclass
 class SolanaSandbox:
     svm: LiteSVM = field(default_factory=LiteSVM)
@@ -65,6 +78,9 @@ class SolanaSandbox:
     minted: int = 0
     transactions: int = 0
     failed: int = 0
+    #: executed transactions, oldest first, for getSignaturesForAddress and getTransaction
+    history: list[Executed] = field(default_factory=list)
+    by_signature: dict[str, Executed] = field(default_factory=dict)
 
     def context(self) -> dict[str, Any]:
         return {"slot": self.slot, "apiVersion": "2.2.0"}
@@ -245,7 +261,96 @@ def create_solana_app(state: SolanaSandbox | None = None) -> FastAPI:
         sandbox.transactions += 1
         signature = str(result.signature())
         sandbox.statuses[signature] = (sandbox.slot, None)
+        logs, units = _outcome(result)
+        executed = Executed(signature, sandbox.slot, int(time.time()), tx, logs, units)
+        sandbox.history.append(executed)
+        sandbox.by_signature[signature] = executed
         return signature
+
+    def signatures_for_address(params: list[Any]) -> list[dict[str, Any]]:
+        """Newest first; ``before``: start after that signature, ``until``: stop at it."""
+        key = _pubkey(params[0])
+        options = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        limit = int(options.get("limit") or 1000)
+        if not 1 <= limit <= 1000:
+            raise RpcError(-32602, "Invalid limit; max 1000")
+        before, until = options.get("before"), options.get("until")
+        found: list[dict[str, Any]] = []
+        started = before is None
+        for executed in reversed(sandbox.history):
+            if not started:
+                started = executed.signature == before
+                continue
+            if executed.signature == until or len(found) == limit:
+                break
+            if key in executed.tx.message.account_keys:
+                found.append(
+                    {
+                        "signature": executed.signature,
+                        "slot": executed.slot,
+                        "err": None,
+                        "memo": None,
+                        "blockTime": executed.block_time,
+                        "confirmationStatus": "finalized",
+                    }
+                )
+        return found
+
+    def get_transaction(params: list[Any]) -> dict[str, Any] | None:
+        executed = sandbox.by_signature.get(str(params[0]))
+        if executed is None:
+            return None
+        options = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        encoding = options.get("encoding", "json")
+        tx = executed.tx
+        message = tx.message
+        if encoding == "base64":
+            encoded: Any = [base64.b64encode(bytes(tx)).decode(), "base64"]
+        elif encoding == "json":
+            header = message.header
+            encoded = {
+                "signatures": [str(sig) for sig in tx.signatures],
+                "message": {
+                    "header": {
+                        "numRequiredSignatures": header.num_required_signatures,
+                        "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
+                        "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts,
+                    },
+                    "accountKeys": [str(k) for k in message.account_keys],
+                    "recentBlockhash": str(message.recent_blockhash),
+                    "instructions": [
+                        {
+                            "programIdIndex": ix.program_id_index,
+                            "accounts": list(ix.accounts),
+                            "data": base58.b58encode(bytes(ix.data)).decode(),
+                            "stackHeight": None,
+                        }
+                        for ix in message.instructions
+                    ],
+                },
+            }
+        else:
+            raise RpcError(-32602, f"Invalid params: unsupported encoding {encoding!r}")
+        return {
+            "slot": executed.slot,
+            "blockTime": executed.block_time,
+            "version": "legacy",
+            "transaction": encoded,
+            "meta": {
+                "err": None,
+                "status": {"Ok": None},
+                "fee": 5000 * len(tx.signatures),
+                "preBalances": [0 for _ in message.account_keys],
+                "postBalances": [0 for _ in message.account_keys],
+                "innerInstructions": [],
+                "logMessages": executed.logs,
+                "preTokenBalances": [],
+                "postTokenBalances": [],
+                "rewards": [],
+                "loadedAddresses": {"writable": [], "readonly": []},
+                "computeUnitsConsumed": executed.units,
+            },
+        }
 
     def simulate(params: list[Any]) -> dict[str, Any]:
         tx = _decode_tx(params)
@@ -385,6 +490,8 @@ def create_solana_app(state: SolanaSandbox | None = None) -> FastAPI:
         "getHealth": lambda p: "ok",
         "getVersion": lambda p: {"solana-core": "2.2.0", "feature-set": 0},
         "getGenesisHash": lambda p: "settle-sandbox-genesis-hash-000000000000000",
+        "getSignaturesForAddress": signatures_for_address,
+        "getTransaction": get_transaction,
     }
 
     def call(request: Any) -> dict[str, Any]:

@@ -5,8 +5,9 @@ Form-encoded bodies (``metadata[key]=value``), Stripe-shaped objects and errors,
 ``Idempotent-Replayed: true``; same key, other parameters: 400 ``idempotency_error``), and signed
 webhook events (``Stripe-Signature: t=...,v1=...``) delivered to the configured endpoint.
 
-Resources: customers, payment intents (create with ``confirm``, retrieve, confirm, cancel),
-charges (retrieve), refunds (full and partial, never above the unrefunded amount).
+Resources: customers, payment intents (create with ``confirm``, retrieve, confirm, cancel, list),
+charges (retrieve), refunds (full and partial, never above the unrefunded amount; list). Lists
+are Stripe's: newest first, ``created[gte|gt|lte|lt]``, ``limit``, ``starting_after``.
 
 Test payment methods, as Stripe's: ``pm_card_visa`` / ``pm_card_mastercard`` succeed;
 ``pm_card_chargeDeclined`` is declined (generic_decline);
@@ -391,6 +392,54 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             emit("charge.refunded", {**charge, "refunds": {"object": "list", "data": [refund]}})
         return refund
 
+    def list_objects(
+        table: dict[str, dict[str, Any]], path: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Stripe's list: newest first, ``created[gte|gt|lte|lt]``, ``limit`` (1-100, default
+        10), ``starting_after`` / ``ending_before`` (an object id of the previous page)."""
+        bounds = {}
+        for op in ("gte", "gt", "lte", "lt"):
+            raw = params.get(f"created[{op}]")
+            if raw is not None:
+                try:
+                    bounds[op] = int(raw)
+                except ValueError:
+                    raise invalid(f"Invalid integer: {raw}", f"created[{op}]") from None
+        try:
+            limit = int(params.get("limit", 10))
+        except ValueError:
+            raise invalid("Invalid integer: limit", "limit") from None
+        if not 1 <= limit <= 100:
+            raise invalid("This value must be greater than or equal to 1.", "limit")
+        checks = {
+            "gte": lambda c, b: c >= b,
+            "gt": lambda c, b: c > b,
+            "lte": lambda c, b: c <= b,
+            "lt": lambda c, b: c < b,
+        }
+        # newest first; among equal creation times, the later made first (as Stripe)
+        ordered = [
+            obj
+            for obj in reversed(list(table.values()))
+            if all(checks[op](obj["created"], b) for op, b in bounds.items())
+        ]
+        ordered.sort(key=lambda obj: obj["created"], reverse=True)
+        ids = [obj["id"] for obj in ordered]
+        after, before = params.get("starting_after"), params.get("ending_before")
+        for cursor, name in ((after, "starting_after"), (before, "ending_before")):
+            if cursor is not None and cursor not in table:
+                raise invalid(f"No such object: '{cursor}'", name, "resource_missing")
+        if after is not None:
+            ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+        elif before is not None:
+            ordered = ordered[: ids.index(before)][-limit:] if before in ids else []
+        return {
+            "object": "list",
+            "url": path,
+            "has_more": len(ordered) > limit,
+            "data": ordered[:limit],
+        }
+
     def lookup(table: dict[str, dict[str, Any]], name: str, key: str) -> dict[str, Any]:
         if key not in table:
             raise invalid(f"No such {name}: '{key}'", "id", "resource_missing")
@@ -495,6 +544,12 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
     async def intents_create(request: Request) -> JSONResponse:
         return await dispatch(request, create_intent)
 
+    @app.get("/v1/payment_intents")
+    async def intents_list(request: Request) -> JSONResponse:
+        return await dispatch(
+            request, lambda p: list_objects(state.intents, "/v1/payment_intents", p)
+        )
+
     @app.get("/v1/payment_intents/{intent_id}")
     async def intents_get(intent_id: str, request: Request) -> JSONResponse:
         return await dispatch(request, lambda p: require_intent(intent_id))
@@ -514,6 +569,10 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
     @app.post("/v1/refunds")
     async def refunds_create(request: Request) -> JSONResponse:
         return await dispatch(request, create_refund)
+
+    @app.get("/v1/refunds")
+    async def refunds_list(request: Request) -> JSONResponse:
+        return await dispatch(request, lambda p: list_objects(state.refunds, "/v1/refunds", p))
 
     @app.get("/v1/refunds/{refund_id}")
     async def refunds_get(refund_id: str, request: Request) -> JSONResponse:

@@ -698,3 +698,45 @@ class ConcurrencySlot(Base):
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(200))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Reconciliation(Base):
+    """One comparison of Settle's rows with the providers' records over a window (issue 14 §5)."""
+
+    __tablename__ = "reconciliations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: the platform_admin who asked, or ``schedule``
+    requested_by: Mapped[str] = mapped_column(String(255))
+    #: running | completed (a run that never completes stays running: its workflow says why)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: completed with no item; null until completed
+    clean: Mapped[bool | None] = mapped_column()
+    #: provider -> records compared (JSON object)
+    checked: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReconciliationItem(Base):
+    """One mismatch: the provider's record and Settle's (``settle_ref`` ``none``: no row)."""
+
+    __tablename__ = "reconciliation_items"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    reconciliation_id: Mapped[str] = mapped_column(ForeignKey("reconciliations.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    provider_ref: Mapped[str] = mapped_column(String(200))
+    provider_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(8))
+    settle_ref: Mapped[str] = mapped_column(String(200))
+    settle_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    alert_id: Mapped[str | None] = mapped_column(String(36))

@@ -30,7 +30,7 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import CreateAccountWithSeedParams, create_account_with_seed
-from solders.transaction import Transaction
+from solders.transaction import Transaction, VersionedTransaction
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
 from spl.token.instructions import (
     AuthorityType,
@@ -71,6 +71,21 @@ def mint_seed(ticket_id: str) -> str:
 @dataclass(frozen=True)
 class Sent:
     signature: str
+
+
+@dataclass(frozen=True)
+class MintSeen:
+    """A mint the authority initialised, as the chain records it (reconciliation)."""
+
+    mint: str
+    signature: str
+    block_time: int | None
+
+
+#: getSignaturesForAddress answers at most 1,000 per call
+SIGNATURE_PAGE = 1000
+#: the Token-2022 instruction that initialises a mint (every ticket's mint)
+INITIALIZE_MINT2 = 20
 
 
 class SolanaTicketClient:
@@ -150,6 +165,63 @@ class SolanaTicketClient:
             ).value
         except SolanaRpcException as exc:
             raise SolanaUnavailable(f"getBalance: {exc}") from exc
+
+    async def ticket_mints(self, since: int, until: int) -> list[MintSeen]:
+        """Mints the authority initialised between two Unix times (inclusive), read from the
+        chain: its signatures, newest first (``getSignaturesForAddress`` paged with ``before``),
+        then each transaction in the window (``getTransaction``) for a Token-2022
+        InitializeMint2. Failed transactions minted nothing and are skipped."""
+        found: list[MintSeen] = []
+        before: Signature | None = None
+        while True:
+            try:
+                page = (
+                    await self._rpc.get_signatures_for_address(
+                        self.authority_key,
+                        before=before,
+                        limit=SIGNATURE_PAGE,
+                        commitment=self._commitment,
+                    )
+                ).value
+            except SolanaRpcException as exc:
+                raise SolanaUnavailable(f"getSignaturesForAddress: {exc}") from exc
+            for entry in page:
+                if entry.block_time is not None and entry.block_time < since:
+                    return found
+                if entry.err is not None or (
+                    entry.block_time is not None and entry.block_time > until
+                ):
+                    continue
+                found += await self._mints_in(entry.signature, entry.block_time)
+            if len(page) < SIGNATURE_PAGE:
+                return found
+            before = page[-1].signature
+
+    async def _mints_in(self, signature: Signature, block_time: int | None) -> list[MintSeen]:
+        try:
+            response = await self._rpc.get_transaction(
+                signature,
+                encoding="base64",
+                commitment=self._commitment,
+                max_supported_transaction_version=0,
+            )
+        except SolanaRpcException as exc:
+            raise SolanaUnavailable(f"getTransaction: {exc}") from exc
+        if response.value is None:
+            return []
+        tx = response.value.transaction.transaction
+        if not isinstance(tx, VersionedTransaction):
+            raise SolanaUnavailable(f"getTransaction {signature}: not a binary transaction")
+        keys = tx.message.account_keys
+        return [
+            MintSeen(
+                mint=str(keys[ix.accounts[0]]), signature=str(signature), block_time=block_time
+            )
+            for ix in tx.message.instructions
+            if keys[ix.program_id_index] == TOKEN_2022_PROGRAM_ID
+            and bytes(ix.data)[:1] == bytes([INITIALIZE_MINT2])
+            and ix.accounts
+        ]
 
     # --- mint ----------------------------------------------------------------------------------
 

@@ -25,3 +25,8 @@ class MonitorSettings(BaseModel):
     #: alert webhooks go to the endpoints registered for this tenant (POST /api/v1/webhook-endpoints
     #: with a token of that tenant); emails go to ADMIN_EMAILS
     alert_webhook_tenant: str = "settle-ops"
+    #: the Reconcile schedule (cron, UTC): each run reconciles the previous UTC day; empty: no
+    #: schedule (on demand only, POST /api/v1/reconciliations)
+    reconcile_cron: str = "30 0 * * *"
+    #: how long a reconciliation waits for Daraja's Transaction Status results (ResultURL)
+    reconcile_status_wait_seconds: float = 120.0

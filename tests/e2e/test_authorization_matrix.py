@@ -234,6 +234,23 @@ MATRIX: dict[str, Probe] = {
     ),
     # runs the Monitor with a test alert: the platform's operator only
     "POST /api/v1/alerts/test": Probe((401, 403, 403, 403, 202)),
+    # provider records are platform-wide: reconciliations are the platform's operator's only
+    "POST /api/v1/reconciliations": Probe(PLATFORM_422, body=INVALID),
+    "GET /api/v1/reconciliations": Probe(PLATFORM),
+    "GET /api/v1/reconciliations/{reconciliation_id}": Probe(
+        (401, 403, 403, 403, 404),
+        params={"reconciliation_id": "00000000-0000-0000-0000-000000000000"},
+    ),
+    "POST /api/v1/reconciliations/mpesa-status-result/{token}/{reconciliation_id}": Probe(
+        (403, 403, 403, 403, 403),
+        params={"token": "not-the-token", "reconciliation_id": "reconciliation"},
+        body=INVALID,
+    ),
+    "POST /api/v1/reconciliations/mpesa-status-result/{token}/{reconciliation_id}/timeout": Probe(
+        (403, 403, 403, 403, 403),
+        params={"token": "not-the-token", "reconciliation_id": "reconciliation"},
+        body=INVALID,
+    ),
     "POST /api/v1/credentials/{credential_id}/anchor": Probe(
         ANYONE, params={"credential_id": "credential"}, body=INVALID
     ),
