@@ -42,6 +42,7 @@ from domain.reconcile import (
     previous_day,
 )
 from domain.tickets import EmailInput, WebhookInput
+from workflows.dead_letter import StepVisibility
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
@@ -61,7 +62,7 @@ NOTIFY_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name="Reconcile")
-class Reconcile:
+class Reconcile(StepVisibility):
     def __init__(self) -> None:
         self._status = ReconcileStatus()
         #: Transaction Status results by ConversationID, as the API hands them over
