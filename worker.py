@@ -27,6 +27,7 @@ from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
 from activities.chain import ChainReadActivities
+from activities.cleanup import CleanupActivities
 from activities.credentials import CredentialActivities
 from activities.deposits import DepositActivities
 from activities.evm import EvmWriteActivities, WriterConfig
@@ -54,13 +55,14 @@ from runtime.interceptors import RedactingInterceptor
 from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
 from runtime.redact import register_settings
-from runtime.schedules import ensure_monitor_schedule
+from runtime.schedules import ensure_schedules
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
 from store.db import make_engine, make_session_factory
 from workflows.anchor_batcher import AnchorBatcher
 from workflows.chain_scanner import ChainScanner
+from workflows.cleanup import Cleanup
 from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch, LateTransferCredit
 from workflows.monitor import Monitor
@@ -81,6 +83,7 @@ WORKFLOWS: list[type] = [
     Refund,
     NftTransfer,
     Monitor,
+    Cleanup,
     CredentialAnchor,
     AnchorBatcher,
     Verification,
@@ -230,6 +233,11 @@ def activities_by_queue(
     verification = VerificationActivities(
         resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
     )
+    cleanup = CleanupActivities(
+        resources.sessions,
+        Path(settings.cleanup_export_dir),
+        Path(settings.verification_upload_dir),
+    )
     return {
         ActivityQueue.MPESA: [mpesa.stk_push, mpesa.stk_query, mpesa.transaction_status],
         ActivityQueue.DB: [
@@ -253,6 +261,7 @@ def activities_by_queue(
             credentials.prepare_batch,
             credentials.record_batch,
             verification.record,
+            cleanup.purge_batch,
         ],
         ActivityQueue.VERIFICATION: [
             verification.hash_upload,
@@ -389,7 +398,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     resources = build_resources(settings)
     workers = build_workers(client, settings, resources, queues)
     if WORKFLOW_SUFFIX in queues:
-        await ensure_monitor_schedule(client, settings)
+        await ensure_schedules(client, settings)
     cache_metrics = asyncio.create_task(CacheMetrics(runtime.metric_meter, resources.caches).run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -39,6 +39,7 @@ from api.routers import (
     portfolio,
     queues,
     rate_limits,
+    schedules,
     stripe_webhooks,
     tickets,
     verification_jobs,
@@ -170,6 +171,7 @@ def create_app(
         cache.router,
         queues.router,
         rate_limits.router,
+        schedules.router,
         verification_jobs.router,
         codec.router,
     )

@@ -1,7 +1,10 @@
-"""The Temporal Schedules Settle runs: the Monitor, every ``MONITOR_INTERVAL_SECONDS``.
+"""The Temporal Schedules Settle runs, in one registry (:data:`SCHEDULES`): the Monitor, every
+``MONITOR_INTERVAL_SECONDS``; Cleanup, every ``CLEANUP_INTERVAL_SECONDS``.
 
-The worker serving the workflow queue creates the schedule at start, or updates it to the current
+The worker serving the workflow queue creates each schedule at start, or updates it to the current
 settings when it exists, so thresholds changed in the environment take effect on restart.
+``GET /api/v1/schedules`` lists the registry's schedules; adding one is one :class:`SettleSchedule`
+line in :data:`SCHEDULES`.
 
     temporal schedule describe --schedule-id settle-monitor
     temporal schedule trigger --schedule-id settle-monitor     # run it now
@@ -9,6 +12,8 @@ settings when it exists, so thresholds changed in the environment take effect on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import (
@@ -24,6 +29,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from domain.cleanup import CleanupInput
 from domain.monitor import MonitorInput, MonitorThresholds
 from domain.queues import ActivityQueue, activity_queue_for_prefix, workflow_queue
 from runtime.logging import get_logger
@@ -77,16 +83,82 @@ def monitor_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def ensure_monitor_schedule(client: Client, settings: Settings) -> None:
-    schedule = monitor_schedule(settings)
-    schedule_id = monitor_schedule_id(settings)
+def cleanup_input(settings: Settings) -> CleanupInput:
+    return CleanupInput(
+        task_queue_prefix=settings.task_queue_prefix,
+        row_retention_days=settings.row_retention_days,
+        batch_size=settings.cleanup_batch_size,
+    )
+
+
+def cleanup_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "Cleanup",
+            cleanup_input(settings),
+            id=f"{settings.task_queue_prefix}cleanup-run",
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            execution_timeout=timedelta(hours=2),
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=settings.cleanup_interval_seconds))
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+@dataclass(frozen=True)
+class SettleSchedule:
+    """One schedule Settle owns: its short name (``/api/v1/schedules/{name}``), the workflow it
+    starts and how to build it from settings."""
+
+    name: str
+    workflow: str
+    description: str
+    build: Callable[[Settings], Schedule]
+
+    def schedule_id(self, settings: Settings) -> str:
+        return f"{settings.task_queue_prefix}{self.name}"
+
+
+#: every schedule the worker keeps and the API lists, by short name
+SCHEDULES: dict[str, SettleSchedule] = {
+    s.name: s
+    for s in (
+        SettleSchedule(
+            "monitor", "Monitor", "alerts on backlogs, dead letters, balances", monitor_schedule
+        ),
+        SettleSchedule(
+            "cleanup", "Cleanup", "exports then deletes old finished rows", cleanup_schedule
+        ),
+    )
+}
+
+
+async def ensure_schedule(client: Client, settings: Settings, entry: SettleSchedule) -> None:
+    """Create the schedule, or bring an existing one to the current settings (a pause set by an
+    operator stays: only the schedule's action, spec and policy are replaced)."""
+    schedule = entry.build(settings)
+    schedule_id = entry.schedule_id(settings)
     try:
         await client.create_schedule(schedule_id, schedule)
-        log.info("monitor schedule created", schedule_id=schedule_id)
+        log.info("schedule created", schedule_id=schedule_id)
     except ScheduleAlreadyRunningError:
 
-        def replace(_current: ScheduleUpdateInput) -> ScheduleUpdate:
+        def replace(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            schedule.state = current.description.schedule.state
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(schedule_id).update(replace)
-        log.info("monitor schedule updated", schedule_id=schedule_id)
+        log.info("schedule updated", schedule_id=schedule_id)
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    for entry in SCHEDULES.values():
+        await ensure_schedule(client, settings, entry)
+
+
+async def ensure_monitor_schedule(client: Client, settings: Settings) -> None:
+    await ensure_schedule(client, settings, SCHEDULES["monitor"])
