@@ -31,6 +31,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, TLSConfig
 
+from domain.metrics import DURATION_BUCKETS, DURATION_METRIC
 from domain.search import ALL_KEYS
 from runtime.codec import data_converter
 from runtime.settings import Settings, get_settings
@@ -66,10 +67,17 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 def metrics_runtime(bind_address: str) -> Runtime:
-    """A Temporal runtime that serves the SDK's metrics in Prometheus format on ``bind_address``."""
+    """A Temporal runtime that serves the SDK's metrics, and the counters workflows and activities
+    record through its meter, in Prometheus format on ``bind_address`` (one endpoint per worker
+    process). Counters carry the ``_total`` suffix Prometheus expects of a counter."""
     return Runtime(
         telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True)
+            metrics=PrometheusConfig(
+                bind_address=bind_address,
+                durations_as_seconds=True,
+                counters_total_suffix=True,
+                histogram_bucket_overrides={DURATION_METRIC: list(DURATION_BUCKETS)},
+            )
         )
     )
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, select
-from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from domain.verification import FINAL_STATUSES
 from store.models import Alert, Base, Notification, VerificationJob

@@ -14,6 +14,7 @@ from enum import StrEnum
 from temporalio import workflow
 
 from domain.search import SETTLE_STATUS, OperationStatus
+from workflows.job_metrics import record_status
 
 
 class Decision(StrEnum):
@@ -73,4 +74,6 @@ class Parkable:
 
 
 def set_status(status: OperationStatus) -> None:
+    """The status search attribute, and the worker's counters (``workflows/job_metrics.py``)."""
     workflow.upsert_search_attributes([SETTLE_STATUS.value_set(status.value)])
+    record_status(status)

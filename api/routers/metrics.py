@@ -1,7 +1,8 @@
-"""``/metrics`` in Prometheus text format: the API's own metrics, the process's figures, the queue
-metrics (from Temporal visibility, ``api/metrics_queues.py``) and the business metrics (from the
-database); ``/metrics/json``, ``/metrics/queue-stats`` and ``/metrics/system`` give the same
-figures as JSON.
+"""``/metrics`` in Prometheus text format: the API's own counters (HTTP requests, M-Pesa deposits
+initiated and callbacks received, counted as they happen), the process's figures, the queue gauges
+(from Temporal visibility, ``api/metrics_queues.py``) and the wallet balances;
+``/metrics/json``, ``/metrics/queue-stats`` and ``/metrics/system`` give figures as JSON. The
+operation and business counters are the worker's (its ``WORKER_METRICS_BIND`` endpoint).
 
 Who may read what: ``/metrics`` needs a bearer token with the ``platform_admin`` role, except on
 the internal listener ``METRICS_BIND`` (when set), where Prometheus scrapes it without one.
