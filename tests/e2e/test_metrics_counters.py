@@ -194,15 +194,15 @@ async def test_one_operation_of_each_kind_moves_its_counters(
             for _, labels, _, _ in (s for s in worker if s[0] == name):
                 assert set(metric.labels) <= set(labels), (name, labels)
     durations = "queue_job_processing_duration_seconds"
-    for kind in ("mpesa_deposit", "ticket_purchase"):
-        count = total(worker, f"{durations}_count", queue=kind)
-        assert total(worker, f"{durations}_bucket", queue=kind, le="+Inf") == count
-        assert 0 < total(worker, f"{durations}_sum", queue=kind) < 600 * count
+    for queue in ("mpesa_deposit", "ticket_purchase"):
+        count = total(worker, f"{durations}_count", queue=queue)
+        assert total(worker, f"{durations}_bucket", queue=queue, le="+Inf") == count
+        assert 0 < total(worker, f"{durations}_sum", queue=queue) < 600 * count
         # cumulative: every bucket holds the ones below it
         buckets = sorted(
             (float(labels["le"]), value)
             for name, labels, value, _ in worker
-            if name == f"{durations}_bucket" and labels.get("queue") == kind
+            if name == f"{durations}_bucket" and labels.get("queue") == queue
         )
         values = [v for _, v in buckets]
         assert values == sorted(values)
