@@ -23,6 +23,7 @@ from domain.cleanup import CleanupInput, CleanupResult
 from domain.queues import workflow_queue
 from runtime.schedules import SCHEDULES, ensure_schedules
 from runtime.temporal import namespace_retention, set_retention
+from store import cleanup as cleanup_store
 from store.models import (
     Alert,
     Base,
@@ -281,3 +282,44 @@ async def test_namespace_retention_is_set_from_the_setting(dev_env: WorkflowEnvi
         assert await namespace_retention(client, client.namespace) == timedelta(days=12)
     finally:
         await set_retention(client, client.namespace, max(before.days, 1))
+
+
+class Crash(Exception):
+    """Stands for the process dying at that point."""
+
+
+async def test_a_crash_never_deletes_an_unexported_row(stack: Stack, tmp_path: Path) -> None:
+    """Export fails: nothing is deleted. Export done but the transaction dies before its commit:
+    the row stays too, and the next batch exports it again (at-least-once files)."""
+    row = _alert("cleared", OLD - timedelta(days=365))  # older than any other test's rows
+    await _add(stack, [row])
+    cutoff = datetime.now(UTC) - timedelta(days=90)
+    path = cleanup_store.export_path(tmp_path, "alerts", "2026-01-01")
+
+    async def failing_write(lines: list[str]) -> None:
+        raise Crash("disk full")
+
+    with pytest.raises(Crash):
+        async with stack.sessions.begin() as session:
+            await cleanup_store.purge_batch(session, "alerts", cutoff, 1000, failing_write)
+    assert await _present(stack, Alert, [row.id]) == {row.id}
+
+    async def write(lines: list[str]) -> None:
+        cleanup_store.append_fsynced(path, lines)
+
+    with pytest.raises(Crash):
+        async with stack.sessions.begin() as session:
+            deleted = await cleanup_store.purge_batch(session, "alerts", cutoff, 1000, write)
+            assert row.id in [r["id"] for r in deleted]
+            raise Crash("killed before the commit")
+    assert await _present(stack, Alert, [row.id]) == {row.id}
+    assert _ids(path).count(row.id) == 1
+
+    async with stack.sessions.begin() as session:
+        await cleanup_store.purge_batch(session, "alerts", cutoff, 1000, write)
+    assert await _present(stack, Alert, [row.id]) == set()
+    assert _ids(path).count(row.id) == 2
+
+
+def _ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
