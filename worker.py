@@ -303,25 +303,28 @@ def activities_by_queue(
 
 
 class CacheMetrics:
-    """The worker's cache counters as gauges on its SDK metrics endpoint (``WORKER_METRICS_BIND``):
-    ``settle_cache_hits``, ``settle_cache_misses``, ``settle_cache_entries`` by ``cache``. The
-    API's ``/api/v1/cache/stats`` reports the API process's caches, never these."""
+    """The worker's cache figures on its metrics endpoint (``WORKER_METRICS_BIND``):
+    ``settle_cache_hits_total`` and ``settle_cache_misses_total`` (counters: what the caches
+    counted since the previous publish is added), ``settle_cache_entries`` (a gauge), by ``cache``.
+    The API's ``/api/v1/cache/stats`` reports the API process's caches, never these."""
 
     def __init__(self, meter: MetricMeter, caches: CacheRegistry) -> None:
         self._caches = caches
-        self._hits = meter.create_gauge(
-            "settle_cache_hits", "Look-ups answered from the cache since the worker started"
-        )
-        self._misses = meter.create_gauge(
-            "settle_cache_misses", "Look-ups that called the provider since the worker started"
+        self._hits = meter.create_counter("settle_cache_hits", "Look-ups answered from the cache")
+        self._misses = meter.create_counter(
+            "settle_cache_misses", "Look-ups that called the provider"
         )
         self._entries = meter.create_gauge("settle_cache_entries", "Fresh entries held")
+        self._published: dict[str, tuple[int, int]] = {}
 
     def publish(self) -> None:
         for stats in self._caches.stats():
             labels = {"cache": stats.name}
-            self._hits.set(stats.hits, labels)
-            self._misses.set(stats.misses, labels)
+            hits, misses = self._published.get(stats.name, (0, 0))
+            # the caches' own counts only grow (a flush keeps them): add what is new
+            self._hits.add(max(stats.hits - hits, 0), labels)
+            self._misses.add(max(stats.misses - misses, 0), labels)
+            self._published[stats.name] = (max(stats.hits, hits), max(stats.misses, misses))
             self._entries.set(stats.size, labels)
 
     async def run(self, every_seconds: float = 15.0) -> None:

@@ -157,7 +157,7 @@ async def test_the_worker_publishes_its_cache_counters_on_the_sdk_metrics_endpoi
         if s.name.startswith("settle_cache_")
     }
     assert values == {
-        ("settle_cache_hits", "fx_rate"): 1,
-        ("settle_cache_misses", "fx_rate"): 1,
+        ("settle_cache_hits_total", "fx_rate"): 1,
+        ("settle_cache_misses_total", "fx_rate"): 1,
         ("settle_cache_entries", "fx_rate"): 1,
     }

@@ -66,7 +66,7 @@ SDK_HISTOGRAMS = {
 }
 #: Settle's own series on the worker's SDK endpoint: ``worker.CacheMetrics`` gauges, and the
 #: operation and business counters (``workflows/job_metrics.py``, ``activities/business_metrics.py``)
-WORKER_SERIES = {"settle_cache_hits", "settle_cache_misses", "settle_cache_entries"}
+WORKER_SERIES = {"settle_cache_hits_total", "settle_cache_misses_total", "settle_cache_entries"}
 WORKER_SERIES |= set(WORKER_EXTRA).union(*(samples(m) for m in SEED_METRICS if m.where == "worker"))
 SDK_SERIES = (
     WORKER_SERIES
