@@ -1,7 +1,6 @@
-"""Ticket figures read from the database, and the wallet balances, when ``/metrics`` or
-``/metrics/json`` is asked.
+"""Ticket figures read from the database when ``/metrics/json`` is asked, and the wallet balances.
 
-In Prometheus format only the balances are served from here (``solana_wallet_balance_sol``,
+In Prometheus format (``/metrics``) only the balances are served from here (``solana_wallet_balance_sol``,
 ``evm_treasury_usdc_balance``: gauges). The old service's business counters
 (``payments_processed_total``, ``refunds_processed_total``, ``nfts_minted_total``,
 ``emails_sent_total``, ...) are counted by the worker when the event happens
