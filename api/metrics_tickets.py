@@ -1,12 +1,12 @@
 """Ticket figures read from the database when ``/metrics/json`` is asked, and the wallet balances.
 
-In Prometheus format (``/metrics``) only the balances are served from here (``solana_wallet_balance_sol``,
-``evm_treasury_usdc_balance``: gauges). The old service's business counters
-(``payments_processed_total``, ``refunds_processed_total``, ``nfts_minted_total``,
-``emails_sent_total``, ...) are counted by the worker when the event happens
-(``activities/business_metrics.py``): a count of rows is not a counter (the Cleanup schedule
-deletes old notifications, and a row count would drop). ``/metrics/json`` still reports these row
-totals under their old names, as totals of what the database holds.
+In Prometheus format (``/metrics``) only the balances are served from here
+(``solana_wallet_balance_sol``, ``evm_treasury_usdc_balance``: gauges). The old service's
+business counters (``payments_processed_total``, ``refunds_processed_total``,
+``nfts_minted_total``, ``emails_sent_total``, ...) are counted by the worker when the event
+happens (``activities/business_metrics.py``): a count of rows is not a counter (the Cleanup
+schedule deletes old notifications, and a row count would drop). ``/metrics/json`` still reports
+these row totals under their old names, as totals of what the database holds.
 """
 
 from __future__ import annotations
