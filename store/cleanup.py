@@ -78,10 +78,12 @@ def export_path(folder: Path, table: str, run_date: str) -> Path:
 
 
 def append_fsynced(path: Path, lines: list[str]) -> None:
-    """Append and make it durable (the file, and the folder entry of a new file)."""
+    """Append and make it durable (the file, and the folder entry of a new file). The rows hold
+    what the database holds (a notification's address, for one): the file is the owner's only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
-    with path.open("a", encoding="utf-8") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as out:
         out.writelines(line + "\n" for line in lines)
         out.flush()
         os.fsync(out.fileno())

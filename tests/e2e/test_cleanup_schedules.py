@@ -192,6 +192,8 @@ async def test_old_finished_rows_are_exported_then_deleted(stack: Stack) -> None
         str(folder / f"{t}-{day}.jsonl") for t in ("verification_jobs", "notifications", "alerts")
     }
     exported = _exported(result.export_files)
+    for name in result.export_files:  # rows hold addresses: the files are the owner's only
+        assert Path(name).stat().st_mode & 0o077 == 0
     for row in (*gone_jobs, *gone_notes, *gone_alerts):
         assert _key(row) in exported
     for row in (*kept_jobs, *kept_notes, *kept_alerts):
