@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
+PAYMENTS = "Ticket payments by status: succeeded (captured) or failed (card declined)"
+
 
 def count(name: str, description: str, labels: dict[str, str] | None = None, by: int = 1) -> None:
     if by <= 0:
@@ -20,10 +22,14 @@ def count(name: str, description: str, labels: dict[str, str] | None = None, by:
 
 def payment_captured(currency: str, amount_minor: int) -> None:
     labels = {"currency": currency.upper()}
-    count("payments_processed", "Ticket payments captured", {"status": "succeeded", **labels})
+    count("payments_processed", PAYMENTS, {"status": "succeeded", **labels})
     count(
         "payment_amount_total_cents", "Captured ticket payments, minor units", labels, amount_minor
     )
+
+
+def payment_declined(currency: str) -> None:
+    count("payments_processed", PAYMENTS, {"status": "failed", "currency": currency.upper()})
 
 
 def refund_made(currency: str, amount_minor: int, reason: str) -> None:

@@ -92,6 +92,12 @@ async def _operations(stack: Stack, receiver: Receiver) -> dict[str, Any]:
         await stack.chain.pay(created.json()["address"], 1_250_000)
         await until_status(stack, created.json()["id"], headers, {"paid"})
 
+    async def declined() -> None:
+        _, accepted = await buy(stack, headers, event, payment_method="pm_card_chargeDeclined")
+        await until(
+            stack, accepted["id"], headers, lambda v: v["status"] == "payment_failed", "decline"
+        )
+
     async def tickets() -> None:
         _, accepted = await buy(stack, headers, event)
         purchase = accepted["id"]
@@ -125,7 +131,7 @@ async def _operations(stack: Stack, receiver: Receiver) -> dict[str, Any]:
             job = await verified(stack, headers, data, content.manifest_uri, kind=kind)
             assert job["status"] == "completed", job
 
-    await asyncio.gather(mpesa(), on_chain(), tickets(), credential(), verification())
+    await asyncio.gather(mpesa(), on_chain(), tickets(), declined(), credential(), verification())
     return {"tenant": tenant}
 
 
@@ -149,6 +155,8 @@ async def test_one_operation_of_each_kind_moves_its_counters(
         grew(worker_before, "queue_jobs_processed_total", queue="mpesa_deposit", status="failed"),
         grew(worker_before, "queue_jobs_failed_total", queue="mpesa_deposit", status="failed"),
         grew(worker_before, "payments_processed_total", status="succeeded", currency="USD"),
+        grew(worker_before, "payments_processed_total", status="failed", currency="USD"),
+        grew(worker_before, "queue_jobs_failed_total", queue="ticket_purchase", status="failed"),
         grew(worker_before, "payment_amount_total_cents_total", by=2500, currency="USD"),
         grew(worker_before, "refunds_processed_total", reason="requested", currency="USD"),
         grew(worker_before, "refund_amount_total_cents_total", by=1000, currency="USD"),
