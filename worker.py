@@ -27,6 +27,7 @@ from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
 from activities.chain import ChainReadActivities
+from activities.cleanup import CleanupActivities
 from activities.credentials import CredentialActivities
 from activities.deposits import DepositActivities
 from activities.evm import EvmWriteActivities, WriterConfig
@@ -58,7 +59,7 @@ from runtime.interceptors import activity_interceptors
 from runtime.interpreter import restore_recursion_limit
 from runtime.logging import configure_logging, get_logger
 from runtime.redact import register_settings
-from runtime.schedules import ensure_monitor_schedule, ensure_reconcile_schedule
+from runtime.schedules import ensure_schedules
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
 from runtime.workflow_runner import workflow_runner
@@ -66,6 +67,7 @@ from store.db import make_engine, make_session_factory
 from store.leases import SlotLimit
 from workflows.anchor_batcher import AnchorBatcher
 from workflows.chain_scanner import ChainScanner
+from workflows.cleanup import Cleanup
 from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch, LateTransferCredit
 from workflows.monitor import Monitor
@@ -88,6 +90,7 @@ WORKFLOWS: list[type] = [
     NftTransfer,
     Monitor,
     Reconcile,
+    Cleanup,
     CredentialAnchor,
     AnchorBatcher,
     Verification,
@@ -269,6 +272,11 @@ def activities_by_queue(
     verification = VerificationActivities(
         resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
     )
+    cleanup = CleanupActivities(
+        resources.sessions,
+        Path(settings.cleanup_export_dir),
+        Path(settings.verification_upload_dir),
+    )
     return {
         ActivityQueue.MPESA: [
             mpesa.stk_push,
@@ -300,6 +308,7 @@ def activities_by_queue(
             credentials.prepare_batch,
             credentials.record_batch,
             verification.record,
+            cleanup.purge_batch,
         ],
         ActivityQueue.VERIFICATION: [
             verification.hash_upload,
@@ -344,25 +353,28 @@ def activities_by_queue(
 
 
 class CacheMetrics:
-    """The worker's cache counters as gauges on its SDK metrics endpoint (``WORKER_METRICS_BIND``):
-    ``settle_cache_hits``, ``settle_cache_misses``, ``settle_cache_entries`` by ``cache``. The
-    API's ``/api/v1/cache/stats`` reports the API process's caches, never these."""
+    """The worker's cache figures on its metrics endpoint (``WORKER_METRICS_BIND``):
+    ``settle_cache_hits_total`` and ``settle_cache_misses_total`` (counters: what the caches
+    counted since the previous publish is added), ``settle_cache_entries`` (a gauge), by ``cache``.
+    The API's ``/api/v1/cache/stats`` reports the API process's caches, never these."""
 
     def __init__(self, meter: MetricMeter, caches: CacheRegistry) -> None:
         self._caches = caches
-        self._hits = meter.create_gauge(
-            "settle_cache_hits", "Look-ups answered from the cache since the worker started"
-        )
-        self._misses = meter.create_gauge(
-            "settle_cache_misses", "Look-ups that called the provider since the worker started"
+        self._hits = meter.create_counter("settle_cache_hits", "Look-ups answered from the cache")
+        self._misses = meter.create_counter(
+            "settle_cache_misses", "Look-ups that called the provider"
         )
         self._entries = meter.create_gauge("settle_cache_entries", "Fresh entries held")
+        self._published: dict[str, tuple[int, int]] = {}
 
     def publish(self) -> None:
         for stats in self._caches.stats():
             labels = {"cache": stats.name}
-            self._hits.set(stats.hits, labels)
-            self._misses.set(stats.misses, labels)
+            hits, misses = self._published.get(stats.name, (0, 0))
+            # the caches' own counts only grow (a flush keeps them): add what is new
+            self._hits.add(max(stats.hits - hits, 0), labels)
+            self._misses.add(max(stats.misses - misses, 0), labels)
+            self._published[stats.name] = (max(stats.hits, hits), max(stats.misses, misses))
             self._entries.set(stats.size, labels)
 
     async def run(self, every_seconds: float = 15.0) -> None:
@@ -471,8 +483,7 @@ async def run(settings: Settings, queues: Sequence[str]) -> None:
     breakers = build_breakers(client, resources)
     workers = build_workers(client, settings, resources, queues, breakers)
     if WORKFLOW_SUFFIX in queues:
-        await ensure_monitor_schedule(client, settings)
-        await ensure_reconcile_schedule(client, settings)
+        await ensure_schedules(client, settings)
     cache_metrics = asyncio.create_task(CacheMetrics(runtime.metric_meter, resources.caches).run())
     breaker_loop = (
         asyncio.create_task(breakers.run(runtime.metric_meter)) if breakers is not None else None

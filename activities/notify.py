@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities import business_metrics
 from domain.errors import (
     EmailRejected,
     WebhookDeliveryFailed,
@@ -73,8 +74,10 @@ class NotifyActivities:
             await self._record(
                 request.message_id, "email", request.to, request.template, "failed", str(exc)
             )
+            business_metrics.notification("email", request.template, "failed")
             raise
         await self._record(request.message_id, "email", request.to, request.template, "sent")
+        business_metrics.notification("email", request.template, "sent")
         log.info("email sent", template=request.template, message_id=request.message_id)
         return True
 
@@ -112,12 +115,14 @@ class NotifyActivities:
                 await self._record(
                     message_id, "webhook", url, request.event_type, "failed", str(exc)
                 )
+                business_metrics.notification("webhook", request.event_type, "failed")
                 skipped += 1
                 continue
             except WebhookDeliveryFailed as exc:
                 failures.append(str(exc))
                 continue
             await self._record(message_id, "webhook", url, request.event_type, "sent")
+            business_metrics.notification("webhook", request.event_type, "sent")
             delivered += 1
         if failures:
             raise WebhookDeliveryFailed("; ".join(failures))
@@ -134,3 +139,5 @@ class NotifyActivities:
             outcome.status,
             outcome.error,
         )
+        if outcome.status == "failed":
+            business_metrics.notification(outcome.channel, outcome.kind, "failed")

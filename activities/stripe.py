@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities import business_metrics
+from domain.errors import CardDeclined
 from domain.tickets import (
     CancelPaymentInput,
     PayInput,
@@ -32,15 +34,20 @@ class StripeActivities:
 
     @activity.defn(name="stripe.pay")
     async def pay(self, request: PayInput) -> PayResult:
-        """Create and confirm the PaymentIntent; a declined card raises CardDeclined (final)."""
-        payment = await self._payments.pay(
-            amount_minor=request.amount_minor,
-            currency=request.currency,
-            payment_method=request.payment_method,
-            idempotency_key=request.idempotency_key,
-            metadata=request.metadata,
-            description=f"ticket {request.metadata.get('purchase_id', '')}",
-        )
+        """Create and confirm the PaymentIntent; a declined card raises CardDeclined (final: not
+        retried, so counted once as ``payments_processed_total{status="failed"}``)."""
+        try:
+            payment = await self._payments.pay(
+                amount_minor=request.amount_minor,
+                currency=request.currency,
+                payment_method=request.payment_method,
+                idempotency_key=request.idempotency_key,
+                metadata=request.metadata,
+                description=f"ticket {request.metadata.get('purchase_id', '')}",
+            )
+        except CardDeclined:
+            business_metrics.payment_declined(request.currency)
+            raise
         return _result(payment)
 
     @activity.defn(name="stripe.retrieve")

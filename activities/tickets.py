@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities import business_metrics
 from activities.job_log import job_log
 from domain.tickets import (
     MintOutcome,
@@ -18,6 +19,7 @@ from domain.tickets import (
     TransferRecordInput,
 )
 from store import tickets
+from store.models import NftTransferRecord, TicketRefund
 
 
 class TicketActivities:
@@ -27,7 +29,12 @@ class TicketActivities:
     @activity.defn(name="tickets.payment_captured")
     async def payment_captured(self, captured: PaymentCapturedInput) -> PaymentCapturedResult:
         async with self._sessions.begin() as session:
+            before = (await tickets.get(session, captured.purchase_id)).amount_captured
             result = await tickets.payment_captured(session, captured)
+            purchase = await tickets.get(session, captured.purchase_id)
+            captured_now = before == 0 and purchase.amount_captured > 0
+        if captured_now:  # counted once committed, and only the first time
+            business_metrics.payment_captured(purchase.currency, purchase.amount_captured)
         await job_log(
             self._sessions,
             f"payment captured: PaymentIntent {captured.payment_intent}, "
@@ -38,7 +45,11 @@ class TicketActivities:
     @activity.defn(name="tickets.update")
     async def update(self, change: PurchaseUpdate) -> str:
         async with self._sessions.begin() as session:
-            status = (await tickets.update(session, change)).status
+            before = (await tickets.get(session, change.purchase_id)).mint_address
+            purchase = await tickets.update(session, change)
+            status, minted_now = purchase.status, before is None and purchase.mint_address
+        if minted_now:
+            business_metrics.nft_minted()
         mint = f", mint {change.mint}" if change.mint else ""
         await job_log(self._sessions, f"purchase {status}{mint}")
         return status
@@ -56,8 +67,16 @@ class TicketActivities:
 
     @activity.defn(name="tickets.settle_refund")
     async def settle_refund(self, settled: RefundSettledInput) -> None:
+        made: tuple[str, int, str] | None = None
         async with self._sessions.begin() as session:
+            refund = await session.get(TicketRefund, settled.refund_id)
+            before = refund.status if refund is not None else None
             await tickets.settle_refund(session, settled)
+            if refund is not None and before == "reserved" and refund.status == "succeeded":
+                purchase = await tickets.get(session, refund.purchase_id)
+                made = (purchase.currency, refund.amount_minor, refund_reason(refund))
+        if made is not None:  # counted once committed, and only the first time
+            business_metrics.refund_made(*made)
         outcome = "succeeded" if settled.succeeded else "failed"
         stripe = f" (Stripe refund {settled.stripe_refund_id})" if settled.stripe_refund_id else ""
         await job_log(
@@ -75,6 +94,19 @@ class TicketActivities:
     @activity.defn(name="tickets.record_transfer")
     async def record_transfer(self, change: TransferRecordInput) -> None:
         async with self._sessions.begin() as session:
+            transfer = await session.get(NftTransferRecord, change.transfer_id)
+            before = transfer.status if transfer is not None else None
             await tickets.record_transfer(session, change)
+        if change.status == "transferred" and before != "transferred":
+            business_metrics.nft_transferred()
+
         signature = f", signature {change.signature}" if change.signature else ""
         await job_log(self._sessions, f"transfer {change.transfer_id} {change.status}{signature}")
+
+
+def refund_reason(refund: TicketRefund) -> str:
+    """A bounded label: ``requested`` (by a person, whatever they wrote), else the saga's
+    compensation (``mint-failed``, ...), which names the refund ``<purchase id>-<key>``."""
+    if refund.requested_by != "system":
+        return "requested"
+    return refund.id.removeprefix(f"{refund.purchase_id}-")

@@ -40,6 +40,7 @@ from api.routers import (
     queues,
     rate_limits,
     reconciliations,
+    schedules,
     stripe_webhooks,
     tickets,
     unmatched_payments,
@@ -178,6 +179,7 @@ def create_app(
         cache.router,
         queues.router,
         rate_limits.router,
+        schedules.router,
         verification_jobs.router,
         codec.router,
     )

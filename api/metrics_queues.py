@@ -7,21 +7,24 @@ a fixed number of calls, whatever the traffic: per kind, four ``count_workflows`
 ``list_workflows`` page (at most :data:`DURATION_SAMPLE` executions), made concurrently, and its
 result is reused for ``METRICS_CACHE_SECONDS``.
 
-What the names mean (``queue`` label = ``SettleKind``):
+What the names mean (``queue`` label = ``SettleKind``). Every one is a **gauge**: a count of what
+visibility holds now, which drops when the namespace's retention (``TEMPORAL_RETENTION_DAYS``)
+removes closed executions. The counters (``queue_jobs_processed_total``,
+``queue_jobs_failed_total``, the cumulative ``queue_job_processing_duration_seconds`` histogram)
+are counted by the worker when an operation ends (``workflows/job_metrics.py``) and served on the
+worker's own endpoint.
 
-* ``queue_jobs_processed_total``: closed executions, whatever their outcome (a continued-as-new
+* ``queue_closed_jobs``: closed executions visible, whatever their outcome (a continued-as-new
   run is not counted: the operation goes on in the next run).
-* ``queue_jobs_failed_total``: closed executions that failed: ``SettleStatus`` ``failed`` or
-  ``abandoned``, or Temporal's Failed, Terminated or TimedOut. A subset of processed.
+* ``queue_failed_jobs``: closed executions visible that failed: ``SettleStatus`` ``failed`` or
+  ``abandoned``, or Temporal's Failed, Terminated or TimedOut. A subset of the closed ones.
 * ``queue_active_jobs``: open executions working normally (``SettleStatus`` ``running``).
 * ``queue_size``: every open execution, parked ones included (Temporal has no "waiting" state:
   a started workflow is in progress, so the backlog is what has not finished).
 * ``queue_jobs_needs_attention``: open executions parked for an operator.
-* ``queue_job_processing_duration_seconds``: start to close of the executions that closed in the
-  last ``METRICS_DURATION_WINDOW_SECONDS`` (at most :data:`DURATION_SAMPLE` per kind, newest
-  first). The buckets describe that window, not a running total: read quantiles with
-  ``histogram_quantile(0.99, sum by (le, queue) (queue_job_processing_duration_seconds_bucket))``,
-  without ``rate()``.
+* ``queue_recent_job_duration_seconds{quantile}``: 0.5, 0.9 and 0.99 quantiles of start to close
+  of the executions that closed in the last ``METRICS_DURATION_WINDOW_SECONDS`` (at most
+  :data:`DURATION_SAMPLE` per kind, newest first); absent for a kind with none.
 
 Counts are eventually consistent (visibility lags the executions by a moment).
 """
@@ -37,22 +40,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psutil
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from api.jobs_lookup import bounded, quote
+from domain.metrics import DURATION_BUCKETS
 from domain.search import OperationKind, OperationStatus
 
 #: executions read per kind for the duration histogram
 DURATION_SAMPLE = 500
-#: upper bounds of the duration buckets, seconds (a deposit takes seconds, a watch up to hours)
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0)
+#: the quantiles of the recent durations served as gauges
+QUANTILES = (0.5, 0.9, 0.99)
 
 _CLOSED = 'ExecutionStatus != "Running" AND ExecutionStatus != "ContinuedAsNew"'
 _FAILED = (
@@ -193,6 +192,16 @@ def histogram_buckets(durations: list[float]) -> list[tuple[str, float]]:
     return buckets
 
 
+def quantiles(durations: list[float]) -> dict[float, float]:
+    """Nearest-rank quantiles of ``durations`` (none for an empty sample)."""
+    if not durations:
+        return {}
+    ordered = sorted(durations)
+    return {
+        q: ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] for q in QUANTILES
+    }
+
+
 class QueueCollector(Collector):
     """Yields the queue metrics of the last service-wide snapshot (refreshed by the handler)."""
 
@@ -202,11 +211,15 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         if self.last is None:
             return
-        processed = CounterMetricFamily(
-            "queue_jobs_processed", "Closed executions by operation kind", labels=["queue"]
+        closed = GaugeMetricFamily(
+            "queue_closed_jobs",
+            "Closed executions Temporal visibility still holds, by operation kind",
+            labels=["queue"],
         )
-        failed = CounterMetricFamily(
-            "queue_jobs_failed", "Closed executions that failed, by kind", labels=["queue"]
+        failed = GaugeMetricFamily(
+            "queue_failed_jobs",
+            "Closed executions visibility still holds that failed, by kind",
+            labels=["queue"],
         )
         active = GaugeMetricFamily(
             "queue_active_jobs", "Open executions working normally", labels=["queue"]
@@ -217,19 +230,20 @@ class QueueCollector(Collector):
         parked = GaugeMetricFamily(
             "queue_jobs_needs_attention", "Open executions parked for an operator", labels=["queue"]
         )
-        duration = HistogramMetricFamily(
-            "queue_job_processing_duration_seconds",
-            "Start to close of executions closed in the recent window",
-            labels=["queue"],
+        recent = GaugeMetricFamily(
+            "queue_recent_job_duration_seconds",
+            "Quantiles of start to close of the executions closed in the recent window",
+            labels=["queue", "quantile"],
         )
         for kind, stats in self.last.kinds.items():
-            processed.add_metric([kind], stats.processed)
+            closed.add_metric([kind], stats.processed)
             failed.add_metric([kind], stats.failed)
             active.add_metric([kind], stats.active)
             size.add_metric([kind], stats.open)
             parked.add_metric([kind], stats.needs_attention)
-            duration.add_metric([kind], histogram_buckets(stats.durations), sum(stats.durations))
-        yield from (processed, failed, active, size, parked, duration)
+            for q, value in quantiles(stats.durations).items():
+                recent.add_metric([kind, str(q)], value)
+        yield from (closed, failed, active, size, parked, recent)
 
 
 @dataclass

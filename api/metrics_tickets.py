@@ -1,11 +1,12 @@
-"""Ticket metrics, named as the old service named them, computed from the database when
-``/metrics`` is scraped: right across any number of worker processes and restarts (a counter kept
-in one process would not be).
+"""Ticket figures read from the database when ``/metrics/json`` is asked, and the wallet balances.
 
-payments_processed_total, payment_amount_total_cents, refunds_processed_total,
-refund_amount_total_cents, nfts_minted_total, nft_transfers_total, solana_wallet_balance_sol,
-evm_treasury_usdc_balance (not a ticket figure, but read at the same moment),
-emails_sent_total, emails_failed_total, webhooks_sent_total, webhooks_failed_total.
+In Prometheus format (``/metrics``) only the balances are served from here
+(``solana_wallet_balance_sol``, ``evm_treasury_usdc_balance``: gauges). The old service's
+business counters (``payments_processed_total``, ``refunds_processed_total``,
+``nfts_minted_total``, ``emails_sent_total``, ...) are counted by the worker when the event
+happens (``activities/business_metrics.py``): a count of rows is not a counter (the Cleanup
+schedule deletes old notifications, and a row count would drop). ``/metrics/json`` still reports
+these row totals under their old names, as totals of what the database holds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -83,40 +84,8 @@ class TicketCollector(Collector):
     def __init__(self) -> None:
         self.last = TicketSnapshot()
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         s = self.last
-        payments = CounterMetricFamily(
-            "payments_processed", "Ticket payments captured", labels=["currency"]
-        )
-        amount = CounterMetricFamily(
-            "payment_amount_total_cents",
-            "Captured ticket payments in minor units",
-            labels=["currency"],
-        )
-        for currency, (count, cents) in s.payments.items():
-            payments.add_metric([currency], count)
-            amount.add_metric([currency], cents)
-        refunds = CounterMetricFamily(
-            "refunds_processed", "Ticket refunds made", labels=["currency"]
-        )
-        refunded = CounterMetricFamily(
-            "refund_amount_total_cents", "Refunded amounts in minor units", labels=["currency"]
-        )
-        for currency, (count, cents) in s.refunds.items():
-            refunds.add_metric([currency], count)
-            refunded.add_metric([currency], cents)
-        yield from (payments, amount, refunds, refunded)
-        yield CounterMetricFamily("nfts_minted", "NFT tickets minted", value=s.minted)
-        yield CounterMetricFamily("nft_transfers", "NFT tickets transferred", value=s.transfers)
-        for channel, plural in (("email", "emails"), ("webhook", "webhooks")):
-            yield CounterMetricFamily(
-                f"{plural}_sent", f"{plural} sent", value=s.notifications.get((channel, "sent"), 0)
-            )
-            yield CounterMetricFamily(
-                f"{plural}_failed",
-                f"{plural} given up on",
-                value=s.notifications.get((channel, "failed"), 0),
-            )
         if s.solana_balance_sol is not None:
             yield GaugeMetricFamily(
                 "solana_wallet_balance_sol",

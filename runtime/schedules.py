@@ -1,8 +1,11 @@
-"""The Temporal Schedules Settle runs: the Monitor, every ``MONITOR_INTERVAL_SECONDS``, and
-Reconcile, daily at ``RECONCILE_CRON`` (UTC) over the previous UTC day.
+"""The Temporal Schedules Settle runs, in one registry (:data:`SCHEDULES`): the Monitor, every
+``MONITOR_INTERVAL_SECONDS``; Reconcile, daily at ``RECONCILE_CRON`` (UTC) over the previous UTC
+day; Cleanup, every ``CLEANUP_INTERVAL_SECONDS``.
 
-The worker serving the workflow queue creates each schedule at start, or updates it to the
-current settings when it exists, so thresholds changed in the environment take effect on restart.
+The worker serving the workflow queue creates each schedule at start, or updates it to the current
+settings when it exists, so thresholds changed in the environment take effect on restart.
+``GET /api/v1/schedules`` lists the registry's schedules; adding one is one :class:`SettleSchedule`
+line in :data:`SCHEDULES`.
 
     temporal schedule describe --schedule-id settle-monitor
     temporal schedule trigger --schedule-id settle-monitor     # run it now
@@ -11,6 +14,8 @@ current settings when it exists, so thresholds changed in the environment take e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import (
@@ -26,6 +31,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from domain.cleanup import CleanupInput
 from domain.money import Currency, to_minor
 from domain.monitor import MonitorInput, MonitorThresholds
 from domain.queues import ActivityQueue, activity_queue_for_prefix, workflow_queue
@@ -59,7 +65,6 @@ def monitor_input(settings: Settings, *, test_alert_by: str | None = None) -> Mo
         admin_emails=list(settings.admin_emails),
         alert_webhook_tenant=settings.alert_webhook_tenant,
         test_alert_by=test_alert_by,
-        step_alert_after_attempts=settings.step_alert_after_attempts,
     )
 
 
@@ -80,10 +85,6 @@ def monitor_schedule(settings: Settings) -> Schedule:
         # a run still going when the next is due: skip the next, never pile them up
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-
-
-async def ensure_monitor_schedule(client: Client, settings: Settings) -> None:
-    await _ensure(client, monitor_schedule_id(settings), monitor_schedule(settings), "monitor")
 
 
 def reconcile_schedule_id(settings: Settings) -> str:
@@ -119,22 +120,98 @@ def reconcile_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
-    """Create or update the daily schedule; an empty ``RECONCILE_CRON`` leaves none."""
-    schedule_id = reconcile_schedule_id(settings)
-    if not settings.reconcile_cron.strip():
+def cleanup_input(settings: Settings) -> CleanupInput:
+    return CleanupInput(
+        task_queue_prefix=settings.task_queue_prefix,
+        row_retention_days=settings.row_retention_days,
+        batch_size=settings.cleanup_batch_size,
+    )
+
+
+def cleanup_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "Cleanup",
+            cleanup_input(settings),
+            id=f"{settings.task_queue_prefix}cleanup-run",
+            task_queue=workflow_queue(settings.task_queue_prefix),
+            execution_timeout=timedelta(hours=2),
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=settings.cleanup_interval_seconds))
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+@dataclass(frozen=True)
+class SettleSchedule:
+    """One schedule Settle owns: its short name (``/api/v1/schedules/{name}``), the workflow it
+    starts and how to build it from settings."""
+
+    name: str
+    workflow: str
+    description: str
+    build: Callable[[Settings], Schedule]
+    #: whether the settings want it at all (an empty ``RECONCILE_CRON`` means no schedule)
+    enabled: Callable[[Settings], bool] = lambda _settings: True
+
+    def schedule_id(self, settings: Settings) -> str:
+        return f"{settings.task_queue_prefix}{self.name}"
+
+
+#: every schedule the worker keeps and the API lists, by short name
+SCHEDULES: dict[str, SettleSchedule] = {
+    s.name: s
+    for s in (
+        SettleSchedule(
+            "monitor", "Monitor", "alerts on backlogs, dead letters, balances", monitor_schedule
+        ),
+        SettleSchedule(
+            "reconcile",
+            "Reconcile",
+            "compares the ledger with each provider's records of the previous UTC day",
+            reconcile_schedule,
+            enabled=lambda settings: bool(settings.reconcile_cron.strip()),
+        ),
+        SettleSchedule(
+            "cleanup", "Cleanup", "exports then deletes old finished rows", cleanup_schedule
+        ),
+    )
+}
+
+
+async def ensure_schedule(client: Client, settings: Settings, entry: SettleSchedule) -> None:
+    """Create the schedule, or bring an existing one to the current settings (a pause set by an
+    operator stays: only the schedule's action, spec and policy are replaced). One the settings
+    do not want is not created."""
+    if not entry.enabled(settings):
         return
-    await _ensure(client, schedule_id, reconcile_schedule(settings), "reconcile")
-
-
-async def _ensure(client: Client, schedule_id: str, schedule: Schedule, name: str) -> None:
+    schedule = entry.build(settings)
+    schedule_id = entry.schedule_id(settings)
     try:
         await client.create_schedule(schedule_id, schedule)
-        log.info(f"{name} schedule created", schedule_id=schedule_id)
+        log.info("schedule created", schedule_id=schedule_id)
     except ScheduleAlreadyRunningError:
 
-        def replace(_current: ScheduleUpdateInput) -> ScheduleUpdate:
+        def replace(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            schedule.state = current.description.schedule.state
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(schedule_id).update(replace)
-        log.info(f"{name} schedule updated", schedule_id=schedule_id)
+        log.info("schedule updated", schedule_id=schedule_id)
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    for entry in SCHEDULES.values():
+        await ensure_schedule(client, settings, entry)
+
+
+async def ensure_monitor_schedule(client: Client, settings: Settings) -> None:
+    await ensure_schedule(client, settings, SCHEDULES["monitor"])
+
+
+async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
+    await ensure_schedule(client, settings, SCHEDULES["reconcile"])

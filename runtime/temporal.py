@@ -3,6 +3,8 @@ with the payload codec (``runtime/codec.py``).
 
 ``python -m runtime.temporal register-search-attributes`` registers Settle's custom search
 attributes on a cluster that was not started by ``make run`` (the dev server registers them itself).
+``python -m runtime.temporal set-retention`` sets the namespace's retention of closed executions to
+``TEMPORAL_RETENTION_DAYS`` (``make run``'s dev server does it at start).
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
+)
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    UpdateNamespaceRequest,
 )
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, TLSConfig
 
+from domain.metrics import DURATION_BUCKETS, DURATION_METRIC
 from domain.search import indexed_types
 from runtime import tracing
 from runtime.codec import data_converter
@@ -59,10 +68,17 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 def metrics_runtime(bind_address: str) -> Runtime:
-    """A Temporal runtime that serves the SDK's metrics in Prometheus format on ``bind_address``."""
+    """A Temporal runtime that serves the SDK's metrics, and the counters workflows and activities
+    record through its meter, in Prometheus format on ``bind_address`` (one endpoint per worker
+    process). Counters carry the ``_total`` suffix Prometheus expects of a counter."""
     return Runtime(
         telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True)
+            metrics=PrometheusConfig(
+                bind_address=bind_address,
+                durations_as_seconds=True,
+                counters_total_suffix=True,
+                histogram_bucket_overrides={DURATION_METRIC: list(DURATION_BUCKETS)},
+            )
         )
     )
 
@@ -121,16 +137,46 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
     return sorted(missing)
 
 
+async def namespace_retention(client: Client, namespace: str) -> timedelta:
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=namespace)
+    )
+    return described.config.workflow_execution_retention_ttl.ToTimedelta()
+
+
+async def set_retention(client: Client, namespace: str, days: int) -> timedelta:
+    """Set how long the namespace keeps closed executions (only that field is changed);
+    returns the retention the server reports afterwards."""
+    ttl = Duration()
+    ttl.FromTimedelta(timedelta(days=days))
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=namespace,
+            # the server changes only the config fields that are set
+            config=NamespaceConfig(workflow_execution_retention_ttl=ttl),
+        )
+    )
+    return await namespace_retention(client, namespace)
+
+
 async def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.temporal")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("register-search-attributes", help="add SettleKind/Tenant/User/Status/Refs")
+    sub.add_parser(
+        "set-retention", help="the namespace keeps closed executions TEMPORAL_RETENTION_DAYS"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     client = await connect(settings)
     if args.command == "register-search-attributes":
         added = await register_search_attributes(client, settings.temporal_namespace)
         print("added: " + (", ".join(added) if added else "none (all present)"))
+    if args.command == "set-retention":
+        kept = await set_retention(
+            client, settings.temporal_namespace, settings.temporal_retention_days
+        )
+        print(f"{settings.temporal_namespace} keeps closed executions {kept.days} days")
     return 0
 
 

@@ -15,6 +15,7 @@ from temporalio import workflow
 
 from domain.retries import ALL_STEPS, STEP_RETRYING_SIGNAL, StepReport
 from domain.search import SETTLE_STATUS, OperationStatus
+from workflows.job_metrics import record_status
 
 
 class Decision(StrEnum):
@@ -108,4 +109,6 @@ class Parkable(StepVisibility):
 
 
 def set_status(status: OperationStatus) -> None:
+    """The status search attribute, and the worker's counters (``workflows/job_metrics.py``)."""
     workflow.upsert_search_attributes([SETTLE_STATUS.value_set(status.value)])
+    record_status(status)

@@ -1,7 +1,8 @@
-"""``/metrics`` in Prometheus text format: the API's own metrics, the process's figures, the queue
-metrics (from Temporal visibility, ``api/metrics_queues.py``) and the business metrics (from the
-database); ``/metrics/json``, ``/metrics/queue-stats`` and ``/metrics/system`` give the same
-figures as JSON.
+"""``/metrics`` in Prometheus text format: the API's own counters (HTTP requests, M-Pesa deposits
+initiated and callbacks received, counted as they happen), the process's figures, the queue gauges
+(from Temporal visibility, ``api/metrics_queues.py``) and the wallet balances;
+``/metrics/json``, ``/metrics/queue-stats`` and ``/metrics/system`` give figures as JSON. The
+operation and business counters are the worker's (its ``WORKER_METRICS_BIND`` endpoint).
 
 Who may read what: ``/metrics`` needs a bearer token with the ``platform_admin`` role, except on
 the internal listener ``METRICS_BIND`` (when set), where Prometheus scrapes it without one.
@@ -84,6 +85,12 @@ async def _business(request: Request, reads: async_sessionmaker[AsyncSession]) -
     return await snapshot(reads, solana, treasury)
 
 
+async def _balances(request: Request) -> TicketSnapshot:
+    """What ``/metrics`` serves of the snapshot: the balances (the row totals are JSON only)."""
+    solana, treasury = await asyncio.gather(_solana_balance(request), _treasury_usdc(request))
+    return TicketSnapshot(solana_balance_sol=solana, treasury_usdc=treasury)
+
+
 def _queue_cache(request: Request) -> QueueStatsCache:
     cache: QueueStatsCache = request.app.state.queue_stats
     return cache
@@ -119,7 +126,7 @@ def scraper(
 async def metrics(
     request: Request, api_metrics: MetricsDep, reads: ReadSessionsDep, client: TemporalDep
 ) -> Response:
-    api_metrics.tickets.last = await _business(request, reads)
+    api_metrics.tickets.last = await _balances(request)
     api_metrics.breakers.last = await breaker_gauges(
         reads, request.app.state.settings.task_queue_prefix
     )

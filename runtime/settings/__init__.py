@@ -21,6 +21,7 @@ from runtime.settings.evm import EvmSettings
 from runtime.settings.monitor import MonitorSettings
 from runtime.settings.mpesa import MpesaSettings
 from runtime.settings.rate_limits import RateLimitSettings
+from runtime.settings.retention import RetentionSettings
 from runtime.settings.sandbox import SandboxSettings
 from runtime.settings.solana import SANDBOX_AUTHORITY_KEYPAIR, SolanaSettings
 from runtime.settings.temporal import TemporalSettings
@@ -81,6 +82,7 @@ class Settings(
     VerificationSettings,
     BreakerSettings,
     AbuseSettings,
+    RetentionSettings,
 ):
     _embedded_database: bool = PrivateAttr(default=False)
 

@@ -64,6 +64,7 @@ NO_AUTH = (200, 200, 200, 200, 200)
 ANYONE = (401, 422, 422, 422, 422)  # any signed-in caller: the invalid body is refused
 PLATFORM = (401, 403, 403, 403, 200)
 PLATFORM_422 = (401, 403, 403, 403, 422)
+PLATFORM_404 = (401, 403, 403, 403, 404)
 HIDDEN = (401, 404, 404, 404, 404)  # another tenant's resource does not exist for you
 
 MATRIX: dict[str, Probe] = {
@@ -266,6 +267,17 @@ MATRIX: dict[str, Probe] = {
     ),
     "GET /api/v1/cache/stats": Probe(PLATFORM),
     "DELETE /api/v1/cache/flush": Probe(PLATFORM),
+    "GET /api/v1/schedules": Probe(PLATFORM),
+    # an unknown schedule: the platform_admin's probe changes nothing (404)
+    "POST /api/v1/schedules/{schedule_id}/pause": Probe(
+        PLATFORM_404, params={"schedule_id": "no-such-schedule"}
+    ),
+    "POST /api/v1/schedules/{schedule_id}/resume": Probe(
+        PLATFORM_404, params={"schedule_id": "no-such-schedule"}
+    ),
+    "POST /api/v1/schedules/{schedule_id}/trigger": Probe(
+        PLATFORM_404, params={"schedule_id": "no-such-schedule"}
+    ),
     "GET /api/v1/queues": Probe((401, 403, 200, 200, 200)),
     "GET /api/v1/queues/{name}/status": Probe(
         (401, 403, 200, 200, 200), (401, 403, 200, 200, 200), params={"name": "mpesa_deposit"}

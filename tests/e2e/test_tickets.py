@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from prometheus_client.parser import text_string_to_metric_families
 from solders.keypair import Keypair
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
@@ -571,22 +572,47 @@ async def test_bad_purchase_input_is_refused_and_changes_nothing(
         ).first() is None
 
 
-async def test_ticket_metrics_are_read_from_the_database(stack: Stack) -> None:
+async def _worker_lines(stack: Stack) -> dict[str, float]:
+    """The worker's counters by series, the SDK's own labels dropped (and summed over)."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://{stack.settings.worker_metrics_bind}/metrics")).text
+    lines: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            kept = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()) if k in _OWN)
+            key = f"{s.name}{{{kept}}}" if kept else s.name
+            lines[key] = lines.get(key, 0) + s.value
+    return lines
+
+
+_OWN = {"currency", "status", "type", "event", "reason"}
+
+
+async def test_ticket_counters_are_counted_by_the_worker(stack: Stack) -> None:
+    """The old service's ticket counters, counted by the worker as the purchase happens (not
+    read from the database: tests/e2e/test_metrics_counters.py has every kind)."""
+    before = await _worker_lines(stack)
     tenant = unique_tenant()
     headers = stack.auth("max", tenant)
     _, accepted = await buy(stack, headers, await create_event(stack, tenant, currency="eur"))
     await until(stack, accepted["id"], headers, lambda v: v["status"] == "completed", "completion")
-    text = (await stack.api.get("/metrics", headers=stack.platform_admin())).text
-    lines = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-    assert lines['payments_processed_total{currency="eur"}'] >= 1
-    assert (
-        lines['payment_amount_total_cents_total{currency="eur"}'] >= 2500
-        or lines.get('payment_amount_total_cents{currency="eur"}', 0) >= 2500
+    paid = 'payments_processed_total{currency="EUR",status="succeeded"}'
+    lines = await eventually(
+        lambda: _worker_lines(stack),
+        lambda now: (
+            now.get(paid, 0) - before.get(paid, 0) >= 1
+            and now.get("nfts_minted_total", 0) - before.get("nfts_minted_total", 0) >= 1
+        ),
+        what="the purchase's counters",
     )
-    assert lines["nfts_minted_total"] >= 1
-    assert lines["emails_sent_total"] >= 2
-    assert 0 < lines["solana_wallet_balance_sol"] <= 100
+    amount = 'payment_amount_total_cents_total{currency="EUR"}'
+    assert lines[amount] - before.get(amount, 0) == 2500
+    sent = 'emails_sent_total{type="payment_confirmation"}'
+    assert lines[sent] - before.get(sent, 0) >= 1
+    text = (await stack.api.get("/metrics", headers=stack.platform_admin())).text
+    balance = next(
+        float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("solana_wallet_balance_sol ")
+    )
+    assert 0 < balance <= 100

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from activities.fx import FxActivities
-from api.metrics_queues import KindStats, histogram_buckets
+from api.metrics_queues import KindStats, histogram_buckets, quantiles
 from domain.fx import FxQuoteInput
 from providers.cache import CacheRegistry, TTLCache
 from providers.fx import CachedRateProvider
@@ -135,6 +135,10 @@ def test_queue_stats_and_histogram_buckets() -> None:
     buckets = dict(histogram_buckets([0.5, 3.0, 4000.0]))
     assert buckets["1.0"] == 1 and buckets["5.0"] == 2 and buckets["3600.0"] == 2
     assert buckets["+Inf"] == 3
+    # the API serves the recent window as quantile gauges (nearest rank), none for an empty one
+    assert quantiles([float(n) for n in range(1, 101)]) == {0.5: 50.0, 0.9: 90.0, 0.99: 99.0}
+    assert quantiles([7.0]) == {0.5: 7.0, 0.9: 7.0, 0.99: 7.0}
+    assert quantiles([]) == {}
 
 
 async def test_the_worker_publishes_its_cache_counters_on_the_sdk_metrics_endpoint() -> None:
@@ -157,7 +161,7 @@ async def test_the_worker_publishes_its_cache_counters_on_the_sdk_metrics_endpoi
         if s.name.startswith("settle_cache_")
     }
     assert values == {
-        ("settle_cache_hits", "fx_rate"): 1,
-        ("settle_cache_misses", "fx_rate"): 1,
+        ("settle_cache_hits_total", "fx_rate"): 1,
+        ("settle_cache_misses_total", "fx_rate"): 1,
         ("settle_cache_entries", "fx_rate"): 1,
     }

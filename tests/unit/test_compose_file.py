@@ -178,3 +178,22 @@ async def test_make_certs_gives_a_working_mutual_tls_pair(tmp_path: Path) -> Non
             data = await reader.read()
             if not data:
                 raise ConnectionError("closed without a client certificate")
+
+
+def test_retention_is_set_explicitly_from_one_setting() -> None:
+    """The namespace's retention comes from TEMPORAL_RETENTION_DAYS (the image's default and
+    admin-tools' update on an existing namespace), and Cleanup's exports land on a volume."""
+    reference = "${TEMPORAL_RETENTION_DAYS:-30}"
+    temporal = _environment(COMPOSE["services"]["temporal"])
+    assert temporal["DEFAULT_NAMESPACE_RETENTION"] == f"{reference}d"
+    tools = COMPOSE["services"]["temporal-admin-tools"]
+    assert _environment(tools)["TEMPORAL_RETENTION_DAYS"] == reference
+    assert "temporal operator namespace update --namespace default" in tools["entrypoint"]
+    # $$ is compose's escape: the shell inside the container expands the variable
+    assert "--retention $${TEMPORAL_RETENTION_DAYS}d" in tools["entrypoint"]
+    worker = COMPOSE["services"]["settle-worker"]
+    env = _environment(worker)
+    assert env["TEMPORAL_RETENTION_DAYS"] == reference
+    assert env["ROW_RETENTION_DAYS"] == "${ROW_RETENTION_DAYS:-90}"
+    assert f"exports:{env['CLEANUP_EXPORT_DIR']}" in worker["volumes"]
+    assert "exports" in COMPOSE["volumes"]
