@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 
 from domain.cleanup import PURGEABLE_TABLES, CleanupInput, CleanupResult, PurgeBatchInput
 from domain.queues import ActivityQueue
+from workflows.dead_letter import StepVisibility
 
 with workflow.unsafe.imports_passed_through():
     from activities.cleanup import CleanupActivities
@@ -25,7 +26,7 @@ BATCH_TIMEOUT = timedelta(minutes=2)
 
 
 @workflow.defn(name="Cleanup")
-class Cleanup:
+class Cleanup(StepVisibility):
     @workflow.run
     async def run(self, request: CleanupInput) -> CleanupResult:
         now = workflow.now()
