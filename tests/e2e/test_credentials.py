@@ -64,7 +64,12 @@ async def test_anchor_is_confirmed_and_readable_on_chain(stack: Stack) -> None:
     done = await settled(stack, "diploma-42", headers)
     assert done["status"] == "confirmed" and done["tx_hash"] and done["block"] > 0
     assert await on_chain(stack, tenant, "diploma-42") == (digest, CID_V1, done["block"])
-    job = await stack.api.get(f"/api/v1/jobs/{done['workflow_id']}", headers=headers)
+    # the row says confirmed a moment before the workflow's last steps (job log, status) end
+    job = await eventually(
+        lambda: stack.api.get(f"/api/v1/jobs/{done['workflow_id']}", headers=headers),
+        lambda r: r.json().get("status") != "running",
+        what="the anchor's job to end",
+    )
     assert job.json()["kind"] == "credential_anchor" and job.json()["status"] == "succeeded"
 
 
