@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
+from pathlib import Path
 
 from bench.chaos.effects import Effects, collect
 from bench.chaos.faults import FaultLog, inject, schedule
 from bench.chaos.load import Load, run_load
 from bench.chaos.operations import plan
-from bench.chaos.report import Verdict, render, verdict
+from bench.chaos.report import Verdict, as_json, render, verdict
 from bench.chaos.stack import PROVIDERS, chaos_stack, environment_summary
 from bench.outcomes import run_main
+from runtime.logging import configure_logging
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
         default=20,
         help="times every PostgreSQL connection is terminated (default %(default)s)",
     )
+    p.add_argument("--json", help="also write the verdict and every finding to this file")
     p.add_argument(
         "--seed", type=int, default=14, help="chooses the operations' mix (default %(default)s)"
     )
@@ -107,6 +111,7 @@ async def chaos(args: argparse.Namespace) -> tuple[Verdict, str]:
         db_cuts=args.db_cuts,
     )
     log = FaultLog()
+    configure_logging("WARNING")  # the sandboxes run in this process: their news is the table
     command = command_of(args)
     print(f"reproduce: {command}", flush=True)
     async with chaos_stack() as stack:
@@ -128,6 +133,10 @@ async def chaos(args: argparse.Namespace) -> tuple[Verdict, str]:
         )
         table += f"\nclient retries (answers saying nothing was done, or none): {load.retries}"
         table += f"\nlogs and data: {stack.workdir}"
+        if args.json:
+            await asyncio.to_thread(
+                Path(args.json).write_text, json.dumps(as_json(ops, effects, log), indent=2)
+            )
     return verdict(ops, effects, log), table
 
 

@@ -96,6 +96,14 @@ async def collect(stack: ChaosStack, ops: list[Operation]) -> Effects:
     ours = {d.phone for d in deposits}
     prompts = tally(t.phone for t in txns if t.phone in ours)
     effects.prompted_twice.update({p: prompts[p] for p in more_than_once(prompts)})
+    effects.checks.append(
+        reconcile(
+            "STK prompts (Daraja) / deposits that prompted",
+            prompts,
+            tally(d.phone for d in deposits if d.checkout_request_id),
+            names={d.phone: f"{names.get(d.id, d.id)} {d.status}" for d in deposits},
+        )
+    )
     paid = [t for t in txns if t.outcome.result_code == 0 and t.phone in ours]
     paid_by_phone = tally(t.phone for t in paid)
     effects.charged_twice.update(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from bench.chaos.accounting import percentile
 from bench.chaos.effects import Effects
@@ -59,6 +60,28 @@ def unexplained(ops: list[Operation]) -> list[str]:
 
 def verdict(ops: list[Operation], effects: Effects, faults: FaultLog) -> Verdict:
     return Verdict(effects.lost, effects.duplicated, unexplained(ops), faults.errors)
+
+
+def as_json(ops: list[Operation], effects: Effects, faults: FaultLog) -> dict[str, Any]:
+    """What a test asserts on: the verdict's parts, each finding with its evidence."""
+    result = verdict(ops, effects, faults)
+    return {
+        "ok": result.ok,
+        "lost": result.lost,
+        "duplicated": result.duplicated,
+        "unexplained": result.unexplained,
+        "fault_errors": result.fault_errors,
+        "operations": len(ops),
+        "ends": dict(Counter(str(op.end) for op in ops)),
+        "faults": dict(Counter(str(i.fault.kind.name) for i in faults.injected)),
+        "findings": [
+            {"effect": f.effect, "problem": str(f.problem), "key": f.key, "evidence": f.evidence}
+            for check in effects.checks
+            for f in check.findings
+        ],
+        "prompted_twice": effects.prompted_twice,
+        "charged_twice": effects.charged_twice,
+    }
 
 
 def _outcome(op: Operation) -> str:
