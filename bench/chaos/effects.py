@@ -39,8 +39,17 @@ from store.models import (
 
 ANCHORED = "0x" + keccak(text="Anchored(bytes32,bytes32,string)").hex()
 ROOT_ANCHORED = "0x" + keccak(text="RootAnchored(bytes32,uint32)").hex()
-#: purchase statuses in which the customer's card has been charged (and stays so, or was refunded)
-CHARGED = {"paid", "minting", "completed", "refunded", "voided", "cancelled", "needs_attention"}
+#: deposit statuses that say the customer paid
+MPESA_PAID = {"credited", "paid", "sending_usdc"}
+
+
+def _held(recorded: bool, status: str, seen: int) -> int:
+    """How many times Settle's row accounts for an effect: once when it records it; for an
+    operation parked for an operator, the effect the provider saw (at most once) is held for
+    that operator, not lost (a second one is still a duplicate)."""
+    if recorded:
+        return 1
+    return min(seen, 1) if status == "needs_attention" else 0
 
 
 @dataclass
@@ -110,12 +119,18 @@ async def collect(stack: ChaosStack, ops: list[Operation]) -> Effects:
         {f"phone {p}": paid_by_phone[p] for p in more_than_once(paid_by_phone)}
     )
     deposit_of = {d.checkout_request_id: d for d in deposits if d.checkout_request_id}
-    accounted = {"credited", "needs_attention", "paid", "sending_usdc"}
+    payments = tally(t.checkout_request_id for t in paid)
     effects.checks.append(
         reconcile(
             "M-Pesa payments (STK, ResultCode 0) / deposits credited or parked",
-            tally(t.checkout_request_id for t in paid),
-            tally(d.checkout_request_id for d in deposits if d.status in accounted),
+            payments,
+            {
+                d.checkout_request_id: _held(
+                    d.status in MPESA_PAID, d.status, payments.get(d.checkout_request_id, 0)
+                )
+                for d in deposits
+                if d.checkout_request_id
+            },
             names={
                 t.checkout_request_id: f"phone {t.phone}, deposit "
                 + (
@@ -234,11 +249,7 @@ async def collect(stack: ChaosStack, ops: list[Operation]) -> Effects:
         reconcile(
             "Stripe charges (PaymentIntents succeeded) / purchases charged",
             charges,
-            {
-                p.id: 1
-                for p in purchases
-                if p.amount_captured > 0 or (p.status in CHARGED and p.payment_intent_id)
-            },
+            {p.id: _held(p.amount_captured > 0, p.status, charges.get(p.id, 0)) for p in purchases},
             names=purchase_names,
         )
     )

@@ -68,6 +68,7 @@ def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         check=False,
     )
     table = done.stdout[-8000:] + done.stderr[-4000:]
+    print(table)  # the run's table, shown with -rP or on failure
     assert out.exists(), f"the run ended without its accounting (exit {done.returncode}):\n{table}"
     result = json.loads(out.read_text())
     # the run did what it says: every fault injected, every operation started

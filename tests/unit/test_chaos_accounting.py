@@ -13,7 +13,7 @@ from bench.chaos.accounting import (
     reconcile,
     tally,
 )
-from bench.chaos.effects import Effects
+from bench.chaos.effects import Effects, _held
 from bench.chaos.faults import FaultKind, FaultLog, outage_modes, schedule
 from bench.chaos.operations import MIX, End, Kind, Operation, classify, phone_for, plan
 from bench.chaos.proxy import HTTP_FAULTS, Mode
@@ -165,3 +165,15 @@ def test_verdict_wants_every_operation_ended_or_parked_with_a_reason() -> None:
     result = verdict([ended, parked], effects, FaultLog())
     assert (result.lost, result.duplicated, result.ok) == (0, 1, False)
     assert verdict([ended, parked], Effects(), FaultLog()).ok
+
+
+def test_a_parked_operation_holds_its_effect_once() -> None:
+    """A parked deposit's payment is the operator's to settle, not lost; a second one is still
+    a duplicate. A failed one records nothing: a payment for it is lost."""
+    assert _held(True, "credited", 1) == 1
+    assert _held(False, "needs_attention", 1) == 1
+    assert _held(False, "needs_attention", 0) == 0
+    assert (
+        reconcile("payments", {"ws": 2}, {"ws": _held(False, "needs_attention", 2)}).duplicated == 1
+    )
+    assert reconcile("payments", {"ws": 1}, {"ws": _held(False, "failed", 1)}).lost == 1
