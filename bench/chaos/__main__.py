@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.chaos.effects import Effects, collect
@@ -122,6 +123,8 @@ async def chaos(args: argparse.Namespace) -> tuple[Verdict, str]:
             flush=True,
         )
         started = time.perf_counter()
+        began = f"load started at {datetime.now(UTC):%H:%M:%S} UTC (fault times count from here)"
+        print(began, flush=True)
         stop = asyncio.Event()
         injecting = asyncio.create_task(inject(stack, faults, log))
         await run_load(load, args.duration, args.drain, stop, faults=injecting)
@@ -132,7 +135,7 @@ async def chaos(args: argparse.Namespace) -> tuple[Verdict, str]:
             ops, effects, log, command=command, elapsed=elapsed, machine=environment_summary()
         )
         table += f"\nclient retries (answers saying nothing was done, or none): {load.retries}"
-        table += f"\nlogs and data: {stack.workdir}"
+        table += f"\n{began}\nlogs and data: {stack.workdir}"
         if args.json:
             await asyncio.to_thread(
                 Path(args.json).write_text, json.dumps(as_json(ops, effects, log), indent=2)

@@ -7,6 +7,7 @@ webhook deliveries (the venue's receiver), and the ledger.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,9 +77,23 @@ def _word(address: str) -> str:
     return "0x" + address.lower().removeprefix("0x").rjust(64, "0")
 
 
-async def collect(stack: ChaosStack, ops: list[Operation]) -> Effects:
+def header(message: Any, name: str) -> str:
+    """A header's value unfolded (a long one is folded onto a second line)."""
+    return "".join(str(message.get(name, "")).splitlines()).strip()
+
+
+async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float = 10.0) -> Effects:
+    """Everything the providers recorded against Settle's rows. First a quiet moment, then the
+    sandboxes' records, then the rows: an email is sent before its row says so, so reading in
+    that order never finds an email whose row is about to be written."""
     settings = stack.settings
     effects = Effects()
+    await asyncio.sleep(quiet_seconds)
+    mail = [
+        (header(m.message, "X-Settle-Reference"), header(m.message, "Message-ID"))
+        for m in stack.mail.messages
+    ]
+    deliveries = list(stack.webhooks.deliveries)
     engine = make_engine(stack.database_url)
     sessions = make_session_factory(engine)
     try:
@@ -283,20 +298,26 @@ async def collect(stack: ChaosStack, ops: list[Operation]) -> Effects:
     )
 
     # -- notifications: emails and webhooks -------------------------------------------------------
-    caught = tally(str(m.message.get("X-Settle-Reference", "")) for m in stack.mail.messages)
+    caught = tally(reference for reference, _ in mail)
+    message_ids: dict[str, set[str]] = {}
+    for reference, message_id in mail:
+        message_ids.setdefault(reference, set()).add(message_id)
     sent_emails = {n.id: 1 for n in notifications if n.channel == "email" and n.status == "sent"}
     effects.checks.append(
         reconcile(
             "emails (SMTP catcher) / emails recorded sent",
             caught,
             sent_emails,
-            names={n.id: f"{n.kind} {n.status}" for n in notifications},
+            names={
+                n.id: f"{n.kind} {n.status}, {len(message_ids.get(n.id, ()))} distinct Message-IDs"
+                for n in notifications
+            },
         )
     )
     effects.checks.append(
         reconcile(
             "webhook deliveries (venue) / webhooks recorded sent",
-            tally(stack.webhooks.deliveries),
+            tally(deliveries),
             {n.id: 1 for n in notifications if n.channel == "webhook" and n.status == "sent"},
             names={n.id: f"{n.kind} {n.status}" for n in notifications},
         )

@@ -3,7 +3,9 @@ postings per currency, the fault schedule, the operations' mix, and the verdict.
 
 from __future__ import annotations
 
+import email
 import itertools
+from email.message import EmailMessage
 
 from bench.chaos.accounting import (
     Problem,
@@ -13,7 +15,7 @@ from bench.chaos.accounting import (
     reconcile,
     tally,
 )
-from bench.chaos.effects import Effects, _held
+from bench.chaos.effects import Effects, _held, header
 from bench.chaos.faults import FaultKind, FaultLog, outage_modes, schedule
 from bench.chaos.operations import MIX, End, Kind, Operation, classify, phone_for, plan
 from bench.chaos.proxy import HTTP_FAULTS, Mode
@@ -177,3 +179,15 @@ def test_a_parked_operation_holds_its_effect_once() -> None:
         reconcile("payments", {"ws": 2}, {"ws": _held(False, "needs_attention", 2)}).duplicated == 1
     )
     assert reconcile("payments", {"ws": 1}, {"ws": _held(False, "failed", 1)}).lost == 1
+
+
+def test_a_folded_header_is_read_whole() -> None:
+    """A long X-Settle-Reference is folded onto a second line by the email policy."""
+    message = EmailMessage()
+    message["X-Settle-Reference"] = (
+        "alert:" + "e15d2ee4-13aa-4a87-801c-b3385a73277a" + ":ops@settle.local"
+    )
+    parsed = email.message_from_bytes(message.as_bytes())
+    assert header(parsed, "X-Settle-Reference") == (
+        "alert:e15d2ee4-13aa-4a87-801c-b3385a73277a:ops@settle.local"
+    )
