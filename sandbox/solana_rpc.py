@@ -205,9 +205,8 @@ def _mint_initialised(tx: VersionedTransaction) -> str | None:
     """The mint account an ``InitializeMint2`` instruction of ``tx`` initialises, if any."""
     keys = tx.message.account_keys
     for ix in tx.message.instructions:
-        if (
-            keys[ix.program_id_index] == TOKEN_2022_PROGRAM_ID
-            and bytes(ix.data)[:1] == bytes([INITIALIZE_MINT2])
+        if keys[ix.program_id_index] == TOKEN_2022_PROGRAM_ID and bytes(ix.data)[:1] == bytes(
+            [INITIALIZE_MINT2]
         ):
             return str(keys[bytes(ix.accounts)[0]])
     return None
