@@ -79,8 +79,8 @@ format: install
 bench: install tools
 	$(BIN)/python -m bench.mpesa_deposits
 
-# the full chaos run (about 25 minutes): CHAOS_ARGS for a shorter one, e.g.
-#   make chaos CHAOS_ARGS="--operations 100 --duration 75 --worker-kills 3 --server-restarts 1 --providers stripe --outage-seconds 24 --db-cuts 3"
+# the full chaos run (about 16 minutes on 2 cores): CHAOS_ARGS for a shorter one, e.g.
+#   make chaos CHAOS_ARGS="--operations 100 --duration 75 --drain 90 --worker-kills 3 --server-restarts 1 --providers stripe --outage-seconds 24 --db-cuts 3"
 chaos: install tools
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", help="also write the verdict and every finding to this file")
     p.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the run's folder (logs, databases) when it passes; kept when it fails",
+    )
+    p.add_argument(
         "--seed", type=int, default=14, help="chooses the operations' mix (default %(default)s)"
     )
     return p
@@ -96,8 +102,8 @@ def command_of(args: argparse.Namespace) -> str:
     )
 
 
-async def chaos(args: argparse.Namespace) -> tuple[Verdict, str]:
-    """One whole run; its verdict and printed table."""
+async def chaos(args: argparse.Namespace) -> tuple[Verdict, str, Path]:
+    """One whole run; its verdict, printed table and folder."""
     providers = [p for p in args.providers.split(",") if p]
     unknown = set(providers) - set(PROVIDERS)
     if unknown:
@@ -140,13 +146,15 @@ async def chaos(args: argparse.Namespace) -> tuple[Verdict, str]:
             await asyncio.to_thread(
                 Path(args.json).write_text, json.dumps(as_json(ops, effects, log), indent=2)
             )
-    return verdict(ops, effects, log), table
+    return verdict(ops, effects, log), table, stack.workdir
 
 
 async def main() -> int:
     args = parser().parse_args()
-    result, table = await chaos(args)
+    result, table, workdir = await chaos(args)
     print("\n" + table, flush=True)
+    if args.clean and result.ok:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
     return 0 if result.ok else 1
 
 

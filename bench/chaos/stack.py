@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request, Response
@@ -346,10 +345,6 @@ async def chaos_stack(
             close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(database.stop)
-
-
-def sandbox_state(app: FastAPI) -> Any:
-    return app.state.sandbox
 
 
 def environment_summary() -> str:
