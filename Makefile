@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 TOOLS  := .tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: help install tools contracts run migrate test lint audit format bench clean-data
+.PHONY: help install tools contracts run migrate test lint audit format bench chaos clean-data
 
 help:
 	@echo "make run      run the whole stack locally (prints where to look)"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint     ruff + mypy"
 	@echo "make audit    bandit (high severity) + pip-audit (needs the vulnerability database online)"
 	@echo "make bench    benchmarks (figures in bench/README.md)"
+	@echo "make chaos    the chaos run: load + faults, every effect reconciled (bench/README.md)"
 	@echo "make migrate  apply database migrations (DATABASE_URL)"
 
 $(STAMP): pyproject.toml
@@ -77,6 +78,11 @@ format: install
 
 bench: install tools
 	$(BIN)/python -m bench.mpesa_deposits
+
+# the full chaos run (about 16 minutes on 2 cores): CHAOS_ARGS for a shorter one, e.g.
+#   make chaos CHAOS_ARGS="--operations 100 --duration 75 --drain 90 --worker-kills 3 --server-restarts 1 --providers stripe --outage-seconds 24 --db-cuts 3"
+chaos: install tools
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean-data:
 	rm -rf .data

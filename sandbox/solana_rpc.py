@@ -76,6 +76,9 @@ class SolanaSandbox:
     #: the next mint is executed, then answered this many seconds late
     delay_mint_seconds: float = 0.0
     minted: int = 0
+    #: the address of every mint a transaction initialised, in order (a mint made twice for one
+    #: ticket shows here as two addresses: the chaos run's reconciliation reads it)
+    mints: list[str] = field(default_factory=list)
     transactions: int = 0
     failed: int = 0
     #: executed transactions, oldest first, for getSignaturesForAddress and getTransaction
@@ -214,6 +217,17 @@ def _initialises_mint(tx: VersionedTransaction) -> bool:
     )
 
 
+def _mint_initialised(tx: VersionedTransaction) -> str | None:
+    """The mint account an ``InitializeMint2`` instruction of ``tx`` initialises, if any."""
+    keys = tx.message.account_keys
+    for ix in tx.message.instructions:
+        if keys[ix.program_id_index] == TOKEN_2022_PROGRAM_ID and bytes(ix.data)[:1] == bytes(
+            [INITIALIZE_MINT2]
+        ):
+            return str(keys[bytes(ix.accounts)[0]])
+    return None
+
+
 def create_solana_app(state: SolanaSandbox | None = None) -> FastAPI:
     sandbox = state or SolanaSandbox()
     app = FastAPI(
@@ -259,6 +273,8 @@ def create_solana_app(state: SolanaSandbox | None = None) -> FastAPI:
             )
         sandbox.slot += 1
         sandbox.transactions += 1
+        if mint := _mint_initialised(tx):
+            sandbox.mints.append(mint)
         signature = str(result.signature())
         sandbox.statuses[signature] = (sandbox.slot, None)
         logs, units = _outcome(result)
