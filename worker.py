@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 from activities.chain import ChainReadActivities
 from activities.credentials import CredentialActivities
 from activities.deposits import DepositActivities
+from activities.events import EventActivities
 from activities.evm import EvmWriteActivities, WriterConfig
 from activities.fx import FxActivities
 from activities.intents import IntentActivities
@@ -63,6 +64,7 @@ from workflows.anchor_batcher import AnchorBatcher
 from workflows.chain_scanner import ChainScanner
 from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch, LateTransferCredit
+from workflows.events import EventDelivery, WebhookRedelivery
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
@@ -85,6 +87,8 @@ WORKFLOWS: list[type] = [
     AnchorBatcher,
     Verification,
     Proof,
+    EventDelivery,
+    WebhookRedelivery,
 ]
 
 
@@ -226,6 +230,7 @@ def activities_by_queue(
     solana = SolanaActivities(resources.solana)
     stripe = StripeActivities(resources.stripe)
     notify = NotifyActivities(resources.mailer, resources.webhooks, resources.sessions)
+    events = EventActivities(resources.webhooks, resources.sessions)
     tickets = TicketActivities(resources.sessions)
     verification = VerificationActivities(
         resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
@@ -268,7 +273,14 @@ def activities_by_queue(
             stripe.refund,
             stripe.retrieve_refund,
         ],
-        ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
+        ActivityQueue.NOTIFY: [
+            notify.email,
+            notify.webhook,
+            notify.record,
+            events.emit_event,
+            events.give_up,
+            events.redeliver,
+        ],
         ActivityQueue.EVM_READ: [
             chain.scan,
             chain.check_transfers,

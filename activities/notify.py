@@ -16,6 +16,7 @@ from domain.errors import (
     WebhookEndpointGone,
     WebhookTargetRefused,
 )
+from domain.events import subscribed
 from domain.tickets import EmailInput, RecordOutcomeInput, WebhookInput, WebhookResult
 from providers.email import Mailer
 from providers.webhooks import WebhookSender
@@ -80,11 +81,13 @@ class NotifyActivities:
 
     @activity.defn(name="notify.webhook")
     async def webhook(self, request: WebhookInput) -> WebhookResult:
-        """To every active endpoint of the tenant; a 410 disables that endpoint for good."""
+        """To every active endpoint of the tenant subscribed to the event type; a 410 disables
+        that endpoint for good."""
         async with self._reads() as session:
             endpoints = [
                 (e.id, e.url, e.secret)
                 for e in await tickets.active_endpoints(session, request.tenant)
+                if subscribed(e.event_types, request.event_type)
             ]
         delivered = skipped = 0
         failures: list[str] = []

@@ -13,7 +13,13 @@ from enum import StrEnum
 
 from temporalio import workflow
 
+from domain.events import EventType
+from domain.queues import Routed
 from domain.search import SETTLE_STATUS, OperationStatus
+from workflows.events import emit
+
+#: a parking is pushed to the tenant's endpoints as ``job.parked``
+PARKED_EVENT_PATCH = "emit-job-parked"
 
 
 class Decision(StrEnum):
@@ -47,6 +53,11 @@ class Parkable:
     def parked(self) -> bool:
         return self._parked
 
+    def event_scope(self) -> tuple[Routed, str] | None:
+        """Where this workflow's events go: its input (queues) and its tenant. None: nowhere
+        (overridden by the workflows whose tenant has endpoints)."""
+        return None
+
     def accept_decisions(self) -> None:
         """Take ``retry`` / ``abandon`` from now on, before :meth:`park` is reached.
 
@@ -63,6 +74,20 @@ class Parkable:
         self.times_parked += 1
         set_status(OperationStatus.NEEDS_ATTENTION)
         workflow.logger.error("parked for an operator: %s", reason)
+        scope = self.event_scope()
+        if scope is not None and workflow.patched(PARKED_EVENT_PATCH):
+            info = workflow.info()
+            await emit(
+                scope[0],
+                scope[1],
+                EventType.JOB_PARKED,
+                f"{info.workflow_id}:{info.run_id}:{self.times_parked}",
+                {
+                    "workflow_id": info.workflow_id,
+                    "workflow_type": info.workflow_type,
+                    "reason": reason,
+                },
+            )
         await workflow.wait_condition(lambda: self._decision is not None)
         decision = self._decision
         assert decision is not None
