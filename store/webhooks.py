@@ -117,4 +117,4 @@ async def attempts_page(
     )
     if before_seq is not None:
         query = query.where(WebhookAttempt.seq < before_seq)
-    return [(a, d) for a, d in (await session.execute(query)).tuples()]
+    return [(a, d) for a, d in (await session.execute(query)).all()]
