@@ -230,7 +230,7 @@ def activities_by_queue(
     solana = SolanaActivities(resources.solana)
     stripe = StripeActivities(resources.stripe)
     notify = NotifyActivities(resources.mailer, resources.webhooks, resources.sessions)
-    events = EventActivities(resources.webhooks, resources.sessions)
+    events = EventActivities(resources.webhooks, resources.sessions, client)
     tickets = TicketActivities(resources.sessions)
     verification = VerificationActivities(
         resources.ipfs, resources.evm, resources.sessions, Path(settings.verification_upload_dir)
@@ -278,6 +278,7 @@ def activities_by_queue(
             notify.webhook,
             notify.record,
             events.emit_event,
+            events.deliver,
             events.give_up,
             events.redeliver,
         ],

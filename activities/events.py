@@ -1,18 +1,24 @@
 """Events to tenants' endpoints (queue ``notify``): signed like the ticket webhooks, every HTTP
 attempt kept with its answer and duration.
 
-``emit_event`` is retried by Temporal on ``policies.WEBHOOK``; each run sends only the deliveries
-still pending, so an endpoint that answered is not called again when another one failed. A 410
-disables the endpoint and a refused target ends its delivery: neither is retried.
+``emit_event`` is what an operation's workflow calls: it hands the event to an ``EventDelivery``
+workflow of its own (id ``event-<key>``; a second hand-off of the same event finds it) and
+returns at once, so a receiver that is down never holds up a deposit. That workflow runs
+``deliver``, retried on ``policies.WEBHOOK``; each run sends only the deliveries still pending, so
+an endpoint that answered is not called again when another one failed. A 410 disables the
+endpoint and a refused target ends its delivery: neither is retried.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.errors import (
     NotFound,
@@ -20,19 +26,43 @@ from domain.errors import (
     WebhookEndpointGone,
     WebhookTargetRefused,
 )
-from domain.events import EmitEventInput, EmitResult, RedeliverInput
+from domain.events import EmitEventInput, EmitResult, RedeliverInput, event_workflow_id
+from domain.queues import workflow_queue
 from providers.webhooks import WebhookSender
 from runtime.logging import get_logger
 from store import tickets, webhooks
 from store.models import WebhookDelivery, WebhookEndpoint
 
 log = get_logger("activities.events")
+#: an event's delivery outlives its retries (policies.WEBHOOK: about a day)
+DELIVERY_TIMEOUT = timedelta(days=2)
 
 
 class EventActivities:
-    def __init__(self, sender: WebhookSender, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sender: WebhookSender, sessions: async_sessionmaker[AsyncSession], client: Client
+    ) -> None:
         self._sender = sender
         self._sessions = sessions
+        self._client = client
+
+    @activity.defn(name="events.emit_event")
+    async def emit_event(self, request: EmitEventInput) -> bool:
+        """Start the event's ``EventDelivery``; False when it had been started before (a retried
+        activity, a replayed workflow): an event is delivered once per endpoint."""
+        try:
+            await self._client.start_workflow(
+                "EventDelivery",
+                request,
+                id=event_workflow_id(request.key),
+                task_queue=workflow_queue(request.task_queue_prefix),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                execution_timeout=DELIVERY_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     async def _attempt(
         self, delivery: WebhookDelivery, url: str, secret: str, trigger: str
@@ -73,8 +103,8 @@ class EventActivities:
                 await tickets.disable_endpoint(session, delivery.endpoint_id, error or "410")
         return error
 
-    @activity.defn(name="events.emit_event")
-    async def emit_event(self, request: EmitEventInput) -> EmitResult:
+    @activity.defn(name="events.deliver")
+    async def deliver(self, request: EmitEventInput) -> EmitResult:
         """To the tenant's endpoints subscribed to the type (and the operation's callbacks)."""
         async with self._sessions.begin() as session:
             targets = [

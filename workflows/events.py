@@ -1,21 +1,20 @@
 """``EventDelivery`` (``event-<key>``): one event to its tenant's subscribed endpoints, retried on
 ``policies.WEBHOOK`` (about a day), apart from the operation that raised it.
 
-Operations start it with :func:`emit` as a child whose parent-close policy is ``ABANDON``: a
-deposit or a parked job does not wait a day for a receiver that is down, and the delivery goes on
-after the operation has ended. Its workflow id is the event's key, so a replayed or retried start
-finds the same run. ``WebhookRedelivery`` makes one more attempt at one delivery, for an operator.
+Operations call :func:`emit`: the ``events.emit_event`` activity hands the event over (it starts
+this workflow, whose id is the event's key, so a retried activity or a replayed operation finds
+the same run) and the operation goes on at once; a deposit or a parked job never waits a day for
+a receiver that is down. ``WebhookRedelivery`` makes one more attempt at one delivery.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from domain.events import (
     EmitEventInput,
@@ -23,7 +22,6 @@ from domain.events import (
     EventData,
     EventType,
     RedeliverInput,
-    event_workflow_id,
 )
 from domain.queues import ActivityQueue, Routed
 from workflows import policies
@@ -33,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
 
 #: an operator's redelivery is one attempt: its outcome is in the deliveries listing
 REDELIVER = RetryPolicy(maximum_attempts=1)
+#: handing an event over is one call to Temporal
+EMIT_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name="EventDelivery")
@@ -42,7 +42,7 @@ class EventDelivery:
         queue = request.queue(ActivityQueue.NOTIFY)
         try:
             return await workflow.execute_activity_method(
-                EventActivities.emit_event,
+                EventActivities.deliver,
                 request,
                 task_queue=queue,
                 start_to_close_timeout=policies.NOTIFY_TIMEOUT,
@@ -82,9 +82,11 @@ async def emit(
     *,
     callbacks: list[str] | None = None,
 ) -> None:
-    """Hand the event ``<type>:<subject>`` to its own ``EventDelivery`` and go on at once.
+    """Hand the event ``<type>:<subject>`` to its own ``EventDelivery`` and go on.
 
-    Callers guard the call with ``workflow.patched``: it adds commands to their histories.
+    Callers guard the call with ``workflow.patched``: it adds an activity to their histories.
+    The hand-off is retried until Temporal takes it (the event must not be lost); only a
+    cancellation ends it early.
     """
     key = f"{event_type.value}:{subject}"
     request = EmitEventInput(
@@ -95,12 +97,16 @@ async def emit(
         callback_endpoint_ids=callbacks or [],
         task_queue_prefix=routed.task_queue_prefix,
     )
-    # an already started one is the same event on its way
-    with contextlib.suppress(WorkflowAlreadyStartedError):
-        await workflow.start_child_workflow(
-            EventDelivery.run,
+    try:
+        await workflow.execute_activity_method(
+            EventActivities.emit_event,
             request,
-            id=event_workflow_id(key),
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            execution_timeout=timedelta(days=2),
+            task_queue=routed.queue(ActivityQueue.NOTIFY),
+            start_to_close_timeout=EMIT_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
         )
+    except ActivityError as err:
+        if is_cancelled_exception(err):
+            raise asyncio.CancelledError() from err
+        # a notification never fails the operation it reports on
+        workflow.logger.error("event %s not handed over: %s", key, err.cause or err)
