@@ -42,9 +42,22 @@ MAX_SUBSCRIPTIONS = len(EVENT_TYPES)
 EventData = dict[str, str | int | None]
 
 
+#: what every endpoint received before subscriptions existed: an endpoint without a list keeps
+#: receiving these (and only these; the other types are sent to the endpoints that ask for them)
+UNSUBSCRIBED_DEFAULT = frozenset(
+    {
+        EventType.TICKET_PURCHASED.value,
+        EventType.TICKET_REFUNDED.value,
+        EventType.TICKET_TRANSFERRED.value,
+        EventType.ALERT.value,
+    }
+)
+
+
 def subscribed(event_types: list[str] | None, event_type: str) -> bool:
-    """An endpoint without a list (made before subscriptions) receives every event type."""
-    return event_types is None or event_type in event_types
+    if event_types is None:
+        return event_type in UNSUBSCRIBED_DEFAULT
+    return event_type in event_types
 
 
 def event_workflow_id(key: str) -> str:

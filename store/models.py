@@ -479,7 +479,8 @@ class WebhookEndpoint(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    #: the event types it receives; None (endpoints made before subscriptions existed): every one
+    #: the event types it receives; None (made without a list): the ticket and alert events
+    #: endpoints received before subscriptions existed (``domain.events.UNSUBSCRIBED_DEFAULT``)
     event_types: Mapped[list[str] | None] = mapped_column(JSON)
     #: ``endpoint`` (a tenant's, listed and managed) or ``callback`` (one operation's
     #: ``callback_url``: only that operation's completion goes there)

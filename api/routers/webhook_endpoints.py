@@ -3,8 +3,9 @@
 A tenant's ``venue_admin`` or ``admin`` manages the tenant's endpoints. A ``platform_admin``
 manages the platform's: those of ``ALERT_WEBHOOK_TENANT``, a reserved tenant name no token can
 carry, where the Monitor's alerts go. An endpoint subscribes to event types (``event_types``);
-one made without a list receives every type. Every attempt at a delivery is listed
-(``.../deliveries``) and any delivery can be sent again (``.../redeliver``).
+one made without a list receives what endpoints received before subscriptions existed. Every
+attempt at a delivery is listed (``.../deliveries``) and any delivery can be sent again
+(``.../redeliver``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class EndpointBody(BaseModel):
         default=None,
         min_length=1,
         max_length=MAX_SUBSCRIPTIONS,
-        description="the event types sent to this endpoint (omitted: every type): "
+        description="the event types sent to this endpoint (omitted: ticket.purchased, "
+        "ticket.refunded, ticket.transferred and settle.alert, as before subscriptions): "
         + ", ".join(EVENT_TYPES),
         examples=[["deposit.credited", "deposit.failed"]],
     )
@@ -82,7 +84,8 @@ class EndpointBody(BaseModel):
 class EndpointView(BaseModel):
     id: str
     url: str
-    #: None: every event type
+    #: None: the events sent before subscriptions (ticket.purchased, .refunded, .transferred,
+    #: settle.alert)
     event_types: list[str] | None
     disabled_at: UtcDateTime | None
     disabled_reason: str | None
