@@ -19,9 +19,13 @@ from domain.events import event_workflow_id
 from domain.mpesa import DepositStatus
 from sandbox.serve import RunningServer, serve
 from store.models import VerificationJob, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tests.e2e.test_credentials import CID_V1, data_hash, settled
+from tests.e2e.test_credentials import url as credential_url
 from tests.e2e.test_jobs_dead_letter import park_deposit, unblock
 from tests.e2e.test_mpesa_deposit_api import PHONE_CANCELLED, initiate
+from tests.e2e.test_tickets import buy, until
 from tests.e2e.test_verification_jobs import BASE, document, published, submit, uploads_left
+from tests.fixtures.events import create_event
 from tests.fixtures.stack import Stack, eventually, unique_tenant
 
 pytestmark = pytest.mark.usefixtures("balanced_ledger")
@@ -343,3 +347,66 @@ async def test_submit_helper_still_works_without_a_callback(stack: Stack) -> Non
     response = await submit(stack, user, data, manifest.manifest_uri)
     assert response.status_code == 202, response.text
     assert response.json()["callback"] is None
+
+
+async def test_a_credential_callback_url_gets_credential_confirmed(
+    stack: Stack, receivers: Any
+) -> None:
+    tenant = unique_tenant()
+    issuer = stack.auth("issuer", tenant)
+    callback, subscriber = await receivers(), await receivers()
+    _, subscriber_secret = await subscribe(stack, tenant, subscriber.url, ["credential.confirmed"])
+    response = await stack.api.post(
+        credential_url("diploma-7"),
+        json={"data_hash": data_hash(), "ipfs_cid": CID_V1, "callback_url": callback.url},
+        headers=issuer,
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["mode"] == "single"  # a callback is for a single anchor
+    hook = response.json()["callback"]
+    done = await settled(stack, "diploma-7", issuer)
+    assert done["status"] == "confirmed"
+    await eventually(lambda: count(callback), lambda n: n >= 1, timeout=30, what="callback")
+    await eventually(lambda: count(subscriber), lambda n: n >= 1, timeout=30, what="endpoint")
+    (event,) = callback.events(hook["secret"])
+    assert event["type"] == "credential.confirmed"
+    assert event["data"]["credential_id"] == "diploma-7"
+    assert event["data"]["tx_hash"] == done["tx_hash"]
+    (same,) = subscriber.events(subscriber_secret)  # the tenant's endpoint, its own signature
+    assert same["data"] == event["data"]
+    # a second request for the same credential answers the anchor, with no new callback
+    again = await stack.api.post(
+        credential_url("diploma-7"),
+        json={"data_hash": done["data_hash"], "ipfs_cid": CID_V1, "callback_url": callback.url},
+        headers=issuer,
+    )
+    assert again.status_code == 202 and again.json()["callback"] is None
+    batched = await stack.api.post(
+        credential_url("diploma-8"),
+        json={
+            "data_hash": data_hash(),
+            "ipfs_cid": CID_V1,
+            "batch": True,
+            "callback_url": callback.url,
+        },
+        headers=issuer,
+    )
+    assert batched.status_code == 422 and batched.json()["error"]["field"] == "callback_url"
+
+
+async def test_a_ticket_purchase_pushes_paid_and_minted(stack: Stack, receivers: Any) -> None:
+    tenant = unique_tenant()
+    hooks = await receivers()
+    _, secret = await subscribe(stack, tenant, hooks.url, ["ticket.paid", "ticket.minted"])
+    event = await create_event(stack, tenant)
+    buyer = stack.auth("ann", tenant)
+    _, accepted = await buy(stack, buyer, event)
+    done = await until(
+        stack, accepted["id"], buyer, lambda v: v["status"] == "completed", "the purchase"
+    )
+    await delivered(stack, f"ticket.minted:{accepted['id']}")
+    await delivered(stack, f"ticket.paid:{accepted['id']}")
+    received = {e["type"]: e["data"] for e in hooks.events(secret)}
+    assert sorted(received) == ["ticket.minted", "ticket.paid"]  # not ticket.purchased
+    assert received["ticket.paid"]["purchase_id"] == accepted["id"]
+    assert received["ticket.minted"]["mint"] == done["mint"]
