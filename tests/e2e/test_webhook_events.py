@@ -21,6 +21,8 @@ from sandbox.serve import RunningServer, serve
 from store.models import VerificationJob, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.e2e.test_credentials import CID_V1, data_hash, settled
 from tests.e2e.test_credentials import url as credential_url
+from tests.e2e.test_deposit_intents import create as create_intent
+from tests.e2e.test_deposit_intents import short_intent, until_status
 from tests.e2e.test_jobs_dead_letter import park_deposit, unblock
 from tests.e2e.test_mpesa_deposit_api import PHONE_CANCELLED, initiate
 from tests.e2e.test_tickets import buy, until
@@ -410,3 +412,35 @@ async def test_a_ticket_purchase_pushes_paid_and_minted(stack: Stack, receivers:
     assert sorted(received) == ["ticket.minted", "ticket.paid"]  # not ticket.purchased
     assert received["ticket.paid"]["purchase_id"] == accepted["id"]
     assert received["ticket.minted"]["mint"] == done["mint"]
+
+
+async def test_an_intent_pushes_its_credit_and_its_end(stack: Stack, receivers: Any) -> None:
+    tenant = unique_tenant()
+    owner = stack.auth("olga", tenant)
+    hooks = await receivers()
+    _, secret = await subscribe(
+        stack, tenant, hooks.url, ["deposit.credited", "intent.paid", "intent.expired"]
+    )
+    created = await create_intent(stack, owner, "25.50")
+    assert created.status_code == 201, created.text
+    intent = created.json()
+    receipt = await stack.chain.pay(intent["address"], 25_500_000)
+    await until_status(stack, intent["id"], owner, {"paid"})
+    await delivered(stack, f"intent.paid:{intent['id']}")
+    expiring = await short_intent(stack, "olga", tenant, 1_000_000, ttl_seconds=3)
+    await until_status(stack, expiring, owner, {"expired"}, timeout=30)
+    await delivered(stack, f"intent.expired:{expiring}")
+
+    events = {(e["type"], e["data"]["intent_id"]): e["data"] for e in hooks.events(secret)}
+    assert sorted(events) == sorted(
+        [
+            ("deposit.credited", intent["id"]),
+            ("intent.paid", intent["id"]),
+            ("intent.expired", expiring),
+        ]
+    )
+    credited = events[("deposit.credited", intent["id"])]
+    assert credited["credited_minor"] == 25_500_000 and credited["currency"] == "USDC"
+    assert str(credited["transfer"]).startswith(receipt["transactionHash"])
+    assert events[("intent.paid", intent["id"])]["received_minor"] == 25_500_000
+    assert events[("intent.expired", expiring)]["received_minor"] == 0
