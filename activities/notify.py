@@ -16,7 +16,7 @@ from domain.errors import (
     WebhookEndpointGone,
     WebhookTargetRefused,
 )
-from domain.events import subscribed
+from domain.events import subscribed_before
 from domain.tickets import EmailInput, RecordOutcomeInput, WebhookInput, WebhookResult
 from providers.email import Mailer
 from providers.webhooks import WebhookSender
@@ -87,7 +87,7 @@ class NotifyActivities:
             endpoints = [
                 (e.id, e.url, e.secret)
                 for e in await tickets.active_endpoints(session, request.tenant)
-                if subscribed(e.event_types, request.event_type)
+                if subscribed_before(e.event_types, request.event_type)
             ]
         delivered = skipped = 0
         failures: list[str] = []

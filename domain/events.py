@@ -54,10 +54,27 @@ UNSUBSCRIBED_DEFAULT = frozenset(
 )
 
 
+#: the types sent as events (``EventDelivery``: deliveries listed, redeliverable); the others
+#: (and every type, for endpoints without a list) go out as they did before subscriptions
+DELIVERED_AS_EVENTS = frozenset(
+    t.value
+    for t in EventType
+    if t not in (EventType.TICKET_PURCHASED, EventType.TICKET_TRANSFERRED, EventType.ALERT)
+)
+
+
 def subscribed(event_types: list[str] | None, event_type: str) -> bool:
+    """Whether ``EventDelivery`` sends ``event_type`` to an endpoint: only to those that asked."""
+    return event_types is not None and event_type in event_types
+
+
+def subscribed_before(event_types: list[str] | None, event_type: str) -> bool:
+    """Whether the ticket and alert webhooks (``notify.webhook``) go to an endpoint: those
+    without a list get what they always got; a list gets the types ``EventDelivery`` does not
+    send (so that no endpoint gets one event both ways)."""
     if event_types is None:
         return event_type in UNSUBSCRIBED_DEFAULT
-    return event_type in event_types
+    return event_type in event_types and event_type not in DELIVERED_AS_EVENTS
 
 
 def event_workflow_id(key: str) -> str:

@@ -628,6 +628,20 @@ class TicketPurchase(Parkable, _Steps):
                 "reason": why.code,
             },
         )
+        if workflow.patched(PURCHASE_EVENTS_PATCH):
+            await emit(
+                request,
+                request.tenant,
+                EventType.TICKET_REFUNDED,
+                refund_id,
+                {
+                    "purchase_id": request.purchase_id,
+                    "refund_id": refund_id,
+                    "amount_minor": reserved.amount_minor,
+                    "currency": reserved.currency,
+                    "reason": why.code,
+                },
+            )
 
     async def _retire_minted(self) -> None:
         """Freeze (or burn, as configured) the NFT of a purchase cancelled while it was minted."""
@@ -724,6 +738,8 @@ REFUND_FOLLOWS_STRIPE = "refund-follows-stripe-status"
 REFUND_CANCEL_RELEASES = "refund-cancel-releases"
 #: Refund: a refund that voids a ticket whose mint is still running waits for the mint
 REFUND_WAITS_FOR_MINT = "refund-waits-for-mint"
+#: Refund: a settled refund is pushed as ticket.refunded to the endpoints subscribed to it
+REFUND_EVENTS_PATCH = "refund-events"
 #: how long a pending Stripe refund waits for its webhook before asking Stripe
 REFUND_WEBHOOK_WAIT = timedelta(hours=1)
 #: how often a refund waiting for a mint looks again (doubling up to the second)
@@ -854,18 +870,24 @@ class Refund(Parkable, _Steps):
                 "refund_reference": refund.refund_id,
             },
         )
+        data: EventData = {
+            "purchase_id": request.purchase_id,
+            "refund_id": request.refund_id,
+            "amount_minor": reserved.amount_minor,
+            "full": int(reserved.full),
+            "void": int(reserved.full or request.void_ticket),
+        }
         await self._webhook(
-            request.tenant,
-            "ticket.refunded",
-            f"{request.refund_id}:refunded",
-            {
-                "purchase_id": request.purchase_id,
-                "refund_id": request.refund_id,
-                "amount_minor": reserved.amount_minor,
-                "full": int(reserved.full),
-                "void": int(reserved.full or request.void_ticket),
-            },
+            request.tenant, "ticket.refunded", f"{request.refund_id}:refunded", dict(data)
         )
+        if workflow.patched(REFUND_EVENTS_PATCH):
+            await emit(
+                request,
+                request.tenant,
+                EventType.TICKET_REFUNDED,
+                request.refund_id,
+                data | {"currency": reserved.currency, "reason": request.reason},
+            )
         return state
 
     async def _refund(

@@ -711,6 +711,8 @@ async def _record() -> None:
             ("v1_full_refund_frozen", Fakes(full_refund=True), None, False),
             ("v1_pending_then_stripe_asked", Fakes(refund_status="pending", refund_later="succeeded", full_refund=False), 1000, False),
             ("v1_full_refund_waited_for_mint", Fakes(full_refund=True, mint_outcomes=[MintOutcome(status="minting", mint=None), MintOutcome(status="completed", mint="Mint777")]), None, True),
+            # v2: the settled refund pushed as ticket.refunded ("refund-events")
+            ("v2_events_full_refund_frozen", Fakes(full_refund=True), None, False),
         ]  # fmt: skip
         for name, fakes, amount, minting in refunds:
             path = HISTORIES / "refund" / f"{name}.json"
