@@ -9,6 +9,7 @@ for an operator: the ``retry`` signal runs the step again, ``abandon`` gives up 
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 
 from temporalio import workflow
@@ -35,6 +36,7 @@ class Parkable:
         self._decision: Decision | None = None
         self.abandon_reason: str | None = None
         self.times_parked = 0
+        self._parked_event: asyncio.Task[None] | None = None
 
     @workflow.signal
     def retry(self) -> None:
@@ -77,16 +79,19 @@ class Parkable:
         scope = self.event_scope()
         if scope is not None and workflow.patched(PARKED_EVENT_PATCH):
             info = workflow.info()
-            await emit(
-                scope[0],
-                scope[1],
-                EventType.JOB_PARKED,
-                f"{info.workflow_id}:{info.run_id}:{self.times_parked}",
-                {
-                    "workflow_id": info.workflow_id,
-                    "workflow_type": info.workflow_type,
-                    "reason": reason,
-                },
+            # beside the wait, not before it: an operator's decision never waits for the event
+            self._parked_event = asyncio.create_task(
+                emit(
+                    scope[0],
+                    scope[1],
+                    EventType.JOB_PARKED,
+                    f"{info.workflow_id}:{info.run_id}:{self.times_parked}",
+                    {
+                        "workflow_id": info.workflow_id,
+                        "workflow_type": info.workflow_type,
+                        "reason": reason,
+                    },
+                )
             )
         await workflow.wait_condition(lambda: self._decision is not None)
         decision = self._decision
