@@ -30,6 +30,7 @@ from activities.chain import ChainReadActivities
 from activities.cleanup import CleanupActivities
 from activities.credentials import CredentialActivities
 from activities.deposits import DepositActivities
+from activities.events import EventActivities
 from activities.evm import EvmWriteActivities, WriterConfig
 from activities.fx import FxActivities
 from activities.intents import IntentActivities
@@ -70,6 +71,7 @@ from workflows.chain_scanner import ChainScanner
 from workflows.cleanup import Cleanup
 from workflows.credentials import CredentialAnchor
 from workflows.deposit_watch import DepositWatch, LateTransferCredit
+from workflows.events import EventDelivery, WebhookRedelivery
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
 from workflows.reconcile import Reconcile
@@ -95,6 +97,8 @@ WORKFLOWS: list[type] = [
     AnchorBatcher,
     Verification,
     Proof,
+    EventDelivery,
+    WebhookRedelivery,
 ]
 
 
@@ -257,6 +261,7 @@ def activities_by_queue(
     solana = SolanaActivities(resources.solana)
     stripe = StripeActivities(resources.stripe)
     notify = NotifyActivities(resources.mailer, resources.webhooks, resources.sessions)
+    events = EventActivities(resources.webhooks, resources.sessions, client)
     tickets = TicketActivities(resources.sessions)
     reconcile = ReconcileActivities(
         resources.sessions,
@@ -325,7 +330,15 @@ def activities_by_queue(
             stripe.retrieve_refund,
             reconcile.stripe,
         ],
-        ActivityQueue.NOTIFY: [notify.email, notify.webhook, notify.record],
+        ActivityQueue.NOTIFY: [
+            notify.email,
+            notify.webhook,
+            notify.record,
+            events.emit_event,
+            events.deliver,
+            events.give_up,
+            events.redeliver,
+        ],
         ActivityQueue.EVM_READ: [
             chain.scan,
             chain.check_transfers,

@@ -17,6 +17,7 @@ from domain.errors import (
     WebhookEndpointGone,
     WebhookTargetRefused,
 )
+from domain.events import subscribed_before
 from domain.tickets import EmailInput, RecordOutcomeInput, WebhookInput, WebhookResult
 from providers.email import Mailer
 from providers.webhooks import WebhookSender
@@ -83,11 +84,13 @@ class NotifyActivities:
 
     @activity.defn(name="notify.webhook")
     async def webhook(self, request: WebhookInput) -> WebhookResult:
-        """To every active endpoint of the tenant; a 410 disables that endpoint for good."""
+        """To every active endpoint of the tenant subscribed to the event type; a 410 disables
+        that endpoint for good."""
         async with self._reads() as session:
             endpoints = [
                 (e.id, e.url, e.secret)
                 for e in await tickets.active_endpoints(session, request.tenant)
+                if subscribed_before(e.event_types, request.event_type)
             ]
         delivered = skipped = 0
         failures: list[str] = []

@@ -134,6 +134,8 @@ class AnchorInput(Routed):
     #: >1: a new run for an anchor whose earlier run failed before failed anchors could be
     #: retried in place; the run first settles the transaction of attempt ``attempt - 1``
     attempt: int = Field(default=1, ge=1)
+    #: the request's ``callback_url`` (a ``callback`` webhook endpoint) for its outcome
+    callback_endpoint_ids: list[str] = Field(default_factory=list)
 
 
 def anchor_tx_key(credential_key: str, attempt: int) -> str:

@@ -272,6 +272,11 @@ class WebhookEndpointGone(NotificationError):
 class WebhookDeliveryFailed(NotificationError):
     """The endpoint answered an error or could not be reached: retried on the schedule."""
 
+    def __init__(self, message: str, *, answered: int | None = None) -> None:
+        super().__init__(message)
+        #: the HTTP status the endpoint answered (None: no answer), for the deliveries listing
+        self.answered = answered
+
 
 # --- IPFS and content verification -------------------------------------------------------------
 

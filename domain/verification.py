@@ -97,6 +97,10 @@ class VerificationInput(Routed):
     upload: str
     registry: str
     manifest_uri: str
+    #: whose endpoints hear of the job's end (jobs from before: nobody's)
+    tenant: str | None = None
+    #: the request's ``callback_url`` (a ``callback`` webhook endpoint)
+    callback_endpoint_ids: list[str] = Field(default_factory=list)
 
 
 class RegistryRead(BaseModel):

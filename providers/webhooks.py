@@ -170,5 +170,7 @@ class WebhookSender:
         if response.status_code == 410:
             raise WebhookEndpointGone(f"{url} answered 410 Gone")
         if not 200 <= response.status_code < 300:
-            raise WebhookDeliveryFailed(f"{url} answered {response.status_code}")
+            raise WebhookDeliveryFailed(
+                f"{url} answered {response.status_code}", answered=response.status_code
+            )
         return response.status_code

@@ -526,6 +526,55 @@ class WebhookEndpoint(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the event types it receives; None (made without a list): the ticket and alert events
+    #: endpoints received before subscriptions existed (``domain.events.UNSUBSCRIBED_DEFAULT``)
+    event_types: Mapped[list[str] | None] = mapped_column(JSON)
+    #: ``endpoint`` (a tenant's, listed and managed) or ``callback`` (one operation's
+    #: ``callback_url``: only that operation's completion goes there)
+    kind: Mapped[str] = mapped_column(String(16), default="endpoint", server_default="endpoint")
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: its ``webhook-id`` is the same on every attempt, so a retried
+    activity, a replayed workflow or an operator's redelivery never sends it under another id."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "endpoint_id"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the webhook-id header
+    event_id: Mapped[str] = mapped_column(String(160))
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    tenant: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, object]] = mapped_column(JSON)
+    #: pending (not delivered yet), delivered, failed (refused target, gone endpoint, gave up)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt at a delivery: what the receiver answered and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_endpoint_seq", "endpoint_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[str] = mapped_column(String(36))
+    #: succeeded | failed
+    status: Mapped[str] = mapped_column(String(16))
+    response_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: ``retry`` (the workflow's schedule) or ``redeliver`` (an operator asked)
+    trigger: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Notification(Base):

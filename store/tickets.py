@@ -288,7 +288,9 @@ def new_secret() -> str:
 async def active_endpoints(session: AsyncSession, tenant: str) -> list[WebhookEndpoint]:
     rows = await session.execute(
         select(WebhookEndpoint).where(
-            WebhookEndpoint.tenant == tenant, WebhookEndpoint.disabled_at.is_(None)
+            WebhookEndpoint.tenant == tenant,
+            WebhookEndpoint.disabled_at.is_(None),
+            WebhookEndpoint.kind == "endpoint",  # a callback_url gets only its operation's event
         )
     )
     return list(rows.scalars())

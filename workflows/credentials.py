@@ -30,11 +30,13 @@ from domain.credentials import (
     anchor_tx_key,
 )
 from domain.errors import NON_RETRYABLE
+from domain.events import EventType
 from domain.evm import AwaitTxInput, CancelOutcome, CancelTxInput, SubmittedTx, TxReceipt
-from domain.queues import ActivityQueue
+from domain.queues import ActivityQueue, Routed
 from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.events import emit
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 from workflows.refs import add_refs
 
@@ -100,6 +102,8 @@ async def settle_anchor_tx(request: AnchorInput | BatcherInput, key: str) -> Can
 
 #: a failed anchor's transaction is cancelled (or followed), then the anchor parks for retry
 CANCEL_AND_RETRY_PATCH = "credential-anchor-cancel-and-retry"
+#: confirmed and failed anchors are pushed to the tenant's endpoints and the callback_url
+ANCHOR_EVENTS_PATCH = "credential-anchor-events"
 
 
 @workflow.defn(name="CredentialAnchor")
@@ -107,6 +111,7 @@ class CredentialAnchor(Parkable):
     def __init__(self) -> None:
         super().__init__()
         self._outcome: AnchorOutcome | None = None
+        self._request: AnchorInput | None = None
 
     @workflow.query
     def status(self) -> AnchorOutcome | None:
@@ -119,6 +124,7 @@ class CredentialAnchor(Parkable):
         return await self._run_v1(request)
 
     async def _run_with_retries(self, request: AnchorInput) -> AnchorOutcome:
+        self._request = request
         add_refs(request.credential_id, request.data_hash)
         attempt = request.attempt
         outcome: AnchorOutcome | None = None
@@ -134,7 +140,9 @@ class CredentialAnchor(Parkable):
             await self._record(request, outcome)
             if outcome.status is AnchorStatus.CONFIRMED:
                 set_status(OperationStatus.SUCCEEDED)
+                await self._emit(request, EventType.CREDENTIAL_CONFIRMED, outcome, attempt)
                 return outcome
+            await self._emit(request, EventType.CREDENTIAL_FAILED, outcome, attempt)
             if await self.park(outcome.error or "anchor failed") is Decision.ABANDON:
                 outcome = outcome.model_copy(
                     update={"error": f"abandoned: {self.abandon_reason} (after: {outcome.error})"}
@@ -200,6 +208,35 @@ class CredentialAnchor(Parkable):
         if settled.outcome == "cancelled":
             workflow.logger.info("cancelled nonce %s with %s", settled.nonce, settled.tx_hash)
         return None
+
+    def event_scope(self) -> tuple[Routed, str] | None:
+        return (self._request, self._request.tenant) if self._request else None
+
+    async def _emit(
+        self, request: AnchorInput, event_type: EventType, outcome: AnchorOutcome, attempt: int
+    ) -> None:
+        """Push the anchor's outcome to the tenant's endpoints and the request's callback_url
+        (anchors from before: nothing). Each failed attempt is an event of its own."""
+        if not workflow.patched(ANCHOR_EVENTS_PATCH):
+            return
+        subject = request.credential_key
+        if event_type is EventType.CREDENTIAL_FAILED:
+            subject = f"{subject}:{attempt}"
+        await emit(
+            request,
+            request.tenant,
+            event_type,
+            subject,
+            {
+                "credential_id": request.credential_id,
+                "credential_key": request.credential_key,
+                "status": outcome.status.value,
+                "tx_hash": outcome.tx_hash,
+                "block_number": outcome.block_number,
+                "error": outcome.error,
+            },
+            callbacks=request.callback_endpoint_ids,
+        )
 
     async def _record(self, request: AnchorInput, outcome: AnchorOutcome) -> None:
         await workflow.execute_activity_method(

@@ -9,13 +9,20 @@ for an operator: the ``retry`` signal runs the step again, ``abandon`` gives up 
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 
 from temporalio import workflow
 
+from domain.events import EventType
+from domain.queues import Routed
 from domain.retries import ALL_STEPS, STEP_RETRYING_SIGNAL, StepReport
 from domain.search import SETTLE_STATUS, OperationStatus
+from workflows.events import emit
 from workflows.job_metrics import record_status
+
+#: a parking is pushed to the tenant's endpoints as ``job.parked``
+PARKED_EVENT_PATCH = "emit-job-parked"
 
 
 class Decision(StrEnum):
@@ -65,6 +72,7 @@ class Parkable(StepVisibility):
         self._decision: Decision | None = None
         self.abandon_reason: str | None = None
         self.times_parked = 0
+        self._parked_event: asyncio.Task[None] | None = None
 
     @workflow.signal
     def retry(self) -> None:
@@ -83,6 +91,11 @@ class Parkable(StepVisibility):
     def parked(self) -> bool:
         return self._parked
 
+    def event_scope(self) -> tuple[Routed, str] | None:
+        """Where this workflow's events go: its input (queues) and its tenant. None: nowhere
+        (overridden by the workflows whose tenant has endpoints)."""
+        return None
+
     def accept_decisions(self) -> None:
         """Take ``retry`` / ``abandon`` from now on, before :meth:`park` is reached.
 
@@ -99,6 +112,23 @@ class Parkable(StepVisibility):
         self.times_parked += 1
         set_status(OperationStatus.NEEDS_ATTENTION)
         workflow.logger.error("parked for an operator: %s", reason)
+        scope = self.event_scope()
+        if scope is not None and workflow.patched(PARKED_EVENT_PATCH):
+            info = workflow.info()
+            # beside the wait, not before it: an operator's decision never waits for the event
+            self._parked_event = asyncio.create_task(
+                emit(
+                    scope[0],
+                    scope[1],
+                    EventType.JOB_PARKED,
+                    f"{info.workflow_id}:{info.run_id}:{self.times_parked}",
+                    {
+                        "workflow_id": info.workflow_id,
+                        "workflow_type": info.workflow_type,
+                        "reason": reason,
+                    },
+                )
+            )
         await workflow.wait_condition(lambda: self._decision is not None)
         decision = self._decision
         assert decision is not None

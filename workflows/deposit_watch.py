@@ -44,10 +44,12 @@ from domain.deposit_watch import (
     TransferStatus,
     qualifies,
 )
-from domain.queues import ActivityQueue
+from domain.events import EventData, EventType
+from domain.queues import ActivityQueue, Routed
 from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.events import emit
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 from workflows.refs import add_refs
 
@@ -70,6 +72,15 @@ def late_credit_workflow_id(intent_id: str, tx_hash: str, log_index: int) -> str
 DUST_PATCH = "deposit-watch-ignores-dust"
 #: a credit that fails parks the watch instead of failing it
 PARK_PATCH = "deposit-watch-parks-failed-credit"
+#: credits and the intent's end are pushed to the tenant's endpoints
+EVENTS_PATCH = "deposit-watch-events"
+#: the final statuses pushed as events
+FINAL_EVENTS = {
+    IntentStatus.PAID: EventType.INTENT_PAID,
+    IntentStatus.OVERPAID: EventType.INTENT_PAID,
+    IntentStatus.EXPIRED: EventType.INTENT_EXPIRED,
+    IntentStatus.EXPIRED_PARTIALLY_PAID: EventType.INTENT_EXPIRED,
+}
 
 
 FINAL_SEARCH_STATUS = {
@@ -134,7 +145,35 @@ class DepositWatch(Parkable):
             retry_policy=policies.DB_BOOKKEEPING,
         )
         set_status(FINAL_SEARCH_STATUS[final])
+        if final in FINAL_EVENTS:
+            await self._emit(
+                FINAL_EVENTS[final],
+                request.intent_id,
+                {"status": final.value, "received_minor": state.received_minor},
+            )
         return state
+
+    def event_scope(self) -> tuple[Routed, str] | None:
+        return self._request, self._request.tenant
+
+    async def _emit(self, event_type: EventType, subject: str, data: EventData) -> None:
+        if not workflow.patched(EVENTS_PATCH):
+            return  # watches recorded before events existed
+        request = self._request
+        await emit(
+            request,
+            request.tenant,
+            event_type,
+            subject,
+            {
+                "intent_id": request.intent_id,
+                "user_id": request.user_id,
+                "chain": request.chain,
+                "amount_minor": request.amount_minor,
+                "currency": "USDC",
+                **data,
+            },
+        )
 
     # --- decisions -----------------------------------------------------------------------------
 
@@ -221,6 +260,11 @@ class DepositWatch(Parkable):
                 state.credited.append(transfer.key)
                 add_refs(transfer.tx_hash)
                 pending.pop(transfer.key, None)
+                await self._emit(
+                    EventType.DEPOSIT_CREDITED,
+                    f"{request.intent_id}:{transfer.key}",
+                    {"transfer": transfer.key, "credited_minor": transfer.amount_minor},
+                )
             elif check.outcome == "reorged":
                 await self._mark(transfer, TransferStatus.REORGED)
                 state.reorged.append(f"{transfer.key}@{transfer.block_hash}")

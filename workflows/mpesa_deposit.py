@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from domain.events import EventData, EventType
 from domain.evm import AwaitTxInput, SubmittedTx, TransferUsdcInput
 from domain.fx import FxQuote, FxQuoteInput, deviation_percent
 from domain.money import Currency, format_minor
@@ -46,11 +47,12 @@ from domain.mpesa import (
     TransactionStatusRequested,
     TransactionStatusResult,
 )
-from domain.queues import ActivityQueue
+from domain.queues import ActivityQueue, Routed
 from domain.retries import STEP_PARKED_ALERT
 from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
+from workflows.events import emit
 from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
@@ -67,6 +69,8 @@ USDC_LEG_PATCH = "mpesa-deposit-usdc-leg"
 VERIFIED_PAYMENT_PATCH = "mpesa-deposit-verified-payment"
 #: a short treasury waits (with backoff and an alert) before the deposit parks
 TREASURY_WAIT_PATCH = "mpesa-deposit-treasury-wait"
+#: the outcome (credited, failed) is pushed to the tenant's endpoints
+DEPOSIT_EVENTS_PATCH = "mpesa-deposit-events"
 #: the alert raised while a deposit waits for the treasury to be funded
 TREASURY_ALERT = "treasury_low"
 #: the alert raised when M-Pesa's answers do not add up to the payment that was asked for
@@ -921,6 +925,14 @@ class MpesaDeposit(Parkable):
         state.error = None
         self._move(DepositStatus.CREDITED, DepositStep.DONE)
         set_status(OperationStatus.SUCCEEDED)
+        await self._emit(
+            EventType.DEPOSIT_CREDITED,
+            {
+                "receipt": outcome.receipt,
+                "usdc_minor": request.usdc_minor,
+                "usdc_tx_hash": request.usdc_tx_hash,
+            },
+        )
 
     # --- endings and bookkeeping ---------------------------------------------------------------
 
@@ -938,6 +950,7 @@ class MpesaDeposit(Parkable):
             )
         )
         set_status(OperationStatus.FAILED)
+        await self._emit(EventType.DEPOSIT_FAILED, {"reason": reason, "result_code": code})
 
     async def _finish_abandoned(self) -> None:
         state = self._state
@@ -979,6 +992,28 @@ class MpesaDeposit(Parkable):
 
     async def _record(self, outcome: DepositOutcomeInput) -> None:
         await self._db(DepositActivities.set_outcome, outcome)
+
+    def event_scope(self) -> tuple[Routed, str] | None:
+        return self._request, self._request.tenant
+
+    async def _emit(self, event_type: EventType, data: EventData) -> None:
+        """Push the deposit's outcome to the tenant's endpoints (deposits from before: nothing)."""
+        if not workflow.patched(DEPOSIT_EVENTS_PATCH):
+            return
+        request = self._request
+        await emit(
+            request,
+            request.tenant,
+            event_type,
+            request.deposit_id,
+            {
+                "deposit_id": request.deposit_id,
+                "user_id": request.user_id,
+                "amount_minor": request.amount_minor,
+                "currency": "KES",
+                **data,
+            },
+        )
 
     async def _db(self, method: Callable[..., Awaitable[T]], arg: Any) -> T:
         """A bookkeeping write: retried while the database is away (reported from

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from domain.events import EventData, EventType
 from domain.nft import (
     BurnTicketInput,
     FreezeTicketInput,
@@ -63,6 +64,7 @@ from domain.tickets import (
 )
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, StepVisibility, set_status
+from workflows.events import emit
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled, root_error_type
 from workflows.refs import add_refs
 
@@ -129,6 +131,8 @@ CANCELLED = _Compensation(
 )  # fmt: skip
 #: TicketPurchase: a cancel is taken at safe points and compensates (refund, NFT retired)
 PURCHASE_CANCEL_COMPENSATES = "ticket-purchase-cancel-compensates"
+#: TicketPurchase: paid, minted and failed are pushed to the tenant's endpoints
+PURCHASE_EVENTS_PATCH = "ticket-purchase-events"
 PLACE_LOST = _Compensation(
     "place-lost", "place_lost", "a lost place", "the seat was no longer available",
     "Ticket place lost after payment",
@@ -324,6 +328,7 @@ class TicketPurchase(Parkable, _Steps):
             )
             return self._state
         await self._paid_notifications()
+        await self._emit(EventType.TICKET_PAID, {})
         minted = await self._mint()
         if minted is None and self._cancel_requested:
             await self._retire_minted()
@@ -342,6 +347,7 @@ class TicketPurchase(Parkable, _Steps):
         self._move(PurchaseStatus.COMPLETED)
         set_status(OperationStatus.SUCCEEDED)
         await self._completed_notifications()
+        await self._emit(EventType.TICKET_MINTED, {"mint": self._state.mint})
         return self._state
 
     # --- payment -------------------------------------------------------------------------------
@@ -474,6 +480,7 @@ class TicketPurchase(Parkable, _Steps):
             ),
         )
         set_status(OperationStatus.FAILED)
+        await self._emit(EventType.TICKET_FAILED, {"status": status.value, "reason": reason})
 
     # --- mint and compensation -----------------------------------------------------------------
 
@@ -525,6 +532,7 @@ class TicketPurchase(Parkable, _Steps):
         tell the buyer and the admins."""
         request, state = self._request, self._state
         state.failure_reason = reason
+        await self._emit(EventType.TICKET_FAILED, {"status": why.final.value, "reason": why.code})
         refund_id = f"{request.purchase_id}-{why.key}"
         state.refund_id = refund_id
         try:
@@ -649,6 +657,20 @@ class TicketPurchase(Parkable, _Steps):
                 "reason": why.code,
             },
         )
+        if workflow.patched(PURCHASE_EVENTS_PATCH):
+            await emit(
+                request,
+                request.tenant,
+                EventType.TICKET_REFUNDED,
+                refund_id,
+                {
+                    "purchase_id": request.purchase_id,
+                    "refund_id": refund_id,
+                    "amount_minor": reserved.amount_minor,
+                    "currency": reserved.currency,
+                    "reason": why.code,
+                },
+            )
 
     async def _retire_minted(self) -> None:
         """Freeze (or burn, as configured) the NFT of a purchase cancelled while it was minted."""
@@ -715,6 +737,29 @@ class TicketPurchase(Parkable, _Steps):
         self._state.status = status
         self._state.updated_at = workflow.now()
 
+    def event_scope(self) -> tuple[Routed, str] | None:
+        return self._request, self._request.tenant
+
+    async def _emit(self, event_type: EventType, data: EventData) -> None:
+        """Push a step of the purchase to the tenant's endpoints (purchases from before: no)."""
+        if not workflow.patched(PURCHASE_EVENTS_PATCH):
+            return
+        request = self._request
+        await emit(
+            request,
+            request.tenant,
+            event_type,
+            request.purchase_id,
+            {
+                "purchase_id": request.purchase_id,
+                "event_id": request.event_id,
+                "seat": request.seat,
+                "amount_minor": request.amount_minor,
+                "currency": request.currency,
+                **data,
+            },
+        )
+
 
 #: Refund: a refund Stripe answers ``pending`` waits for Stripe's verdict, ``failed`` parks
 REFUND_FOLLOWS_STRIPE = "refund-follows-stripe-status"
@@ -722,6 +767,8 @@ REFUND_FOLLOWS_STRIPE = "refund-follows-stripe-status"
 REFUND_CANCEL_RELEASES = "refund-cancel-releases"
 #: Refund: a refund that voids a ticket whose mint is still running waits for the mint
 REFUND_WAITS_FOR_MINT = "refund-waits-for-mint"
+#: Refund: a settled refund is pushed as ticket.refunded to the endpoints subscribed to it
+REFUND_EVENTS_PATCH = "refund-events"
 #: how long a pending Stripe refund waits for its webhook before asking Stripe
 REFUND_WEBHOOK_WAIT = timedelta(hours=1)
 #: how often a refund waiting for a mint looks again (doubling up to the second)
@@ -747,6 +794,10 @@ class Refund(Parkable, _Steps):
     def stripe_event(self, event: StripeEventSignal) -> None:
         """A verified Stripe refund event (``refund.updated``, ``refund.failed``)."""
         self._events.append(event)
+
+    def event_scope(self) -> tuple[Routed, str] | None:
+        routed = self._routed
+        return (routed, routed.tenant) if isinstance(routed, RefundInput) else None
 
     @workflow.query
     def status(self) -> RefundState:
@@ -849,18 +900,24 @@ class Refund(Parkable, _Steps):
                 "refund_reference": refund.refund_id,
             },
         )
+        data: EventData = {
+            "purchase_id": request.purchase_id,
+            "refund_id": request.refund_id,
+            "amount_minor": reserved.amount_minor,
+            "full": int(reserved.full),
+            "void": int(reserved.full or request.void_ticket),
+        }
         await self._webhook(
-            request.tenant,
-            "ticket.refunded",
-            f"{request.refund_id}:refunded",
-            {
-                "purchase_id": request.purchase_id,
-                "refund_id": request.refund_id,
-                "amount_minor": reserved.amount_minor,
-                "full": int(reserved.full),
-                "void": int(reserved.full or request.void_ticket),
-            },
+            request.tenant, "ticket.refunded", f"{request.refund_id}:refunded", dict(data)
         )
+        if workflow.patched(REFUND_EVENTS_PATCH):
+            await emit(
+                request,
+                request.tenant,
+                EventType.TICKET_REFUNDED,
+                request.refund_id,
+                data | {"currency": reserved.currency, "reason": request.reason},
+            )
         return state
 
     async def _refund(

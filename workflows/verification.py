@@ -19,6 +19,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from domain.content import RegistryEntry
+from domain.events import EventType
 from domain.queues import ActivityQueue
 from domain.search import OperationStatus
 from domain.verification import (
@@ -43,11 +44,15 @@ from domain.verification import (
 )
 from workflows import policies
 from workflows.dead_letter import StepVisibility, set_status
+from workflows.events import emit
 from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
 from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
     from activities.verification import VerificationActivities
+
+#: the job's end is pushed to the tenant's endpoints and the request's callback_url
+EVENTS_PATCH = "verification-events"
 
 STEP_TIMEOUT = timedelta(seconds=60)
 
@@ -211,6 +216,21 @@ class _Job:
         # be carried out counts as a failed operation (and towards the failure-rate alert)
         completed = self.state.status is JobStatus.COMPLETED
         set_status(OperationStatus.SUCCEEDED if completed else OperationStatus.FAILED)
+        if request.tenant is not None and workflow.patched(EVENTS_PATCH):
+            await emit(
+                request,
+                request.tenant,
+                EventType.VERIFICATION_COMPLETED,
+                request.job_id,
+                {
+                    "job_id": request.job_id,
+                    "kind": request.kind.value,
+                    "status": outcome.value,
+                    "content_hash": self.state.content_hash,
+                    "error": self.state.error,
+                },
+                callbacks=request.callback_endpoint_ids,
+            )
         return self.state
 
 

@@ -25,6 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import abuse
+from api.callbacks import FIELD, CallbackView, callback_endpoint, checked_callback
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
@@ -42,6 +43,7 @@ from domain.credentials import (
     validate_cid,
 )
 from domain.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, ServiceUnavailable
+from domain.events import EventType
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from runtime.logging import get_logger
@@ -49,7 +51,7 @@ from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
 from store import abuse as abuse_counters
 from store import credentials as anchors
-from store.models import CredentialAnchorRecord
+from store.models import CredentialAnchorRecord, WebhookEndpoint
 
 log = get_logger("api.credentials")
 router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
@@ -88,6 +90,13 @@ class SingleAnchorBody(AnchorBody):
         default=None,
         description="anchor in the next Merkle batch; default CREDENTIAL_ANCHOR_BATCH_DEFAULT",
     )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="where credential.confirmed / credential.failed is sent, signed (single "
+        "anchors only: with it the default is not to batch)",
+        examples=["https://issuer.example/settle-callback"],
+    )
 
 
 class BatchItem(AnchorBody):
@@ -122,6 +131,8 @@ class AnchorView(BaseModel):
     proof: list[str] | None
     created_at: UtcDateTime
     updated_at: UtcDateTime
+    #: with a callback_url, on the answer that created the anchor: its endpoint and secret
+    callback: CallbackView | None = None
 
 
 def workflow_id_for(key: str) -> str:
@@ -180,12 +191,17 @@ def _not_waiting(
     return confirm
 
 
-async def forget(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> None:
+async def forget(
+    sessions: async_sessionmaker[AsyncSession], keys: list[str], callback_id: str | None = None
+) -> None:
     async with sessions.begin() as session:
         for key in keys:
             stale = await session.get(CredentialAnchorRecord, key)
             if stale is not None:
                 await session.delete(stale)
+        endpoint = await session.get(WebhookEndpoint, callback_id) if callback_id else None
+        if endpoint is not None:
+            await session.delete(endpoint)
 
 
 QUOTA_WINDOW = timedelta(days=1)
@@ -220,7 +236,11 @@ async def check_quota(
 
 
 def anchor_request(
-    settings: Settings, row: CredentialAnchorRecord, *, attempt: int = 1
+    settings: Settings,
+    row: CredentialAnchorRecord,
+    *,
+    attempt: int = 1,
+    callback_endpoint_ids: list[str] | None = None,
 ) -> AnchorInput:
     return AnchorInput(
         credential_id=row.credential_id,
@@ -233,6 +253,7 @@ def anchor_request(
         task_queue_prefix=settings.task_queue_prefix,
         config=anchor_config(settings),
         attempt=attempt,
+        callback_endpoint_ids=callback_endpoint_ids or [],
     )
 
 
@@ -271,7 +292,12 @@ async def anchor(
 ) -> AnchorView:
     """Anchor without waiting: 202 with ``status: pending``; poll the GET."""
     key = credential_key(principal.tenant, credential_id)
-    batch = settings.credential_anchor_batch_default if body.batch is None else body.batch
+    callback_url = await checked_callback(body.callback_url, settings)
+    if callback_url and body.batch:
+        raise InvalidInput("a callback_url is for single anchors (batch: false)", field=FIELD)
+    default = settings.credential_anchor_batch_default and callback_url is None
+    batch = default if body.batch is None else body.batch
+    callback = None
     async with sessions.begin() as session:
         row = await anchors.find(session, principal.tenant, credential_id)
         if row is not None:
@@ -295,6 +321,13 @@ async def anchor(
             mode="batch" if batch else "single",
         )
         session.add(row)
+        if callback_url:
+            callback = callback_endpoint(
+                principal.tenant,
+                callback_url,
+                [EventType.CREDENTIAL_CONFIRMED.value, EventType.CREDENTIAL_FAILED.value],
+            )
+            session.add(callback)
         try:
             await session.flush()
         except IntegrityError as exc:  # the same id, at the same moment
@@ -311,7 +344,9 @@ async def anchor(
                 ) from exc
             # else the batcher may have it: the row stays pending
         return view(row, settings)
-    request = anchor_request(settings, row)
+    request = anchor_request(
+        settings, row, callback_endpoint_ids=[callback.id] if callback else None
+    )
     start = partial(
         temporal.start_workflow,
         "CredentialAnchor",
@@ -329,13 +364,16 @@ async def anchor(
         await start()
     except (RPCError, RuntimeError) as exc:
         if await nothing_started(temporal, row.workflow_id, exc, retry=start):
-            await forget(sessions, [key])
+            await forget(sessions, [key], callback.id if callback else None)
             raise ServiceUnavailable(
                 "the workflow service is unavailable; nothing was anchored or recorded"
             ) from exc
         # else it may have started: the row stays pending
     log.info("credential anchor requested", credential_id=credential_id, tenant=principal.tenant)
-    return view(row, settings)
+    answer = view(row, settings)
+    if callback is not None:
+        answer.callback = CallbackView(endpoint_id=callback.id, secret=callback.secret)
+    return answer
 
 
 @router.post(

@@ -35,6 +35,7 @@ from temporalio.service import RPCError
 from activities.verification import VerificationActivities, run_inline
 from api import abuse
 from api.auth import Principal
+from api.callbacks import CallbackView, callback_endpoint, checked_callback
 from api.deps import CurrentUser, ReadSessionsDep, SessionFactoryDep, SettingsDep, TemporalDep
 from api.errors import error_responses
 from api.job_options import start_kwargs
@@ -50,6 +51,7 @@ from domain.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from domain.events import EventType
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from domain.verification import (
@@ -65,7 +67,7 @@ from runtime.redact import redact
 from runtime.settings import Settings
 from runtime.temporal import temporal_unreachable
 from store import abuse as abuse_counters
-from store.models import VerificationJob
+from store.models import VerificationJob, WebhookEndpoint
 
 log = get_logger("api.verification_jobs")
 router = APIRouter(prefix="/api/verification-jobs", tags=["verification"])
@@ -95,6 +97,10 @@ UPLOAD_BODY: dict[str, Any] = {
                             "description": "ContentRegistry; default CONTENT_REGISTRY_ADDRESS",
                         },
                         "manifestURI": {"type": "string", "description": "ipfs://<cid>[/path]"},
+                        "callback_url": {
+                            "type": "string",
+                            "description": "where verification.completed is sent, signed",
+                        },
                     },
                 }
             }
@@ -109,6 +115,8 @@ class Accepted(BaseModel):
     status: str
     message: str
     pollUrl: str
+    #: with a callback_url: its endpoint id and signing secret (shown once)
+    callback: CallbackView | None = None
 
 
 class JobView(BaseModel):
@@ -187,6 +195,7 @@ class Upload(BaseModel):
     size: int
     registry: str
     manifest_uri: str
+    callback_url: str | None = None
 
 
 def _registry(value: str | None, settings: Settings) -> str:
@@ -260,6 +269,10 @@ async def receive_upload(request: Request, settings: Settings, job_id: str) -> U
                 registry_field if isinstance(registry_field, str) else None, settings
             )
             manifest_uri = _manifest_uri(uri_field if isinstance(uri_field, str) else None)
+            callback_field = form.get("callback_url")
+            callback_url = await checked_callback(
+                callback_field if isinstance(callback_field, str) else None, settings
+            )
             if file.size is not None and file.size > limit:
                 raise _too_large(settings)
             folder = Path(settings.verification_upload_dir)
@@ -275,6 +288,7 @@ async def receive_upload(request: Request, settings: Settings, job_id: str) -> U
                 size=size,
                 registry=registry,
                 manifest_uri=manifest_uri,
+                callback_url=callback_url,
             )
     except MultiPartException as exc:
         raise BadRequest(f"the multipart body cannot be read: {exc.message}") from exc
@@ -323,7 +337,11 @@ async def _inline(
 
 
 async def _waited(
-    temporal: Client, reads: ReadSessionsDep, job_id: str, seconds: float
+    temporal: Client,
+    reads: ReadSessionsDep,
+    job_id: str,
+    seconds: float,
+    callback: CallbackView | None = None,
 ) -> JSONResponse | None:
     handle = temporal.get_workflow_handle(workflow_id_for(job_id))
     try:
@@ -335,16 +353,25 @@ async def _waited(
     if row is None or row.status not in FINAL_STATUSES:
         return None
     job = view(row)
-    return JSONResponse({**job.model_dump(mode="json"), "mode": "sync"})
+    extra = {"callback": callback.model_dump()} if callback else {}
+    return JSONResponse({**job.model_dump(mode="json"), "mode": "sync", **extra})
 
 
-async def _forget(sessions: SessionFactoryDep, job_id: str, upload: Path) -> None:
-    """No job was started: neither its row nor its upload is kept."""
+async def _forget(
+    sessions: SessionFactoryDep,
+    job_id: str,
+    upload: Path,
+    callback: WebhookEndpoint | None = None,
+) -> None:
+    """No job was started: neither its row, its callback nor its upload is kept."""
     await asyncio.to_thread(_remove, upload)
     async with sessions.begin() as session:
         row = await session.get(VerificationJob, job_id)
         if row is not None:
             await session.delete(row)
+        endpoint = await session.get(WebhookEndpoint, callback.id) if callback else None
+        if endpoint is not None:
+            await session.delete(endpoint)
 
 
 async def submit(
@@ -361,6 +388,13 @@ async def submit(
     job_id = uuid.uuid4().hex
     upload = await receive_upload(request, settings, job_id)
     workflow_name, operation = KINDS[kind]
+    callback = (
+        callback_endpoint(
+            principal.tenant, upload.callback_url, [EventType.VERIFICATION_COMPLETED.value]
+        )
+        if upload.callback_url
+        else None
+    )
     inputs = VerificationInput(
         job_id=job_id,
         kind=kind,
@@ -368,6 +402,11 @@ async def submit(
         registry=upload.registry,
         manifest_uri=upload.manifest_uri,
         task_queue_prefix=settings.task_queue_prefix,
+        tenant=principal.tenant,
+        callback_endpoint_ids=[callback.id] if callback else [],
+    )
+    callback_view = (
+        CallbackView(endpoint_id=callback.id, secret=callback.secret) if callback else None
     )
     start = partial(
         temporal.start_workflow,
@@ -398,25 +437,27 @@ async def submit(
                     workflow_id=workflow_id_for(job_id),
                 )
             )
+            if callback is not None:
+                session.add(callback)
         await start()
     except (RPCError, RuntimeError) as exc:
         if not temporal_unreachable(exc):
-            await _forget(sessions, job_id, upload.path)
+            await _forget(sessions, job_id, upload.path, callback)
             raise
         if await nothing_started(temporal, workflow_id_for(job_id), exc, retry=start):
             if settings.verification_inline_fallback:
                 return await _inline(request, inputs, sessions)
-            await _forget(sessions, job_id, upload.path)
+            await _forget(sessions, job_id, upload.path, callback)
             raise ServiceUnavailable(
                 "the workflow service is unavailable; nothing was queued or kept"
             ) from exc
         # else it may have started: the job and its upload stay, and the answer is 202
     except BaseException:
-        await _forget(sessions, job_id, upload.path)
+        await _forget(sessions, job_id, upload.path, callback)
         raise
     log.info("verification queued", job_id=job_id, kind=kind.value, size=upload.size)
     if wait:
-        answered = await _waited(temporal, reads, job_id, wait)
+        answered = await _waited(temporal, reads, job_id, wait, callback_view)
         if answered is not None:
             return answered
     accepted = Accepted(
@@ -424,6 +465,7 @@ async def submit(
         status=JobStatus.QUEUED.value,
         message=f"{kind.value} job queued; poll pollUrl for its progress and result",
         pollUrl=poll_url(job_id),
+        callback=callback_view,
     )
     return JSONResponse(accepted.model_dump(), status_code=202)
 

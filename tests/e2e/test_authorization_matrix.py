@@ -173,6 +173,17 @@ MATRIX: dict[str, Probe] = {
         params={"endpoint_id": "00000000-0000-4000-8000-000000000000"},
         other_params={"endpoint_id": "endpoint"},
     ),
+    # the tenant's staff read their endpoint's attempts; a platform_admin manages the alert
+    # tenant's endpoints only, so tenant A's is not found for them, nor for tenant B's staff
+    "GET /api/v1/webhook-endpoints/{endpoint_id}/deliveries": Probe(
+        (401, 403, 200, 200, 404), (401, 403, 404, 404, 404), params={"endpoint_id": "endpoint"}
+    ),
+    # a delivery that does not exist: 404 to whoever reaches the lookup, nothing sent
+    "POST /api/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver": Probe(
+        (401, 403, 404, 404, 404),
+        (401, 403, 404, 404, 404),
+        params={"endpoint_id": "endpoint", "delivery_id": "no-such-delivery"},
+    ),
     "POST /api/v1/events": Probe((401, 403, 422, 422, 403), body=INVALID),
     "GET /api/v1/events": Probe((401, 200, 200, 200, 200), (401, 200, 200, 200, 200)),
     "GET /api/v1/events/{event_id}": Probe(

@@ -207,6 +207,26 @@ SCENARIOS: dict[str, Scenario] = {
         MpesaDepositConfig(),
         WALLET,
     ),
+    # v6: the outcome and a parking are pushed as events (patches "mpesa-deposit-events",
+    # "emit-job-parked")
+    "v6_events_credited": Scenario(FakeMpesa, _callback, MpesaDepositConfig(), WALLET),
+    "v6_events_parked_then_retried": Scenario(
+        lambda: FakeMpesa(credit_failures=2),
+        _park_then_retry,
+        MpesaDepositConfig(credit_max_attempts=2, credit_initial_interval_seconds=0.1),
+        WALLET,
+    ),
+    "v6_events_query_cancelled": Scenario(
+        lambda: FakeMpesa(
+            query_answers=[
+                StkQueryResult(
+                    checkout_request_id=CHECKOUT, result_code=1032, result_desc="cancelled"
+                )
+            ]
+        ),
+        _nothing,
+        MpesaDepositConfig(callback_wait_seconds=0.3),
+    ),
 }
 
 

@@ -216,6 +216,8 @@ if __name__ == "__main__":
             "v1_confirmed": FakeChain(),
             "v1_submit_failed": FakeChain(submit_errors=["EvmRejected"]),
             "v2_failed_cancelled_then_retried": FakeChain(submit_errors=["EvmUnavailable"]),
+            # v3: outcomes and the parking pushed as events ("credential-anchor-events")
+            "v3_events_failed_then_retried": FakeChain(submit_errors=["EvmUnavailable"]),
         }
 
         async def retry(handle: WorkflowHandle) -> None:
@@ -230,7 +232,7 @@ if __name__ == "__main__":
                     print(f"kept {path}")
                     continue
                 kept: list[WorkflowHistory] = []
-                during = retry if name.startswith("v2_failed") else None
+                during = retry if "failed" in name and "retried" in name else None
                 await run_anchor(env, fake, during=during, keep=kept)
                 path.write_text(kept[0].to_json())
                 print(f"wrote {path}")

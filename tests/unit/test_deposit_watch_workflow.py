@@ -444,6 +444,21 @@ async def _record() -> None:
             None,
             retry_when_parked,
         ),
+        # credits, parkings and the end pushed as events (v3: "deposit-watch-events")
+        "v3_events_parked_then_paid": (
+            5_000_000,
+            [seen],
+            FakeChain(credit_failures=1),
+            None,
+            retry_when_parked,
+        ),
+        "v3_events_reorged_then_expired": (
+            4_000_000,
+            [gone, transfer(3, 1_000_000)],
+            FakeChain(outcomes={gone.key: [("reorged", 0)]}),
+            None,
+            None,
+        ),
     }
     HISTORIES.mkdir(parents=True, exist_ok=True)
     async with await start_time_skipping() as env:

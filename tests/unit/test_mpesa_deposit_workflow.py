@@ -43,7 +43,7 @@ from domain.mpesa import (
 )
 from domain.queues import ActivityQueue
 from domain.search import SETTLE_STATUS, OperationKind, start_attributes
-from tests.fixtures.temporal import new_prefix, running_workers
+from tests.fixtures.temporal import EMITTED, new_prefix, running_workers
 from workflows.mpesa_deposit import MpesaDeposit
 
 CHECKOUT = "ws_CO_TEST"
@@ -353,6 +353,34 @@ async def test_callback_success_credits_once_with_receipt(start) -> None:
     assert run.fake.queries == 1 and run.fake.status_queries == 1
     assert state.confirmed_by == ["stk_query", "transaction_status"]
     assert DepositStatus.PAID in run.fake.statuses()
+
+
+async def test_the_outcome_is_handed_over_as_one_event(start) -> None:
+    """A credit and a failure each hand one event (keyed by the deposit) to events.emit_event."""
+    runs = []
+    # Daraja's query agrees with each callback
+    for fake, callback in ((FakeMpesa(), success()), (FakeMpesa(truth=1032), failure(1032, "no"))):
+        run = await start(fake)
+        await wait_state(
+            run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+        )
+        await run.handle.signal(MpesaDeposit.mpesa_callback, callback)
+        await run.handle.result()
+        runs.append(run)
+    credited, failed = runs
+
+    def events_of(run: Running) -> list[tuple[str, str, str]]:
+        deposit_id = run.handle.id.removeprefix("mpesa-deposit-")
+        return [
+            (e.tenant, e.event_type, e.key)
+            for e in EMITTED
+            if e.data.get("deposit_id") == deposit_id
+        ]
+
+    credited_id = credited.handle.id.removeprefix("mpesa-deposit-")
+    failed_id = failed.handle.id.removeprefix("mpesa-deposit-")
+    assert events_of(credited) == [("t1", "deposit.credited", f"deposit.credited:{credited_id}")]
+    assert events_of(failed) == [("t1", "deposit.failed", f"deposit.failed:{failed_id}")]
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,7 @@ def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
 
 
 async def run(
-    env: WorkflowEnvironment, fakes: Fakes, job_id: str | None = None
+    env: WorkflowEnvironment, fakes: Fakes, job_id: str | None = None, tenant: str | None = None
 ) -> VerificationState:
     prefix = new_prefix()
     async with running_workers(
@@ -148,6 +148,8 @@ async def run(
                 registry=REGISTRY,
                 manifest_uri=MANIFEST_URI,
                 task_queue_prefix=prefix,
+                tenant=tenant,
+                callback_endpoint_ids=["cb-1"] if tenant else [],
             ),
             id=f"verification-{job_id}",
             task_queue=f"{prefix}workflows",
@@ -241,9 +243,10 @@ HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "verification"
 
 
 async def _record() -> None:
-    """A verified job and a job whose manifest is missing (v1), and a verified job that records
-    the manifest's progress (v2, ``verification-record-manifest-progress``). Only missing files
-    are recorded: an existing history is the shape running executions have."""
+    """A verified job and a job whose manifest is missing (v1), a verified job that records
+    the manifest's progress (v2, ``verification-record-manifest-progress``), and one that pushes
+    its end (v3, ``verification-events``). Only missing files are recorded: an existing history
+    is the shape running executions have."""
     env = await start_time_skipping()
     missing = ApplicationError(
         f"{MANIFEST_URI}: gateway 404", type="IpfsNotFound", non_retryable=True
@@ -254,12 +257,14 @@ async def _record() -> None:
             ("v1_verified", Fakes(env.client, entry=entry(creator()))),
             ("v1_manifest_missing", Fakes(env.client, fetch_error=missing, entry=entry(creator()))),
             ("v2_verified_manifest_recorded", Fakes(env.client, entry=entry(creator()))),
+            # v3: the end pushed to the tenant and the callback ("verification-events")
+            ("v3_verified_event_emitted", Fakes(env.client, entry=entry(creator()))),
         ):
             path = HISTORIES / f"{name}.json"
             if path.exists():
                 continue
             job_id = uuid.uuid4().hex
-            await run(env, fakes, job_id)
+            await run(env, fakes, job_id, tenant="t1" if name.startswith("v3") else None)
             handle = env.client.get_workflow_handle(f"verification-{job_id}")
             history = await handle.fetch_history()
             path.write_text(history.to_json())
