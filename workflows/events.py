@@ -25,6 +25,7 @@ from domain.events import (
 )
 from domain.queues import ActivityQueue, Routed
 from workflows import policies
+from workflows.step_visibility import StepVisibility
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
@@ -36,7 +37,7 @@ EMIT_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name="EventDelivery")
-class EventDelivery:
+class EventDelivery(StepVisibility):
     @workflow.run
     async def run(self, request: EmitEventInput) -> EmitResult:
         queue = request.queue(ActivityQueue.NOTIFY)
@@ -61,7 +62,7 @@ class EventDelivery:
 
 
 @workflow.defn(name="WebhookRedelivery")
-class WebhookRedelivery:
+class WebhookRedelivery(StepVisibility):
     @workflow.run
     async def run(self, request: RedeliverInput) -> bool:
         return await workflow.execute_activity_method(
