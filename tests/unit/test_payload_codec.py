@@ -157,8 +157,8 @@ def test_search_attributes_carry_only_kind_tenant_subject_and_status() -> None:
         assert "search_attributes={" not in text, path
     assert starts and {m for _, m in starts} <= {"start_attributes", "AddSearchAttributesRequest"}
     assert sorted(upserts) == [
-        ("dead_letter.py", "[SETTLE_STATUS.value_set(status.value)]"),
         ("refs.py", "[SETTLE_REFS.value_set(merged)]"),
+        ("step_visibility.py", "[SETTLE_STATUS.value_set(status.value)]"),
     ]
 
 
