@@ -267,6 +267,9 @@ class MpesaDepositState(BaseModel):
     #: paid in a batch (PAYOUT_BATCH_ENABLED): the deposit's Transfer log in the shared transaction
     usdc_log_index: int | None = None
     usdc_batch_size: int | None = None
+    #: why the batcher did not pay it (``alone``: the only one; else the batch's failure): the
+    #: transfer went out on its own
+    usdc_batch_fallback: str | None = None
     queries_made: int = 0
     merchant_request_id: str | None = None
     #: STK pushes sent (a push whose answer was lost is resolved, not repeated blindly)

@@ -835,6 +835,7 @@ class MpesaDeposit(Parkable):
         answer = self._batch_answer
         assert answer is not None
         if not answer.paid or answer.tx_hash is None:
+            state.usdc_batch_fallback = answer.error or "not paid by the batch"
             return False
         state.usdc_tx_hash, state.usdc_block = answer.tx_hash, answer.block_number
         state.usdc_log_index, state.usdc_batch_size = answer.log_index, answer.batch_size

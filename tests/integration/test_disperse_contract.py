@@ -35,8 +35,8 @@ def selector(signature: str) -> str:
 def test_hand_encoded_selectors_match_the_abi() -> None:
     names = {e["name"]: e for e in abi("Disperse") if e.get("type") == "function"}
     inputs = ",".join(i["type"] for i in names["disperse"]["inputs"])
-    assert DISPERSE_SELECTOR == selector(f"disperse({inputs})")
-    assert APPROVE_SELECTOR == selector("approve(address,uint256)")
+    assert selector(f"disperse({inputs})") == DISPERSE_SELECTOR
+    assert selector("approve(address,uint256)") == APPROVE_SELECTOR
 
 
 @pytest.fixture
