@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError
 
 from domain.errors import NON_RETRYABLE
 from domain.evm import AwaitTxInput, CancelTxInput, SubmitTxInput, TxReceipt
+from domain.mpesa import RaiseAlertInput
 from domain.payouts import (
     ANSWER_SIGNAL,
     BatchTransfer,
@@ -46,9 +47,12 @@ from workflows.dead_letter import StepVisibility
 from workflows.mpesa_deposit import cause_message
 
 with workflow.unsafe.imports_passed_through():
+    from activities.deposits import DepositActivities
     from activities.evm import EvmWriteActivities
     from activities.payouts import PayoutActivities
 
+#: the platform alert raised when a batch fails and its payouts go out one by one
+BATCH_FAILED_ALERT = "payout_batch_failed"
 #: batches per run before continuing as new
 BATCHES_PER_RUN = 20
 #: deposits taken lately, carried into the next run: a join retried across continue-as-new
@@ -131,6 +135,7 @@ class PayoutBatcher(StepVisibility):
             receipt = await self._send(config, key, members)
         except _BatchFailed as failed:
             workflow.logger.warning("payout batch failed: paid one by one", extra={"key": key})
+            await self._alert(key, len(members), str(failed))
             await self._answer(members, PayoutAnswer(paid=False, batch_key=key, error=str(failed)))
             return
         transfers: list[BatchTransfer] = await workflow.execute_activity_method(
@@ -229,6 +234,25 @@ class PayoutBatcher(StepVisibility):
             heartbeat_timeout=timedelta(seconds=config.evm_heartbeat_timeout_seconds),
             retry_policy=policies.EVM_CONFIRMATIONS,
         )
+
+    async def _alert(self, key: str, size: int, error: str) -> None:
+        """An operator should know: every batch failing (a revoked allowance, a short treasury)
+        means paying full gas per deposit until it is fixed."""
+        try:
+            await workflow.execute_activity_method(
+                DepositActivities.raise_alert,
+                RaiseAlertInput(
+                    condition=BATCH_FAILED_ALERT,
+                    message=f"a payout batch of {size} failed, paid one by one: {error}",
+                    reference=key,
+                    severity="warning",
+                ),
+                task_queue=self._request.queue(ActivityQueue.DB),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BEST_EFFORT,
+            )
+        except ActivityError:
+            workflow.logger.warning("could not raise the alert in the database")
 
     async def _answer(self, members: list[PayoutMember], answer: PayoutAnswer) -> None:
         for member in members:

@@ -20,6 +20,7 @@ from domain.payouts import MAX_UINT256, approve_key
 from providers.evm import decode_transfer
 from store.models import EvmTransaction, MpesaDeposit
 from tests.e2e.test_mpesa_deposit_api import initiate, ledger_entries_for, portfolio
+from tests.e2e.test_mpesa_trust import open_alerts
 from tests.fixtures.chain import new_wallet
 from tests.fixtures.stack import Stack, unique_tenant
 from workflows.mpesa_deposit import MpesaDeposit as MpesaDepositWorkflow
@@ -155,5 +156,11 @@ async def test_a_reverting_batch_falls_back_to_single_transfers(
             )
         batched = {b.mined_hash for b in batches if b.mined_hash}
         assert not batched & {row.usdc_tx_hash for row in rows}
+        # the platform's operator is told batches are failing
+        alerts = await open_alerts(stack, "payout_batch_failed")
+        assert any(
+            f"batch of {count} failed" in a["message"] and "InsufficientAllowance" in a["message"]
+            for a in alerts
+        ), alerts
     finally:
         await set_allowance(stack, MAX_UINT256)

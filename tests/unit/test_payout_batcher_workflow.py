@@ -25,6 +25,7 @@ from domain.evm import (
     SubmitTxInput,
     TxReceipt,
 )
+from domain.mpesa import RaiseAlertInput
 from domain.payouts import (
     ANSWER_SIGNAL,
     DISPERSE_SELECTOR,
@@ -71,6 +72,7 @@ class FakeWriter:
     submitted: list[SubmitTxInput] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     members: list[PayoutMember] = field(default_factory=list)
+    alerts: list[RaiseAlertInput] = field(default_factory=list)
 
     def activities(self) -> dict[ActivityQueue, list[Any]]:
         fake = self
@@ -113,7 +115,15 @@ class FakeWriter:
                 for i, m in enumerate(fake.members)
             ]
 
-        return {ActivityQueue.EVM_WRITE: [submit, await_confirmations, cancel, batch_transfers]}
+        @activity.defn(name="deposits.raise_alert")
+        async def raise_alert(request: RaiseAlertInput) -> str:
+            fake.alerts.append(request)
+            return "alert-1"
+
+        return {
+            ActivityQueue.EVM_WRITE: [submit, await_confirmations, cancel, batch_transfers],
+            ActivityQueue.DB: [raise_alert],
+        }
 
 
 def config() -> PayoutBatchConfig:
@@ -197,6 +207,11 @@ async def test_a_failed_batch_is_settled_before_anyone_sends_alone(
     assert [a.paid for a in answers] == [paid, paid]
     if not paid:
         assert all("EvmReverted" in (a.error or "") for a in answers)
+        assert [(a.condition, a.reference) for a in fake.alerts] == [
+            ("payout_batch_failed", batch_key(fake.members))
+        ]
+    else:
+        assert not fake.alerts
 
 
 async def test_a_lone_payout_is_sent_alone(env: WorkflowEnvironment) -> None:
