@@ -6,9 +6,11 @@ alone, and one found mined after all counts as paid; a lone payout is sent alone
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +41,7 @@ from domain.payouts import (
     batch_key,
 )
 from domain.queues import ActivityQueue
-from tests.fixtures.temporal import new_prefix, running_workers
+from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
 from workflows.payout_batcher import PayoutBatcher
 
 USDC = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -132,7 +134,9 @@ def config() -> PayoutBatchConfig:
     )
 
 
-async def pay(client: Client, fake: FakeWriter, prefix: str, count: int) -> list[PayoutAnswer]:
+async def pay(
+    client: Client, fake: FakeWriter, prefix: str, count: int, history: list[Any] | None = None
+) -> list[PayoutAnswer]:
     """``count`` stand-in deposits join one batcher; their answers."""
     queue = f"{prefix}workflows"
     sinks: list[WorkflowHandle[Any, PayoutAnswer]] = []
@@ -160,7 +164,10 @@ async def pay(client: Client, fake: FakeWriter, prefix: str, count: int) -> list
         )
     # real time: skipping time while waiting on a result would expire the sinks' workflow tasks
     answers = await asyncio.gather(*(s.result() for s in sinks))
-    await client.get_workflow_handle(batcher_id).terminate("test over")
+    batcher = client.get_workflow_handle(batcher_id)
+    if history is not None:
+        history.append(await batcher.fetch_history())
+    await batcher.terminate("test over")
     return list(answers)
 
 
@@ -222,3 +229,32 @@ async def test_a_lone_payout_is_sent_alone(env: WorkflowEnvironment) -> None:
         (answer,) = await pay(env.client, fake, prefix, 1)
     assert (answer.paid, answer.error) == (False, "alone")
     assert not fake.submitted
+
+
+async def _record() -> None:
+    # the stand-in deposit must come from an importable module, not __main__ (workflow sandbox)
+    from tests.unit import test_payout_batcher_workflow as module
+
+    env = await start_time_skipping()
+    async with env:
+        fake, prefix, history = FakeWriter(), new_prefix(), []
+        with env.auto_time_skipping_disabled():
+            async with running_workers(
+                env.client,
+                prefix,
+                workflows=[PayoutBatcher, module.AnswerSink],
+                activities=fake.activities(),
+            ):
+                await module.pay(env.client, fake, prefix, 3, history)
+    # computed here: the module is imported inside the workflow sandbox, which refuses resolve()
+    histories = Path(__file__).resolve().parents[1] / "histories" / "payout_batcher"
+    histories.mkdir(parents=True, exist_ok=True)
+    path = histories / "v1_one_batch.json"
+    if path.exists():
+        sys.exit(f"{path} exists: histories are never re-recorded")
+    path.write_text(history[0].to_json())
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_record())
