@@ -237,7 +237,8 @@ async def _record() -> None:
 
     env = await start_time_skipping()
     async with env:
-        fake, prefix, history = FakeWriter(), new_prefix(), []
+        fake, prefix = FakeWriter(), new_prefix()
+        history: list[Any] = []
         with env.auto_time_skipping_disabled():
             async with running_workers(
                 env.client,
