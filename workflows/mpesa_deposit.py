@@ -191,8 +191,9 @@ class MpesaDeposit(Parkable):
     @workflow.signal(name=ANSWER_SIGNAL)
     def usdc_batch_answer(self, answer: PayoutAnswer) -> None:
         """The PayoutBatcher's answer: paid in its batch, or send the transfer alone. The first
-        one counts."""
-        if self._batch_joined and self._batch_answer is None:
+        one counts, even when it comes before the join activity's completion does (the signal
+        landed, then the worker died: the batcher may answer before the retry)."""
+        if self._batch_answer is None:
             self._batch_answer = answer
 
     @workflow.query
