@@ -37,6 +37,7 @@ from activities.intents import IntentActivities
 from activities.monitor import MonitorActivities
 from activities.mpesa import MpesaActivities, PushAttempts
 from activities.notify import NotifyActivities
+from activities.payouts import PayoutActivities
 from activities.reconcile import ReconcileActivities
 from activities.solana import SolanaActivities
 from activities.stripe import StripeActivities
@@ -74,6 +75,7 @@ from workflows.deposit_watch import DepositWatch, LateTransferCredit
 from workflows.events import EventDelivery, WebhookRedelivery
 from workflows.monitor import Monitor
 from workflows.mpesa_deposit import MpesaDeposit
+from workflows.payout_batcher import PayoutBatcher
 from workflows.reconcile import Reconcile
 from workflows.tickets import NftTransfer, Refund, TicketPurchase
 from workflows.verification import Proof, Verification
@@ -95,6 +97,7 @@ WORKFLOWS: list[type] = [
     Cleanup,
     CredentialAnchor,
     AnchorBatcher,
+    PayoutBatcher,
     Verification,
     Proof,
     EventDelivery,
@@ -227,6 +230,7 @@ def activities_by_queue(
         ),
     )
     deposits = DepositActivities(resources.sessions)
+    payouts = PayoutActivities(client, resources.evm, resources.treasury.address)
     evm_write = EvmWriteActivities(
         resources.evm,
         resources.treasury,
@@ -295,6 +299,7 @@ def activities_by_queue(
             deposits.record_conversion,
             deposits.raise_alert,
             deposits.credit,
+            payouts.join_batch,
             intents.credit_transfer,
             intents.mark_transfer,
             intents.close,
@@ -352,6 +357,7 @@ def activities_by_queue(
             evm_write.transfer_usdc,
             evm_write.await_confirmations,
             evm_write.cancel,
+            payouts.batch_transfers,
         ],
         ActivityQueue.FX: [fx.quote],
         ActivityQueue.SOLANA: [

@@ -1,7 +1,12 @@
 """Benchmark: M-Pesa deposits through the API against the dev stack and the Daraja sandbox, and
 raw Temporal throughput for a workflow with the same number of activities, in the same run.
 
-    .venv/bin/python -m bench.mpesa_deposits [--deposits 200] [--concurrency 50]
+    .venv/bin/python -m bench.mpesa_deposits [--deposits 200] [--concurrency 50] [--payout-batch]
+
+``--payout-batch`` runs the stack with PAYOUT_BATCH_ENABLED (USDC payouts that arrive within
+``--payout-batch-wait`` seconds go out as one Disperse transaction); gas per deposit is read from
+the receipts of the credited deposits' transactions (a batch's gas shared by its deposits, the
+one-time approval of Disperse included), so both modes can be compared.
 
 Every component runs in its own process as under ``make run`` (the Temporal dev server on its
 own SQLite file with WAL, Settle's database on an embedded PostgreSQL unless ``--database-url``
@@ -31,10 +36,11 @@ from bench.noop import BenchNoop
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
 from bench.stack import BenchStack, activity_count, bench_stack, read_workflows
 from domain.mpesa import DepositStatus
+from providers.evm import EvmClient
 from runtime.banner import DEMO_WALLET
 from runtime.settings import Settings
 from store.db import make_engine, make_session_factory
-from store.models import MpesaDeposit
+from store.models import EvmTransaction, MpesaDeposit
 
 #: the default configuration (200 at 50, after a 20-deposit warm-up, then the raw run) takes
 #: a few minutes on 2 cores, most of it the chain's 2 s blocks
@@ -77,6 +83,45 @@ async def read_deposits(
             tally.park(deposit_id, reason)
         else:
             tally.note(deposit_id, f"status {status}")
+
+
+async def gas_figures(
+    stack: BenchStack, sessions: async_sessionmaker[AsyncSession], ids: list[str]
+) -> dict[str, float]:
+    """Gas of the credited deposits' USDC transactions, from their receipts: each distinct
+    transaction once (a batch is shared), plus the treasury's approvals of Disperse."""
+    async with sessions() as session:
+        hashes = set(
+            (
+                await session.execute(
+                    select(MpesaDeposit.usdc_tx_hash).where(MpesaDeposit.id.in_(ids))
+                )
+            ).scalars()
+        )
+        approvals = set(
+            (
+                await session.execute(
+                    select(EvmTransaction.mined_hash).where(
+                        EvmTransaction.idempotency_key.startswith("payout-disperse-approve:")
+                    )
+                )
+            ).scalars()
+        )
+    hashes.discard(None)
+    approvals.discard(None)
+    client = EvmClient(stack.env["EVM_RPC_URL"], chain_id=int(stack.env.get("EVM_CHAIN_ID", 31337)))
+    try:
+        gas = 0
+        for tx_hash in hashes | approvals:
+            receipt = await client.receipt(str(tx_hash))
+            if receipt is not None:
+                gas += int(receipt["gasUsed"], 16)
+    finally:
+        await client.aclose()
+    return {
+        "transactions": float(len(hashes)),
+        "gas_per_deposit": gas / len(ids) if ids else float("nan"),
+    }
 
 
 async def run_deposits(
@@ -152,6 +197,7 @@ async def run_deposits(
         if tally.completed:
             first = workflow_ids[next(iter(tally.completed))]
             figures["activities"] = await activity_count(stack, first)
+            figures.update(await gas_figures(stack, sessions, list(tally.completed)))
     finally:
         watcher.cancel()
         # the deadline may have cut the run short: say what the open deposits are waiting on
@@ -241,6 +287,17 @@ async def main() -> int:
         default=DEADLINE_SECONDS,
         help="seconds from the start by which the run ends (default %(default).0f)",
     )
+    parser.add_argument(
+        "--payout-batch",
+        action="store_true",
+        help="PAYOUT_BATCH_ENABLED: USDC payouts batched through Disperse",
+    )
+    parser.add_argument(
+        "--payout-batch-wait",
+        type=float,
+        default=2.0,
+        help="PAYOUT_BATCH_WAIT_SECONDS with --payout-batch (default %(default)g)",
+    )
     args = parser.parse_args()
     deadline = Deadline(args.deadline_seconds)
     warm_up = Tally("warm-up deposits", min(20, args.deposits))
@@ -248,7 +305,18 @@ async def main() -> int:
     raw_tally = Tally("raw BenchNoop workflows", args.deposits)
     deposits: dict[str, float] = {}
     raw: dict[str, float] = {}
-    async with bench_stack(args.database_url, args.callback_delay) as stack, deadline.bound():
+    extra_env = (
+        {
+            "PAYOUT_BATCH_ENABLED": "true",
+            "PAYOUT_BATCH_WAIT_SECONDS": str(args.payout_batch_wait),
+        }
+        if args.payout_batch
+        else {}
+    )
+    async with (
+        bench_stack(args.database_url, args.callback_delay, extra_env=extra_env) as stack,
+        deadline.bound(),
+    ):
         await run_deposits(stack, warm_up, 10, {}, args.phone)
         await run_deposits(stack, tally, args.concurrency, deposits, args.phone)
         if "activities" in deposits:
@@ -265,13 +333,16 @@ async def main() -> int:
         command += f" --phone {args.phone}"
     if args.database_url:
         command += f" --database-url {args.database_url}"
+    if args.payout_batch:
+        command += f" --payout-batch --payout-batch-wait {args.payout_batch_wait:g}"
 
     def ms(value: float) -> str:
         return f"{value * 1000:.0f} ms"
 
     lines = [
         f"M-Pesa deposits, {args.deposits} at concurrency {args.concurrency}, "
-        f"sandbox callback after {args.callback_delay}s, {db}",
+        f"sandbox callback after {args.callback_delay}s, {db}, payouts "
+        + (f"batched (wait {args.payout_batch_wait:g}s)" if args.payout_batch else "one by one"),
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}",
     ]
     if deposits:
@@ -279,6 +350,11 @@ async def main() -> int:
             f"  deposits/s (request -> credited)   {deposits['per_second']:.1f}",
             f"  request -> credited p50 / p99      {ms(deposits['credit_p50'])} / {ms(deposits['credit_p99'])}",
             f"  initiate call p50 / p99            {ms(deposits['initiate_p50'])} / {ms(deposits['initiate_p99'])}",
+        ]
+    if "gas_per_deposit" in deposits:
+        lines += [
+            f"  USDC transactions (credited)       {deposits['transactions']:.0f}",
+            f"  gas per deposit (from receipts)    {deposits['gas_per_deposit']:.0f}",
         ]
     if "activities" in deposits and raw:
         activities = int(deposits["activities"])

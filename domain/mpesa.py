@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.fx import FxQuote
+from domain.payouts import PayoutBatchConfig
 from domain.queues import Routed
 
 
@@ -87,6 +88,9 @@ class MpesaDepositConfig(BaseModel):
     treasury_short_max_wait_seconds: float = 3600.0
     treasury_short_initial_interval_seconds: float = 30.0
     treasury_short_max_interval_seconds: float = 300.0
+    #: batched payouts (PAYOUT_BATCH_ENABLED): the USDC goes out with others' through the
+    #: PayoutBatcher; empty (the default): a transfer of its own, as always
+    payout_batch: PayoutBatchConfig | None = None
 
 
 class MpesaDepositInput(Routed):
@@ -228,6 +232,8 @@ class RecordConversionInput(BaseModel):
     usdc_minor: int
     fx_kes_per_usdc: str
     usdc_tx_hash: str | None = None
+    #: the deposit's Transfer log, when its transaction is a batch shared with other deposits
+    usdc_log_index: int | None = None
 
 
 class CreditDepositResult(BaseModel):
@@ -258,6 +264,12 @@ class MpesaDepositState(BaseModel):
     fx_kes_per_usdc: str | None = None
     usdc_tx_hash: str | None = None
     usdc_block: int | None = None
+    #: paid in a batch (PAYOUT_BATCH_ENABLED): the deposit's Transfer log in the shared transaction
+    usdc_log_index: int | None = None
+    usdc_batch_size: int | None = None
+    #: why the batcher did not pay it (``alone``: the only one; else the batch's failure): the
+    #: transfer went out on its own
+    usdc_batch_fallback: str | None = None
     queries_made: int = 0
     merchant_request_id: str | None = None
     #: STK pushes sent (a push whose answer was lost is resolved, not repeated blindly)

@@ -350,6 +350,8 @@ class SettlePayout(BaseModel):
     tx_hash: str
     amount_minor: int | None
     ledger_entry_id: str | None
+    #: the deposit's Transfer log when its transaction is a batch shared with other deposits
+    log_index: int | None = None
 
 
 class SettleIntentCredit(BaseModel):
@@ -365,10 +367,14 @@ def compare_treasury(
     transfers: Iterable[ChainTransfer], payouts: Iterable[SettlePayout]
 ) -> list[ReconcileItem]:
     """Every USDC Transfer out of the treasury must be a payout with a ledger entry, same amount."""
-    by_tx = {p.tx_hash.lower(): p for p in payouts}
+    payouts = list(payouts)
+    by_log = {(p.tx_hash.lower(), p.log_index): p for p in payouts if p.log_index is not None}
+    by_tx = {p.tx_hash.lower(): p for p in payouts if p.log_index is None}
     items: list[ReconcileItem] = []
     for transfer in transfers:
-        payout = by_tx.get(transfer.tx_hash.lower())
+        payout = by_log.get((transfer.tx_hash.lower(), transfer.log_index)) or by_tx.get(
+            transfer.tx_hash.lower()
+        )
         kind = None
         if payout is None:
             kind = "treasury_transfer_unknown"

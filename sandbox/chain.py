@@ -216,6 +216,17 @@ async def deploy_content_registry(client: EvmClient, settings: Settings) -> bool
     )
 
 
+async def deploy_disperse(client: EvmClient, settings: Settings) -> bool:
+    """Disperse (account #7's first contract): batched payouts. No owner, holds nothing."""
+    return await deploy_first_contract(
+        client,
+        settings.sandbox_disperse_deployer_private_key,
+        "Disperse",
+        settings.payout_disperse_address,
+        "PAYOUT_DISPERSE_ADDRESS",
+    )
+
+
 async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
     """Deploy MockUSDC and the registries at their deterministic addresses when missing, and fund
     the treasury."""
@@ -230,6 +241,7 @@ async def bootstrap(rpc_url: str, settings: Settings) -> ChainSetup:
         )
         await deploy_registry(client, settings, treasury)
         await deploy_content_registry(client, settings)
+        await deploy_disperse(client, settings)
         token = Erc20(client, usdc)
         if await token.balance_of(treasury) == 0:
             await mint_usdc(

@@ -318,6 +318,7 @@ async def record_conversion(session: AsyncSession, request: RecordConversionInpu
     deposit.fx_kes_per_usdc = request.fx_kes_per_usdc
     if request.usdc_tx_hash:
         deposit.usdc_tx_hash = request.usdc_tx_hash
+        deposit.usdc_log_index = request.usdc_log_index
     if deposit.status not in FINAL_STATUSES:
         deposit.status = DepositStatus.SENDING_USDC.value
 

@@ -141,6 +141,9 @@ class MpesaDeposit(Base):
     usdc_minor: Mapped[int | None] = mapped_column(BigInteger)
     fx_kes_per_usdc: Mapped[str | None] = mapped_column(String(32))
     usdc_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    #: the deposit's Transfer log in that transaction: a batched payout shares its transaction
+    #: with other deposits (empty: a transaction of its own)
+    usdc_log_index: Mapped[int | None] = mapped_column(Integer)
     #: the FX quote given to the caller at initiation (honoured until it expires)
     fx_quote_kes_per_usdc: Mapped[str | None] = mapped_column(String(32))
     fx_quote_usdc_minor: Mapped[int | None] = mapped_column(BigInteger)

@@ -258,6 +258,7 @@ async def payouts_for(session: AsyncSession, tx_hashes: set[str]) -> list[Settle
             tx_hash=d.usdc_tx_hash or "",
             amount_minor=d.usdc_minor,
             ledger_entry_id=d.ledger_entry_id,
+            log_index=d.usdc_log_index,
         )
         for d in by_deposit.values()
     ]

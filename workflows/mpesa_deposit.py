@@ -47,6 +47,7 @@ from domain.mpesa import (
     TransactionStatusRequested,
     TransactionStatusResult,
 )
+from domain.payouts import ANSWER_SIGNAL, JoinPayoutBatch, PayoutAnswer, PayoutMember
 from domain.queues import ActivityQueue, Routed
 from domain.retries import STEP_PARKED_ALERT
 from domain.search import OperationStatus
@@ -60,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.evm import EvmWriteActivities
     from activities.fx import FxActivities
     from activities.mpesa import MpesaActivities
+    from activities.payouts import PayoutActivities
 
 T = TypeVar("T")
 
@@ -71,6 +73,8 @@ VERIFIED_PAYMENT_PATCH = "mpesa-deposit-verified-payment"
 TREASURY_WAIT_PATCH = "mpesa-deposit-treasury-wait"
 #: the outcome (credited, failed) is pushed to the tenant's endpoints
 DEPOSIT_EVENTS_PATCH = "mpesa-deposit-events"
+#: the USDC goes out in a batch with other deposits' (MpesaDepositConfig.payout_batch)
+PAYOUT_BATCH_PATCH = "mpesa-deposit-payout-batch"
 #: the alert raised while a deposit waits for the treasury to be funded
 TREASURY_ALERT = "treasury_low"
 #: the alert raised when M-Pesa's answers do not add up to the payment that was asked for
@@ -166,6 +170,8 @@ class MpesaDeposit(Parkable):
         self._status_queries = 0
         self._treasury_short_since: datetime | None = None
         self._treasury_delay = 0.0
+        self._batch_joined = False
+        self._batch_answer: PayoutAnswer | None = None
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -185,6 +191,14 @@ class MpesaDeposit(Parkable):
         result whose ConversationID is the one Daraja gave this workflow's query is used."""
         if len(self._status_results) < MAX_KEPT_MESSAGES:
             self._status_results.append(result)
+
+    @workflow.signal(name=ANSWER_SIGNAL)
+    def usdc_batch_answer(self, answer: PayoutAnswer) -> None:
+        """The PayoutBatcher's answer: paid in its batch, or send the transfer alone. The first
+        one counts, even when it comes before the join activity's completion does (the signal
+        landed, then the worker died: the batcher may answer before the retry)."""
+        if self._batch_answer is None:
+            self._batch_answer = answer
 
     @workflow.query
     def status(self) -> MpesaDepositState:
@@ -726,6 +740,12 @@ class MpesaDeposit(Parkable):
             state.wallet_address = request.wallet_address
             state.usdc_minor, state.fx_kes_per_usdc = quote.usdc_minor, quote.kes_per_usdc
         quote = self._quote
+        if config.payout_batch is not None and workflow.patched(PAYOUT_BATCH_PATCH):
+            batched = await self._send_in_batch(quote)
+            if batched is None:
+                return None
+            if batched:
+                return quote
         while True:
             key = f"mpesa-deposit:{request.deposit_id}:usdc:{self._usdc_attempt}"
             self._move(DepositStatus.SENDING_USDC, DepositStep.SEND_USDC)
@@ -779,6 +799,55 @@ class MpesaDeposit(Parkable):
             add_refs(receipt.tx_hash)
             await self._record_conversion()
             return quote
+
+    async def _send_in_batch(self, quote: FxQuote) -> bool | None:
+        """Join the PayoutBatcher and wait for its answer: True when the batch paid this deposit
+        (its transaction confirmed, this deposit's Transfer log found), False when the batch can
+        never land and the transfer is to be sent alone (under this deposit's own key, as
+        without batching). Joins once: a refused cancellation re-entering waits again. None
+        when an operator abandoned the deposit."""
+        state, request, config = self._state, self._request, self._config
+        assert config.payout_batch is not None and request.wallet_address is not None
+        if self._batch_answer is None:
+            self._move(DepositStatus.SENDING_USDC, DepositStep.SEND_USDC)
+            if not self._batch_joined:
+                member = PayoutMember(
+                    deposit_id=request.deposit_id,
+                    workflow_id=workflow.info().workflow_id,
+                    recipient=request.wallet_address,
+                    amount_minor=quote.usdc_minor,
+                    key=f"mpesa-deposit:{request.deposit_id}:usdc:{self._usdc_attempt}",
+                )
+                joined = await self._must(
+                    "joining the payout batch",
+                    lambda: workflow.execute_activity_method(
+                        PayoutActivities.join_batch,
+                        JoinPayoutBatch(
+                            member=member,
+                            config=config.payout_batch,
+                            task_queue_prefix=request.task_queue_prefix,
+                        ),
+                        task_queue=self._db_queue,
+                        start_to_close_timeout=policies.DB_TIMEOUT,
+                        retry_policy=policies.DB_BOOKKEEPING,
+                    ),
+                )
+                if joined is None:
+                    return None
+                self._batch_joined = True
+            self._move(DepositStatus.SENDING_USDC, DepositStep.CONFIRM_USDC)
+            await workflow.wait_condition(lambda: self._batch_answer is not None)
+        answer = self._batch_answer
+        assert answer is not None
+        if not answer.paid or answer.tx_hash is None:
+            state.usdc_batch_fallback = answer.error or "not paid by the batch"
+            return False
+        state.usdc_tx_hash, state.usdc_block = answer.tx_hash, answer.block_number
+        state.usdc_log_index, state.usdc_batch_size = answer.log_index, answer.batch_size
+        state.error = None
+        add_refs(answer.tx_hash)
+        await self._record_conversion()
+        return True
 
     async def _submit_usdc(self, key: str, quote: FxQuote) -> SubmittedTx | object | None:
         """The transfer through the wallet writer, like :meth:`_must`; a short treasury
@@ -891,6 +960,7 @@ class MpesaDeposit(Parkable):
                 usdc_minor=state.usdc_minor,
                 fx_kes_per_usdc=state.fx_kes_per_usdc,
                 usdc_tx_hash=state.usdc_tx_hash,
+                usdc_log_index=state.usdc_log_index,
             ),
         )
 

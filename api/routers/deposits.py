@@ -55,6 +55,7 @@ from domain.mpesa import (
     StkCallback,
     TransactionStatusResult,
 )
+from domain.payouts import PayoutBatchConfig
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from providers.daraja import parse_stk_callback, parse_transaction_status_result
@@ -191,6 +192,21 @@ def deposit_config(settings: Settings) -> MpesaDepositConfig:
         treasury_short_max_wait_seconds=settings.treasury_short_max_wait_seconds,
         treasury_short_initial_interval_seconds=settings.treasury_short_initial_interval_seconds,
         treasury_short_max_interval_seconds=settings.treasury_short_max_interval_seconds,
+        payout_batch=payout_batch_config(settings) if settings.payout_batch_enabled else None,
+    )
+
+
+def payout_batch_config(settings: Settings) -> PayoutBatchConfig:
+    return PayoutBatchConfig(
+        disperse_address=settings.payout_disperse_address,
+        usdc_address=settings.usdc_contract_address,
+        max_size=settings.payout_batch_max,
+        max_wait_seconds=settings.payout_batch_wait_seconds,
+        confirmations=settings.evm_confirmations,
+        use_safe_tag=settings.evm_use_safe_tag,
+        confirmation_timeout_seconds=settings.evm_confirmation_timeout_seconds,
+        evm_heartbeat_timeout_seconds=settings.evm_heartbeat_timeout_seconds,
+        provider_timeout_seconds=settings.daraja_timeout_seconds * 2,
     )
 
 

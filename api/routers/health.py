@@ -189,6 +189,8 @@ def operation_checks(
             "CREDENTIAL_REGISTRY_ADDRESS": settings.credential_registry_address,
             "CONTENT_REGISTRY_ADDRESS": settings.content_registry_address,
         }
+        if settings.payout_batch_enabled:
+            named["PAYOUT_DISPERSE_ADDRESS"] = settings.payout_disperse_address
         codes = await asyncio.gather(
             *(state.evm.rpc("eth_getCode", [address, "latest"]) for address in named.values())
         )

@@ -13,6 +13,8 @@ ANVIL_TREASURY_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b
 SANDBOX_USDC_ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 #: where CredentialRegistry lands when anvil's account #2 deploys it as its first transaction
 SANDBOX_CREDENTIAL_REGISTRY_ADDRESS = "0x663F3ad617193148711d28f5334eE4Ed07016602"
+#: where Disperse lands when anvil's account #7 deploys it as its first transaction
+SANDBOX_DISPERSE_ADDRESS = "0xef11D1c2aA48826D4c41e54ab82D1Ff5Ad8A64Ca"
 
 
 class EvmSettings(BaseModel):
@@ -25,6 +27,16 @@ class EvmSettings(BaseModel):
     #: CredentialRegistry: credential hashes and batch roots are anchored here (the treasury
     #: wallet is its issuer and sends through the wallet writer)
     credential_registry_address: str = SANDBOX_CREDENTIAL_REGISTRY_ADDRESS
+    #: Disperse (``disperse(token, recipients, amounts)``): batched USDC payouts go through it
+    #: (PAYOUT_BATCH_ENABLED); the treasury approves it once
+    payout_disperse_address: str = SANDBOX_DISPERSE_ADDRESS
+    #: batch the USDC payouts of M-Pesa deposits: those arriving within PAYOUT_BATCH_WAIT_SECONDS
+    #: go out as one Disperse transaction (a batch that fails is paid one transfer at a time)
+    payout_batch_enabled: bool = False
+    #: how long a batch waits for more payouts after its first
+    payout_batch_wait_seconds: float = Field(default=2.0, gt=0)
+    #: payouts per batch at most (one transaction's gas grows with it)
+    payout_batch_max: int = Field(default=50, ge=2, le=200)
     #: the treasury's key: every transaction from it goes through the wallet writer (the worker
     #: signs; the API never does: leave it empty in the API's environment)
     treasury_private_key: SecretStr = SecretStr(ANVIL_TREASURY_KEY)

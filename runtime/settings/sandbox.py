@@ -46,5 +46,10 @@ class SandboxSettings(BaseModel):
     sandbox_content_registry_deployer_private_key: str = (
         "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
     )
+    #: key that deploys Disperse (anvil's account #7, so its address is that account's first
+    #: contract whatever the other deployers have sent)
+    sandbox_disperse_deployer_private_key: str = (
+        "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356"
+    )
     #: USDC minted to the treasury when the sandbox chain is first set up (whole USDC)
     sandbox_treasury_usdc: int = 10_000_000

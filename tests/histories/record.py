@@ -31,10 +31,12 @@ from domain.mpesa import (
     MpesaDepositState,
     StkQueryResult,
 )
+from domain.payouts import PayoutAnswer
 from domain.search import ALL_KEYS, OperationKind, start_attributes
 from runtime.devserver import temporal_cli
 from tests.fixtures.temporal import new_prefix, running_workers
 from tests.unit.test_mpesa_deposit_workflow import (
+    BATCHING,
     CHECKOUT,
     WALLET,
     FakeMpesa,
@@ -226,6 +228,32 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         _nothing,
         MpesaDepositConfig(callback_wait_seconds=0.3),
+    ),
+    # v6: batched payouts (patch "mpesa-deposit-payout-batch")
+    "v6_payout_batch_paid": Scenario(
+        lambda: FakeMpesa(
+            batch_answer=PayoutAnswer(
+                paid=True,
+                batch_key="payout-batch:abc",
+                tx_hash="0xbatch",
+                block_number=50,
+                log_index=3,
+                batch_size=7,
+            )
+        ),
+        _callback,
+        BATCHING,
+        WALLET,
+    ),
+    "v6_payout_batch_fell_back": Scenario(
+        lambda: FakeMpesa(
+            batch_answer=PayoutAnswer(
+                paid=False, batch_key="payout-batch:abc", error="EvmReverted: reverted"
+            )
+        ),
+        _callback,
+        BATCHING,
+        WALLET,
     ),
 }
 

@@ -41,6 +41,7 @@ from domain.mpesa import (
     TransactionStatusRequested,
     TransactionStatusResult,
 )
+from domain.payouts import ANSWER_SIGNAL, JoinPayoutBatch, PayoutAnswer, PayoutBatchConfig
 from domain.queues import ActivityQueue
 from domain.search import SETTLE_STATUS, OperationKind, start_attributes
 from tests.fixtures.temporal import EMITTED, new_prefix, running_workers
@@ -91,6 +92,9 @@ class FakeMpesa:
     # holds the database write of a park (the status query already says needs_attention)
     park_record_gate: asyncio.Event | None = None
     park_recording: asyncio.Event = field(default_factory=asyncio.Event)
+    # batched payouts: the PayoutBatcher's answer, signalled by the join activity itself
+    batch_answer: PayoutAnswer | None = None
+    joins: list[JoinPayoutBatch] = field(default_factory=list)
 
     def activities(self) -> dict[ActivityQueue, list]:
         @activity.defn(name="mpesa.stk_push")
@@ -219,6 +223,15 @@ class FakeMpesa:
         async def record_conversion(request: RecordConversionInput) -> None:
             self.conversions.append(request)
 
+        @activity.defn(name="payouts.join_batch")
+        async def join_batch(request: JoinPayoutBatch) -> str:
+            """Answers before it completes, as a batcher may when a join's worker died."""
+            self.joins.append(request)
+            if self.batch_answer is not None and self.client is not None:
+                handle = self.client.get_workflow_handle(request.member.workflow_id)
+                await handle.signal(ANSWER_SIGNAL, self.batch_answer)
+            return "payout-batcher-test"
+
         return {
             ActivityQueue.MPESA: [stk_push, stk_query, transaction_status],
             ActivityQueue.DB: [
@@ -227,6 +240,7 @@ class FakeMpesa:
                 credit,
                 record_conversion,
                 raise_alert,
+                join_batch,
             ],
             ActivityQueue.FX: [quote],
             ActivityQueue.EVM_WRITE: [transfer_usdc, await_confirmations],
@@ -684,6 +698,63 @@ async def test_usdc_leg_sends_once_then_credits_usdc(start) -> None:
     (credit,) = fake.credits
     assert (credit.usdc_minor, credit.usdc_tx_hash) == (1_162_790, "0xmined-1")
     assert fake.conversions[-1].usdc_tx_hash == "0xmined-1"
+
+
+BATCHING = MpesaDepositConfig(
+    payout_batch=PayoutBatchConfig(
+        disperse_address="0xef11D1c2aA48826D4c41e54ab82D1Ff5Ad8A64Ca",
+        usdc_address="0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    )
+)
+
+
+async def test_batched_payout_credits_with_the_batch_log_and_sends_nothing_alone(start) -> None:
+    fake = FakeMpesa(
+        batch_answer=PayoutAnswer(
+            paid=True,
+            batch_key="payout-batch:abc",
+            tx_hash="0xbatch",
+            block_number=50,
+            log_index=3,
+            batch_size=7,
+        )
+    )
+    run = await start(fake, BATCHING, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert not fake.transfers
+    (join,) = fake.joins
+    assert (join.member.recipient, join.member.amount_minor) == (WALLET, 1_162_790)
+    assert join.member.key.endswith(":usdc:1") and join.member.workflow_id == run.handle.id
+    assert (state.usdc_tx_hash, state.usdc_log_index, state.usdc_batch_size) == ("0xbatch", 3, 7)
+    (credit,) = fake.credits
+    assert (credit.usdc_minor, credit.usdc_tx_hash) == (1_162_790, "0xbatch")
+    assert fake.conversions[-1].usdc_log_index == 3
+
+
+async def test_a_batch_that_could_not_pay_falls_back_to_its_own_transfer(start) -> None:
+    fake = FakeMpesa(
+        batch_answer=PayoutAnswer(
+            paid=False, batch_key="payout-batch:abc", error="EvmReverted: InsufficientAllowance"
+        )
+    )
+    run = await start(fake, BATCHING, wallet=WALLET)
+    await wait_state(
+        run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "awaiting callback"
+    )
+    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
+    state = await run.handle.result()
+    assert state.status == DepositStatus.CREDITED
+    assert len(fake.joins) == 1
+    (transfer,) = fake.transfers
+    assert transfer.idempotency_key == fake.joins[0].member.key
+    assert state.usdc_tx_hash == "0xmined-1" and state.usdc_log_index is None
+    assert "InsufficientAllowance" in (state.usdc_batch_fallback or "")
+    assert len(fake.credits) == 1
 
 
 async def test_reverted_transfer_parks_and_retry_sends_a_new_one(

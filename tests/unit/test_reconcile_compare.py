@@ -219,3 +219,32 @@ def test_a_provider_reports_at_most_the_cap_and_says_how_many_were_left_out() ->
     assert [i.provider_ref for i in report.items[:4]] == ["pi_0", "pi_1", "pi_2", "pi_3"]
     assert report.items[-1].kind == "items_truncated" and "3 more" in report.items[-1].detail
     assert provider_report("stripe", 9, items[:5], limit=5).items == items[:5]
+
+
+def test_a_batched_payout_is_matched_by_its_own_transfer_log() -> None:
+    """Deposits paid in one Disperse transaction share its hash: each is matched by its log."""
+    batch = [
+        transfer("0xbatch", 1_000_000, index=0),
+        transfer("0xbatch", 2_000_000, index=1),
+        transfer("0xbatch", 3_000_000, index=2),
+    ]
+    payouts = [
+        SettlePayout(
+            deposit_id="d1",
+            tx_hash="0xBATCH",
+            amount_minor=1_000_000,
+            ledger_entry_id="e1",
+            log_index=0,
+        ),
+        SettlePayout(
+            deposit_id="d2",
+            tx_hash="0xbatch",
+            amount_minor=2_000_000,
+            ledger_entry_id="e2",
+            log_index=1,
+        ),
+    ]
+    items = {i.provider_ref: i for i in compare_treasury(batch, payouts)}
+    assert {k: (v.kind, v.settle_ref) for k, v in items.items()} == {
+        "0xbatch:2": ("treasury_transfer_unknown", NONE),
+    }
