@@ -65,6 +65,7 @@ def monitor_input(settings: Settings, *, test_alert_by: str | None = None) -> Mo
         admin_emails=list(settings.admin_emails),
         alert_webhook_tenant=settings.alert_webhook_tenant,
         test_alert_by=test_alert_by,
+        step_alert_after_attempts=settings.step_alert_after_attempts,
     )
 
 
