@@ -18,6 +18,7 @@ from sqlalchemy import select
 from bench.chaos.accounting import (
     CurrencyTotal,
     EffectCheck,
+    by_identity,
     more_than_once,
     postings_by_currency,
     reconcile,
@@ -298,30 +299,36 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
     )
 
     # -- notifications: emails and webhooks -------------------------------------------------------
-    caught = tally(reference for reference, _ in mail)
+    # at-least-once with a stable identity: counted as the receiver dedupes (by Message-ID,
+    # by webhook-id), a resend of the same identity reported as redelivered
+    caught, resent_mail = by_identity(mail)
     message_ids: dict[str, set[str]] = {}
     for reference, message_id in mail:
         message_ids.setdefault(reference, set()).add(message_id)
     sent_emails = {n.id: 1 for n in notifications if n.channel == "email" and n.status == "sent"}
-    effects.checks.append(
-        reconcile(
-            "emails (SMTP catcher) / emails recorded sent",
-            caught,
-            sent_emails,
-            names={
-                n.id: f"{n.kind} {n.status}, {len(message_ids.get(n.id, ()))} distinct Message-IDs"
-                for n in notifications
-            },
-        )
+    emails = reconcile(
+        "emails (SMTP catcher, by Message-ID) / emails recorded sent",
+        caught,
+        sent_emails,
+        names={
+            n.id: f"{n.kind} {n.status}, Message-IDs {', '.join(sorted(message_ids[n.id]))}"
+            if n.id in message_ids
+            else f"{n.kind} {n.status}, no Message-ID"
+            for n in notifications
+        },
     )
-    effects.checks.append(
-        reconcile(
-            "webhook deliveries (venue) / webhooks recorded sent",
-            tally(deliveries),
-            {n.id: 1 for n in notifications if n.channel == "webhook" and n.status == "sent"},
-            names={n.id: f"{n.kind} {n.status}" for n in notifications},
-        )
+    emails.redelivered = resent_mail
+    effects.checks.append(emails)
+    # a webhook's key is its webhook-id: a second delivery of one id is a resend
+    delivered, resent_hooks = by_identity((d, d) for d in deliveries)
+    hooks = reconcile(
+        "webhook deliveries (venue, by webhook-id) / webhooks recorded sent",
+        delivered,
+        {n.id: 1 for n in notifications if n.channel == "webhook" and n.status == "sent"},
+        names={n.id: f"{n.kind} {n.status}" for n in notifications},
     )
+    hooks.redelivered = resent_hooks
+    effects.checks.append(hooks)
 
     # -- the ledger as a whole --------------------------------------------------------------------
     effects.postings = postings_by_currency((c, a) for _, c, a in postings)
