@@ -8,6 +8,7 @@ handlers and session dependency."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import httpx
@@ -69,7 +70,9 @@ async def _rows(url: str) -> list[int]:
         await engine.dispose()
 
 
-async def test_a_cut_connection_is_a_503_or_a_success_never_a_500(new_database) -> None:  # type: ignore[no-untyped-def]
+async def test_a_cut_connection_is_a_503_or_a_success_never_a_500(
+    new_database: Callable[[], Awaitable[str]],
+) -> None:
     url = await new_database()
     engine = make_engine(url, pool_size=1)
     async with engine.begin() as conn:
