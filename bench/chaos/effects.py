@@ -33,6 +33,7 @@ from store.models import (
     DepositTransfer,
     LedgerEntry,
     MpesaDeposit,
+    MpesaUnmatchedPayment,
     Notification,
     Posting,
     TicketPurchase,
@@ -100,6 +101,7 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
     try:
         async with sessions() as session:
             deposits = (await session.execute(select(MpesaDeposit))).scalars().all()
+            unmatched = (await session.execute(select(MpesaUnmatchedPayment))).scalars().all()
             purchases = (await session.execute(select(TicketPurchase))).scalars().all()
             refunds = (await session.execute(select(TicketRefund))).scalars().all()
             transfers = (await session.execute(select(DepositTransfer))).scalars().all()
@@ -136,23 +138,32 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
     )
     deposit_of = {d.checkout_request_id: d for d in deposits if d.checkout_request_id}
     payments = tally(t.checkout_request_id for t in paid)
+    accounted = {
+        d.checkout_request_id: _held(
+            d.status in MPESA_PAID, d.status, payments.get(d.checkout_request_id, 0)
+        )
+        for d in deposits
+        if d.checkout_request_id
+    }
+    # a success callback no deposit recorded is kept as an unmatched payment: open for an admin
+    # (held, as a parked operation's effect), or already credited to a deposit or refunded by one
+    kept = {u.checkout_request_id: u for u in unmatched}
+    for checkout, payment in kept.items():
+        if not accounted.get(checkout) and payment.status != "adopted":
+            accounted[checkout] = min(payments.get(checkout, 0), 1)
     effects.checks.append(
         reconcile(
-            "M-Pesa payments (STK, ResultCode 0) / deposits credited or parked",
+            "M-Pesa payments (STK, ResultCode 0) / deposits credited or parked, unmatched kept",
             payments,
-            {
-                d.checkout_request_id: _held(
-                    d.status in MPESA_PAID, d.status, payments.get(d.checkout_request_id, 0)
-                )
-                for d in deposits
-                if d.checkout_request_id
-            },
+            accounted,
             names={
                 t.checkout_request_id: f"phone {t.phone}, deposit "
                 + (
                     f"{names.get(deposit_of[t.checkout_request_id].id, deposit_of[t.checkout_request_id].id)} "
                     f"{deposit_of[t.checkout_request_id].status}"
                     if t.checkout_request_id in deposit_of
+                    else f"none, kept as unmatched payment {kept[t.checkout_request_id].status}"
+                    if t.checkout_request_id in kept
                     else "none with this CheckoutRequestID: "
                     + ", ".join(f"{d.id} {d.status}" for d in deposits if d.phone == t.phone)
                 )
