@@ -52,7 +52,7 @@ def known_double_prompt_only(result: dict) -> bool:
     deposit records). The durable push attempts narrowed it (the second push waits until the
     first prompt has expired) but Daraja has no idempotency key and a failure callback names
     no phone: a lost push that was declined or timed out is still pushed again. Seen on
-    2026-12-01 after the fixes (``mpesa_deposit/timed_out``, a worker killed during its push),
+    2026-12-01 after the fixes (``mpesa_deposit/timed_out``, its push's answer lost to a kill or cut),
     so the test stays strict about everything else (bench/README.md)."""
     findings = result["findings"]
     twice = set(result["prompted_twice"])
