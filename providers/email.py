@@ -1,14 +1,17 @@
 """Email through ``aiosmtplib`` (plain, STARTTLS or implicit TLS; auth from settings), with text and
 HTML bodies rendered from Jinja2 templates in ``providers/templates/email/``.
 
-Each template has ``<name>.subject.j2``, ``<name>.txt.j2`` and ``<name>.html.j2``. Every message
-carries a ``Message-ID`` from the caller, so a receiver can tell a retry from a new message.
+Each template has ``<name>.subject.j2``, ``<name>.txt.j2`` and ``<name>.html.j2``. Delivery is
+at-least-once (a worker killed after the send, before its row says so, sends again), so every
+message's ``Message-ID`` is derived from the caller's notification id alone
+(:func:`message_id_header`): a resend is the same message to the receiver, never a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +21,21 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from domain.errors import EmailRejected, EmailUnavailable
 
 TEMPLATES = Path(__file__).with_name("templates") / "email"
+#: what a Message-ID's left part may hold (RFC 5322 dot-atom text, without the dot)
+_NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
+
+
+def message_id_header(notification_id: str, sender: str) -> str:
+    """``<notification id, readable, + a short digest of it @ the sender's domain>``: the same
+    for every attempt of one notification, different for two (the digest keeps ids that read
+    alike once cleaned apart)."""
+    readable = _NOT_ATEXT.sub("-", notification_id).strip("-")[:120] or "message"
+    digest = hashlib.sha256(notification_id.encode()).hexdigest()[:12]
+    _, at, domain = sender.rpartition("@")
+    domain = re.sub(r"[^A-Za-z0-9.-]+", "", domain).strip(".-") if at else ""
+    return f"<{readable}.{digest}@{domain or 'settle.local'}>"
+
+
 TEMPLATE_NAMES = ("payment_confirmation", "nft_minted", "refund_confirmation", "admin_alert")
 
 
@@ -55,9 +73,7 @@ class Mailer:
         message["Subject"] = (
             self._env.get_template(f"{template}.subject.j2").render(context).strip()
         )
-        message["Message-ID"] = make_msgid(
-            idstring=message_id.replace("@", "-"), domain="settle.local"
-        )
+        message["Message-ID"] = message_id_header(message_id, self._sender)
         message["X-Settle-Reference"] = message_id
         message.set_content(self._env.get_template(f"{template}.txt.j2").render(context))
         message.add_alternative(

@@ -19,7 +19,10 @@ Test controls (not Stripe): ``POST /_sandbox/payment_intents/{id}/authenticate``
 ``{"succeed": true}`` finishes (or fails) a pending authentication;
 ``POST /_sandbox/pending-refunds`` ``{"count": n}`` makes the next refunds ``pending`` until
 ``POST /_sandbox/refunds/{id}/settle`` ``{"succeed": true|false}``; ``POST /_sandbox/fail-next``
-``{"count": n, "status": 500|429}``; ``POST /_sandbox/outage`` ``{"down": true, "status": 503,
+``{"count": n, "status": 500|429}``; ``POST /_sandbox/lose-answers`` ``{"count": n, "path":
+"/v1/payment_intents"}``: the next n POSTs to that path are carried out (replays too), then
+answered ``502`` as if the answer was lost on the way (the effect happened, the caller cannot
+know it); ``POST /_sandbox/outage`` ``{"down": true, "status": 503,
 "seconds": 60}`` answers every API call with that status until ``{"down": false}`` or the seconds
 run out (a provider down for a while, for circuit breakers); ``GET /_sandbox/state``.
 """
@@ -120,6 +123,8 @@ class StripeState:
     idempotency: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
+    #: path -> POSTs to it still to be carried out and then answered as lost
+    lose_answers: Counter[str] = field(default_factory=Counter)
     #: an outage: every API call answers this status until ``outage_until`` (monotonic; None:
     #: until lifted)
     outage_status: int | None = None
@@ -461,6 +466,17 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             return None
         return state.outage_status
 
+    def answer_lost(request: Request) -> JSONResponse | None:
+        """A 502 in place of the answer, when the path is set to lose its next answers."""
+        path = request.url.path
+        if request.method != "POST" or state.lose_answers[path] <= 0:
+            return None
+        state.lose_answers[path] -= 1
+        return JSONResponse(
+            {"error": {"type": "api_error", "message": "sandbox: the answer was lost"}},
+            status_code=502,
+        )
+
     async def dispatch(request: Request, action: Any) -> JSONResponse:
         state.requests += 1
         if (down := in_outage()) is not None:
@@ -499,6 +515,8 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
                     "if you meant to execute a different request.",
                 }
                 return JSONResponse({"error": error}, status_code=400)
+            if lost := answer_lost(request):
+                return lost
             return JSONResponse(
                 stored,
                 status_code=status,
@@ -510,6 +528,8 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
             status, result = failure.status, {"error": failure.error}
         if key is not None:
             state.idempotency[key] = (fingerprint, status, json.loads(json.dumps(result)))
+        if lost := answer_lost(request):
+            return lost
         headers = {"Request-Id": _id("req"), "Stripe-Version": API_VERSION}
         if key is not None:
             headers["Idempotency-Key"] = key
@@ -636,6 +656,13 @@ def create_stripe_app(*, api_key: str, webhook_secret: str, webhook_url: str | N
         body = await request.json()
         state.failures += [int(body.get("status", 500))] * int(body.get("count", 1))
         return {"queued": len(state.failures)}
+
+    @app.post("/_sandbox/lose-answers")
+    async def lose_answers(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        path = str(body.get("path", "/v1/payment_intents"))
+        state.lose_answers[path] += int(body.get("count", 1))
+        return {"path": path, "queued": state.lose_answers[path]}
 
     @app.post("/_sandbox/outage")
     async def outage(request: Request) -> dict[str, Any]:

@@ -130,6 +130,19 @@ STRIPE = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=list(NON_RETRYABLE),
 )
+#: creating (and confirming) the payment: an ambiguous failure (timeout, dropped connection, 5xx)
+#: may have charged the card, so it is asked again with the same Idempotency-Key until Stripe
+#: answers (a replayed key returns the original PaymentIntent); only a definitive answer (declined,
+#: invalid) ends the purchase as failed. Unbounded, visible after STEP_ALERT_AFTER_ATTEMPTS.
+#: Stripe keeps a key for 24 hours: an outage longer than that is an operator's (the step shows
+#: ``retrying`` long before).
+STRIPE_PAYMENT = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,
+    non_retryable_error_types=list(NON_RETRYABLE),
+)
 #: the saga's refund must happen: after these attempts the purchase parks for an operator
 STRIPE_REFUND = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -210,4 +223,10 @@ def intent_credit(max_attempts: int) -> RetryPolicy:
 
 #: retried without bound on purpose (the step must happen, or outlasts an outage): they rely on the
 #: visibility rule alone (``tests/unit/test_retry_policies.py`` keeps this list honest)
-UNBOUNDED = (DB_BOOKKEEPING, EVM_CONFIRMATIONS, CHAIN_READ)
+UNBOUNDED = (
+    DB_BOOKKEEPING,
+    EVM_CONFIRMATIONS,
+    CHAIN_READ,
+    # a payment that may have been taken must be resolved, never assumed failed
+    STRIPE_PAYMENT,
+)

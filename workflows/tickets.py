@@ -129,6 +129,9 @@ CANCELLED = _Compensation(
     "cancelled", "cancelled", "a cancellation", "the purchase was cancelled",
     "Ticket purchase cancelled after payment", PurchaseStatus.CANCELLED,
 )  # fmt: skip
+#: TicketPurchase: creating the payment is retried with its one key until Stripe answers (a charge
+#: whose answer was lost used to end the purchase as payment_failed with the card charged)
+PURCHASE_PAY_RESOLVES = "ticket-purchase-pay-until-stripe-answers"
 #: TicketPurchase: a cancel is taken at safe points and compensates (refund, NFT retired)
 PURCHASE_CANCEL_COMPENSATES = "ticket-purchase-cancel-compensates"
 #: TicketPurchase: paid, minted and failed are pushed to the tenant's endpoints
@@ -372,7 +375,11 @@ class TicketPurchase(Parkable, _Steps):
                 ),
                 task_queue=request.queue(ActivityQueue.STRIPE),
                 start_to_close_timeout=timedelta(seconds=config.stripe_timeout_seconds),
-                retry_policy=policies.STRIPE,
+                retry_policy=(
+                    policies.STRIPE_PAYMENT
+                    if workflow.patched(PURCHASE_PAY_RESOLVES)
+                    else policies.STRIPE
+                ),
             )
         except ActivityError as err:
             reraise_if_cancelled(err)

@@ -11,6 +11,12 @@ happened (0 or 1). Equal counts match. Otherwise:
 - **duplicated**: the provider recorded it more often than Settle's rows allow (a customer
   charged twice, a second mint for one ticket, an email sent twice).
 
+Email and webhooks are at-least-once by nature (a worker killed after the send, before its row
+says so, sends again): each carries a stable identity (``Message-ID``, ``webhook-id``) and the
+receiver dedupes by it. :func:`by_identity` counts them as that receiver does: the distinct
+identities are the effects, a resend with the same identity is **redelivered** (reported, not a
+duplicated effect); a second identity for one notification is still duplicated.
+
 Every finding carries the key and the counts as evidence, so a report names what it found.
 """
 
@@ -48,6 +54,8 @@ class EffectCheck:
     expected: int = 0
     matched: int = 0
     findings: list[Finding] = field(default_factory=list)
+    #: resends the receiver dedupes (same Message-ID / webhook-id): at-least-once, not duplicated
+    redelivered: int = 0
 
     @property
     def lost(self) -> int:
@@ -92,6 +100,21 @@ def reconcile(
                 Finding(effect, Problem.LOST, key, f"Settle {wanted}x, provider {seen}x{where}")
             )
     return check
+
+
+def by_identity(received: Iterable[tuple[str, str]]) -> tuple[Counter[str], int]:
+    """(key, identity) per message received -> (key -> distinct identities, resends): what a
+    receiver deduping by ``Message-ID`` / ``webhook-id`` sees as separate messages, and how many
+    arrivals it dropped as the same message again."""
+    seen: dict[str, set[str]] = {}
+    total = 0
+    for key, identity in received:
+        if not key:
+            continue
+        total += 1
+        seen.setdefault(key, set()).add(identity)
+    distinct = Counter({key: len(ids) for key, ids in seen.items()})
+    return distinct, total - sum(distinct.values())
 
 
 def more_than_once(counts: Mapping[str, int]) -> list[str]:

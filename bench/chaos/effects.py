@@ -18,6 +18,7 @@ from sqlalchemy import select
 from bench.chaos.accounting import (
     CurrencyTotal,
     EffectCheck,
+    by_identity,
     more_than_once,
     postings_by_currency,
     reconcile,
@@ -32,6 +33,7 @@ from store.models import (
     DepositTransfer,
     LedgerEntry,
     MpesaDeposit,
+    MpesaUnmatchedPayment,
     Notification,
     Posting,
     TicketPurchase,
@@ -99,6 +101,7 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
     try:
         async with sessions() as session:
             deposits = (await session.execute(select(MpesaDeposit))).scalars().all()
+            unmatched = (await session.execute(select(MpesaUnmatchedPayment))).scalars().all()
             purchases = (await session.execute(select(TicketPurchase))).scalars().all()
             refunds = (await session.execute(select(TicketRefund))).scalars().all()
             transfers = (await session.execute(select(DepositTransfer))).scalars().all()
@@ -135,23 +138,32 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
     )
     deposit_of = {d.checkout_request_id: d for d in deposits if d.checkout_request_id}
     payments = tally(t.checkout_request_id for t in paid)
+    accounted = {
+        d.checkout_request_id: _held(
+            d.status in MPESA_PAID, d.status, payments.get(d.checkout_request_id, 0)
+        )
+        for d in deposits
+        if d.checkout_request_id
+    }
+    # a success callback no deposit recorded is kept as an unmatched payment: open for an admin
+    # (held, as a parked operation's effect), or already credited to a deposit or refunded by one
+    kept = {u.checkout_request_id: u for u in unmatched}
+    for checkout, payment in kept.items():
+        if not accounted.get(checkout) and payment.status != "adopted":
+            accounted[checkout] = min(payments.get(checkout, 0), 1)
     effects.checks.append(
         reconcile(
-            "M-Pesa payments (STK, ResultCode 0) / deposits credited or parked",
+            "M-Pesa payments (STK, ResultCode 0) / deposits credited or parked, unmatched kept",
             payments,
-            {
-                d.checkout_request_id: _held(
-                    d.status in MPESA_PAID, d.status, payments.get(d.checkout_request_id, 0)
-                )
-                for d in deposits
-                if d.checkout_request_id
-            },
+            accounted,
             names={
                 t.checkout_request_id: f"phone {t.phone}, deposit "
                 + (
                     f"{names.get(deposit_of[t.checkout_request_id].id, deposit_of[t.checkout_request_id].id)} "
                     f"{deposit_of[t.checkout_request_id].status}"
                     if t.checkout_request_id in deposit_of
+                    else f"none, kept as unmatched payment {kept[t.checkout_request_id].status}"
+                    if t.checkout_request_id in kept
                     else "none with this CheckoutRequestID: "
                     + ", ".join(f"{d.id} {d.status}" for d in deposits if d.phone == t.phone)
                 )
@@ -298,30 +310,36 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
     )
 
     # -- notifications: emails and webhooks -------------------------------------------------------
-    caught = tally(reference for reference, _ in mail)
+    # at-least-once with a stable identity: counted as the receiver dedupes (by Message-ID,
+    # by webhook-id), a resend of the same identity reported as redelivered
+    caught, resent_mail = by_identity(mail)
     message_ids: dict[str, set[str]] = {}
     for reference, message_id in mail:
         message_ids.setdefault(reference, set()).add(message_id)
     sent_emails = {n.id: 1 for n in notifications if n.channel == "email" and n.status == "sent"}
-    effects.checks.append(
-        reconcile(
-            "emails (SMTP catcher) / emails recorded sent",
-            caught,
-            sent_emails,
-            names={
-                n.id: f"{n.kind} {n.status}, {len(message_ids.get(n.id, ()))} distinct Message-IDs"
-                for n in notifications
-            },
-        )
+    emails = reconcile(
+        "emails (SMTP catcher, by Message-ID) / emails recorded sent",
+        caught,
+        sent_emails,
+        names={
+            n.id: f"{n.kind} {n.status}, Message-IDs {', '.join(sorted(message_ids[n.id]))}"
+            if n.id in message_ids
+            else f"{n.kind} {n.status}, no Message-ID"
+            for n in notifications
+        },
     )
-    effects.checks.append(
-        reconcile(
-            "webhook deliveries (venue) / webhooks recorded sent",
-            tally(deliveries),
-            {n.id: 1 for n in notifications if n.channel == "webhook" and n.status == "sent"},
-            names={n.id: f"{n.kind} {n.status}" for n in notifications},
-        )
+    emails.redelivered = resent_mail
+    effects.checks.append(emails)
+    # a webhook's key is its webhook-id: a second delivery of one id is a resend
+    delivered, resent_hooks = by_identity((d, d) for d in deliveries)
+    hooks = reconcile(
+        "webhook deliveries (venue, by webhook-id) / webhooks recorded sent",
+        delivered,
+        {n.id: 1 for n in notifications if n.channel == "webhook" and n.status == "sent"},
+        names={n.id: f"{n.kind} {n.status}" for n in notifications},
     )
+    hooks.redelivered = resent_hooks
+    effects.checks.append(hooks)
 
     # -- the ledger as a whole --------------------------------------------------------------------
     effects.postings = postings_by_currency((c, a) for _, c, a in postings)

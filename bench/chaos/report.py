@@ -69,6 +69,7 @@ def as_json(ops: list[Operation], effects: Effects, faults: FaultLog) -> dict[st
         "ok": result.ok,
         "lost": result.lost,
         "duplicated": result.duplicated,
+        "redelivered": sum(c.redelivered for c in effects.checks),
         "unexplained": result.unexplained,
         "fault_errors": result.fault_errors,
         "operations": len(ops),
@@ -129,13 +130,19 @@ def render(
         lines.append(f"  NOT INJECTED: {error}")
     lines.append("")
     lines.append("external effects, one to one against Settle's rows")
-    lines.append(f"  {'effect':<72} {'provider':>8} {'Settle':>7} {'lost':>5} {'dup':>5}")
+    lines.append(
+        f"  {'effect':<72} {'provider':>8} {'Settle':>7} {'lost':>5} {'dup':>5} {'resent':>6}"
+    )
     for check in effects.checks:
         lines.append(
             f"  {check.effect:<72} {check.recorded:>8} {check.expected:>7} "
-            f"{check.lost:>5} {check.duplicated:>5}"
+            f"{check.lost:>5} {check.duplicated:>5} {check.redelivered:>6}"
         )
     lines.append(f"  effects lost: {effects.lost}, effects duplicated: {effects.duplicated}")
+    lines.append(
+        "  redelivered, same id (at-least-once, deduped by the receiver): "
+        f"{sum(c.redelivered for c in effects.checks)}"
+    )
     for check in effects.checks:
         for finding in check.findings[:EXAMPLES]:
             lines.append(

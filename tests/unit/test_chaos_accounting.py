@@ -9,6 +9,7 @@ from email.message import EmailMessage
 
 from bench.chaos.accounting import (
     Problem,
+    by_identity,
     more_than_once,
     percentile,
     postings_by_currency,
@@ -191,3 +192,12 @@ def test_a_folded_header_is_read_whole() -> None:
     assert header(parsed, "X-Settle-Reference") == (
         "alert:e15d2ee4-13aa-4a87-801c-b3385a73277a:ops@settle.local"
     )
+
+
+def test_a_resend_with_the_same_identity_is_redelivered_not_duplicated() -> None:
+    received = [("n1", "<a@x>"), ("n1", "<a@x>"), ("n2", "<b@x>"), ("n3", "<c@x>"), ("n3", "<d@x>")]
+    distinct, resent = by_identity(received)
+    assert distinct == {"n1": 1, "n2": 1, "n3": 2} and resent == 1
+    check = reconcile("emails", distinct, {"n1": 1, "n2": 1, "n3": 1})
+    assert check.duplicated == 1 and check.lost == 0
+    assert [f.key for f in check.findings] == ["n3"]  # two Message-IDs for one notification

@@ -70,6 +70,8 @@ def permanent(kind: str, message: str) -> ApplicationError:
 class Fakes:
     pay_status: str = "succeeded"
     pay_error: Exception | None = None
+    #: the first payment calls fail as when Stripe's answer is lost (the charge may have happened)
+    pay_failures: int = 0
     retrieve_status: str = "requires_action"
     mint_error: Exception | None = None
     refund_failures: int = 0
@@ -100,6 +102,8 @@ class Fakes:
         @activity.defn(name="stripe.pay")
         async def pay(request: PayInput) -> PayResult:
             fake.calls.append(f"pay:{request.idempotency_key}")
+            if len([c for c in fake.calls if c.startswith("pay:")]) <= fake.pay_failures:
+                raise ApplicationError("create payment: connection lost", type="StripeUnavailable")
             if fake.pay_error:
                 raise fake.pay_error
             return PayResult(payment_intent="pi_1", status=fake.pay_status, amount_received=2500)
@@ -305,6 +309,19 @@ async def test_declined_card_fails_fast(env: WorkflowEnvironment) -> None:
         fakes.calls[0]
     ]
     assert fakes.updates[-1].release_seat
+
+
+async def test_a_payment_whose_answers_are_lost_is_asked_again_until_stripe_answers(
+    env: WorkflowEnvironment,
+) -> None:
+    """More lost answers than the old 8 attempts: the purchase never ends failed with the card
+    perhaps charged; every attempt is the same Stripe request (one Idempotency-Key)."""
+    fakes = Fakes(pay_failures=12)
+    state = await run_purchase(env, fakes)
+    assert state.status == PurchaseStatus.COMPLETED and state.payment_intent == "pi_1"
+    pays = [c for c in fakes.calls if c.startswith("pay:")]
+    assert len(pays) == 13 and len(set(pays)) == 1
+    assert all(u.status != PurchaseStatus.PAYMENT_FAILED for u in fakes.updates)
 
 
 async def test_authentication_finished_by_the_webhook(env: WorkflowEnvironment) -> None:
