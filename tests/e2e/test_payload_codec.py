@@ -75,7 +75,7 @@ async def test_a_deposits_history_holds_no_phone_or_wallet_in_clear(stack: Stack
     }
     # the ids it learned (CheckoutRequestID, receipt, tx hash): never the phone or the wallet
     refs = attributes["SettleRefs"]
-    assert refs and not any(n in str(refs) for n in pii_forms(PHONE_OK, wallet))
+    assert refs and not any(n in str(refs).encode() for n in pii_forms(PHONE_OK, wallet))
 
 
 async def test_a_ticket_purchases_history_holds_no_email_or_wallet_in_clear(stack: Stack) -> None:
