@@ -558,17 +558,28 @@ class EvmWriteActivities:
         return reverted
 
     async def _keep_moving(self, tx_id: str, attempts: list[EvmTxAttempt]) -> None:
-        """Not mined yet: unblock lower nonces, re-broadcast if forgotten, replace if stuck."""
+        """Not mined yet: re-broadcast if forgotten (with the lower nonces that block it), and
+        once it is stuck, unblock lower nonces or replace it.
+
+        A transaction the node holds and that is not stuck yet is left alone: it is waiting for
+        its block like every other. (Re-broadcasting every lower nonce on every poll made each
+        round cost one broadcast and two transactions per transaction in flight, quadratic in a
+        burst; the lower nonces' own waits keep them moving, this is for the ones nobody waits
+        on.)"""
+        latest = attempts[0]
+        known = await self._client.transaction(latest.tx_hash) is not None
+        sent_at = _as_utc(latest.broadcast_at or latest.created_at)
+        stuck = datetime.now(UTC) - sent_at >= self._config.stuck_after
+        if known and not stuck:
+            return
         async with self._reads() as session:
             tx = await session.get(EvmTransaction, tx_id)
             assert tx is not None
             blockers = await records.open_below(session, tx.wallet_id, tx.nonce)
         for blocker in blockers:
             await self._rebroadcast(blocker.id)
-        latest = attempts[0]
-        if await self._client.transaction(latest.tx_hash) is None:
+        if not known:
             await self._rebroadcast(tx_id)
             return
-        sent_at = _as_utc(latest.broadcast_at or latest.created_at)
-        if datetime.now(UTC) - sent_at >= self._config.stuck_after and not blockers:
+        if not blockers:
             await self._replace(tx_id)
