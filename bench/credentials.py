@@ -224,18 +224,26 @@ async def main() -> int:
         default=DEADLINE_SECONDS,
         help="seconds from the start by which the run ends (default %(default).0f)",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the stacks, e.g. CREDENTIAL_ANCHOR_CONCURRENCY=10 (repeatable)",
+    )
     args = parser.parse_args()
+    env = dict(e.split("=", 1) for e in args.env)
     sizes = [int(n) for n in args.batches.split(",") if n.strip()]
     print(
         f"reproduce: .venv/bin/python -m bench.credentials --single {args.single} "
-        f"--batches {args.batches}",
+        f"--batches {args.batches}" + "".join(f" --env {e}" for e in args.env),
         flush=True,
     )
     print(f"Credential anchoring, anvil with 2 s blocks, {os.cpu_count()} cores", flush=True)
     deadline = Deadline(args.deadline_seconds)
     single = Tally("one per transaction", args.single)
     batches = [Tally(f"batch of {size}", size) for size in sizes]
-    async with bench_stack(None, 0.2) as stack, deadline.bound():
+    async with bench_stack(None, 0.2, extra_env=env) as stack, deadline.bound():
         rate, gas = await run(stack, single, batch=False)
         print(
             f"  one per transaction, {args.single}: {rate:.1f} anchors/s, {gas:,.0f} gas each; "
@@ -246,6 +254,7 @@ async def main() -> int:
         if deadline.expired:
             break
         extra = {
+            **env,
             "CREDENTIAL_ANCHOR_BATCH_SIZE": str(size),
             "CREDENTIAL_ANCHOR_BATCH_WAIT_SECONDS": "30",
         }
