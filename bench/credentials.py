@@ -4,7 +4,7 @@ Merkle batches, against the dev stack (anvil with 2 s blocks, the wallet writer,
     .venv/bin/python -m bench.credentials [--single 50] [--batches 100,1000]
 
 Single: ``--single`` credentials posted at once through ``POST .../anchor`` (each its own
-``anchor`` transaction; the credentials queue runs 5 at a time under a 10/s server-side limit).
+``anchor`` transaction; the credentials queue runs 10 at a time under a 10/s server-side limit).
 Batched: for each N, N credentials through ``POST /api/v1/credentials/anchor/batch`` with the
 batch size set to N (one ``anchorRoot`` transaction). Gas is read from the mined receipts.
 Settle's database is an embedded PostgreSQL of each stack's own.
