@@ -14,6 +14,9 @@ COPY sandbox sandbox
 COPY contracts contracts
 COPY worker.py ./
 RUN pip install --no-cache-dir .
+# bytecode in the image: the workflow sandbox imports a workflow's modules again for every new
+# workflow instance, and without .pyc files (PYTHONDONTWRITEBYTECODE) it compiled them each time
+RUN python -m compileall -q /app
 RUN useradd --system settle
 USER settle
 EXPOSE 8000 9464

@@ -13,7 +13,7 @@ checkpoint fresh again: a stale scanner costs one scan, not one query per watch.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -36,7 +36,6 @@ from providers.evm.erc20 import TRANSFER_TOPIC, TransferLog, decode_transfer
 from runtime.logging import get_logger
 from store import intents
 from store.db import reads_of
-from store.models import ChainCheckpoint
 
 log = get_logger("activities.chain")
 
@@ -169,15 +168,17 @@ class ChainReadActivities:
         module's docstring); only before the scanner's first round, a query for this address."""
         async with self._reads() as session:
             checkpoint = await intents.checkpoint(session, request.chain)
-            if _fresh(checkpoint, request.stale_after_seconds):
+            if intents.fresh(checkpoint, request.stale_after_seconds):
                 return FallbackResult(
-                    transfers=await self._recorded(session, request), queried_chain=False
+                    transfers=await self._recorded(session, request),
+                    queried_chain=False,
+                    scanner_fresh=True,
                 )
         if checkpoint is not None and checkpoint.last_scanned_block is not None:
             async with self._catching_up:
                 async with self._reads() as session:
                     checkpoint = await intents.checkpoint(session, request.chain)
-                    caught_up = _fresh(checkpoint, request.stale_after_seconds)
+                    caught_up = intents.fresh(checkpoint, request.stale_after_seconds)
                 if not caught_up:
                     result = await self._scan(
                         ScanInput(
@@ -240,16 +241,3 @@ class ChainReadActivities:
             if row.status == TransferStatus.SEEN
             and qualifies(row.amount_minor, request.min_amount_minor)
         ]
-
-
-def _fresh(checkpoint: ChainCheckpoint | None, stale_after_seconds: float) -> bool:
-    """The scanner finished a round within the last ``stale_after_seconds``."""
-    return (
-        checkpoint is not None
-        and checkpoint.scanned_at is not None
-        and datetime.now(UTC) - _utc(checkpoint.scanned_at) < timedelta(seconds=stale_after_seconds)
-    )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -22,6 +22,7 @@ for any number of worker processes and is easy to inspect.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +48,7 @@ from providers.evm.revert import DecodedRevert
 from runtime.logging import get_logger
 from store import evm as records
 from store.db import reads_of
-from store.models import EvmTransaction, EvmTxAttempt
+from store.models import EvmTransaction, EvmTxAttempt, new_id
 
 log = get_logger("activities.evm")
 
@@ -116,6 +117,18 @@ class WriterConfig:
         self.max_fee_wei = int(max_fee_gwei * GWEI)
         self.max_fee_gwei = max_fee_gwei
         self.poll_interval_seconds = poll_interval_seconds
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """What :meth:`EvmWriteActivities._allocate_and_sign` committed (or found under the key)."""
+
+    tx_id: str
+    nonce: int
+    tx_hash: str
+    raw: str
+    already: bool = False
+    attempt_id: str = ""
 
 
 class EvmWriteActivities:
@@ -188,48 +201,64 @@ class EvmWriteActivities:
                 already_submitted=True,
             )
         to = to_checksum_address(request.to)
-        # gas and fees do not depend on the nonce: ask before taking the lock
-        gas = request.gas_limit or int(
-            await self._client.estimate_gas(
-                {"from": self.address, "to": to, "data": request.data, "value": hex(request.value)}
+        # gas and fees do not depend on the nonce: asked together, before taking the lock
+        fees_asked = asyncio.ensure_future(self._fees())
+        try:
+            gas = request.gas_limit or int(
+                await self._client.estimate_gas(
+                    {
+                        "from": self.address,
+                        "to": to,
+                        "data": request.data,
+                        "value": hex(request.value),
+                    }
+                )
+                * 1.2
             )
-            * 1.2
+        except BaseException:
+            fees_asked.cancel()
+            raise
+        fees = await fees_asked
+        signed = await self._allocate_and_sign(request, to, gas, fees)
+        if signed.already:
+            await self._rebroadcast(signed.tx_id)
+        else:
+            # the bytes just committed: sent as they are, without reading them back
+            await self._broadcast_new(signed)
+        log.info(
+            "transaction submitted",
+            key=request.idempotency_key,
+            nonce=signed.nonce,
+            tx_hash=signed.tx_hash,
+            purpose=request.purpose,
         )
-        fees = await self._fees()
-        tx_id, already = await self._allocate_and_sign(request, to, gas, fees)
-        await self._rebroadcast(tx_id)
-        async with self._reads() as session:
-            tx = await session.get(EvmTransaction, tx_id)
-            assert tx is not None
-            log.info(
-                "transaction submitted",
-                key=request.idempotency_key,
-                nonce=tx.nonce,
-                tx_hash=tx.current_hash,
-                purpose=request.purpose,
-            )
-            return SubmittedTx(
-                idempotency_key=request.idempotency_key,
-                tx_hash=tx.current_hash,
-                nonce=tx.nonce,
-                already_submitted=already,
-            )
+        return SubmittedTx(
+            idempotency_key=request.idempotency_key,
+            tx_hash=signed.tx_hash,
+            nonce=signed.nonce,
+            already_submitted=signed.already,
+        )
 
     async def _allocate_and_sign(
         self, request: SubmitTxInput, to: str, gas: int, fees: FeeQuote
-    ) -> tuple[str, bool]:
+    ) -> _Signed:
         """Under the wallet's lock: the next nonce, signed and stored with the key. Committed
-        before anything is broadcast, so a crash can only lead to re-broadcasting these bytes."""
+        before anything is broadcast, so a crash can only lead to re-broadcasting these bytes.
+
+        The lock is held from the wallet's ``SELECT ... FOR UPDATE`` to the commit, so that span
+        does as few round trips as it can: the transaction and its signed attempt are written in
+        the commit's one flush (ids made here, not by a flush in between)."""
         async with self._sessions.begin() as session:
             wallet = await records.lock_wallet(session, self._client.chain_id, self.address)
             raced = await records.by_key(session, request.idempotency_key)
             if raced is not None:
-                return raced.id, True
+                return _Signed(raced.id, raced.nonce, raced.current_hash, "", already=True)
             if wallet.next_nonce is None:
                 wallet.next_nonce = await self._client.nonce(self.address, "pending")
             nonce = wallet.next_nonce
             wallet.next_nonce = nonce + 1
             tx = EvmTransaction(
+                id=new_id(),
                 wallet_id=wallet.id,
                 idempotency_key=request.idempotency_key,
                 purpose=request.purpose or None,
@@ -241,12 +270,25 @@ class EvmWriteActivities:
                 status=records.SIGNED,
                 current_hash="",
             )
-            session.add(tx)
-            await session.flush()
             attempt = self._sign_attempt(tx, fees)
-            session.add(attempt)
+            attempt.id = new_id()
             tx.current_hash = attempt.tx_hash
-            return tx.id, False
+            session.add_all([tx, attempt])
+            return _Signed(tx.id, nonce, attempt.tx_hash, attempt.raw, attempt_id=attempt.id)
+
+    async def _broadcast_new(self, signed: _Signed) -> None:
+        """A first broadcast of freshly signed bytes; anything unusual (the node refuses or
+        already has them) takes the general path, which reads the stored state."""
+        try:
+            await self._client.send_raw(signed.raw)
+        except (EvmAlreadyKnown, EvmNonceTooLow, EvmUnderpriced):
+            await self._rebroadcast(signed.tx_id)
+            return
+        async with self._sessions.begin() as session:
+            tx = await session.get(EvmTransaction, signed.tx_id)
+            stored = await session.get(EvmTxAttempt, signed.attempt_id)
+            assert tx is not None and stored is not None
+            records.mark_broadcast(stored, tx)
 
     def _sign_attempt(self, tx: EvmTransaction, fees: FeeQuote) -> EvmTxAttempt:
         signed = self._signer.sign(
@@ -558,17 +600,28 @@ class EvmWriteActivities:
         return reverted
 
     async def _keep_moving(self, tx_id: str, attempts: list[EvmTxAttempt]) -> None:
-        """Not mined yet: unblock lower nonces, re-broadcast if forgotten, replace if stuck."""
+        """Not mined yet: re-broadcast if forgotten (with the lower nonces that block it), and
+        once it is stuck, unblock lower nonces or replace it.
+
+        A transaction the node holds and that is not stuck yet is left alone: it is waiting for
+        its block like every other. (Re-broadcasting every lower nonce on every poll made each
+        round cost one broadcast and two transactions per transaction in flight, quadratic in a
+        burst; the lower nonces' own waits keep them moving, this is for the ones nobody waits
+        on.)"""
+        latest = attempts[0]
+        known = await self._client.transaction(latest.tx_hash) is not None
+        sent_at = _as_utc(latest.broadcast_at or latest.created_at)
+        stuck = datetime.now(UTC) - sent_at >= self._config.stuck_after
+        if known and not stuck:
+            return
         async with self._reads() as session:
             tx = await session.get(EvmTransaction, tx_id)
             assert tx is not None
             blockers = await records.open_below(session, tx.wallet_id, tx.nonce)
         for blocker in blockers:
             await self._rebroadcast(blocker.id)
-        latest = attempts[0]
-        if await self._client.transaction(latest.tx_hash) is None:
+        if not known:
             await self._rebroadcast(tx_id)
             return
-        sent_at = _as_utc(latest.broadcast_at or latest.created_at)
-        if datetime.now(UTC) - sent_at >= self._config.stuck_after and not blockers:
+        if not blockers:
             await self._replace(tx_id)

@@ -4,7 +4,7 @@ Merkle batches, against the dev stack (anvil with 2 s blocks, the wallet writer,
     .venv/bin/python -m bench.credentials [--single 50] [--batches 100,1000]
 
 Single: ``--single`` credentials posted at once through ``POST .../anchor`` (each its own
-``anchor`` transaction; the credentials queue runs 5 at a time under a 10/s server-side limit).
+``anchor`` transaction; the credentials queue runs 10 at a time under a 10/s server-side limit).
 Batched: for each N, N credentials through ``POST /api/v1/credentials/anchor/batch`` with the
 batch size set to N (one ``anchorRoot`` transaction). Gas is read from the mined receipts.
 Settle's database is an embedded PostgreSQL of each stack's own.
@@ -28,8 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import issue_token
+from api.routers.credentials import workflow_id_for
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
 from bench.stack import BenchStack, bench_stack
+from domain.credentials import credential_key
 from providers.evm import EvmClient
 from runtime.settings import Settings
 from store.db import make_engine, make_session_factory
@@ -149,10 +151,65 @@ async def run(stack: BenchStack, tally: Tally, batch: bool) -> tuple[float, floa
             await asyncio.gather(*(one(i) for i in range(count)))
     hashes = await wait_confirmed(settings, tenant, tally)
     elapsed = time.perf_counter() - started
+    if not batch:
+        print(f"  {await submit_timeline(stack, tenant, list(tally.completed))}", flush=True)
     confirmed = len(tally.completed)
     if not confirmed:
         return 0.0, float("nan")
     return confirmed / elapsed, await gas_of(stack, hashes) / confirmed
+
+
+async def submit_timeline(stack: BenchStack, tenant: str, ids: list[str]) -> str:
+    """Where a single anchor's time goes, read from the workflows' histories: how fast the
+    ``submit_anchor`` activities started, how long each waited for its turn (scheduled ->
+    started: the queue's rate limit and concurrency) and ran (started -> closed)."""
+    client = await stack.temporal()
+    waits: list[float] = []
+    runs: list[float] = []
+    starts: list[float] = []
+    for credential_id in ids:
+        handle = client.get_workflow_handle(workflow_id_for(credential_key(tenant, credential_id)))
+        history = await handle.fetch_history()
+        scheduled: dict[int, float] = {}
+        started: dict[int, float] = {}
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attrs = event.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name == "credentials.submit_anchor":
+                    scheduled[event.event_id] = at
+            elif event.HasField("activity_task_started_event_attributes"):
+                sched = event.activity_task_started_event_attributes.scheduled_event_id
+                if sched in scheduled:
+                    started[sched] = at
+                    waits.append(at - scheduled[sched])
+                    starts.append(at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                sched = event.activity_task_completed_event_attributes.scheduled_event_id
+                if sched in started:
+                    runs.append(at - started[sched])
+    if len(starts) < 2:
+        return "no submissions in the histories"
+    starts.sort()
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+
+    def p(values: list[float], q: float) -> float:
+        return sorted(values)[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+    return (
+        f"submissions started {rate:.1f}/s; scheduled -> started p50 {p(waits, 0.5):.2f} s, "
+        f"p90 {p(waits, 0.9):.2f} s; started -> completed p50 {p(runs, 0.5):.2f} s, "
+        f"p90 {p(runs, 0.9):.2f} s"
+    )
+
+
+def sustained(tally: Tally) -> float:
+    """Confirmations per second between the first and the last one: the steady rate, without
+    the fixed wait for the first anchor's block and confirmations."""
+    times = sorted(tally.completed.values())
+    if len(times) < 2 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 async def main() -> int:
@@ -167,27 +224,37 @@ async def main() -> int:
         default=DEADLINE_SECONDS,
         help="seconds from the start by which the run ends (default %(default).0f)",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the stacks, e.g. CREDENTIAL_ANCHOR_CONCURRENCY=10 (repeatable)",
+    )
     args = parser.parse_args()
-    sizes = [int(n) for n in args.batches.split(",")]
+    env = dict(e.split("=", 1) for e in args.env)
+    sizes = [int(n) for n in args.batches.split(",") if n.strip()]
     print(
         f"reproduce: .venv/bin/python -m bench.credentials --single {args.single} "
-        f"--batches {args.batches}",
+        f"--batches {args.batches}" + "".join(f" --env {e}" for e in args.env),
         flush=True,
     )
     print(f"Credential anchoring, anvil with 2 s blocks, {os.cpu_count()} cores", flush=True)
     deadline = Deadline(args.deadline_seconds)
     single = Tally("one per transaction", args.single)
     batches = [Tally(f"batch of {size}", size) for size in sizes]
-    async with bench_stack(None, 0.2) as stack, deadline.bound():
+    async with bench_stack(None, 0.2, extra_env=env) as stack, deadline.bound():
         rate, gas = await run(stack, single, batch=False)
         print(
-            f"  one per transaction, {args.single}: {rate:.1f} anchors/s, {gas:,.0f} gas each",
+            f"  one per transaction, {args.single}: {rate:.1f} anchors/s, {gas:,.0f} gas each; "
+            f"sustained {sustained(single):.1f}/s (first to last confirmation)",
             flush=True,
         )
     for size, tally in zip(sizes, batches, strict=True):
         if deadline.expired:
             break
         extra = {
+            **env,
             "CREDENTIAL_ANCHOR_BATCH_SIZE": str(size),
             "CREDENTIAL_ANCHOR_BATCH_WAIT_SECONDS": "30",
         }

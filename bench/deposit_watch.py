@@ -10,7 +10,9 @@ proxy between Settle and anvil that counts every call. For each number of open i
 * per-intent poll (the old repeating job): each intent asks ``eth_blockNumber`` and
   ``eth_getLogs`` for its own address every 30 s. It is driven for real against anvil for the same
   window, and the calls it managed per minute are printed next to what the design requires;
-* with the most intents open: the worker's CPU and memory;
+* the worker's CPU (% of one core) over the same window, which starts ``--settle-seconds``
+  after the last intent was created (the creations' own workflow tasks done), and its RSS at the
+  end; ``--py-spy FILE.svg`` records the worker's profile over the largest count's window;
 * detection latency: for a batch of deposits, from the block that gives the transfer its N
   confirmations to the intent being credited.
 
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 import uuid
 
@@ -173,6 +176,26 @@ async def per_intent_poll(
     }
 
 
+def py_spy_binary() -> str:
+    """py-spy next to this interpreter (the venv), else on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return beside if os.path.exists(beside) else "py-spy"
+
+
+async def start_py_spy(
+    stack: BenchStack, output: str, seconds: float
+) -> asyncio.subprocess.Process:
+    """``py-spy record`` of the worker for ``seconds`` (py-spy must be installed)."""
+    assert stack.worker is not None
+    command = ["py-spy", "record", "-o", output, "--pid", str(stack.worker.pid)]
+    command += ["--duration", str(int(seconds))]
+    print(f"  {' '.join(command)}", flush=True)
+    command[0] = py_spy_binary()
+    return await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+
+
 def worker_usage(stack: BenchStack, seconds: float = 10.0) -> dict[str, float]:
     assert stack.worker is not None
     process = psutil.Process(stack.worker.pid)
@@ -234,6 +257,20 @@ async def main() -> int:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--latency-deposits", type=int, default=20)
     parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=30.0,
+        help="wait after the last creation before the window starts (default %(default).0f)",
+    )
+    parser.add_argument("--py-spy", default=None, help="record the worker's profile (an SVG)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the stack, e.g. DEPOSIT_WATCH_FALLBACK_SECONDS=60 (repeatable)",
+    )
+    parser.add_argument(
         "--database-url",
         default=None,
         help="an external PostgreSQL (an empty database); default: an embedded one of its own",
@@ -249,8 +286,9 @@ async def main() -> int:
     print(
         "reproduce: .venv/bin/python -m bench.deposit_watch "
         f"--counts {args.counts} --window {args.window:.0f} "
-        f"--latency-deposits {args.latency_deposits}"
-        + (f" --database-url {args.database_url}" if args.database_url else ""),
+        f"--latency-deposits {args.latency_deposits} --settle-seconds {args.settle_seconds:.0f}"
+        + (f" --database-url {args.database_url}" if args.database_url else "")
+        + "".join(f" --env {e}" for e in args.env),
         flush=True,
     )
     print(f"On-chain deposit watching, anvil with 2 s blocks, {os.cpu_count()} cores", flush=True)
@@ -260,7 +298,11 @@ async def main() -> int:
     latency = Tally("latency deposits (intent paid)", args.latency_deposits)
     intents = Tally("open intents (created, still open)", counts[-1])
     latencies: list[float] = []
-    async with bench_stack(args.database_url, 0.2) as stack, deadline.bound():
+    extra = dict(e.split("=", 1) for e in args.env)
+    async with (
+        bench_stack(args.database_url, 0.2, extra_env=extra) as stack,
+        deadline.bound(),
+    ):
         settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
         # latency first, on a quiet stack: the per-intent poll flood below loads anvil
         await detection_latency(stack, settings, latency, latencies)
@@ -275,19 +317,30 @@ async def main() -> int:
         for count in counts:
             made = await create_intents(stack, settings, count - len(addresses), intents)
             addresses += [m["address"] for m in made]
-            await asyncio.sleep(5)  # let the new watches reach their first timer
+            # let the new watches reach their first timer (the creation backlog drained)
+            await asyncio.sleep(args.settle_seconds)
             await check_open(settings, intents)
             print(f"{len(addresses)} intents open; measuring for {args.window:.0f} s", flush=True)
-            scanner = await scanner_calls_per_minute(stack, args.window)
+            profile = (
+                await start_py_spy(stack, args.py_spy, args.window)
+                if args.py_spy and count == counts[-1]
+                else None
+            )
+            scanner, usage = await asyncio.gather(
+                scanner_calls_per_minute(stack, args.window),
+                asyncio.to_thread(worker_usage, stack, args.window),
+            )
             detail = ", ".join(f"{m} {n:.0f}" for m, n in sorted(scanner.items()) if m != "total")
             print(f"  scanner design: {scanner['total']:.0f} calls/min ({detail})", flush=True)
-            if count == counts[-1]:
-                usage = await asyncio.to_thread(worker_usage, stack)
-                print(
-                    f"  worker with {count} open watches ({already_paid} paid before): "
-                    f"CPU {usage['cpu_percent']:.1f} %, RSS {usage['rss_mb']:.0f} MB",
-                    flush=True,
-                )
+            print(
+                f"  worker with {count} open watches ({already_paid} paid before), "
+                f"{args.window:.0f} s from {args.settle_seconds:.0f} s after the last creation: "
+                f"CPU {usage['cpu_percent']:.1f} % of one core, RSS {usage['rss_mb']:.0f} MB",
+                flush=True,
+            )
+            if profile is not None:
+                await profile.wait()
+                print(f"  worker profile: {args.py_spy} (exit {profile.returncode})", flush=True)
             poll = await per_intent_poll(
                 stack.anvil_url, addresses, settings.usdc_contract_address, args.window
             )

@@ -19,7 +19,7 @@ from api.jobs_lookup import JobRef, failure_message, status_error
 from bench.outcomes import Tally
 from domain.search import dev_server_flags
 from providers.evm import EvmClient
-from runtime.devserver import temporal_cli
+from runtime.devserver import dynamic_config_flags, temporal_cli
 from runtime.settings import EMBEDDED_DATABASE, Settings
 from runtime.settings.evm import SANDBOX_USDC_ADDRESS
 from runtime.temporal import connect
@@ -174,6 +174,7 @@ async def bench_stack(
             "--log-level",
             "warn",
             *dev_server_flags(),
+            *dynamic_config_flags(),
         )
         migrate = await stack.spawn(sys.executable, "-m", "store.migrate", name="migrate")
         await migrate.wait()

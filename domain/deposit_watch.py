@@ -60,6 +60,9 @@ class WatchConfig(BaseModel):
     max_checks: int = 120
     #: how often a watch with nothing pending checks for itself (the scanner is the fast path)
     fallback_interval_seconds: float = 300.0
+    #: the same while the scanner's checkpoint was fresh at the last look (patch
+    #: ``deposit-watch-quiet-while-scanner-fresh``); None: always ``fallback_interval_seconds``
+    healthy_fallback_interval_seconds: float | None = None
     #: expected seconds per block, to schedule confirmation checks
     block_time_seconds: float = 2.0
     #: a scanner checkpoint older than this is stale: the watch queries the chain itself
@@ -98,6 +101,9 @@ class DepositWatchInput(Routed):
     #: the chain's head when the intent was made: where a fallback log query starts
     start_block: int
     config: WatchConfig = Field(default_factory=WatchConfig)
+    #: the scanner's checkpoint was fresh when the intent was made: the first fallback look can
+    #: wait ``config.healthy_fallback_interval_seconds``
+    scanner_fresh: bool = False
 
 
 class TransferCheck(BaseModel):
@@ -132,6 +138,8 @@ class FallbackResult(BaseModel):
     transfers: list[TransferSeen]
     #: True when the scanner was stale and this activity read the chain itself
     queried_chain: bool
+    #: the scanner's checkpoint was fresh: the next look can wait the longer, healthy interval
+    scanner_fresh: bool = False
 
 
 class CreditTransferInput(BaseModel):

@@ -60,6 +60,10 @@ ALERT_CONDITION = "circuit_breaker_open"
 PROBE_TIMEOUT_SECONDS = 10.0
 #: counting an outcome may take this long before it is given up (the activity is not held up)
 RECORD_TIMEOUT_SECONDS = 5.0
+#: successes are counted together, this long after the first of them: a success only adds to
+#: the window (or closes a half-open breaker), and one locked write per call on the provider's
+#: row held each call's worker slot and queued every worker's calls behind each other
+SUCCESS_FLUSH_SECONDS = 0.5
 
 Probe = Callable[[], Awaitable[Any]]
 
@@ -88,6 +92,9 @@ class Breakers:
         self._probes = probes
         self._thresholds = thresholds(settings)
         self.scope = settings.task_queue_prefix
+        #: successes not counted in the database yet, and the task that will count them
+        self._successes: dict[Provider, int] = {}
+        self._flushing: dict[Provider, asyncio.Task[None]] = {}
 
     def provider_of(self, task_queue: str, activity_type: str) -> Provider | None:
         name = task_queue.removeprefix(self.scope)
@@ -98,7 +105,30 @@ class Breakers:
         return provider_for(queue, activity_type)
 
     async def outcome(self, provider: Provider, error: BaseException | None) -> None:
+        """Count a call: a failure at once (with the successes before it), a success within
+        :data:`SUCCESS_FLUSH_SECONDS` together with the others."""
         failed = error is not None and is_unavailable(provider, error)
+        if not failed:
+            self._successes[provider] = self._successes.get(provider, 0) + 1
+            if provider not in self._flushing:
+                self._flushing[provider] = asyncio.create_task(self._count_successes(provider))
+            return
+        before = self._successes.pop(provider, 0)
+        await self._count(provider, redact(str(error)), calls=before + 1)
+
+    async def _count_successes(self, provider: Provider) -> None:
+        try:
+            await asyncio.sleep(SUCCESS_FLUSH_SECONDS)
+        finally:
+            self._flushing.pop(provider, None)
+        calls = self._successes.pop(provider, 0)
+        if calls:
+            await self._count(provider, None, calls=calls)
+
+    async def _count(self, provider: Provider, error: str | None, *, calls: int) -> None:
+        """``calls`` outcomes on the provider's row: successes, the last one failed if
+        ``error``."""
+        failed = error is not None
         try:
             transition = await asyncio.wait_for(
                 rows.record(
@@ -106,8 +136,9 @@ class Breakers:
                     self.scope,
                     provider,
                     failed=failed,
-                    error=redact(str(error)) if failed else None,
+                    error=error,
                     thresholds=self._thresholds,
+                    calls=calls,
                 ),
                 RECORD_TIMEOUT_SECONDS,
             )

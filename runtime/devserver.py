@@ -32,6 +32,19 @@ def temporal_cli() -> str:
     return found
 
 
+def dynamic_config_flags() -> list[str]:
+    """One partition per task queue. The server splits a queue's rate limit between its
+    partitions (4 by default), and with few pollers the credentials queue's 10/s became about
+    3/s; a single-process dev server gains nothing from partitions. (A cluster that needs its
+    partitions sets these per queue instead, or raises the queue's limit by their number.)"""
+    return [
+        "--dynamic-config-value",
+        "matching.numTaskqueueReadPartitions=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueWritePartitions=1",
+    ]
+
+
 def command(settings: Settings) -> list[str]:
     host, _, port = settings.temporal_address.rpartition(":")
     Path(settings.dev_server_db_file).parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +69,7 @@ def command(settings: Settings) -> list[str]:
         "--log-level",
         "warn",
         *dev_server_flags(),
+        *dynamic_config_flags(),
         # the Web UI shows decrypted payloads through the API's codec server (admins only)
         *(
             ["--ui-codec-endpoint", settings.dev_server_ui_codec_endpoint]

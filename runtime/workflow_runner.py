@@ -8,12 +8,28 @@ one activities return, and pydantic refuses an instance of "the same" model from
 
 from __future__ import annotations
 
+import compileall
+import contextlib
+from pathlib import Path
+
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 PASSTHROUGH = ("domain",)
+#: the sandboxed workflow code, imported again for every new workflow instance
+WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
+
+
+def compile_workflows() -> None:
+    """Write the workflow modules' bytecode if it is missing or old. The sandbox imports them
+    anew for each workflow instance; under ``PYTHONDONTWRITEBYTECODE`` (the image, this
+    checkout's tooling) no .pyc was ever written, so each instance compiled them from source:
+    about 50 ms of a worker's CPU per new workflow. Best effort (a read-only tree is fine)."""
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(WORKFLOWS_DIR, quiet=2)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
+    compile_workflows()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )

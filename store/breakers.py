@@ -89,9 +89,11 @@ async def record(
     failed: bool,
     error: str | None,
     thresholds: Thresholds,
+    calls: int = 1,
 ) -> Transition | None:
-    """Count one call's outcome; the transition it caused, if any. While open, outcomes (of
-    calls already running when it opened) change nothing: the probe decides."""
+    """Count ``calls`` calls' outcomes, all successes but the last one, which ``failed`` or
+    not; the transition they caused, if any. While open, outcomes (of calls already running when
+    it opened) change nothing: the probe decides."""
     async with sessions.begin() as session:
         row = await _locked(session, scope, provider)
         now = await _now(session)
@@ -107,9 +109,10 @@ async def record(
             return Transition.CLOSED
         if row.window_start + timedelta(seconds=thresholds.window_seconds) < now:
             row.window_start, row.window_calls, row.window_failures = now, 0, 0
-        row.window_calls += 1
-        if not failed:
+        row.window_calls += calls
+        if not failed or calls > 1:
             row.consecutive_failures = 0
+        if not failed:
             return None
         row.consecutive_failures += 1
         row.window_failures += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -55,6 +55,16 @@ async def allocate_hd_index(session: AsyncSession, chain: str) -> int:
 
 async def checkpoint(session: AsyncSession, chain: str) -> ChainCheckpoint | None:
     return await session.get(ChainCheckpoint, chain)
+
+
+def fresh(checkpoint: ChainCheckpoint | None, stale_after_seconds: float) -> bool:
+    """The scanner finished a round within the last ``stale_after_seconds``."""
+    if checkpoint is None or checkpoint.scanned_at is None:
+        return False
+    scanned_at = checkpoint.scanned_at
+    if scanned_at.tzinfo is None:
+        scanned_at = scanned_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) - scanned_at < timedelta(seconds=stale_after_seconds)
 
 
 async def set_checkpoint(session: AsyncSession, chain: str, block: int) -> None:

@@ -21,7 +21,7 @@ from domain.queues import ActivityQueue
 from workflows import policies
 from workflows.credentials import await_anchor, settle_anchor_tx, submit_anchor
 from workflows.dead_letter import StepVisibility
-from workflows.mpesa_deposit import cause_message
+from workflows.failures import cause_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.credentials import CredentialActivities

@@ -50,7 +50,7 @@ from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
 from workflows.events import emit
-from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
+from workflows.failures import cause_message, reraise_if_cancelled
 from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
@@ -81,6 +81,8 @@ FINAL_EVENTS = {
     IntentStatus.EXPIRED: EventType.INTENT_EXPIRED,
     IntentStatus.EXPIRED_PARTIALLY_PAID: EventType.INTENT_EXPIRED,
 }
+#: while the scanner was fresh at the last look, the fallback waits the longer healthy interval
+QUIET_PATCH = "deposit-watch-quiet-while-scanner-fresh"
 
 
 FINAL_SEARCH_STATUS = {
@@ -100,6 +102,9 @@ class DepositWatch(Parkable):
         self._state = DepositWatchState(intent_id="")
         self._ignore_dust = False
         self._park_credits = False
+        #: under ``QUIET_PATCH``: whether the scanner's checkpoint was fresh at the last look
+        self._quiet = False
+        self._scanner_fresh = False
 
     @workflow.signal(name="transfer_seen")
     def transfer_seen(self, transfer: TransferSeen) -> None:
@@ -114,6 +119,8 @@ class DepositWatch(Parkable):
         self._request, config = request, request.config
         self._ignore_dust = workflow.patched(DUST_PATCH)
         self._park_credits = workflow.patched(PARK_PATCH)
+        if config.healthy_fallback_interval_seconds is not None and workflow.patched(QUIET_PATCH):
+            self._quiet, self._scanner_fresh = True, request.scanner_fresh
         state = self._state = DepositWatchState(
             intent_id=request.intent_id, amount_minor=request.amount_minor
         )
@@ -194,8 +201,15 @@ class DepositWatch(Parkable):
         return None
 
     def _idle_wait(self) -> float:
+        """Until the next fallback look: the healthy interval while the scanner was fresh at
+        the last look (it signals transfers; the look is a safety net), else the short one; never
+        past expiry, where a last look is taken."""
+        config = self._request.config
+        interval = config.fallback_interval_seconds
+        if self._quiet and self._scanner_fresh and config.healthy_fallback_interval_seconds:
+            interval = config.healthy_fallback_interval_seconds
         until_expiry = (self._request.expires_at - workflow.now()).total_seconds()
-        return max(0.0, min(self._request.config.fallback_interval_seconds, until_expiry))
+        return max(0.0, min(interval, until_expiry))
 
     def _take_inbox(self, pending: dict[str, TransferSeen]) -> None:
         """New sightings join the pending set; a transfer seen again in another block (after a
@@ -343,6 +357,7 @@ class DepositWatch(Parkable):
         )
         if result.queried_chain:
             self._state.fallback_queries += 1
+        self._scanner_fresh = result.scanner_fresh
         # what was credited or reorged before must not come back as new
         reorged = set(self._state.reorged)
         self._inbox += [t for t in result.transfers if f"{t.key}@{t.block_hash}" not in reorged]

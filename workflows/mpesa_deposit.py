@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError
 
 from domain.events import EventData, EventType
 from domain.evm import AwaitTxInput, SubmittedTx, TransferUsdcInput
@@ -54,6 +54,12 @@ from domain.search import OperationStatus
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, set_status
 from workflows.events import emit
+from workflows.failures import (
+    cause_message,
+    reraise_if_cancelled,
+    root_error_type,
+    root_message,
+)
 from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():
@@ -107,41 +113,12 @@ def workflow_id_for(deposit_id: str) -> str:
     return f"mpesa-deposit-{deposit_id}"
 
 
-def cause_message(error: BaseException) -> str:
-    """The innermost message of an activity failure, for status and logs."""
-    while isinstance(error, ActivityError) and error.cause is not None:
-        error = error.cause
-    if isinstance(error, ApplicationError) and error.type:
-        return f"{error.type}: {error.message}"
-    return str(error)
-
-
-def root_error_type(error: BaseException) -> str | None:
-    """The type name of the innermost application error (e.g. ``EvmReverted``)."""
-    while isinstance(error, ActivityError) and error.cause is not None:
-        error = error.cause
-    return error.type if isinstance(error, ApplicationError) else None
-
-
-def root_message(error: BaseException) -> str:
-    """The innermost message alone (``treasury holds 0.000000 USDC, needs 1.162790``)."""
-    while isinstance(error, ActivityError) and error.cause is not None:
-        error = error.cause
-    return error.message if isinstance(error, ApplicationError) else str(error)
-
-
 class _Abandoned(Exception):
     """An operator abandoned a parked bookkeeping write: the deposit has ended (abandoned)."""
 
 
 #: :meth:`MpesaDeposit._submit_usdc` waited or was told to retry: submit again
 _WAITED = object()
-
-
-def reraise_if_cancelled(error: ActivityError) -> None:
-    """A workflow cancellation reaches an awaited activity as an ActivityError: make it one."""
-    if is_cancelled_exception(error):
-        raise asyncio.CancelledError() from error
 
 
 class _Outcome:

@@ -44,7 +44,7 @@ from domain.payouts import (
 from domain.queues import ActivityQueue
 from workflows import policies
 from workflows.dead_letter import StepVisibility
-from workflows.mpesa_deposit import cause_message
+from workflows.failures import cause_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities

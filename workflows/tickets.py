@@ -65,7 +65,7 @@ from domain.tickets import (
 from workflows import policies
 from workflows.dead_letter import Decision, Parkable, StepVisibility, set_status
 from workflows.events import emit
-from workflows.mpesa_deposit import cause_message, reraise_if_cancelled, root_error_type
+from workflows.failures import cause_message, reraise_if_cancelled, root_error_type
 from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():

@@ -45,7 +45,7 @@ from domain.verification import (
 from workflows import policies
 from workflows.dead_letter import StepVisibility, set_status
 from workflows.events import emit
-from workflows.mpesa_deposit import cause_message, reraise_if_cancelled
+from workflows.failures import cause_message, reraise_if_cancelled
 from workflows.refs import add_refs
 
 with workflow.unsafe.imports_passed_through():

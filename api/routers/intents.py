@@ -130,6 +130,7 @@ def watch_config(settings: Settings) -> WatchConfig:
         use_safe_tag=settings.evm_use_safe_tag,
         max_checks=settings.deposit_watch_max_checks,
         fallback_interval_seconds=settings.deposit_watch_fallback_seconds,
+        healthy_fallback_interval_seconds=settings.deposit_watch_healthy_fallback_seconds,
         block_time_seconds=settings.evm_block_time_seconds,
         scanner_stale_after_seconds=settings.chain_scanner_stale_after_seconds,
         min_amount_minor=min_amount_minor(settings),
@@ -197,7 +198,8 @@ async def _create_row(
     principal: Principal,
     amount_minor: int,
     expires_at: datetime,
-) -> tuple[DepositIntent, str]:
+) -> tuple[DepositIntent, str, bool]:
+    """The intent's row, its user's id, and whether the chain scanner's checkpoint is fresh."""
     intent_id = str(uuid.uuid4())
     async with sessions.begin() as session:
         user = await accounts.get_or_create_user(session, principal.tenant, principal.subject)
@@ -219,7 +221,10 @@ async def _create_row(
             expires_at=expires_at,
         )
         session.add(intent)
-    return intent, user.id
+        # a fresh scanner signals the watch: its own first look can wait the longer interval
+        checkpoint = await intents.checkpoint(session, settings.evm_chain)
+        scanner_fresh = intents.fresh(checkpoint, settings.chain_scanner_stale_after_seconds)
+    return intent, user.id, scanner_fresh
 
 
 def scanner_id(settings: Settings) -> str:
@@ -258,7 +263,9 @@ async def create_and_watch(
             f"the {settings.evm_chain} RPC is not answering; nothing was created"
         ) from exc
     expires_at = datetime.now(UTC) + (ttl or timedelta(minutes=settings.deposit_intent_ttl_minutes))
-    intent, user_id = await _create_row(sessions, settings, principal, amount_minor, expires_at)
+    intent, user_id, scanner_fresh = await _create_row(
+        sessions, settings, principal, amount_minor, expires_at
+    )
     try:
         if ensure:
             await ensure_scanner(temporal, settings)
@@ -284,6 +291,7 @@ async def create_and_watch(
             expires_at=expires_at,
             start_block=start_block,
             config=config or watch_config(settings),
+            scanner_fresh=scanner_fresh,
             task_queue_prefix=settings.task_queue_prefix,
         ),
         id=intent.workflow_id,

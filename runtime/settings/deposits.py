@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 #: BIP-39's public test phrase: fine for the local chain, refused in production
 TEST_MNEMONIC = (
@@ -31,6 +31,10 @@ class DepositSettings(BaseModel):
     deposit_watch_max_checks: int = 120
     #: how often a watch with nothing pending looks for itself (the scanner is the fast path)
     deposit_watch_fallback_seconds: float = 300.0
+    #: the same while the scanner's checkpoint was fresh at the watch's last look (or at the
+    #: intent's creation): the scanner signals transfers, so this look is only a safety net, and
+    #: 10,000 watches looking every 5 min kept a worker busy on an idle chain
+    deposit_watch_healthy_fallback_seconds: float = Field(default=1800.0, gt=0)
     #: expected seconds between blocks (Base: 2), to schedule confirmation checks
     evm_block_time_seconds: float = 2.0
 

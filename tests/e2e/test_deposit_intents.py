@@ -257,6 +257,8 @@ async def test_watch_credits_by_itself_while_the_scanner_is_down(stack: Stack) -
         ttl_seconds=40,
         scanner_stale_after_seconds=1.0,
         fallback_interval_seconds=1.0,
+        # made while the scanner was fresh, the watch would wait this long before looking
+        healthy_fallback_interval_seconds=1.0,
     )
     scanner = stack.handle(
         chain_scanner.workflow_id_for(stack.settings.evm_chain, stack.settings.task_queue_prefix)

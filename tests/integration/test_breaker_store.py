@@ -51,6 +51,28 @@ async def test_consecutive_failures_open_a_success_resets_the_count(
     assert Provider.SMTP not in await breakers.states(sessions, s)
 
 
+async def test_successes_counted_together_fill_the_window_and_end_a_run_of_failures(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker counts its successes together (one write for many calls): they count in the
+    error rate's window like single ones, and successes before a failure end the run before it."""
+    s = scope()
+    assert await _record(sessions, s, True) is None
+    assert await _record(sessions, s, True) is None
+    ok = await breakers.record(
+        sessions, s, Provider.STRIPE, failed=True, error="503", thresholds=THRESHOLDS, calls=4
+    )
+    assert ok is None  # 3 successes, then a failure: a run of 1, not 3
+    row = (await breakers.states(sessions, s))[Provider.STRIPE]
+    assert row.window_calls == 6 and row.window_failures == 3 and row.consecutive_failures == 1
+    await breakers.record(
+        sessions, s, Provider.STRIPE, failed=False, error=None, thresholds=THRESHOLDS, calls=7
+    )
+    row = (await breakers.states(sessions, s))[Provider.STRIPE]
+    assert row.window_calls == 13 and row.consecutive_failures == 0
+    assert row.state == BreakerState.CLOSED
+
+
 async def test_the_error_rate_opens_without_a_run_of_failures(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -223,3 +223,30 @@ async def test_cancel_of_a_key_never_used_sends_nothing(chain: Chain, sessions) 
     w = writer(chain, sessions)
     outcome = await w.cancel(CancelTxInput(idempotency_key=f"test:{uuid.uuid4()}"))
     assert outcome.outcome == "never_submitted" and outcome.tx_hash is None
+
+
+async def test_a_forgotten_transaction_is_sent_again_with_the_lower_nonces_blocking_it(
+    manual_chain: Chain, sessions
+) -> None:
+    """The node lost both of two pending transactions (a restart, an eviction): waiting on the
+    later one sends the earlier one again too, so both are mined in nonce order."""
+    chain = manual_chain
+    # not stuck within the test: only the forgotten-transaction path can send them again
+    w = writer(chain, sessions, stuck_after_seconds=600)
+    recipient = new_wallet()
+    keys = [f"test:{uuid.uuid4()}" for _ in range(2)]
+    first, second = [
+        await w.transfer_usdc(TransferUsdcInput(idempotency_key=k, to=recipient, amount_minor=a))
+        for k, a in zip(keys, (11, 22), strict=True)
+    ]
+    assert second.nonce == first.nonce + 1
+    for sent in (first, second):
+        await chain.rpc("anvil_dropTransaction", sent.tx_hash)
+        assert await chain.client.transaction(sent.tx_hash) is None
+    async with chain.mining(0.2):
+        receipt = await asyncio.wait_for(
+            w.await_confirmations(AwaitTxInput(idempotency_key=keys[1], confirmations=1)), 60
+        )
+    assert receipt.tx_hash == second.tx_hash
+    assert await chain.client.receipt(first.tx_hash) is not None
+    assert await chain.usdc_balance(recipient) == 33

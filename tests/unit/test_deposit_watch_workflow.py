@@ -56,6 +56,10 @@ class FakeChain:
 
     outcomes: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     fallback_answers: list[list[TransferSeen]] = field(default_factory=list)
+    #: whether the scanner's checkpoint is fresh at each look, in order (the last one repeats)
+    fresh_answers: list[bool] = field(default_factory=lambda: [True])
+    #: the workflow time of each fallback look
+    looked_at: list = field(default_factory=list)
     checks: int = 0
     fallbacks: int = 0
     credited: list[TransferSeen] = field(default_factory=list)
@@ -78,8 +82,11 @@ class FakeChain:
         @activity.defn(name="chain.fallback_transfers")
         async def fallback_transfers(request: FallbackInput) -> FallbackResult:
             self.fallbacks += 1
+            self.looked_at.append(activity.info().current_attempt_scheduled_time)
             found = self.fallback_answers.pop(0) if self.fallback_answers else []
-            return FallbackResult(transfers=found, queried_chain=False)
+            answers = self.fresh_answers
+            fresh = answers.pop(0) if len(answers) > 1 else answers[0]
+            return FallbackResult(transfers=found, queried_chain=not fresh, scanner_fresh=fresh)
 
         @activity.defn(name="intents.credit_transfer")
         async def credit_transfer(request: CreditTransferInput) -> IntentTotals:
@@ -124,6 +131,7 @@ async def run_watch(
     signals=(),
     config: WatchConfig | None = None,
     before_result=None,
+    scanner_fresh: bool = False,
 ) -> DepositWatchState:
     prefix = new_prefix()
     async with running_workers(
@@ -145,6 +153,7 @@ async def run_watch(
                 expires_at=now + ttl,
                 start_block=90,
                 config=config or WatchConfig(),
+                scanner_fresh=scanner_fresh,
                 task_queue_prefix=prefix,
             ),
             id=f"deposit-watch-{intent_id}",
@@ -166,6 +175,43 @@ async def test_expiry_with_nothing_after_an_hour_of_fallback_timers(
     assert state.status == IntentStatus.EXPIRED
     assert fake.fallbacks == 12  # every 5 min for 60 min: the scanner is the fast path
     assert fake.closed[-1].status == IntentStatus.EXPIRED
+
+
+QUIET = WatchConfig(fallback_interval_seconds=300, healthy_fallback_interval_seconds=1800)
+
+
+def minutes_after_first(fake: FakeChain, started) -> list[int]:
+    return [round((t - started).total_seconds() / 60) for t in fake.looked_at]
+
+
+async def test_a_fresh_scanner_lets_the_watch_look_only_every_healthy_interval(
+    env: WorkflowEnvironment,
+) -> None:
+    """10,000 watches looking every 5 min kept a worker busy on an idle chain: while the
+    scanner is fresh (it signals transfers), the look is a safety net every 30 min, and at expiry."""
+    fake = FakeChain(fresh_answers=[True])
+    started = await env.get_current_time()
+    state = await run_watch(env, fake, 5_000_000, config=QUIET, scanner_fresh=True)
+    assert state.status == IntentStatus.EXPIRED
+    assert minutes_after_first(fake, started) == [30, 60]
+
+
+async def test_a_stale_scanner_brings_the_short_interval_back(env: WorkflowEnvironment) -> None:
+    fake = FakeChain(fresh_answers=[False, False, True])
+    started = await env.get_current_time()
+    state = await run_watch(env, fake, 5_000_000, config=QUIET, scanner_fresh=True)
+    assert state.status == IntentStatus.EXPIRED
+    # fresh at creation: 30 min; stale there and at 35: every 5 min; fresh at 40: 30 min, capped
+    assert minutes_after_first(fake, started) == [30, 35, 40, 60]
+
+
+async def test_a_watch_made_while_the_scanner_is_stale_looks_soon(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeChain(fallback_answers=[[transfer(7, 2_000_000)]], fresh_answers=[False])
+    state = await run_watch(env, fake, 2_000_000, config=QUIET, scanner_fresh=False)
+    assert state.status == IntentStatus.PAID
+    assert fake.fallbacks == 1
 
 
 async def test_max_checks_stops_the_watch(env: WorkflowEnvironment) -> None:
