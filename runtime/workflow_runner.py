@@ -15,8 +15,13 @@ from pathlib import Path
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 PASSTHROUGH = ("domain",)
-#: the sandboxed workflow code, imported again for every new workflow instance
-WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
+
+
+def workflows_dir() -> Path:
+    """The sandboxed workflow code, imported again for every new workflow instance (a function:
+    a test module defining a workflow imports this module inside the sandbox, where resolving a
+    path is refused)."""
+    return Path(__file__).resolve().parent.parent / "workflows"
 
 
 def compile_workflows() -> None:
@@ -25,7 +30,7 @@ def compile_workflows() -> None:
     checkout's tooling) no .pyc was ever written, so each instance compiled them from source:
     about 50 ms of a worker's CPU per new workflow. Best effort (a read-only tree is fine)."""
     with contextlib.suppress(OSError):
-        compileall.compile_dir(WORKFLOWS_DIR, quiet=2)
+        compileall.compile_dir(workflows_dir(), quiet=2)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
