@@ -62,7 +62,7 @@ from runtime.redact import register_settings
 from runtime.schedules import ensure_schedules
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_with_retry, metrics_runtime
-from runtime.workflow_runner import workflow_runner
+from runtime.workflow_runner import cache_bytecode, workflow_runner
 from store.db import make_engine, make_session_factory
 from store.leases import SlotLimit
 from workflows.anchor_batcher import AnchorBatcher
@@ -525,6 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    cache_bytecode()
     asyncio.run(run(settings, parse_queues(args.queues)))
     sys.stdout.flush()
     sys.stderr.flush()

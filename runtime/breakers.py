@@ -4,7 +4,12 @@ probe it, let it go again.
 * **Counting**: an activity interceptor sees every activity's outcome in this worker and counts
   it on the provider's row in PostgreSQL (:mod:`store.breakers`), so several worker processes
   trip one breaker together. Only the provider's *unavailable* errors count as failures
-  (:mod:`domain.breakers`).
+  (:mod:`domain.breakers`). A success while the row is clean (closed, no failure since the last
+  success, as this worker last read it) is only counted in memory and added to the row's rate
+  window by the loop every tick: a locked row per provider call was a transaction per activity
+  on the hot path, all of them queueing on one row. Failures, and every outcome while the row is
+  not clean, are still counted on the row at once; the loop re-reads the rows every tick, so
+  another worker's failures end the in-memory counting within a tick.
 * **Opening**: the worker whose call trips it holds the provider's activity task queues at 0 with
   the task-queue machinery of the pause API (holder ``breaker:<provider>``) and raises an alert
   (``circuit_breaker_open``). Held activities wait in the server's backlog: nothing is lost and
@@ -88,6 +93,10 @@ class Breakers:
         self._probes = probes
         self._thresholds = thresholds(settings)
         self.scope = settings.task_queue_prefix
+        #: providers whose row was clean (closed, no consecutive failure) when last read
+        self._clean: dict[Provider, bool] = {}
+        #: successes counted in memory since the last flush
+        self._successes: dict[Provider, int] = {}
 
     def provider_of(self, task_queue: str, activity_type: str) -> Provider | None:
         name = task_queue.removeprefix(self.scope)
@@ -99,22 +108,62 @@ class Breakers:
 
     async def outcome(self, provider: Provider, error: BaseException | None) -> None:
         failed = error is not None and is_unavailable(provider, error)
+        if not failed and self._clean.get(provider):
+            self._successes[provider] = self._successes.get(provider, 0) + 1
+            return
+        earlier = self._successes.pop(provider, 0)
         try:
-            transition = await asyncio.wait_for(
-                rows.record(
+            counted = await asyncio.wait_for(
+                rows.record_outcome(
                     self._sessions,
                     self.scope,
                     provider,
                     failed=failed,
                     error=redact(str(error)) if failed else None,
                     thresholds=self._thresholds,
+                    earlier_successes=earlier,
                 ),
                 RECORD_TIMEOUT_SECONDS,
             )
-            if transition is not None:
-                await self._apply(provider, transition)
         except Exception as exc:  # counting must never fail the activity
+            self._clean[provider] = False
+            self._successes[provider] = self._successes.get(provider, 0) + earlier
             log.warning("breaker outcome not counted", provider=provider.value, error=str(exc))
+            return
+        self._clean[provider] = counted.clean
+        if counted.transition is not None:
+            await self._apply_logged(provider, counted.transition)
+
+    async def flush(self) -> None:
+        """Add the successes counted in memory to their rows (closing a half-open one)."""
+        for provider in list(self._successes):
+            count = self._successes.pop(provider, 0)
+            if count <= 0:
+                continue
+            try:
+                flushed = await rows.record_successes(
+                    self._sessions, self.scope, provider, count, self._thresholds
+                )
+            except Exception as exc:
+                self._successes[provider] = self._successes.get(provider, 0) + count
+                log.warning(
+                    "breaker successes not flushed", provider=provider.value, error=str(exc)
+                )
+                continue
+            self._clean[provider] = flushed.clean
+            if flushed.transition is not None:
+                await self._apply_logged(provider, flushed.transition)
+
+    async def _apply_logged(self, provider: Provider, transition: Transition) -> None:
+        try:
+            await self._apply(provider, transition)
+        except Exception as exc:  # never fails the activity; the next probe repairs a hold
+            log.warning(
+                "breaker transition not applied",
+                provider=provider.value,
+                transition=transition.value,
+                error=str(exc),
+            )
 
     async def _apply(self, provider: Provider, transition: Transition) -> None:
         if transition in (Transition.OPENED, Transition.REOPENED):
@@ -184,7 +233,10 @@ class Breakers:
                 await self._apply(provider, transition)
 
     async def gauges(self) -> dict[Provider, int]:
+        """Every provider's state as a gauge value; re-reads which rows are clean on the way."""
         states = await rows.states(self._sessions, self.scope)
+        for provider, row in states.items():
+            self._clean[provider] = rows.is_clean(row)
         return {
             p: int(GAUGE[BreakerState(states[p].state)]) if p in states else 0 for p in Provider
         }
@@ -203,8 +255,10 @@ class Breakers:
         while True:
             try:
                 await self.probe_due()
+                await self.flush()
+                values = await self.gauges()
                 if gauge is not None:
-                    for provider, value in (await self.gauges()).items():
+                    for provider, value in values.items():
                         gauge.set(value, {"provider": provider.value})
             except Exception as exc:
                 log.warning("breaker loop", error=str(exc))

@@ -92,25 +92,44 @@ async def record(
 ) -> Transition | None:
     """Count one call's outcome; the transition it caused, if any. While open, outcomes (of
     calls already running when it opened) change nothing: the probe decides."""
+    counted = await record_outcome(
+        sessions, scope, provider, failed=failed, error=error, thresholds=thresholds
+    )
+    return counted.transition
+
+
+async def record_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+    scope: str,
+    provider: Provider,
+    *,
+    failed: bool,
+    error: str | None,
+    thresholds: Thresholds,
+    earlier_successes: int = 0,
+) -> Flushed:
+    """:func:`record`, and whether the row is clean after it. ``earlier_successes`` (counted in
+    memory since the last flush) join the rate window first, as :func:`record_successes` adds
+    them, so a failure is judged against every call the worker saw."""
     async with sessions.begin() as session:
         row = await _locked(session, scope, provider)
         now = await _now(session)
         if failed:
             row.last_error = (error or "")[:2000]
         if row.state == BreakerState.OPEN.value:
-            return None
+            return Flushed(None, False)
         if row.state == BreakerState.HALF_OPEN.value:
             if failed:
                 _open(row, now, thresholds)
-                return Transition.REOPENED
+                return Flushed(Transition.REOPENED, False)
             _close(row, now)
-            return Transition.CLOSED
+            return Flushed(Transition.CLOSED, True)
         if row.window_start + timedelta(seconds=thresholds.window_seconds) < now:
             row.window_start, row.window_calls, row.window_failures = now, 0, 0
-        row.window_calls += 1
+        row.window_calls += 1 + max(0, earlier_successes)
         if not failed:
             row.consecutive_failures = 0
-            return None
+            return Flushed(None, True)
         row.consecutive_failures += 1
         row.window_failures += 1
         rate_tripped = (
@@ -119,8 +138,46 @@ async def record(
         )
         if row.consecutive_failures >= thresholds.consecutive_failures or rate_tripped:
             _open(row, now, thresholds)
-            return Transition.OPENED
-        return None
+            return Flushed(Transition.OPENED, False)
+        return Flushed(None, False)
+
+
+@dataclass(frozen=True)
+class Flushed:
+    """What a flush of successes found: the transition it caused, and whether the row is clean
+    (closed, no failure since the last success), so the next successes may be counted in memory."""
+
+    transition: Transition | None
+    clean: bool
+
+
+def is_clean(row: CircuitBreaker) -> bool:
+    return row.state == BreakerState.CLOSED.value and row.consecutive_failures == 0
+
+
+async def record_successes(
+    sessions: async_sessionmaker[AsyncSession],
+    scope: str,
+    provider: Provider,
+    count: int,
+    thresholds: Thresholds,
+) -> Flushed:
+    """Add ``count`` successes a worker counted in memory while the row was clean. They go into
+    the rate window only: they happened before the flush, maybe before another worker's failures,
+    so they do not reset the consecutive count. On a half-open row they close it, as a success
+    counted at once would have."""
+    async with sessions.begin() as session:
+        row = await _locked(session, scope, provider)
+        if count <= 0 or row.state == BreakerState.OPEN.value:
+            return Flushed(None, is_clean(row))
+        now = await _now(session)
+        if row.state == BreakerState.HALF_OPEN.value:
+            _close(row, now)
+            return Flushed(Transition.CLOSED, True)
+        if row.window_start + timedelta(seconds=thresholds.window_seconds) < now:
+            row.window_start, row.window_calls, row.window_failures = now, 0, 0
+        row.window_calls += count
+        return Flushed(None, is_clean(row))
 
 
 async def claim_probes(
