@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
-from domain.breakers import BreakerState, Provider
+from domain.breakers import BreakerState, Provider, is_unavailable
+from domain.errors import StripeUnavailable
+from runtime.breakers import Breakers
+from runtime.settings import Settings
 from store import breakers
 from store.breakers import Thresholds, Transition
 from store.leases import SlotLimit, fleet_slot, held, try_take
@@ -101,3 +106,43 @@ async def test_a_lease_its_holder_never_gave_back_expires_after_its_ttl(
         assert await held(sessions, limit.name) == ["a"]
         assert await try_take(sessions, limit, "b") is not None
     assert await held(sessions, limit.name) == ["b"]
+
+
+async def test_successes_on_a_clean_row_are_counted_in_memory_and_flushed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker counts successes in memory while the row is clean and adds them on its loop's
+    flush; a failure (its own or another worker's, read on the next tick) sends outcomes to the
+    row at once again, so a success still resets the run of failures."""
+    s = scope()
+    settings = Settings(_env_file=None).model_copy(
+        update={"task_queue_prefix": s, "breaker_consecutive_failures": 3}
+    )
+    # no transition needs the Temporal client here (nothing opens)
+    ours = Breakers(cast(Client, None), sessions, settings, probes={})
+    theirs = Breakers(cast(Client, None), sessions, settings, probes={})
+
+    async def row() -> tuple[str, int, int]:
+        r = (await breakers.states(sessions, s))[Provider.STRIPE]
+        return r.state, r.consecutive_failures, r.window_calls
+
+    await ours.outcome(Provider.STRIPE, None)  # the row is not known yet: counted on it
+    assert await row() == ("closed", 0, 1)
+    for _ in range(5):
+        await ours.outcome(Provider.STRIPE, None)
+    assert await row() == ("closed", 0, 1)  # in memory
+    await ours.flush()
+    assert await row() == ("closed", 0, 6)
+
+    unavailable = StripeUnavailable("503 Service Unavailable")
+    assert is_unavailable(Provider.STRIPE, unavailable)
+    await ours.outcome(Provider.STRIPE, None)  # in memory again
+    await theirs.outcome(Provider.STRIPE, unavailable)
+    await theirs.outcome(Provider.STRIPE, unavailable)
+    assert await row() == ("closed", 2, 8)  # their failures; our pending success not yet
+    await ours.gauges()  # the loop's tick: ours now knows the row is not clean
+    await ours.outcome(Provider.STRIPE, None)  # on the row at once, with the pending one
+    assert await row() == ("closed", 0, 10)
+    await ours.outcome(Provider.STRIPE, None)
+    await ours.flush()
+    assert await row() == ("closed", 0, 11)
