@@ -29,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth import issue_token
 from bench.noop import BenchNoop
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
-from bench.stack import BenchStack, activity_count, bench_stack, read_workflows
+from bench.stack import (
+    BenchStack,
+    Measured,
+    activity_count,
+    bench_stack,
+    measured,
+    read_workflows,
+)
 from domain.mpesa import DepositStatus
 from runtime.banner import DEMO_WALLET
 from runtime.settings import Settings
@@ -241,6 +248,19 @@ async def main() -> int:
         default=DEADLINE_SECONDS,
         help="seconds from the start by which the run ends (default %(default).0f)",
     )
+    parser.add_argument(
+        "--evm-confirmations",
+        type=int,
+        default=None,
+        help="EVM_CONFIRMATIONS for the stack (0: the USDC transfer is not awaited block by "
+        "block); default: the settings' default",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="py-spy flame graphs of the worker and the API over the measured deposits, "
+        "to bench/profiles/NAME-worker.svg and NAME-api.svg",
+    )
     args = parser.parse_args()
     deadline = Deadline(args.deadline_seconds)
     warm_up = Tally("warm-up deposits", min(20, args.deposits))
@@ -248,9 +268,19 @@ async def main() -> int:
     raw_tally = Tally("raw BenchNoop workflows", args.deposits)
     deposits: dict[str, float] = {}
     raw: dict[str, float] = {}
-    async with bench_stack(args.database_url, args.callback_delay) as stack, deadline.bound():
+    cpu = Measured()
+    extra = (
+        {"EVM_CONFIRMATIONS": str(args.evm_confirmations)}
+        if args.evm_confirmations is not None
+        else None
+    )
+    async with (
+        bench_stack(args.database_url, args.callback_delay, extra_env=extra) as stack,
+        deadline.bound(),
+    ):
         await run_deposits(stack, warm_up, 10, {}, args.phone)
-        await run_deposits(stack, tally, args.concurrency, deposits, args.phone)
+        async with measured(stack, args.profile) as cpu:
+            await run_deposits(stack, tally, args.concurrency, deposits, args.phone)
         if "activities" in deposits:
             activities = int(deposits["activities"])
             await run_raw(stack, raw_tally, args.concurrency, activities, raw)
@@ -265,13 +295,22 @@ async def main() -> int:
         command += f" --phone {args.phone}"
     if args.database_url:
         command += f" --database-url {args.database_url}"
+    if args.evm_confirmations is not None:
+        command += f" --evm-confirmations {args.evm_confirmations}"
+    if args.profile:
+        command += f" --profile {args.profile}"
 
     def ms(value: float) -> str:
         return f"{value * 1000:.0f} ms"
 
     lines = [
         f"M-Pesa deposits, {args.deposits} at concurrency {args.concurrency}, "
-        f"sandbox callback after {args.callback_delay}s, {db}",
+        f"sandbox callback after {args.callback_delay}s, {db}"
+        + (
+            f", EVM_CONFIRMATIONS={args.evm_confirmations}"
+            if args.evm_confirmations is not None
+            else ""
+        ),
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}",
     ]
     if deposits:
@@ -279,6 +318,7 @@ async def main() -> int:
             f"  deposits/s (request -> credited)   {deposits['per_second']:.1f}",
             f"  request -> credited p50 / p99      {ms(deposits['credit_p50'])} / {ms(deposits['credit_p99'])}",
             f"  initiate call p50 / p99            {ms(deposits['initiate_p50'])} / {ms(deposits['initiate_p99'])}",
+            f"  CPU per deposit                    {cpu.per_op(len(tally.completed))}",
         ]
     if "activities" in deposits and raw:
         activities = int(deposits["activities"])

@@ -225,13 +225,20 @@ class Measured:
 
 
 @asynccontextmanager
-async def measured(stack: BenchStack, profile: str | None) -> AsyncIterator[Measured]:
+async def measured(
+    stack: BenchStack,
+    profile: str | None,
+    processes: dict[str, asyncio.subprocess.Process] | None = None,
+) -> AsyncIterator[Measured]:
     """CPU seconds of the worker and the API over the block; with ``profile``, py-spy flame
     graphs of both over the same block, written to ``bench/profiles/<profile>-worker.svg`` and
-    ``-api.svg`` (py-spy must be installed; it attaches to the running processes)."""
-    pids = {
-        name: p.pid for name, p in (("worker", stack.worker), ("api", stack.api)) if p is not None
-    }
+    ``-api.svg`` (py-spy must be installed; it attaches to the running processes).
+    ``processes`` (``"worker"``/``"api"`` -> process) replaces the stack's own."""
+    if processes is None:
+        processes = {
+            name: p for name, p in (("worker", stack.worker), ("api", stack.api)) if p is not None
+        }
+    pids = {name: p.pid for name, p in processes.items()}
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     spies: list[asyncio.subprocess.Process] = []
     if profile:
