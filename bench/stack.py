@@ -210,17 +210,20 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Measured:
-    """CPU seconds the worker and the API used over a measured phase (filled at its end)."""
+    """CPU seconds the worker, the API and the Temporal dev server used over a measured phase
+    (filled at its end)."""
 
     worker: float = 0.0
     api: float = 0.0
+    server: float = 0.0
 
     def per_op(self, operations: int) -> str:
         if operations <= 0:
             return "n/a"
         return (
             f"worker {self.worker / operations * 1000:.0f} ms, "
-            f"API {self.api / operations * 1000:.0f} ms"
+            f"API {self.api / operations * 1000:.0f} ms "
+            f"(Temporal server {self.server / operations * 1000:.0f} ms)"
         )
 
 
@@ -239,7 +242,9 @@ async def measured(
             name: p for name, p in (("worker", stack.worker), ("api", stack.api)) if p is not None
         }
     pids = {name: p.pid for name, p in processes.items()}
+    server = stack.processes[0].pid if stack.processes else None  # the dev server starts first
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    server_before = cpu_seconds(server) if server is not None else 0.0
     spies: list[asyncio.subprocess.Process] = []
     if profile:
         PROFILES.mkdir(exist_ok=True)
@@ -259,6 +264,8 @@ async def measured(
     finally:
         used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         result.worker, result.api = used.get("worker", 0.0), used.get("api", 0.0)
+        if server is not None:
+            result.server = cpu_seconds(server) - server_before
         for spy_process in spies:
             spy_process.send_signal(signal.SIGINT)  # py-spy writes its SVG on SIGINT
         for spy_process in spies:
