@@ -17,6 +17,10 @@ embedded defaults (``bench/stack.py``), worker included: the operations accepted
 load as they would in production and share the machine's cores with the API. The backlog of one
 phase still runs during the next ones (phases go in the order above, the lower rate first).
 
+``--pause-worker`` stops the worker process (SIGSTOP) for the phases, and lets it go on after
+them: the workflows are started and wait, so the figures are the API's own (with Temporal and
+PostgreSQL), without the backlog's work on the same cores.
+
 The run ends by ``--deadline-seconds`` whatever happens.
 """
 
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -129,6 +134,7 @@ async def run_phases(
     tallies: dict[tuple[float, str], Tally],
     figures: dict[tuple[float, str], dict[str, float]],
     profile: str | None,
+    pause_worker: bool = False,
 ) -> None:
     settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
     venue_tenant = f"bench-{uuid.uuid4().hex[:6]}"
@@ -147,20 +153,39 @@ async def run_phases(
         for name in ENDPOINTS:
             path, body, headers = makers[name](-1)
             (await http.post(path, json=body, headers=headers)).raise_for_status()
-        for rate in rates:
-            for name in ENDPOINTS:
-                tally = tallies[(rate, name)]
-                name_profile = f"{profile}-{name}-{rate:g}" if profile else None
-                async with measured(stack, name_profile) as cpu:
-                    latencies = await open_loop(http, makers[name], rate, seconds, tally)
-                figures[(rate, name)] = {
-                    "p50": percentile(latencies, 0.5),
-                    "p99": percentile(latencies, 0.99),
-                    "max": max(latencies, default=float("nan")),
-                    "api_cpu_ms": cpu_ms(cpu, len(latencies)),
-                }
-                print(f"{name} at {rate:g}/s: {format_row(figures[(rate, name)])}", flush=True)
-                await asyncio.sleep(PAUSE_SECONDS)
+        if pause_worker and stack.worker is not None:
+            stack.worker.send_signal(signal.SIGSTOP)
+        try:
+            await _phases(stack, http, makers, rates, seconds, tallies, figures, profile)
+        finally:
+            if pause_worker and stack.worker is not None:
+                stack.worker.send_signal(signal.SIGCONT)
+
+
+async def _phases(
+    stack: BenchStack,
+    http: httpx.AsyncClient,
+    makers: dict[str, Callable[[int], Request]],
+    rates: list[float],
+    seconds: float,
+    tallies: dict[tuple[float, str], Tally],
+    figures: dict[tuple[float, str], dict[str, float]],
+    profile: str | None,
+) -> None:
+    for rate in rates:
+        for name in ENDPOINTS:
+            tally = tallies[(rate, name)]
+            name_profile = f"{profile}-{name}-{rate:g}" if profile else None
+            async with measured(stack, name_profile) as cpu:
+                latencies = await open_loop(http, makers[name], rate, seconds, tally)
+            figures[(rate, name)] = {
+                "p50": percentile(latencies, 0.5),
+                "p99": percentile(latencies, 0.99),
+                "max": max(latencies, default=float("nan")),
+                "api_cpu_ms": cpu_ms(cpu, len(latencies)),
+            }
+            print(f"{name} at {rate:g}/s: {format_row(figures[(rate, name)])}", flush=True)
+            await asyncio.sleep(PAUSE_SECONDS)
 
 
 def cpu_ms(cpu: Measured, operations: int) -> float:
@@ -187,6 +212,11 @@ async def main() -> int:
         "to bench/profiles/NAME-<endpoint>-<rate>-worker.svg and -api.svg",
     )
     parser.add_argument(
+        "--pause-worker",
+        action="store_true",
+        help="stop the worker during the phases: the API's own latency, without the backlog",
+    )
+    parser.add_argument(
         "--deadline-seconds",
         type=float,
         default=DEADLINE_SECONDS,
@@ -199,6 +229,8 @@ async def main() -> int:
     )
     if args.profile:
         command += f" --profile {args.profile}"
+    if args.pause_worker:
+        command += " --pause-worker"
     print(f"reproduce: {command}", flush=True)
     deadline = Deadline(args.deadline_seconds)
     tallies = {
@@ -210,10 +242,16 @@ async def main() -> int:
     # the credential quota would refuse most anchors of one tenant past 1,000 a day
     extra = {"CREDENTIAL_ANCHOR_DAILY_QUOTA_PER_TENANT": "1000000"}
     async with bench_stack(None, 0.2, extra_env=extra) as stack, deadline.bound():
-        await run_phases(stack, rates, args.seconds, tallies, figures, args.profile)
+        await run_phases(
+            stack, rates, args.seconds, tallies, figures, args.profile, args.pause_worker
+        )
     lines = [
         f"Accept latency, open loop, {args.seconds:g} s per endpoint and rate, embedded defaults "
-        "(worker running the accepted operations behind the load)",
+        + (
+            "(worker stopped: the API's own latency)"
+            if args.pause_worker
+            else "(worker running the accepted operations behind the load)"
+        ),
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}",
     ]
     for (rate, name), row in figures.items():
