@@ -252,8 +252,14 @@ async def main() -> int:
         "--evm-confirmations",
         type=int,
         default=None,
-        help="EVM_CONFIRMATIONS for the stack (0: the USDC transfer is not awaited block by "
-        "block); default: the settings' default",
+        help="EVM_CONFIRMATIONS for the stack (at least 1; default: the settings' default)",
+    )
+    parser.add_argument(
+        "--block-time",
+        type=float,
+        default=2.0,
+        help="anvil's block time in seconds (default 2, like Base): with --evm-confirmations 1 "
+        "and a short block time the chain's block waits mostly leave the deposit",
     )
     parser.add_argument(
         "--profile",
@@ -275,7 +281,9 @@ async def main() -> int:
         else None
     )
     async with (
-        bench_stack(args.database_url, args.callback_delay, extra_env=extra) as stack,
+        bench_stack(
+            args.database_url, args.callback_delay, block_time=args.block_time, extra_env=extra
+        ) as stack,
         deadline.bound(),
     ):
         await run_deposits(stack, warm_up, 10, {}, args.phone)
@@ -297,6 +305,8 @@ async def main() -> int:
         command += f" --database-url {args.database_url}"
     if args.evm_confirmations is not None:
         command += f" --evm-confirmations {args.evm_confirmations}"
+    if args.block_time != 2.0:
+        command += f" --block-time {args.block_time:g}"
     if args.profile:
         command += f" --profile {args.profile}"
 
@@ -310,7 +320,8 @@ async def main() -> int:
             f", EVM_CONFIRMATIONS={args.evm_confirmations}"
             if args.evm_confirmations is not None
             else ""
-        ),
+        )
+        + (f", {args.block_time:g} s blocks" if args.block_time != 2.0 else ""),
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}",
     ]
     if deposits:
