@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.job_log import job_log
+from activities.job_log import add_line
 from domain.mpesa import (
     CreditDepositInput,
     CreditDepositResult,
@@ -36,54 +36,56 @@ class DepositActivities:
                 request.merchant_request_id,
                 request.checkout_request_id,
             )
-        await job_log(
-            self._sessions,
-            f"STK push accepted by Daraja: CheckoutRequestID {request.checkout_request_id}"
-            + (" (its callback had already arrived)" if early is not None else ""),
-        )
+            add_line(
+                session,
+                f"STK push accepted by Daraja: CheckoutRequestID {request.checkout_request_id}"
+                + (" (its callback had already arrived)" if early is not None else ""),
+            )
         return early
 
     @activity.defn(name="deposits.set_outcome")
     async def set_outcome(self, outcome: DepositOutcomeInput) -> str:
         """Persist a status change; returns the status the row ends with."""
-        async with self._sessions.begin() as session:
-            row = await deposits.set_outcome(session, outcome)
         code = f" (ResultCode {outcome.result_code})" if outcome.result_code is not None else ""
         receipt = f", M-Pesa receipt {outcome.receipt}" if outcome.receipt else ""
-        await job_log(
-            self._sessions,
-            f"deposit {outcome.status.value}{code}{receipt}",
-            level="warning" if outcome.status.value in ("failed", "needs_attention") else "info",
-        )
+        async with self._sessions.begin() as session:
+            row = await deposits.set_outcome(session, outcome)
+            add_line(
+                session,
+                f"deposit {outcome.status.value}{code}{receipt}",
+                level="warning"
+                if outcome.status.value in ("failed", "needs_attention")
+                else "info",
+            )
         return row.status
 
     @activity.defn(name="deposits.record_conversion")
     async def record_conversion(self, request: RecordConversionInput) -> None:
         """Keep the rate, the USDC amount and the transaction hash on the deposit row."""
+        sent = f", transaction {request.usdc_tx_hash}" if request.usdc_tx_hash else ""
         async with self._sessions.begin() as session:
             await deposits.record_conversion(session, request)
-        sent = f", transaction {request.usdc_tx_hash}" if request.usdc_tx_hash else ""
-        await job_log(
-            self._sessions,
-            f"conversion recorded: {request.usdc_minor} USDC base units at "
-            f"{request.fx_kes_per_usdc} KES/USDC{sent}",
-        )
+            add_line(
+                session,
+                f"conversion recorded: {request.usdc_minor} USDC base units at "
+                f"{request.fx_kes_per_usdc} KES/USDC{sent}",
+            )
 
     @activity.defn(name="deposits.credit")
     async def credit(self, request: CreditDepositInput) -> CreditDepositResult:
         """Credit the portfolio exactly once (see :func:`store.deposits.credit`)."""
         async with self._sessions.begin() as session:
             result = await deposits.credit(session, request)
+            add_line(
+                session,
+                ("portfolio already credited" if result.already_credited else "portfolio credited")
+                + f": ledger entry {result.entry_id}",
+            )
         log.info(
             "deposit credited" if not result.already_credited else "deposit already credited",
             deposit_id=request.deposit_id,
             entry_id=result.entry_id,
             key=result.idempotency_key,
-        )
-        await job_log(
-            self._sessions,
-            ("portfolio already credited" if result.already_credited else "portfolio credited")
-            + f": ledger entry {result.entry_id}",
         )
         return result
 
@@ -92,10 +94,10 @@ class DepositActivities:
         """Open an alert about this deposit (once per condition and reference); returns its id."""
         async with self._sessions.begin() as session:
             alert_id = await alerts.raise_event(session, request)
+            add_line(
+                session, f"alert {request.condition} raised (alert {alert_id})", level="warning"
+            )
         log.warning(
             "alert raised", condition=request.condition, reference=request.reference, id=alert_id
-        )
-        await job_log(
-            self._sessions, f"alert {request.condition} raised (alert {alert_id})", level="warning"
         )
         return alert_id

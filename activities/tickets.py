@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import business_metrics
-from activities.job_log import job_log
+from activities.job_log import add_line
 from domain.tickets import (
     MintOutcome,
     MintOutcomeInput,
@@ -33,13 +33,13 @@ class TicketActivities:
             result = await tickets.payment_captured(session, captured)
             purchase = await tickets.get(session, captured.purchase_id)
             captured_now = before == 0 and purchase.amount_captured > 0
+            add_line(
+                session,
+                f"payment captured: PaymentIntent {captured.payment_intent}, "
+                f"{captured.amount_minor} {captured.currency} minor units",
+            )
         if captured_now:  # counted once committed, and only the first time
             business_metrics.payment_captured(purchase.currency, purchase.amount_captured)
-        await job_log(
-            self._sessions,
-            f"payment captured: PaymentIntent {captured.payment_intent}, "
-            f"{captured.amount_minor} {captured.currency} minor units",
-        )
         return result
 
     @activity.defn(name="tickets.update")
@@ -48,21 +48,21 @@ class TicketActivities:
             before = (await tickets.get(session, change.purchase_id)).mint_address
             purchase = await tickets.update(session, change)
             status, minted_now = purchase.status, before is None and purchase.mint_address
+            mint = f", mint {change.mint}" if change.mint else ""
+            add_line(session, f"purchase {status}{mint}")
         if minted_now:
             business_metrics.nft_minted()
-        mint = f", mint {change.mint}" if change.mint else ""
-        await job_log(self._sessions, f"purchase {status}{mint}")
         return status
 
     @activity.defn(name="tickets.reserve_refund")
     async def reserve_refund(self, request: ReserveRefundInput) -> ReservedRefund:
         async with self._sessions.begin() as session:
             reserved = await tickets.reserve_refund(session, request)
-        await job_log(
-            self._sessions,
-            f"refund {request.refund_id} reserved: {reserved.amount_minor} minor units of "
-            f"PaymentIntent {reserved.payment_intent}",
-        )
+            add_line(
+                session,
+                f"refund {request.refund_id} reserved: {reserved.amount_minor} minor units of "
+                f"PaymentIntent {reserved.payment_intent}",
+            )
         return reserved
 
     @activity.defn(name="tickets.settle_refund")
@@ -75,15 +75,17 @@ class TicketActivities:
             if refund is not None and before == "reserved" and refund.status == "succeeded":
                 purchase = await tickets.get(session, refund.purchase_id)
                 made = (purchase.currency, refund.amount_minor, refund_reason(refund))
+            outcome = "succeeded" if settled.succeeded else "failed"
+            stripe = (
+                f" (Stripe refund {settled.stripe_refund_id})" if settled.stripe_refund_id else ""
+            )
+            add_line(
+                session,
+                f"refund {settled.refund_id} {outcome}{stripe}",
+                level="info" if settled.succeeded else "warning",
+            )
         if made is not None:  # counted once committed, and only the first time
             business_metrics.refund_made(*made)
-        outcome = "succeeded" if settled.succeeded else "failed"
-        stripe = f" (Stripe refund {settled.stripe_refund_id})" if settled.stripe_refund_id else ""
-        await job_log(
-            self._sessions,
-            f"refund {settled.refund_id} {outcome}{stripe}",
-            level="info" if settled.succeeded else "warning",
-        )
 
     @activity.defn(name="tickets.mint_outcome")
     async def mint_outcome(self, request: MintOutcomeInput) -> MintOutcome:
@@ -97,11 +99,10 @@ class TicketActivities:
             transfer = await session.get(NftTransferRecord, change.transfer_id)
             before = transfer.status if transfer is not None else None
             await tickets.record_transfer(session, change)
+            signature = f", signature {change.signature}" if change.signature else ""
+            add_line(session, f"transfer {change.transfer_id} {change.status}{signature}")
         if change.status == "transferred" and before != "transferred":
             business_metrics.nft_transferred()
-
-        signature = f", signature {change.signature}" if change.signature else ""
-        await job_log(self._sessions, f"transfer {change.transfer_id} {change.status}{signature}")
 
 
 def refund_reason(refund: TicketRefund) -> str:

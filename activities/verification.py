@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.job_log import job_log
+from activities.job_log import add_line
 from domain.content import (
     ProofBundle,
     RegistryEntry,
@@ -152,19 +152,19 @@ class VerificationActivities:
             row.error = update.error
             if update.status in (JobStatus.COMPLETED, JobStatus.FAILED):
                 row.completed_at = now
+            verdict = f", verdict {update.result.status.value}" if update.result else ""
+            content = f", content hash {update.content_hash}" if update.content_hash else ""
+            error = f": {update.error}" if update.error else ""
+            add_line(
+                session,
+                f"job {update.status.value} ({update.progress}%){content}{verdict}{error}",
+                level="warning" if update.status is JobStatus.FAILED else "info",
+            )
         log.info(
             "verification job recorded",
             job_id=update.job_id,
             status=update.status.value,
             verdict=update.result.status.value if update.result else None,
-        )
-        verdict = f", verdict {update.result.status.value}" if update.result else ""
-        content = f", content hash {update.content_hash}" if update.content_hash else ""
-        error = f": {update.error}" if update.error else ""
-        await job_log(
-            self._sessions,
-            f"job {update.status.value} ({update.progress}%){content}{verdict}{error}",
-            level="warning" if update.status is JobStatus.FAILED else "info",
         )
 
 

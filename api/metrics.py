@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics_breakers import BreakerCollector
 from api.metrics_queues import QueueCollector, SystemCollector
@@ -92,16 +91,37 @@ class ApiMetrics:
 
 
 def install_metrics(app: FastAPI, metrics: ApiMetrics) -> None:
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(_Measure, metrics=metrics)
+
+
+class _Measure:
+    """Counts and times every HTTP request by route template.
+
+    A plain ASGI middleware: ``@app.middleware("http")`` (Starlette's ``BaseHTTPMiddleware``)
+    runs each request through a task group and memory streams, a visible share of the API's CPU
+    per request in the accept-latency profiles. As before, a request whose handler raised (the
+    500 answered by the server's error middleware, outside this one) is not counted."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_status)
+        route = scope.get("route")
         # label by route template, never by raw path (ids would explode the label set)
         path = getattr(route, "path", "unmatched")
-        method = method_label(request.method)
-        metrics.requests.labels(method, path, str(response.status_code)).inc()
-        metrics.latency.labels(method, path).observe(time.perf_counter() - start)
-        return response
+        method = method_label(str(scope.get("method", "")))
+        self.metrics.requests.labels(method, path, str(status)).inc()
+        self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)

@@ -34,7 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth import issue_token
 from bench.noop import BenchNoop
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
-from bench.stack import BenchStack, activity_count, bench_stack, read_workflows
+from bench.stack import (
+    BenchStack,
+    Measured,
+    activity_count,
+    bench_stack,
+    measured,
+    read_workflows,
+)
 from domain.mpesa import DepositStatus
 from providers.evm import EvmClient
 from runtime.banner import DEMO_WALLET
@@ -298,6 +305,25 @@ async def main() -> int:
         default=2.0,
         help="PAYOUT_BATCH_WAIT_SECONDS with --payout-batch (default %(default)g)",
     )
+    parser.add_argument(
+        "--evm-confirmations",
+        type=int,
+        default=None,
+        help="EVM_CONFIRMATIONS for the stack (at least 1; default: the settings' default)",
+    )
+    parser.add_argument(
+        "--block-time",
+        type=float,
+        default=2.0,
+        help="anvil's block time in seconds (default 2, like Base): with --evm-confirmations 1 "
+        "and a short block time the chain's block waits mostly leave the deposit",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="py-spy flame graphs of the worker and the API over the measured deposits, "
+        "to bench/profiles/NAME-worker.svg and NAME-api.svg",
+    )
     args = parser.parse_args()
     deadline = Deadline(args.deadline_seconds)
     warm_up = Tally("warm-up deposits", min(20, args.deposits))
@@ -305,7 +331,8 @@ async def main() -> int:
     raw_tally = Tally("raw BenchNoop workflows", args.deposits)
     deposits: dict[str, float] = {}
     raw: dict[str, float] = {}
-    extra_env = (
+    cpu = Measured()
+    extra: dict[str, str] = (
         {
             "PAYOUT_BATCH_ENABLED": "true",
             "PAYOUT_BATCH_WAIT_SECONDS": str(args.payout_batch_wait),
@@ -313,12 +340,17 @@ async def main() -> int:
         if args.payout_batch
         else {}
     )
+    if args.evm_confirmations is not None:
+        extra["EVM_CONFIRMATIONS"] = str(args.evm_confirmations)
     async with (
-        bench_stack(args.database_url, args.callback_delay, extra_env=extra_env) as stack,
+        bench_stack(
+            args.database_url, args.callback_delay, block_time=args.block_time, extra_env=extra
+        ) as stack,
         deadline.bound(),
     ):
         await run_deposits(stack, warm_up, 10, {}, args.phone)
-        await run_deposits(stack, tally, args.concurrency, deposits, args.phone)
+        async with measured(stack, args.profile) as cpu:
+            await run_deposits(stack, tally, args.concurrency, deposits, args.phone)
         if "activities" in deposits:
             activities = int(deposits["activities"])
             await run_raw(stack, raw_tally, args.concurrency, activities, raw)
@@ -335,13 +367,26 @@ async def main() -> int:
         command += f" --database-url {args.database_url}"
     if args.payout_batch:
         command += f" --payout-batch --payout-batch-wait {args.payout_batch_wait:g}"
+    if args.evm_confirmations is not None:
+        command += f" --evm-confirmations {args.evm_confirmations}"
+    if args.block_time != 2.0:
+        command += f" --block-time {args.block_time:g}"
+    if args.profile:
+        command += f" --profile {args.profile}"
 
     def ms(value: float) -> str:
         return f"{value * 1000:.0f} ms"
 
     lines = [
         f"M-Pesa deposits, {args.deposits} at concurrency {args.concurrency}, "
-        f"sandbox callback after {args.callback_delay}s, {db}, payouts "
+        f"sandbox callback after {args.callback_delay}s, {db}"
+        + (
+            f", EVM_CONFIRMATIONS={args.evm_confirmations}"
+            if args.evm_confirmations is not None
+            else ""
+        )
+        + (f", {args.block_time:g} s blocks" if args.block_time != 2.0 else "")
+        + ", payouts "
         + (f"batched (wait {args.payout_batch_wait:g}s)" if args.payout_batch else "one by one"),
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}",
     ]
@@ -350,6 +395,7 @@ async def main() -> int:
             f"  deposits/s (request -> credited)   {deposits['per_second']:.1f}",
             f"  request -> credited p50 / p99      {ms(deposits['credit_p50'])} / {ms(deposits['credit_p99'])}",
             f"  initiate call p50 / p99            {ms(deposits['initiate_p50'])} / {ms(deposits['initiate_p99'])}",
+            f"  CPU per deposit                    {cpu.per_op(len(tally.completed))}",
         ]
     if "gas_per_deposit" in deposits:
         lines += [

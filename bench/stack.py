@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -31,6 +33,7 @@ from sandbox.serve import bind_socket, serve
 from store.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ROOT / "bench" / "profiles"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class BenchStack:
     anvil_url: str = ""
     proxy: RpcProxy | None = None
     worker: asyncio.subprocess.Process | None = None
+    api: asyncio.subprocess.Process | None = None
     #: each process's output goes to <log_dir>/<name>.log
     log_dir: Path | None = None
     _temporal: Client | None = None
@@ -182,7 +186,7 @@ async def bench_stack(
         chain = await stack.spawn(sys.executable, "-m", "sandbox.chain", name="chain")
         await wait_chain(stack.anvil_url, chain)
         stack.worker = await stack.spawn(sys.executable, "worker.py", name="worker")
-        await stack.spawn(sys.executable, "-m", "api", name="api")
+        stack.api = await stack.spawn(sys.executable, "-m", "api", name="api")
         await wait_http(f"{stack.api_url}/health/ready", timeout=120)
         yield stack
     finally:
@@ -197,6 +201,79 @@ async def bench_stack(
                 process.kill()
         if database is not None:
             await asyncio.to_thread(database.stop)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Measured:
+    """CPU seconds the worker, the API and the Temporal dev server used over a measured phase
+    (filled at its end)."""
+
+    worker: float = 0.0
+    api: float = 0.0
+    server: float = 0.0
+
+    def per_op(self, operations: int) -> str:
+        if operations <= 0:
+            return "n/a"
+        return (
+            f"worker {self.worker / operations * 1000:.0f} ms, "
+            f"API {self.api / operations * 1000:.0f} ms "
+            f"(Temporal server {self.server / operations * 1000:.0f} ms)"
+        )
+
+
+@asynccontextmanager
+async def measured(
+    stack: BenchStack,
+    profile: str | None,
+    processes: dict[str, asyncio.subprocess.Process] | None = None,
+) -> AsyncIterator[Measured]:
+    """CPU seconds of the worker and the API over the block; with ``profile``, py-spy flame
+    graphs of both over the same block, written to ``bench/profiles/<profile>-worker.svg`` and
+    ``-api.svg`` (py-spy must be installed; it attaches to the running processes).
+    ``processes`` (``"worker"``/``"api"`` -> process) replaces the stack's own."""
+    if processes is None:
+        processes = {
+            name: p for name, p in (("worker", stack.worker), ("api", stack.api)) if p is not None
+        }
+    pids = {name: p.pid for name, p in processes.items()}
+    server = stack.processes[0].pid if stack.processes else None  # the dev server starts first
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    server_before = cpu_seconds(server) if server is not None else 0.0
+    spies: list[asyncio.subprocess.Process] = []
+    if profile:
+        PROFILES.mkdir(exist_ok=True)
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        for name, pid in pids.items():
+            out = PROFILES / f"{profile}-{name}.svg"
+            argv = [spy, "record", "--nonblocking", "-o", str(out), "--pid", str(pid)]
+            print("profiling: " + " ".join(argv), flush=True)
+            spies.append(
+                await asyncio.create_subprocess_exec(
+                    *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                )
+            )
+    result = Measured()
+    try:
+        yield result
+    finally:
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        result.worker, result.api = used.get("worker", 0.0), used.get("api", 0.0)
+        if server is not None:
+            result.server = cpu_seconds(server) - server_before
+        for spy_process in spies:
+            spy_process.send_signal(signal.SIGINT)  # py-spy writes its SVG on SIGINT
+        for spy_process in spies:
+            try:
+                await asyncio.wait_for(spy_process.wait(), 60)
+            except TimeoutError:
+                spy_process.kill()
 
 
 async def activity_count(stack: BenchStack, workflow_id: str) -> int:

@@ -37,7 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth import issue_token
 from bench.mpesa_deposits import percentile, run_raw
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
-from bench.stack import BenchStack, activity_count, bench_stack, read_workflows
+from bench.stack import (
+    BenchStack,
+    Measured,
+    activity_count,
+    bench_stack,
+    measured,
+    read_workflows,
+)
 from domain.tickets import PurchaseStatus
 from runtime.settings import Settings
 from sandbox.serve import serve
@@ -258,6 +265,12 @@ async def main() -> int:
         default=DEADLINE_SECONDS,
         help="seconds from the start by which the run ends (default %(default).0f)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="py-spy flame graphs of the worker and the API over the measured purchases, "
+        "to bench/profiles/NAME-worker.svg and NAME-api.svg",
+    )
     args = parser.parse_args()
     command = (
         f".venv/bin/python -m bench.tickets --purchases {args.purchases} "
@@ -265,6 +278,8 @@ async def main() -> int:
     )
     if args.payment_method != PAYMENT_METHOD:
         command += f" --payment-method {args.payment_method}"
+    if args.profile:
+        command += f" --profile {args.profile}"
     print(f"reproduce: {command}", flush=True)
     deadline = Deadline(args.deadline_seconds)
     warm_up = Tally("warm-up purchases", min(10, args.purchases))
@@ -274,6 +289,7 @@ async def main() -> int:
     tickets: dict[str, Any] = {}
     raw: dict[str, float] = {}
     activities = 0
+    cpu = Measured()
 
     deliveries: list[str] = []  # webhook-id of each delivery (a retry repeats its id)
     receiver = FastAPI()
@@ -296,9 +312,10 @@ async def main() -> int:
                 activities = await activity_count(stack, str(warm["workflow_id"]))
                 print(f"one purchase runs {activities} activities (from its history)", flush=True)
             deliveries.clear()
-            await run_purchases(
-                stack, purchases, args.concurrency, hook_url, tickets, args.payment_method
-            )
+            async with measured(stack, args.profile) as cpu:
+                await run_purchases(
+                    stack, purchases, args.concurrency, hook_url, tickets, args.payment_method
+                )
             await await_webhooks(webhooks, purchases, deliveries)
             if activities:
                 await run_raw(stack, raw_tally, args.concurrency, activities, raw)
@@ -319,6 +336,7 @@ async def main() -> int:
             f"  purchases/s (request -> email)     {float(tickets['per_second']):.1f}",
             f"  request -> email p50 / p99         {ms(tickets['email_p50'])} / {ms(tickets['email_p99'])}",
             f"  purchase call p50 / p99            {ms(tickets['request_p50'])} / {ms(tickets['request_p99'])}",
+            f"  CPU per purchase                   {cpu.per_op(len(purchases.completed))}",
             f"  venue webhooks received            {len(ours)} distinct of "
             f"{args.purchases} ({sum(d in ours for d in deliveries)} deliveries)",
         ]

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth import issue_token
 from bench.mpesa_deposits import percentile
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
-from bench.stack import BenchStack, bench_stack, free_port, wait_http
+from bench.stack import BenchStack, bench_stack, free_port, measured, wait_http
 from providers.evm import EvmClient
 from providers.ipfs import IpfsGateway
 from runtime.settings import Settings
@@ -136,7 +136,11 @@ def report(label: str, rows: list[VerificationJob], elapsed: float) -> None:
 
 
 async def run(
-    stack: BenchStack, tallies: list[tuple[str, Tally]], concurrency: int, size: int
+    stack: BenchStack,
+    tallies: list[tuple[str, Tally]],
+    concurrency: int,
+    size: int,
+    profile: str | None = None,
 ) -> None:
     settings = Settings(_env_file=None, database_url=stack.env["DATABASE_URL"])
     data = os.urandom(size)
@@ -153,20 +157,26 @@ async def run(
         tenant = f"bench-{uuid.uuid4().hex[:6]}"
         token = issue_token(settings, subject="bench", tenant=tenant, roles=["user"])
         headers = {"Authorization": f"Bearer {token}"}
+        processes = None
+        phase_profile = f"{profile}-workflow" if profile else None
         if api_url is None:
             port = free_port()
             env = {**stack.env, "API_PORT": str(port), "TEMPORAL_ADDRESS": "127.0.0.1:9"}
             stack.env, saved = env, stack.env
             try:
-                await stack.spawn(sys.executable, "-m", "api", name="api-inline")
+                inline = await stack.spawn(sys.executable, "-m", "api", name="api-inline")
             finally:
                 stack.env = saved
             api_url = f"http://127.0.0.1:{port}"
             await wait_http(f"{api_url}/health/live")
+            processes = {"api": inline}
+            phase_profile = f"{profile}-inline" if profile else None
         started = time.perf_counter()
-        await post_all(api_url, headers, data, content.manifest_uri, tally, concurrency)
-        rows = await wait_jobs(settings, tally)
+        async with measured(stack, phase_profile, processes) as cpu:
+            await post_all(api_url, headers, data, content.manifest_uri, tally, concurrency)
+            rows = await wait_jobs(settings, tally)
         report(label, rows, time.perf_counter() - started)
+        print(f"  {label}: CPU per job {cpu.per_op(len(rows))}", flush=True)
 
 
 async def main() -> int:
@@ -182,11 +192,18 @@ async def main() -> int:
         default=DEADLINE_SECONDS,
         help="seconds from the start by which the run ends (default %(default).0f)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="py-spy flame graphs of each phase's processes, to "
+        "bench/profiles/NAME-{workflow,inline}-{worker,api}.svg",
+    )
     args = parser.parse_args()
     size = int(args.size_mb * 1024 * 1024)
     print(
         f"reproduce: .venv/bin/python -m bench.verification --jobs {args.jobs} "
-        f"--concurrency {args.concurrency} --size-mb {args.size_mb:g}",
+        f"--concurrency {args.concurrency} --size-mb {args.size_mb:g}"
+        + (f" --profile {args.profile}" if args.profile else ""),
         flush=True,
     )
     print(
@@ -200,7 +217,7 @@ async def main() -> int:
         ("inline, Temporal down", Tally("jobs inline", args.jobs)),
     ]
     async with bench_stack(None, 0.2) as stack, deadline.bound():
-        await run(stack, tallies, args.concurrency, size)
+        await run(stack, tallies, args.concurrency, size, args.profile)
     return finish([tally for _, tally in tallies], deadline)
 
 

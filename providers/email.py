@@ -9,8 +9,10 @@ message's ``Message-ID`` is derived from the caller's notification id alone
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import socket
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +58,9 @@ class Mailer:
         self._timeout = timeout_seconds
         #: the readiness probe's connection, kept between probes (no login per probe)
         self._probe: aiosmtplib.SMTP | None = None
+        #: the name given in EHLO: aiosmtplib looks it up (``socket.getfqdn``, a DNS query, in a
+        #: thread) on every connection unless told; looked up once here
+        self._local_hostname: str | None = None
         self._env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -123,9 +128,12 @@ class Mailer:
         message = self.render(
             template, {**context, "reference": message_id}, to=to, message_id=message_id
         )
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
         try:
             await aiosmtplib.send(
                 message,
+                local_hostname=self._local_hostname,
                 hostname=self._host,
                 port=self._port,
                 username=self._username,
