@@ -69,22 +69,41 @@ def monitor_input(settings: Settings, *, test_alert_by: str | None = None) -> Mo
     )
 
 
-def monitor_schedule(settings: Settings) -> Schedule:
+def _settle_schedule(
+    settings: Settings,
+    workflow: str,
+    workflow_input: object,
+    name: str,
+    spec: ScheduleSpec,
+    timeout: timedelta,
+) -> Schedule:
+    """A schedule starting ``workflow`` on Settle's workflow queue, run id ``<prefix><name>-run``.
+    A run still going when the next is due: skip the next, never pile them up."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            "Monitor",
-            monitor_input(settings),
-            id=f"{monitor_schedule_id(settings)}-run",
+            workflow,
+            workflow_input,
+            id=f"{settings.task_queue_prefix}{name}-run",
             task_queue=workflow_queue(settings.task_queue_prefix),
-            execution_timeout=timedelta(minutes=5),
+            execution_timeout=timeout,
         ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(seconds=settings.monitor_interval_seconds))
-            ]
-        ),
-        # a run still going when the next is due: skip the next, never pile them up
+        spec=spec,
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+def _every(seconds: float) -> ScheduleSpec:
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=seconds))])
+
+
+def monitor_schedule(settings: Settings) -> Schedule:
+    return _settle_schedule(
+        settings,
+        "Monitor",
+        monitor_input(settings),
+        "monitor",
+        _every(settings.monitor_interval_seconds),
+        timedelta(minutes=5),
     )
 
 
@@ -108,16 +127,13 @@ def reconcile_input(settings: Settings, **window: object) -> ReconcileInput:
 
 
 def reconcile_schedule(settings: Settings) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            "Reconcile",
-            reconcile_input(settings),
-            id=f"{reconcile_schedule_id(settings)}-run",
-            task_queue=workflow_queue(settings.task_queue_prefix),
-            execution_timeout=timedelta(hours=2),
-        ),
-        spec=ScheduleSpec(cron_expressions=[settings.reconcile_cron]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    return _settle_schedule(
+        settings,
+        "Reconcile",
+        reconcile_input(settings),
+        "reconcile",
+        ScheduleSpec(cron_expressions=[settings.reconcile_cron]),
+        timedelta(hours=2),
     )
 
 
@@ -130,20 +146,13 @@ def cleanup_input(settings: Settings) -> CleanupInput:
 
 
 def cleanup_schedule(settings: Settings) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            "Cleanup",
-            cleanup_input(settings),
-            id=f"{settings.task_queue_prefix}cleanup-run",
-            task_queue=workflow_queue(settings.task_queue_prefix),
-            execution_timeout=timedelta(hours=2),
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(seconds=settings.cleanup_interval_seconds))
-            ]
-        ),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    return _settle_schedule(
+        settings,
+        "Cleanup",
+        cleanup_input(settings),
+        "cleanup",
+        _every(settings.cleanup_interval_seconds),
+        timedelta(hours=2),
     )
 
 

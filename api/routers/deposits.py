@@ -650,13 +650,7 @@ async def _status_result(
     *,
     timed_out: bool,
 ) -> CallbackAnswer:
-    _check_caller(token, request, settings, metrics)
-    payload = await _json_body(request, metrics)
-    try:
-        result = parse_transaction_status_result(payload, timed_out=timed_out)
-    except DarajaCallbackInvalid as exc:
-        metrics.mpesa_callbacks.labels("malformed").inc()
-        raise BadRequest(exc.message) from exc
+    result = await read_status_result(token, request, settings, metrics, timed_out=timed_out)
     async with reads() as session:
         deposit = await deposits.find(session, deposit_id)
     if deposit is None:
@@ -664,6 +658,26 @@ async def _status_result(
     await _signal_status(temporal, deposit, result)
     metrics.mpesa_callbacks.labels("status_result").inc()
     return CallbackAnswer()
+
+
+async def read_status_result(
+    token: str,
+    request: Request,
+    settings: Settings,
+    metrics: ApiMetrics,
+    *,
+    timed_out: bool,
+) -> TransactionStatusResult:
+    """A Transaction Status result (or queue timeout) from Daraja, checked like the STK callback
+    (URL token, source allow-list) and parsed; 400 for a malformed body. Shared by the deposit's
+    and the reconciliation's result routes, which differ only in whose workflow gets it."""
+    _check_caller(token, request, settings, metrics)
+    payload = await _json_body(request, metrics)
+    try:
+        return parse_transaction_status_result(payload, timed_out=timed_out)
+    except DarajaCallbackInvalid as exc:
+        metrics.mpesa_callbacks.labels("malformed").inc()
+        raise BadRequest(exc.message) from exc
 
 
 async def _signal_status(

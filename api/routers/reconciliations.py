@@ -23,10 +23,9 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import error_responses
-from api.routers.deposits import CallbackAnswer, _check_caller, _json_body
+from api.routers.deposits import CallbackAnswer, read_status_result
 from api.timestamps import UtcDateTime
-from domain.errors import BadRequest, DarajaCallbackInvalid, NotFound
-from providers.daraja import parse_transaction_status_result
+from domain.errors import NotFound
 from store.models import Reconciliation, ReconciliationItem
 
 router = APIRouter(prefix="/api/v1/reconciliations", tags=["reconciliations"])
@@ -195,13 +194,7 @@ async def _status_result(
     *,
     timed_out: bool,
 ) -> CallbackAnswer:
-    _check_caller(token, request, settings, metrics)
-    payload = await _json_body(request, metrics)
-    try:
-        result = parse_transaction_status_result(payload, timed_out=timed_out)
-    except DarajaCallbackInvalid as exc:
-        metrics.mpesa_callbacks.labels("malformed").inc()
-        raise BadRequest(exc.message) from exc
+    result = await read_status_result(token, request, settings, metrics, timed_out=timed_out)
     async with reads() as session:
         row = await session.get(Reconciliation, reconciliation_id)
     if row is None:
