@@ -356,6 +356,9 @@ async def _view(
     principal: Principal,
 ) -> IntentView:
     async with sessions() as session:
+        # one snapshot for the intent, its owner and its transfers: at READ COMMITTED a credit
+        # committing between the reads showed a transfer credited beside a total without it
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         try:
             intent = await intents.get(session, intent_id)
         except NotFound:
