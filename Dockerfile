@@ -10,6 +10,7 @@ COPY providers providers
 COPY api api
 COPY store store
 COPY runtime runtime
+COPY operations operations
 COPY sandbox sandbox
 COPY contracts contracts
 COPY worker.py ./

@@ -67,7 +67,7 @@ lint: install
 # pip-audit: 0 known vulnerabilities; --strict fails when a dependency cannot be looked up, so an
 # offline machine fails here instead of passing with nothing checked. Ignore a vulnerability only
 # with --ignore-vuln ID and a comment saying why.
-AUDIT_PATHS := api activities domain providers runtime sandbox store workflows contracts worker.py
+AUDIT_PATHS := api operations activities domain providers runtime sandbox store workflows contracts worker.py
 audit: install
 	$(BIN)/bandit -c pyproject.toml -r $(AUDIT_PATHS) --severity-level high -q
 	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api.auth import Principal, Role, decode_token
 from api.metrics import ApiMetrics
 from domain.errors import Forbidden, Unauthorized
+from operations.context import Context
 from providers.evm import EvmClient
 from runtime.settings import Settings
 
@@ -125,6 +126,10 @@ async def _evm(request: Request) -> EvmClient:
     return get_evm(request)
 
 
+async def _context(request: Request) -> Context:
+    return Context.of_app_state(request.app.state)
+
+
 async def _current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -158,6 +163,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]
 EvmDep = Annotated[EvmClient, Depends(_evm)]
+#: what an operation in :mod:`operations` needs (settings, sessions, Temporal, clients)
+ContextDep = Annotated[Context, Depends(_context)]
 CurrentUser = Annotated[Principal, Depends(_current_user)]
 AdminUser = Annotated[Principal, Depends(_admin_user)]
 OperatorUser = Annotated[Principal, Depends(_operator_user)]
