@@ -58,6 +58,7 @@ from domain.mpesa import (
 from domain.payouts import PayoutBatchConfig
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
+from operations.links import web_ui_url
 from providers.daraja import parse_stk_callback, parse_transaction_status_result
 from providers.fx import RateProvider
 from runtime.logging import get_logger
@@ -161,13 +162,6 @@ class DepositView(BaseModel):
 class CallbackAnswer(BaseModel):
     ResultCode: int = 0
     ResultDesc: str = "Accepted"
-
-
-def web_ui_url(settings: Settings, workflow_id: str) -> str:
-    return (
-        f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
-        f"/workflows/{workflow_id}"
-    )
 
 
 def deposit_config(settings: Settings) -> MpesaDepositConfig:

@@ -50,10 +50,10 @@ from api.jobs_lookup import (
 from api.jobs_payloads import input_and_result
 from api.jobs_search import FILTER_VALUE, JobFilters, find_jobs
 from api.jobs_timeline import Timeline, timeline
-from api.routers.deposits import web_ui_url
 from api.timestamps import UtcDateTime
 from domain.errors import Conflict, Forbidden
 from domain.search import OperationKind, OperationStatus
+from operations.links import web_ui_url
 from runtime.logging import get_logger
 from runtime.stuck_steps import failure_text, stuck_steps
 
