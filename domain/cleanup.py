@@ -13,6 +13,8 @@ from domain.queues import Routed
 
 #: the tables whose finished rows Cleanup exports and deletes, in this order
 PURGEABLE_TABLES = ("verification_jobs", "notifications", "alerts")
+#: added later (patch ``cleanup-webhook-deliveries``): a delivery's attempts, then the delivery
+WEBHOOK_TABLES = ("webhook_attempts", "webhook_deliveries")
 
 
 class CleanupInput(Routed):

@@ -7,7 +7,8 @@ leaves the rows in place (nothing deleted); a crash between the fsync and the co
 exported *and* in place, so the next run exports them again: the files are at-least-once, and a
 row is never deleted unexported. Duplicates are told apart by their primary key.
 
-Only finished rows go, and only the tables in :data:`TABLES`: the ledger (``ledger_entries``,
+Only finished rows go, and only the tables in :data:`TABLES` (webhook subscription deliveries
+and their attempts among them): the ledger (``ledger_entries``,
 ``postings``, ``accounts``), deposits, intents, transfers, tickets and credential anchors are
 never touched.
 """
@@ -28,7 +29,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from domain.verification import FINAL_STATUSES
-from store.models import Alert, Base, Notification, VerificationJob
+from store.models import (
+    Alert,
+    Base,
+    Notification,
+    VerificationJob,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+
+#: a subscription delivery is over once delivered or given up (``failed``); ``pending`` stays
+_DELIVERY_FINAL = ("delivered", "failed")
+_delivery_finished_at = func.coalesce(WebhookDelivery.delivered_at, WebhookDelivery.created_at)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,29 @@ TABLES: dict[str, Purgeable] = {
         Notification,
         Notification.updated_at,
         Notification.status.in_(["sent", "failed", "skipped"]),
+    ),
+    # a delivery's attempts go first, judged by their delivery (finished, and finished before the
+    # cutoff), so a delivery redelivered yesterday keeps last year's attempts beside it
+    "webhook_attempts": Purgeable(
+        WebhookAttempt,
+        select(_delivery_finished_at)
+        .where(WebhookDelivery.id == WebhookAttempt.delivery_id)
+        .scalar_subquery(),
+        WebhookAttempt.delivery_id.in_(
+            select(WebhookDelivery.id).where(WebhookDelivery.status.in_(_DELIVERY_FINAL))
+        ),
+    ),
+    # then the delivery, once none of its attempts is left: deleting it would cascade to
+    # attempts, and no row is ever deleted unexported
+    "webhook_deliveries": Purgeable(
+        WebhookDelivery,
+        _delivery_finished_at,
+        and_(
+            WebhookDelivery.status.in_(_DELIVERY_FINAL),
+            ~select(WebhookAttempt.seq)
+            .where(WebhookAttempt.delivery_id == WebhookDelivery.id)
+            .exists(),
+        ),
     ),
     "alerts": Purgeable(
         Alert,

@@ -13,7 +13,13 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from domain.cleanup import PURGEABLE_TABLES, CleanupInput, CleanupResult, PurgeBatchInput
+from domain.cleanup import (
+    PURGEABLE_TABLES,
+    WEBHOOK_TABLES,
+    CleanupInput,
+    CleanupResult,
+    PurgeBatchInput,
+)
 from domain.queues import ActivityQueue
 from workflows.dead_letter import StepVisibility
 
@@ -32,7 +38,10 @@ class Cleanup(StepVisibility):
         now = workflow.now()
         cutoff = (now - timedelta(days=request.row_retention_days)).isoformat()
         result = CleanupResult(cutoff=cutoff)
-        for table in PURGEABLE_TABLES:
+        tables: tuple[str, ...] = PURGEABLE_TABLES
+        if workflow.patched("cleanup-webhook-deliveries"):
+            tables = (*PURGEABLE_TABLES, *WEBHOOK_TABLES)
+        for table in tables:
             deleted = 0
             for _ in range(request.max_batches_per_table):
                 batch = await workflow.execute_activity_method(

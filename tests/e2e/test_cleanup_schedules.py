@@ -33,6 +33,9 @@ from store.models import (
     Notification,
     User,
     VerificationJob,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tests.fixtures.stack import Stack, eventually
 
@@ -327,3 +330,83 @@ async def test_a_crash_never_deletes_an_unexported_row(stack: Stack, tmp_path: P
 
 def _ids(path: Path) -> list[str]:
     return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def _delivery(endpoint: WebhookEndpoint, status: str, at: datetime) -> WebhookDelivery:
+    event = f"evt-{uuid.uuid4()}"
+    return WebhookDelivery(
+        id=f"{event}:{endpoint.id}",
+        event_id=event,
+        endpoint_id=endpoint.id,
+        tenant=endpoint.tenant,
+        event_type="deposit.credited",
+        data={"deposit_id": "d1"},
+        status=status,
+        created_at=at,
+        delivered_at=at if status == "delivered" else None,
+    )
+
+
+def _attempt(delivery: WebhookDelivery, at: datetime) -> WebhookAttempt:
+    return WebhookAttempt(
+        delivery_id=delivery.id,
+        endpoint_id=delivery.endpoint_id,
+        status="succeeded" if delivery.status == "delivered" else "failed",
+        response_code=200 if delivery.status == "delivered" else 500,
+        duration_ms=12,
+        trigger="retry",
+        started_at=at,
+        finished_at=at,
+    )
+
+
+async def test_old_finished_webhook_deliveries_and_attempts_are_exported_then_deleted(
+    stack: Stack,
+) -> None:
+    """Subscription deliveries (issue 15 §5) are operational rows too: a finished one goes with
+    its attempts, attempts first (a delivery's delete cascades to its attempts, and no row is
+    deleted unexported); pending and young deliveries stay with theirs."""
+    endpoint = WebhookEndpoint(
+        tenant="t-cleanup", url="https://hooks.test/e", secret="s" * 32, event_types=[]
+    )
+    await _add(stack, [endpoint])
+    gone = [_delivery(endpoint, "delivered", OLD), _delivery(endpoint, "failed", OLD)]
+    kept = [_delivery(endpoint, "pending", OLD), _delivery(endpoint, "delivered", YOUNG)]
+    # an old failed delivery an operator redelivered lately: finished lately, so it stays
+    redelivered = _delivery(endpoint, "delivered", YOUNG)
+    redelivered.created_at = OLD
+    kept.append(redelivered)
+    await _add(stack, [*gone, *kept])
+    gone_attempts = [_attempt(d, OLD) for d in gone for _ in range(2)]
+    kept_attempts = [_attempt(d, OLD) for d in kept]
+    await _add(stack, [*gone_attempts, *kept_attempts])
+
+    result = await stack.temporal.execute_workflow(
+        "Cleanup",
+        CleanupInput(
+            task_queue_prefix=stack.settings.task_queue_prefix, row_retention_days=90, batch_size=2
+        ),
+        id=f"cleanup-test-{uuid.uuid4()}",
+        task_queue=workflow_queue(stack.settings.task_queue_prefix),
+        result_type=CleanupResult,
+    )
+
+    assert await _present(stack, WebhookDelivery, [d.id for d in gone]) == set()
+    assert await _present(stack, WebhookDelivery, [d.id for d in kept]) == {d.id for d in kept}
+    assert await _present(stack, WebhookAttempt, [a.seq for a in gone_attempts]) == set()
+    assert await _present(stack, WebhookAttempt, [a.seq for a in kept_attempts]) == {
+        a.seq for a in kept_attempts
+    }
+    assert await _present(stack, WebhookEndpoint, [endpoint.id]) == {endpoint.id}
+    assert result.deleted["webhook_attempts"] >= 4 and result.deleted["webhook_deliveries"] >= 2
+    lines = [
+        json.loads(line)
+        for name in result.export_files
+        for line in Path(name).read_text().splitlines()
+    ]
+    exported_deliveries = {row["id"] for row in lines if "event_type" in row}
+    exported_attempts = {row["seq"] for row in lines if "duration_ms" in row}
+    assert {d.id for d in gone} <= exported_deliveries
+    assert not {d.id for d in kept} & exported_deliveries
+    assert {a.seq for a in gone_attempts} <= exported_attempts
+    assert not {a.seq for a in kept_attempts} & exported_attempts
