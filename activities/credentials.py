@@ -24,6 +24,7 @@ from domain.credentials import (
     AnchorOutcome,
     AnchorStatus,
     AnchorSubmitInput,
+    BatchMember,
     BatchOutcome,
     PreparedBatch,
     anchor_root_calldata,
@@ -126,6 +127,25 @@ class CredentialActivities:
             calldata=anchor_root_calldata(root_hex, len(rows)),
             keys=[r.credential_key for r in rows],
         )
+
+    @activity.defn(name="credentials.batch_members")
+    async def batch_members(self, keys: list[str]) -> list[BatchMember]:
+        """Who each credential of a batch belongs to: its events go to its own tenant."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        CredentialAnchorRecord.credential_key,
+                        CredentialAnchorRecord.credential_id,
+                        CredentialAnchorRecord.tenant,
+                    ).where(CredentialAnchorRecord.credential_key.in_(keys))
+                )
+            ).all()
+        by_key = {
+            key: BatchMember(credential_key=key, credential_id=cid, tenant=tenant)
+            for key, cid, tenant in rows
+        }
+        return [by_key[key] for key in keys if key in by_key]
 
     @activity.defn(name="credentials.record_batch")
     async def record_batch(self, outcome: BatchOutcome) -> None:

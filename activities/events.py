@@ -64,6 +64,17 @@ class EventActivities:
             return False
         return True
 
+    @activity.defn(name="events.emit_events")
+    async def emit_events(self, requests: list[EmitEventInput]) -> int:
+        """:meth:`emit_event` for many events in one step (a batch of anchors: one per
+        credential); returns how many were new. A retry hands over the rest, finding the ones
+        already started."""
+        started = 0
+        for request in requests:
+            activity.heartbeat(request.key)
+            started += await self.emit_event(request)
+        return started
+
     async def _attempt(
         self, delivery: WebhookDelivery, url: str, secret: str, trigger: str
     ) -> str | None:

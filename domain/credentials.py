@@ -185,6 +185,14 @@ class BatchOutcome(BaseModel):
     error: str | None = None
 
 
+class BatchMember(BaseModel):
+    """A credential of a recorded batch, as its events name it (the batcher knows only keys)."""
+
+    credential_key: str
+    credential_id: str
+    tenant: str
+
+
 def anchor_root_calldata(root: str, count: int) -> str:
     """``anchorRoot(bytes32 root, uint32 count)`` calldata, 0x-hex."""
     selector = keccak(text="anchorRoot(bytes32,uint32)")[:4]

@@ -17,10 +17,12 @@ from domain.credentials import (
     BatcherInput,
     BatchOutcome,
 )
+from domain.events import EventType
 from domain.queues import ActivityQueue
 from workflows import policies
 from workflows.credentials import await_anchor, settle_anchor_tx, submit_anchor
 from workflows.dead_letter import StepVisibility
+from workflows.events import emit_many, event_input
 from workflows.failures import cause_message
 
 with workflow.unsafe.imports_passed_through():
@@ -32,6 +34,14 @@ BATCHES_PER_RUN = 20
 
 #: a failed batch's transaction is cancelled (or followed) before the failure is recorded
 BATCH_CANCEL_PATCH = "anchor-batcher-cancels-failed-tx"
+#: each credential of a recorded batch emits credential.confirmed / credential.failed
+BATCH_EVENTS_PATCH = "anchor-batcher-events"
+
+
+def batch_tag(outcome: BatchOutcome) -> str:
+    """A failed batch's mark in its events' keys: the root's first 64 bits (a key holds 150
+    characters, and the full root with the credential key would not fit)."""
+    return f"batch-{outcome.root.removeprefix('0x')[:16]}"
 
 
 @workflow.defn(name="AnchorBatcher")
@@ -126,3 +136,40 @@ class AnchorBatcher(StepVisibility):
             start_to_close_timeout=policies.DB_TIMEOUT,
             retry_policy=policies.DB_BOOKKEEPING,
         )
+        if workflow.patched(BATCH_EVENTS_PATCH):
+            await self._emit(request, outcome)
+
+    async def _emit(self, request: BatcherInput, outcome: BatchOutcome) -> None:
+        """One event per credential, to its own tenant's endpoints, as a single anchor's: a
+        confirmed credential is confirmed once (``credential.confirmed:<key>``); a failed batch
+        is an event per credential and batch (the credential may be batched again)."""
+        members = await workflow.execute_activity_method(
+            CredentialActivities.batch_members,
+            outcome.keys,
+            task_queue=request.queue(ActivityQueue.DB),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+        confirmed = outcome.status is AnchorStatus.CONFIRMED
+        event_type = EventType.CREDENTIAL_CONFIRMED if confirmed else EventType.CREDENTIAL_FAILED
+        events = [
+            event_input(
+                request,
+                member.tenant,
+                event_type,
+                member.credential_key
+                if confirmed
+                else f"{member.credential_key}:{batch_tag(outcome)}",
+                {
+                    "credential_id": member.credential_id,
+                    "credential_key": member.credential_key,
+                    "status": outcome.status.value,
+                    "tx_hash": outcome.tx_hash,
+                    "block_number": outcome.block_number,
+                    "error": outcome.error,
+                    "batch_root": outcome.root,
+                },
+            )
+            for member in members
+        ]
+        await emit_many(request, events)

@@ -89,15 +89,8 @@ async def emit(
     The hand-off is retried until Temporal takes it (the event must not be lost); only a
     cancellation ends it early.
     """
-    key = f"{event_type.value}:{subject}"
-    request = EmitEventInput(
-        key=key,
-        tenant=tenant,
-        event_type=event_type.value,
-        data=data,
-        callback_endpoint_ids=callbacks or [],
-        task_queue_prefix=routed.task_queue_prefix,
-    )
+    request = event_input(routed, tenant, event_type, subject, data, callbacks=callbacks)
+    key = request.key
     try:
         await workflow.execute_activity_method(
             EventActivities.emit_event,
@@ -111,3 +104,42 @@ async def emit(
             raise asyncio.CancelledError() from err
         # a notification never fails the operation it reports on
         workflow.logger.error("event %s not handed over: %s", key, err.cause or err)
+
+
+def event_input(
+    routed: Routed,
+    tenant: str,
+    event_type: EventType,
+    subject: str,
+    data: EventData,
+    *,
+    callbacks: list[str] | None = None,
+) -> EmitEventInput:
+    """The event ``<type>:<subject>`` as :func:`emit` and :func:`emit_many` hand it over."""
+    return EmitEventInput(
+        key=f"{event_type.value}:{subject}",
+        tenant=tenant,
+        event_type=event_type.value,
+        data=data,
+        callback_endpoint_ids=callbacks or [],
+        task_queue_prefix=routed.task_queue_prefix,
+    )
+
+
+async def emit_many(routed: Routed, events: list[EmitEventInput]) -> None:
+    """:func:`emit` for many events in one activity (guarded by ``workflow.patched`` likewise)."""
+    if not events:
+        return
+    try:
+        await workflow.execute_activity_method(
+            EventActivities.emit_events,
+            events,
+            task_queue=routed.queue(ActivityQueue.NOTIFY),
+            start_to_close_timeout=EMIT_TIMEOUT * 4,
+            heartbeat_timeout=EMIT_TIMEOUT,
+            retry_policy=policies.DB_BOOKKEEPING,
+        )
+    except ActivityError as err:
+        if is_cancelled_exception(err):
+            raise asyncio.CancelledError() from err
+        workflow.logger.error("%d events not handed over: %s", len(events), err.cause or err)

@@ -410,6 +410,40 @@ async def test_a_credential_callback_url_gets_credential_confirmed(
     assert batched.status_code == 422 and batched.json()["error"]["field"] == "callback_url"
 
 
+async def test_batched_credentials_push_credential_confirmed_each_to_its_tenant(
+    stack: Stack, receivers: Any
+) -> None:
+    """Batched anchors emitted nothing: a tenant subscribed to credential.confirmed heard of
+    single anchors only. Now each credential of a batch is an event of its own tenant's."""
+    tenant, other_tenant = unique_tenant(), unique_tenant()
+    mine, theirs = await receivers(), await receivers()
+    _, secret = await subscribe(stack, tenant, mine.url, ["credential.confirmed"])
+    _, other_secret = await subscribe(stack, other_tenant, theirs.url, ["credential.confirmed"])
+    issuer, other_issuer = stack.auth("issuer", tenant), stack.auth("issuer", other_tenant)
+    for headers, credential_id in (
+        (issuer, "batch-a"),
+        (issuer, "batch-b"),
+        (other_issuer, "batch-c"),
+    ):
+        response = await stack.api.post(
+            credential_url(credential_id),
+            json={"data_hash": data_hash(), "ipfs_cid": CID_V1, "batch": True},
+            headers=headers,
+        )
+        assert response.status_code == 202 and response.json()["mode"] == "batch", response.text
+    done = {cid: await settled(stack, cid, issuer) for cid in ("batch-a", "batch-b")}
+    assert {d["status"] for d in done.values()} == {"confirmed"}
+    await eventually(lambda: count(mine), lambda n: n >= 2, timeout=30, what="two events")
+    await eventually(lambda: count(theirs), lambda n: n >= 1, timeout=30, what="one event")
+    events = {e["data"]["credential_id"]: e for e in mine.events(secret)}
+    assert set(events) == {"batch-a", "batch-b"}  # never the other tenant's credential
+    for credential_id, event in events.items():
+        assert event["type"] == "credential.confirmed"
+        assert event["data"]["tx_hash"] == done[credential_id]["tx_hash"]
+        assert event["data"]["batch_root"] == done[credential_id]["batch_root"]
+    assert [e["data"]["credential_id"] for e in theirs.events(other_secret)] == ["batch-c"]
+
+
 async def test_a_ticket_purchase_pushes_paid_minted_and_refunded(
     stack: Stack, receivers: Any
 ) -> None:

@@ -24,12 +24,14 @@ from temporalio.testing import WorkflowEnvironment
 from domain.credentials import (
     AnchorSubmitInput,
     BatcherInput,
+    BatchMember,
     BatchOutcome,
     PreparedBatch,
 )
+from domain.events import EmitEventInput
 from domain.evm import AwaitTxInput, CancelOutcome, CancelTxInput, SubmittedTx, TxReceipt
 from domain.queues import ActivityQueue
-from tests.fixtures.temporal import new_prefix, running_workers, start_time_skipping
+from tests.fixtures.temporal import EMITTED, new_prefix, running_workers, start_time_skipping
 from workflows.anchor_batcher import AnchorBatcher
 
 REGISTRY_A = "0x663F3ad617193148711d28f5334eE4Ed07016602"
@@ -100,8 +102,15 @@ class FakeChain:
         async def record_batch(outcome: BatchOutcome) -> None:
             fake.recorded.append(outcome)
 
+        @activity.defn(name="credentials.batch_members")
+        async def batch_members(keys: list[str]) -> list[BatchMember]:
+            return [
+                BatchMember(credential_key=key, credential_id=f"cred-{key[-1]}", tenant="t-batch")
+                for key in keys
+            ]
+
         return {
-            ActivityQueue.DB: [prepare_batch, record_batch],
+            ActivityQueue.DB: [prepare_batch, record_batch, batch_members],
             ActivityQueue.CREDENTIALS: [submit_anchor],
             ActivityQueue.EVM_WRITE: [await_confirmations, cancel],
         }
@@ -111,6 +120,10 @@ def batcher_input(prefix: str, registry: str = REGISTRY_A, max_size: int = 3) ->
     return BatcherInput(
         registry=registry, max_size=max_size, max_wait_seconds=5.0, task_queue_prefix=prefix
     )
+
+
+def emitted(prefix: str) -> list[EmitEventInput]:
+    return [e for e in EMITTED if e.task_queue_prefix == prefix]
 
 
 async def until(condition: Any, what: str) -> None:
@@ -146,10 +159,20 @@ async def test_batches_of_n_then_what_came_within_t(env: WorkflowEnvironment) ->
         env.client, prefix, workflows=[AnchorBatcher], activities=fake.activities()
     ):
         handle = await two_batches(env.client, fake, prefix)
+        await until(lambda: len(emitted(prefix)) == 5, "an event per credential")
         await handle.terminate("test over")
     assert [len(keys) for keys in fake.prepared] == [3, 2]
     assert {s.registry for s in fake.submitted} == {REGISTRY_A}
     assert [o.status for o in fake.recorded] == ["confirmed", "confirmed"]
+    # a batched credential pushes credential.confirmed like a single anchor, to its own tenant
+    events = emitted(prefix)
+    assert {e.key for e in events} == {f"credential.confirmed:0x{i:064x}" for i in range(5)}
+    assert {e.tenant for e in events} == {"t-batch"}
+    roots = {o.root for o in fake.recorded}
+    assert {e.data["batch_root"] for e in events} == roots
+    assert all(
+        e.data["tx_hash"] == "0x" + "ab" * 32 and e.data["status"] == "confirmed" for e in events
+    )
 
 
 async def test_settings_sent_with_later_credentials_reach_the_running_batcher(
@@ -191,9 +214,16 @@ async def test_a_failed_batch_is_reported_only_once_its_transaction_is_settled(
         env.client, prefix, workflows=[AnchorBatcher], activities=fake.activities()
     ):
         handle = await two_batches(env.client, fake, prefix)
+        await until(lambda: len(emitted(prefix)) == 5, "an event per credential")
         await handle.terminate("test over")
     assert fake.cancelled == [f"credential-batch:{o.root}" for o in fake.recorded]
     assert [o.status for o in fake.recorded] == [status, status]
+    # failed: an event per credential and batch (it may be batched again); landed: confirmed
+    kinds = {e.event_type for e in emitted(prefix)}
+    assert kinds == {f"credential.{status}"}
+    if status == "failed":
+        tags = {f"batch-{o.root[2:18]}" for o in fake.recorded}
+        assert {e.key.rsplit(":", 1)[1] for e in emitted(prefix)} == tags
 
 
 async def _record() -> None:
