@@ -90,12 +90,15 @@ class ReconcileActivities:
     @activity.defn(name="reconcile.daraja")
     async def daraja(self, request: ProviderCheck) -> ProviderReport:
         """Daraja has no list of payments to ask: its side is what it told Settle, the kept STK
-        callbacks of the window; each success must be a credited deposit of the same amount."""
+        callbacks of the window; each success must be a credited deposit of the same amount (or an
+        unmatched payment an admin credited or refunded)."""
         async with self._reads() as session:
             payments = await store.kept_payments(session, request.since, request.until)
-            deposits = await store.deposits_for(session, {p.checkout_request_id for p in payments})
+            checkout_ids = {p.checkout_request_id for p in payments}
+            deposits = await store.deposits_for(session, checkout_ids)
+            unmatched = await store.unmatched_for(session, checkout_ids)
         return compare.provider_report(
-            "daraja", len(payments), compare.compare_daraja(payments, deposits)
+            "daraja", len(payments), compare.compare_daraja(payments, deposits, unmatched)
         )
 
     @activity.defn(name="reconcile.transaction_status")

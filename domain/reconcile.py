@@ -154,7 +154,23 @@ class DarajaPayment(BaseModel):
 
 
 #: the items whose receipt Transaction Status is asked about
-DARAJA_RECEIPT_KINDS = ("payment_unknown", "payment_not_credited", "amount_mismatch")
+DARAJA_RECEIPT_KINDS = (
+    "payment_unknown",
+    "payment_unmatched",
+    "payment_not_credited",
+    "amount_mismatch",
+)
+
+
+class SettleUnmatched(BaseModel):
+    """A success callback no deposit recorded, kept as an unmatched payment (its own table)."""
+
+    payment_id: str
+    checkout_request_id: str
+    #: offered, open, adopted, credited, refunded (``store.unmatched_payments``)
+    status: str
+    deposit_id: str | None = None
+    resolution_reference: str | None = None
 
 
 class SettleDeposit(BaseModel):
@@ -166,16 +182,43 @@ class SettleDeposit(BaseModel):
     credited: bool
 
 
+#: an unmatched payment an admin settled: credited to a deposit (in the ledger) or refunded
+UNMATCHED_SETTLED = ("credited", "refunded")
+
+
 def compare_daraja(
-    payments: Iterable[DarajaPayment], deposits: Iterable[SettleDeposit]
+    payments: Iterable[DarajaPayment],
+    deposits: Iterable[SettleDeposit],
+    unmatched: Iterable[SettleUnmatched] = (),
 ) -> list[ReconcileItem]:
-    """Every payment Daraja reported must be a credited deposit of the same amount."""
+    """Every payment Daraja reported must be a credited deposit of the same amount, or an
+    unmatched payment an admin settled (credited to a deposit through the ledger, or refunded
+    with a reference). One still waiting for an admin is an item of its own."""
     by_checkout = {d.checkout_request_id: d for d in deposits if d.checkout_request_id}
+    kept = {u.checkout_request_id: u for u in unmatched}
     items: list[ReconcileItem] = []
     for payment in payments:
         ref = payment.receipt or payment.checkout_request_id
         deposit = by_checkout.get(payment.checkout_request_id)
-        if deposit is None:
+        payment_kept = kept.get(payment.checkout_request_id)
+        if deposit is None and payment_kept is not None:
+            if payment_kept.status in UNMATCHED_SETTLED:
+                continue
+            items.append(
+                ReconcileItem(
+                    provider="daraja",
+                    kind="payment_unmatched",
+                    provider_ref=ref,
+                    provider_amount_minor=payment.amount_minor,
+                    currency="KES",
+                    settle_ref=payment_kept.payment_id,
+                    detail=f"CheckoutRequestID {payment.checkout_request_id}: paid at Daraja, "
+                    f"an unmatched payment ({payment_kept.status}) no admin has credited or "
+                    "refunded yet (GET /api/v1/deposit/unmatched-payments)",
+                    receipt=payment.receipt,
+                )
+            )
+        elif deposit is None:
             items.append(
                 ReconcileItem(
                     provider="daraja",

@@ -26,6 +26,7 @@ from domain.reconcile import (
     SettlePayout,
     SettleStripeRow,
     SettleTicket,
+    SettleUnmatched,
 )
 from store import alerts
 from store.models import (
@@ -34,6 +35,7 @@ from store.models import (
     EvmTransaction,
     MpesaCallbackRecord,
     MpesaDeposit,
+    MpesaUnmatchedPayment,
     Reconciliation,
     ReconciliationItem,
     TicketPurchase,
@@ -144,8 +146,8 @@ async def kept_payments(
 ) -> list[DarajaPayment]:
     """Successful payments Daraja told Settle about in the window: the kept STK callbacks.
 
-    The one source of Daraja's side: point it at a table of unmatched payments once there is
-    one; the comparison does not change.
+    The one source of Daraja's side: every success callback is kept here, the unmatched ones
+    too (:func:`unmatched_for` tells how an admin settled those).
     """
     rows = await session.execute(
         select(MpesaCallbackRecord).where(
@@ -165,6 +167,27 @@ async def kept_payments(
             )
         )
     return payments
+
+
+async def unmatched_for(session: AsyncSession, checkout_ids: set[str]) -> list[SettleUnmatched]:
+    """The unmatched payments among these CheckoutRequestIDs, with how they were settled."""
+    return [
+        SettleUnmatched(
+            payment_id=u.id,
+            checkout_request_id=u.checkout_request_id,
+            status=u.status,
+            deposit_id=u.deposit_id,
+            resolution_reference=u.resolution_reference,
+        )
+        for ids in chunks(checkout_ids)
+        for u in (
+            await session.execute(
+                select(MpesaUnmatchedPayment).where(
+                    MpesaUnmatchedPayment.checkout_request_id.in_(ids)
+                )
+            )
+        ).scalars()
+    ]
 
 
 async def deposits_for(session: AsyncSession, checkout_ids: set[str]) -> list[SettleDeposit]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from domain.mpesa import TransactionStatusResult
 from domain.reconcile import (
+    DARAJA_RECEIPT_KINDS,
     NONE,
     ChainTransfer,
     DarajaPayment,
@@ -16,6 +17,7 @@ from domain.reconcile import (
     SettlePayout,
     SettleStripeRow,
     SettleTicket,
+    SettleUnmatched,
     SolanaMint,
     StripeObject,
     compare_daraja,
@@ -63,6 +65,33 @@ def test_daraja_payments_match_credited_deposits_or_are_items() -> None:
         15_000,
     )
     assert compare_daraja(payments[:1], deposits) == []
+
+
+def test_unmatched_payments_are_items_until_an_admin_settles_them() -> None:
+    """Reconcile read only the deposits: a payment an admin credited to another deposit (or
+    refunded) stayed ``payment_unknown`` every day, and one still open read like a stranger's."""
+    payments = [
+        DarajaPayment(checkout_request_id=c, receipt=f"R{c}", amount_minor=15_000)
+        for c in ("waiting", "offered", "credited", "refunded", "stranger")
+    ]
+    unmatched = [
+        SettleUnmatched(payment_id=f"u-{c}", checkout_request_id=c, status=status)
+        for c, status in (
+            ("waiting", "open"),
+            ("offered", "offered"),
+            ("credited", "credited"),
+            ("refunded", "refunded"),
+        )
+    ]
+    unmatched[2].deposit_id, unmatched[3].resolution_reference = "dep-other", "REV123"
+    items = {i.provider_ref: i for i in compare_daraja(payments, [], unmatched)}
+    assert set(items) == {"Rwaiting", "Roffered", "Rstranger"}
+    assert items["Rwaiting"].kind == "payment_unmatched"
+    assert items["Rwaiting"].settle_ref == "u-waiting"
+    assert "unmatched-payments" in items["Rwaiting"].detail
+    assert items["Roffered"].kind == "payment_unmatched"
+    assert items["Rstranger"].kind == "payment_unknown"
+    assert "payment_unmatched" in DARAJA_RECEIPT_KINDS  # Daraja is asked about it too
 
 
 def test_transaction_status_confirms_or_contradicts_a_daraja_item() -> None:
