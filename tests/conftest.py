@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.solana",
     "tests.fixtures.stack",
+    "tests.fixtures.chaos_background",
 ]
 
 _exit_status: int | None = None

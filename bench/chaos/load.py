@@ -24,6 +24,7 @@ from eth_utils import keccak, to_checksum_address
 from solders.keypair import Keypair
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import issue_token
 from api.jobs_lookup import JobRef, failure_message, status_error
@@ -56,6 +57,9 @@ RETRY_SECONDS = 90.0
 POLL_SECONDS = 1.0
 #: with an operation open this long, its workflow is asked whether it parked
 ASK_WORKFLOW_AFTER = 20.0
+#: at least this long for the workflows to close once every row has ended (a notification
+#: activity whose worker was killed is retried after ``policies.NOTIFY_TIMEOUT``, 60 s)
+QUIESCE_SECONDS = 80.0
 
 
 @dataclass
@@ -410,6 +414,36 @@ class Load:
         except Exception as exc:  # reported with the operation, never hidden
             op.reason = f"{op.reason} (second act failed: {type(exc).__name__}: {exc})".strip()
 
+    async def quiesce(self, deadline: float) -> list[Operation]:
+        """Wait until every operation's workflow has closed or parked (by ``deadline``, a
+        ``time.monotonic()``); how many still run. A row says ``completed`` before the steps
+        after it (a ticket's emails and webhooks): a worker killed between such a send and its
+        record leaves the message sent and unrecorded until the activity's retry, up to
+        ``NOTIFY_TIMEOUT`` later, sends it again (same id) and records it. Accounting before
+        that reads a loss that is not one. Returns the ones still running."""
+        assert self.temporal is not None
+        running = [op for op in self.ops if op.workflow_id]
+        while True:
+            still = []
+            for op in running:
+                try:
+                    job = JobRef.of(
+                        await self.temporal.get_workflow_handle(op.workflow_id or "").describe()
+                    )
+                except RPCError as exc:
+                    if exc.status != RPCStatusCode.NOT_FOUND:  # else: never started
+                        still.append(op)  # the server may be down right now: ask again
+                    continue
+                except Exception:
+                    still.append(op)
+                    continue
+                if job.running and not job.parked:
+                    still.append(op)
+            running = still
+            if not running or time.monotonic() >= deadline:
+                return running
+            await asyncio.sleep(2)
+
     async def ask_workflows(self, min_age: float = ASK_WORKFLOW_AFTER) -> None:
         """Operations open a while: a parked workflow whose row does not say so, or one that
         failed or was terminated, is settled from Temporal."""
@@ -577,5 +611,9 @@ async def run_load(
             except Exception:
                 await asyncio.sleep(2)
         await load.ask_workflows(min_age=0)
+        left = await load.quiesce(max(end_by, time.monotonic() + QUIESCE_SECONDS))
+        if left:
+            names = ", ".join(f"{op.workflow_id} ({op.status})" for op in left[:5])
+            print(f"  ({len(left)} workflows still running after their rows ended: {names})")
     finally:
         await engine.dispose()

@@ -5,41 +5,18 @@ cut 3 times. Then every external effect the sandboxes recorded is matched one to
 Settle's rows: nothing lost, nothing duplicated, every operation ended or parked with a reason.
 
 ``python -m bench.chaos`` in its own process, as ``make chaos`` runs it (the full run's
-defaults are larger: see bench/README.md).
+defaults are larger: see bench/README.md), started with the session and run beside the rest of
+the suite (``tests/fixtures/chaos_background.py``); this test waits for it.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHORT = [
-    "--operations",
-    "100",
-    "--duration",
-    "75",
-    "--drain",
-    "90",
-    "--worker-kills",
-    "3",
-    "--server-restarts",
-    "1",
-    "--providers",
-    "stripe",
-    "--outage-seconds",
-    "24",
-    "--db-cuts",
-    "3",
-    "--clean",
-]
-#: stack start (~20 s), 75 s of load, the drain, the accounting: about 2.5 minutes on 2 cores
-#: (3.5 with other test runs beside it); the bound only stops a run that hangs
-TIMEOUT_SECONDS = 420
+from tests.fixtures import chaos_background
+
 #: effects of the known double prompt (see below)
 DOUBLE_PROMPT_EFFECTS = ("STK prompts", "M-Pesa payments")
 
@@ -63,19 +40,13 @@ def known_double_prompt_only(result: dict) -> bool:
     )
 
 
-def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    out = tmp_path / "chaos.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", *SHORT, "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        check=False,
-    )
-    table = done.stdout[-8000:] + done.stderr[-4000:]
+def test_short_chaos_run_loses_and_duplicates_nothing() -> None:
+    # started when the session started (tests/fixtures/chaos_background.py): here it is waited for
+    run = chaos_background.take()
+    returncode, table = run.wait()
     print(table)  # the run's table, shown with -rP or on failure
-    assert out.exists(), f"the run ended without its accounting (exit {done.returncode}):\n{table}"
+    out = run.json_path
+    assert out.exists(), f"the run ended without its accounting (exit {returncode}):\n{table}"
     result = json.loads(out.read_text())
     # the run did what it says: every fault injected, every operation started
     assert result["fault_errors"] == [], table
@@ -92,4 +63,4 @@ def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         )
     assert (result["lost"], result["duplicated"]) == (0, 0), table
     assert result["charged_twice"] == {}, table
-    assert result["ok"] and done.returncode == 0, table
+    assert result["ok"] and returncode == 0, table
