@@ -104,6 +104,8 @@ async def settle_anchor_tx(request: AnchorInput | BatcherInput, key: str) -> Can
 CANCEL_AND_RETRY_PATCH = "credential-anchor-cancel-and-retry"
 #: confirmed and failed anchors are pushed to the tenant's endpoints and the callback_url
 ANCHOR_EVENTS_PATCH = "credential-anchor-events"
+#: a record the database refuses for good parks the anchor (it failed the workflow before)
+RECORD_PARKS_PATCH = "credential-anchor-record-parks"
 
 
 @workflow.defn(name="CredentialAnchor")
@@ -239,12 +241,18 @@ class CredentialAnchor(Parkable):
         )
 
     async def _record(self, request: AnchorInput, outcome: AnchorOutcome) -> None:
-        await workflow.execute_activity_method(
-            CredentialActivities.record,
-            outcome,
-            task_queue=request.queue(ActivityQueue.DB),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_BOOKKEEPING,
+        """Keep the outcome on the anchor's row; a refused write parks (the anchor may be on
+        chain already: failing would leave the row saying otherwise, unseen)."""
+        await self.refused_write_parks(
+            lambda: workflow.execute_activity_method(
+                CredentialActivities.record,
+                outcome,
+                task_queue=request.queue(ActivityQueue.DB),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BOOKKEEPING,
+            ),
+            "recording the anchor",
+            RECORD_PARKS_PATCH,
         )
 
     async def _run_v1(self, request: AnchorInput) -> AnchorOutcome:

@@ -10,14 +10,19 @@ for an operator: the ``retry`` signal runs the step again, ``abandon`` gives up 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 from domain.events import EventType
 from domain.queues import Routed
+from domain.retries import DB_REFUSALS
 from domain.search import OperationStatus
 from workflows.events import emit
+from workflows.failures import cause_message, reraise_if_cancelled, root_error_type
 from workflows.step_visibility import StepVisibility, set_status
 
 #: a parking is pushed to the tenant's endpoints as ``job.parked``
@@ -27,6 +32,9 @@ PARKED_EVENT_PATCH = "emit-job-parked"
 class Decision(StrEnum):
     RETRY = "retry"
     ABANDON = "abandon"
+
+
+T = TypeVar("T")
 
 
 class Parkable(StepVisibility):
@@ -69,6 +77,23 @@ class Parkable(StepVisibility):
         only, no command: replays of histories made before this existed behave as they did.
         """
         self._parked, self._decision = True, None
+
+    async def refused_write_parks(
+        self, step: Callable[[], Awaitable[T]], what: str, patch: str
+    ) -> T:
+        """Run a bookkeeping step; a write the database refuses for good (a constraint:
+        ``domain.retries.DB_REFUSALS``) parks the workflow at once with the reason, where it
+        used to fail it (and lose what had happened on chain); ``retry`` runs the step again,
+        ``abandon`` lets the error through. ``patch`` guards the new commands."""
+        while True:
+            try:
+                return await step()
+            except ActivityError as err:
+                reraise_if_cancelled(err)
+                if root_error_type(err) not in DB_REFUSALS or not workflow.patched(patch):
+                    raise
+                if await self.park(f"{what} failed: {cause_message(err)}") is Decision.ABANDON:
+                    raise
 
     async def park(self, reason: str) -> Decision:
         """Mark the workflow ``needs_attention`` and wait for an operator's decision."""

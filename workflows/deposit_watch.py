@@ -70,6 +70,8 @@ def late_credit_workflow_id(intent_id: str, tx_hash: str, log_index: int) -> str
 
 #: dust and zero-value transfers neither wake the watch nor spend its checks
 DUST_PATCH = "deposit-watch-ignores-dust"
+#: a bookkeeping write the database refuses for good (a constraint) parks the watch; it failed it
+RECORD_PARKS_PATCH = "deposit-watch-record-parks"
 #: a credit that fails parks the watch instead of failing it
 PARK_PATCH = "deposit-watch-parks-failed-credit"
 #: credits and the intent's end are pushed to the tenant's endpoints
@@ -142,14 +144,18 @@ class DepositWatch(Parkable):
         state.status = final
         state.pending = list(pending.values())
         state.updated_at = workflow.now()
-        await workflow.execute_activity_method(
-            IntentActivities.close,
-            CloseIntentInput(
-                intent_id=request.intent_id, status=final, received_minor=state.received_minor
+        await self.refused_write_parks(
+            lambda: workflow.execute_activity_method(
+                IntentActivities.close,
+                CloseIntentInput(
+                    intent_id=request.intent_id, status=final, received_minor=state.received_minor
+                ),
+                task_queue=request.queue(ActivityQueue.DB),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BOOKKEEPING,
             ),
-            task_queue=request.queue(ActivityQueue.DB),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_BOOKKEEPING,
+            "closing the intent",
+            RECORD_PARKS_PATCH,
         )
         set_status(FINAL_SEARCH_STATUS[final])
         if final in FINAL_EVENTS:
@@ -326,17 +332,21 @@ class DepositWatch(Parkable):
 
     async def _mark(self, transfer: TransferSeen, status: TransferStatus) -> None:
         request = self._request
-        await workflow.execute_activity_method(
-            IntentActivities.mark_transfer,
-            MarkTransferInput(
-                intent_id=request.intent_id,
-                chain=request.chain,
-                transfer=transfer,
-                status=status,
+        await self.refused_write_parks(
+            lambda: workflow.execute_activity_method(
+                IntentActivities.mark_transfer,
+                MarkTransferInput(
+                    intent_id=request.intent_id,
+                    chain=request.chain,
+                    transfer=transfer,
+                    status=status,
+                ),
+                task_queue=request.queue(ActivityQueue.DB),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_BOOKKEEPING,
             ),
-            task_queue=request.queue(ActivityQueue.DB),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_BOOKKEEPING,
+            f"recording transfer {transfer.key} as {status.value}",
+            RECORD_PARKS_PATCH,
         )
 
     async def _fallback(self) -> None:

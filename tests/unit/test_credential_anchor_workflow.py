@@ -47,6 +47,8 @@ class FakeChain:
     submitted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     recorded: list[AnchorOutcome] = field(default_factory=list)
+    #: per record call, in order: None records, else the database refuses it (non-retryable)
+    record_errors: list[str | None] = field(default_factory=list)
 
     def activities(self) -> dict[ActivityQueue, list[Any]]:
         fake = self
@@ -79,6 +81,13 @@ class FakeChain:
 
         @activity.defn(name="credentials.record")
         async def record(outcome: AnchorOutcome) -> None:
+            error = fake.record_errors.pop(0) if fake.record_errors else None
+            if error is not None:
+                raise ApplicationError(
+                    f'{error}: duplicate key value violates unique constraint "uq_clash"',
+                    type=error,
+                    non_retryable=True,
+                )
             fake.recorded.append(outcome)
 
         return {
@@ -183,6 +192,28 @@ async def test_a_failed_anchor_whose_transaction_landed_is_confirmed(
     outcome = await run_anchor(env, fake)
     assert outcome.status == "confirmed" and outcome.tx_hash == "0x" + "ab" * 32
     assert fake.cancelled == [K1] and [r.status.value for r in fake.recorded] == ["confirmed"]
+
+
+async def test_a_refused_record_parks_and_retry_records_the_confirmed_anchor(
+    env: WorkflowEnvironment,
+) -> None:
+    """Recording a confirmed anchor met a constraint: the workflow failed, its row said pending
+    while the registry held the anchor. Now it parks with the reason; retry records it."""
+    fake = FakeChain(record_errors=["UniqueViolation"])
+    reasons: list[str] = []
+
+    async def retry(handle: WorkflowHandle) -> None:
+        await until_parked(handle)
+        described = await handle.describe()
+        assert described.status is not None and described.status.name == "RUNNING"
+        reasons.append(str(described.typed_search_attributes.get(SETTLE_STATUS)))
+        await handle.signal("retry")
+
+    outcome = await run_anchor(env, fake, during=retry)
+    assert reasons == ["needs_attention"]
+    assert outcome.status == "confirmed"
+    assert fake.submitted == [K1]  # one transaction: the retry only records
+    assert [r.status.value for r in fake.recorded] == ["confirmed"]
 
 
 async def test_an_abandoned_anchor_stays_failed(env: WorkflowEnvironment) -> None:

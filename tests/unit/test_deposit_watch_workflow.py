@@ -67,6 +67,8 @@ class FakeChain:
     closed: list[CloseIntentInput] = field(default_factory=list)
     #: how many credits fail (non-retryably, as a zero posting did) before they succeed
     credit_failures: int = 0
+    #: how many closes the database refuses (a constraint) before one is recorded
+    close_refusals: int = 0
 
     def activities(self) -> dict[ActivityQueue, list]:
         @activity.defn(name="chain.check_transfers")
@@ -108,6 +110,13 @@ class FakeChain:
 
         @activity.defn(name="intents.close")
         async def close(request: CloseIntentInput) -> str:
+            if self.close_refusals > 0:
+                self.close_refusals -= 1
+                raise ApplicationError(
+                    'UniqueViolation: duplicate key value violates unique constraint "uq_x"',
+                    type="UniqueViolation",
+                    non_retryable=True,
+                )
             self.closed.append(request)
             return request.status.value
 
@@ -364,6 +373,31 @@ async def test_a_failing_credit_parks_the_watch_and_retry_credits(
     state = await run_watch(env, fake, 3_000_000, signals=[seen], before_result=retry_when_parked)
     assert state.status == IntentStatus.PAID and not state.needs_attention
     assert [t.key for t in fake.credited] == [seen.key]
+
+
+async def test_a_refused_close_parks_the_watch_and_retry_closes_it(
+    env: WorkflowEnvironment,
+) -> None:
+    """Closing a paid intent met a constraint: the watch failed with the intent credited and its
+    row still open. Now it parks with the reason; retry records the close."""
+    seen = transfer(1, 3_000_000)
+    fake = FakeChain(close_refusals=1)
+
+    async def retry_when_parked(handle) -> None:
+        for _ in range(500):
+            described = await handle.describe()
+            if described.typed_search_attributes.get(SETTLE_STATUS) == "needs_attention":
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the watch never parked")
+        assert fake.closed == [] and [t.key for t in fake.credited] == [seen.key]
+        await handle.signal("retry")
+
+    state = await run_watch(env, fake, 3_000_000, signals=[seen], before_result=retry_when_parked)
+    assert state.status == IntentStatus.PAID
+    assert [c.status for c in fake.closed] == [IntentStatus.PAID]
+    assert [t.key for t in fake.credited] == [seen.key]  # credited once
 
 
 async def test_an_abandoned_credit_is_marked_and_the_watch_goes_on(
