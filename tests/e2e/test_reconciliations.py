@@ -32,7 +32,7 @@ from providers.evm import EvmClient, LocalSigner
 from providers.solana.client import SolanaTicketClient
 from providers.stripe import StripePayments
 from runtime.schedules import ensure_reconcile_schedule, reconcile_schedule_id
-from store.models import MpesaCallbackRecord, Reconciliation
+from store.models import MpesaCallbackRecord, MpesaUnmatchedPayment, Reconciliation
 from tests.e2e.test_deposit_intents import create as create_intent
 from tests.e2e.test_deposit_intents import short_intent, until_status
 from tests.e2e.test_mpesa_deposit_api import PHONE_OK, initiate
@@ -254,8 +254,17 @@ async def test_one_planted_mismatch_per_provider_is_reported_with_evidence(stack
         assert len(matching) == 1, (provider, kind, report["items"])
         return matching[0]
 
-    daraja = planted("daraja", "payment_unknown", lambda i: checkout in i["detail"])
-    assert daraja["settle_ref"] == "none"
+    # the callback was kept as an open unmatched payment (its own item kind since Reconcile
+    # reads them: one an admin credited or refunded is not reported again)
+    daraja = planted("daraja", "payment_unmatched", lambda i: checkout in i["detail"])
+    async with stack.sessions() as session:
+        kept_as = await session.scalar(
+            select(MpesaUnmatchedPayment).where(
+                MpesaUnmatchedPayment.checkout_request_id == checkout
+            )
+        )
+    assert kept_as is not None and kept_as.status == "open"
+    assert daraja["settle_ref"] == kept_as.id
     # Daraja's own Transaction Status confirms the receipt: a real payment, not a forged claim
     assert "Daraja confirms" in daraja["detail"], daraja
     assert daraja["provider_amount_minor"] >= 70_000
