@@ -13,6 +13,7 @@ from temporalio import activity
 
 from domain.errors import (
     DarajaAuthError,
+    DarajaPushUnconfirmed,
     DarajaPushUnknown,
     DarajaPushUnresolved,
     DarajaRateLimited,
@@ -27,7 +28,7 @@ from domain.mpesa import (
     TransactionStatusInput,
     TransactionStatusRequested,
 )
-from domain.push_attempts import Adopt, AttemptState, Wait
+from domain.push_attempts import Adopt, AttemptState, PushAgain, Wait
 from providers.daraja import DarajaClient
 from runtime.logging import get_logger
 from store import push_attempts
@@ -75,9 +76,11 @@ class MpesaActivities:
         pushing again) first resolves the earlier attempts (:func:`store.push_attempts.begin`):
         a recorded or callback-matched CheckoutRequestID is adopted and nothing is sent; an
         unresolved attempt younger than ``MPESA_STK_PROMPT_EXPIRY_SECONDS`` is awaited (its
-        prompt may still be on the phone) and then ``DarajaPushUnresolved`` is raised; only an
-        expired one lets the customer be prompted again. An answer lost after the request went
-        out raises ``DarajaPushUnknown``; the workflow then awaits that push's callback too.
+        prompt may still be on the phone) and then ``DarajaPushUnresolved`` is raised; an
+        expired one lets the customer be prompted again only for a request that allows it
+        (``prompt_again_after_expiry``), else ``DarajaPushUnconfirmed`` ends the deposit. An
+        answer lost after the request went out raises ``DarajaPushUnknown``; the workflow then
+        awaits that push's callback too.
         """
         if request.amount_minor % 100:
             raise ValueError("Daraja takes whole shillings")
@@ -148,6 +151,18 @@ class MpesaActivities:
                     merchant_request_id=begun.merchant_request_id,
                     checkout_request_id=begun.checkout_request_id,
                     adopted=True,
+                )
+            if isinstance(begun, PushAgain):
+                log.warning(
+                    "stk push not repeated: an earlier attempt's outcome is unknown",
+                    deposit_id=request.deposit_id,
+                    expired_attempts=list(begun.expired),
+                )
+                raise DarajaPushUnconfirmed(
+                    f"push attempt {begun.expired[-1]} may have prompted the customer and nothing "
+                    "resolved it (no CheckoutRequestID, no matching success callback) before its "
+                    "prompt expired: not prompting again (a late payment for it is held as an "
+                    "unmatched payment for an admin)"
                 )
             assert isinstance(begun, Wait)
             pause = min(1.0, begun.seconds)

@@ -132,6 +132,14 @@ class DarajaPushUnresolved(DarajaPushUnknown):
     sent; try again once it has a callback or has expired."""
 
 
+class DarajaPushUnconfirmed(DarajaError):
+    """An earlier push of the same deposit may have prompted the customer, and nothing resolved
+    it (no CheckoutRequestID recorded, no matching success callback) before its prompt expired:
+    nothing is sent. Prompting again could charge the customer twice (Daraja has no idempotency
+    key), so the deposit ends; a late payment for that push becomes an unmatched payment that an
+    admin credits or refunds."""
+
+
 class DarajaRateLimited(DarajaError):
     """429 or spike arrest: worth retrying later."""
 
@@ -363,6 +371,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "DarajaAuthError",
     "DarajaRejected",
     "DarajaCallbackInvalid",
+    "DarajaPushUnconfirmed",
     "EvmRejected",
     "EvmReverted",
     "TreasuryShort",

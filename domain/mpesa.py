@@ -118,6 +118,11 @@ class StkPushInput(BaseModel):
     amount_minor: int
     account_reference: str
     description: str
+    #: False for deposits started with the ``mpesa-deposit-no-second-prompt`` patch: an earlier
+    #: push of the deposit whose outcome stayed unknown until its prompt expired ends the deposit
+    #: (``DarajaPushUnconfirmed``) instead of prompting the customer again. True (the default, so
+    #: older histories' inputs read the same) keeps the earlier rule: prompt again after expiry.
+    prompt_again_after_expiry: bool = True
 
 
 class StkPushResult(BaseModel):

@@ -71,8 +71,10 @@ async def begin(
     match_seconds: float,
 ) -> Resolution | int:
     """Resolve the deposit's earlier attempts; when a new push may go, write its row (state
-    ``sending``) and return its number. The deposit row is locked, so two executions of the
-    activity (a retry and a worker that has not died after all) cannot both decide to push."""
+    ``sending``) and return its number. A ``PushAgain`` returned means the request forbids a
+    second prompt after an unresolved one expired (``prompt_again_after_expiry``): send
+    nothing. The deposit row is locked, so two executions of the activity (a retry and a worker
+    that has not died after all) cannot both decide to push."""
     await deposits.get(session, request.deposit_id, for_update=True)
     rows = await of_deposit(session, request.deposit_id)
     resolution = resolve(
@@ -95,9 +97,14 @@ async def begin(
         return resolution
     if not isinstance(resolution, PushAgain):
         return resolution
+    expired_before = [r.attempt for r in rows if r.state == AttemptState.EXPIRED.value]
     for number in resolution.expired:
         by_number[number].state = AttemptState.EXPIRED.value
         by_number[number].resolved_at = now
+    if not request.prompt_again_after_expiry and (resolution.expired or expired_before):
+        # an earlier prompt may have been answered unseen: no second one, now or on any later
+        # execution (the caller ends the deposit); a late callback for it is nobody's push
+        return PushAgain(tuple(sorted({*expired_before, *resolution.expired})))
     number = next_attempt([_attempt(r) for r in rows])
     session.add(
         MpesaPushAttempt(

@@ -88,6 +88,9 @@ MISMATCH_ALERT = "mpesa_payment_mismatch"
 #: a bookkeeping write the database refuses for good parks the deposit (it used to fail it, or
 #: retry forever when the refusal was a retryable error)
 DB_STEP_PARKS_PATCH = "mpesa-deposit-db-step-parks"
+#: a push whose outcome stays unknown past its prompt's expiry ends the deposit instead of
+#: prompting the customer again (``StkPushInput.prompt_again_after_expiry``)
+NO_SECOND_PROMPT_PATCH = "mpesa-deposit-no-second-prompt"
 #: the bookkeeping writes, as a parked reason names them
 DB_STEPS = {
     "set_outcome": "recording the deposit's status",
@@ -95,7 +98,9 @@ DB_STEPS = {
     "record_conversion": "recording the USDC conversion",
 }
 #: Daraja errors that say the push was refused (no customer prompted; pushing again will not help)
-PUSH_REFUSED = frozenset({"DarajaRejected", "DarajaAuthError", "ValueError"})
+PUSH_REFUSED = frozenset(
+    {"DarajaRejected", "DarajaAuthError", "ValueError", "DarajaPushUnconfirmed"}
+)
 #: Daraja errors raised before the push left this process (nobody was prompted)
 PUSH_NOT_SENT = frozenset({"DarajaUnavailable", "DarajaRateLimited"})
 #: signals kept per kind: a flood of forged messages cannot grow the history without bound
@@ -304,7 +309,7 @@ class MpesaDeposit(Parkable):
         self._move(DepositStatus.AWAITING_PAYMENT, DepositStep.AWAIT_CALLBACK)
         return True
 
-    def _push_input(self) -> StkPushInput:
+    def _push_input(self, prompt_again_after_expiry: bool) -> StkPushInput:
         request = self._request
         return StkPushInput(
             deposit_id=request.deposit_id,
@@ -312,6 +317,7 @@ class MpesaDeposit(Parkable):
             amount_minor=request.amount_minor,
             account_reference=request.account_reference,
             description=request.description,
+            prompt_again_after_expiry=prompt_again_after_expiry,
         )
 
     async def _push_resolving_lost_answers(self) -> StkPushResult | None:
@@ -319,9 +325,13 @@ class MpesaDeposit(Parkable):
         sent (Daraja unreachable before the push left, rate limited): push again after a
         backoff. Answer lost (timeout, 5xx, the worker died): the customer may have been
         prompted, so that push is resolved first, by its callback (same phone and amount), which
-        is adopted; only when none comes within ``push_resolve_seconds`` is the customer
-        prompted again. None when the deposit failed."""
+        is adopted. When none comes within ``push_resolve_seconds``, the push activity resolves
+        the attempt from its row (a CheckoutRequestID recorded before the worker died is
+        adopted); if nothing does by the time its prompt has expired, the deposit fails rather
+        than prompt the customer a second time (``NO_SECOND_PROMPT_PATCH``; older histories
+        prompt again). None when the deposit failed."""
         config, state = self._config, self._state
+        prompt_again = not workflow.patched(NO_SECOND_PROMPT_PATCH)
         attempt = 0
         while True:
             attempt += 1
@@ -329,7 +339,7 @@ class MpesaDeposit(Parkable):
             try:
                 result: StkPushResult = await workflow.execute_activity_method(
                     MpesaActivities.stk_push,
-                    self._push_input(),
+                    self._push_input(prompt_again),
                     task_queue=self._mpesa_queue,
                     start_to_close_timeout=policies.provider_timeout(config),
                     retry_policy=policies.STK_PUSH_ONCE,
@@ -359,7 +369,9 @@ class MpesaDeposit(Parkable):
         no AccountReference, so a success is matched by phone and amount (the API hands such a
         callback to the one open deposit that matches); it is adopted as this deposit's push and
         then checked with Daraja like any other. A cancel or timeout callback carries neither,
-        so a push the customer declined cannot be matched: it is pushed again after the wait."""
+        so a push the customer declined cannot be matched: after the wait the push activity
+        resolves it from its row, or (patched histories) the deposit fails without a second
+        prompt."""
         self._move(DepositStatus.INITIATED, DepositStep.RESOLVE_PUSH)
         deadline = workflow.now() + timedelta(seconds=self._config.push_resolve_seconds)
         cancelled = False

@@ -33,6 +33,7 @@ from store.models import (
     DepositTransfer,
     LedgerEntry,
     MpesaDeposit,
+    MpesaPushAttempt,
     MpesaUnmatchedPayment,
     Notification,
     Posting,
@@ -44,6 +45,27 @@ ANCHORED = "0x" + keccak(text="Anchored(bytes32,bytes32,string)").hex()
 ROOT_ANCHORED = "0x" + keccak(text="RootAnchored(bytes32,uint32)").hex()
 #: deposit statuses that say the customer paid
 MPESA_PAID = {"credited", "paid", "sending_usdc"}
+
+
+#: push attempt states whose prompt Settle cannot rule out: the answer was lost (the deposit
+#: then failed rather than prompt again, or is still resolving it)
+_MAY_HAVE_PROMPTED = frozenset({"sending", "unknown", "expired"})
+
+
+def _prompts_accounted(deposits: Any, attempts: Any, prompts: Counter[str]) -> dict[str, int]:
+    """Prompts per phone that Settle's rows account for: one per deposit that recorded its
+    CheckoutRequestID, and at most one per deposit without one whose attempt rows say a push
+    may have prompted (its answer was lost): the row holds that possibility, so the prompt the
+    provider saw is not lost (a second prompt for the same deposit is still counted)."""
+    uncertain = {a.deposit_id for a in attempts if a.state in _MAY_HAVE_PROMPTED}
+    recorded = tally(d.phone for d in deposits if d.checkout_request_id)
+    possible = tally(d.phone for d in deposits if not d.checkout_request_id and d.id in uncertain)
+    accounted = dict(recorded)
+    for phone, count in possible.items():
+        unexplained = max(prompts.get(phone, 0) - recorded.get(phone, 0), 0)
+        if unexplained:
+            accounted[phone] = recorded.get(phone, 0) + min(unexplained, count)
+    return accounted
 
 
 def _held(recorded: bool, status: str, seen: int) -> int:
@@ -102,6 +124,7 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
         async with sessions() as session:
             deposits = (await session.execute(select(MpesaDeposit))).scalars().all()
             unmatched = (await session.execute(select(MpesaUnmatchedPayment))).scalars().all()
+            attempts = (await session.execute(select(MpesaPushAttempt))).scalars().all()
             purchases = (await session.execute(select(TicketPurchase))).scalars().all()
             refunds = (await session.execute(select(TicketRefund))).scalars().all()
             transfers = (await session.execute(select(DepositTransfer))).scalars().all()
@@ -127,7 +150,7 @@ async def collect(stack: ChaosStack, ops: list[Operation], quiet_seconds: float 
         reconcile(
             "STK prompts (Daraja) / deposits that prompted",
             prompts,
-            tally(d.phone for d in deposits if d.checkout_request_id),
+            _prompts_accounted(deposits, attempts, prompts),
             names={d.phone: f"{names.get(d.id, d.id)} {d.status}" for d in deposits},
         )
     )

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities.mpesa import MpesaActivities, PushAttempts
-from domain.errors import DarajaPushUnknown, DarajaPushUnresolved
+from domain.errors import DarajaPushUnconfirmed, DarajaPushUnknown, DarajaPushUnresolved
 from domain.mpesa import (
     DepositOutcomeInput,
     DepositStatus,
@@ -276,4 +276,69 @@ async def test_a_payment_offered_to_a_deposit_that_then_fails_is_opened_with_an_
         )
     assert payment is not None and payment.status == "open"
     assert "ended failed without it" in payment.reason
+    assert alert is not None and alert.tenant == "attempts"
+
+
+async def test_an_expired_unresolved_push_ends_the_deposit_when_a_second_prompt_is_forbidden(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Issue 14 §1, the remaining double prompt: the answer was lost, no callback came, and the
+    prompt has expired. Deposits of the ``mpesa-deposit-no-second-prompt`` patch send nothing
+    (the customer may have paid it unseen); the deposit fails, and a late payment for that push
+    is an open unmatched payment of the deposit's tenant with an alert, never credited twice."""
+    daraja = Daraja(lose=True)
+    number = phone()
+    request = (await new_deposit(sessions, number)).model_copy(
+        update={"prompt_again_after_expiry": False}
+    )
+    env = ActivityEnvironment()
+    with pytest.raises(DarajaPushUnknown):
+        await env.run(activities(sessions, daraja).stk_push, request)
+    daraja.lose = False
+    async with sessions.begin() as session:
+        await session.execute(
+            update(MpesaPushAttempt)
+            .where(MpesaPushAttempt.deposit_id == request.deposit_id)
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=91))
+        )
+    with pytest.raises(DarajaPushUnconfirmed, match="not prompting again"):
+        await env.run(activities(sessions, daraja).stk_push, request)
+    assert daraja.prompts == 1
+    assert await rows(sessions, request.deposit_id) == [(1, "expired", None)]
+    # asked again (a retry, a replay): still nothing sent
+    with pytest.raises(DarajaPushUnconfirmed):
+        await env.run(activities(sessions, daraja).stk_push, request)
+    assert daraja.prompts == 1
+    async with sessions.begin() as session:  # what the workflow records as it fails
+        await deposits.set_outcome(
+            session,
+            DepositOutcomeInput(
+                deposit_id=request.deposit_id,
+                status=DepositStatus.FAILED,
+                failure_reason="STK push failed: not prompting again",
+            ),
+        )
+    late = StkCallback(
+        merchant_request_id="m-late",
+        checkout_request_id=f"ws_late_{uuid.uuid4().hex[:10]}",
+        result_code=0,
+        result_desc="ok",
+        amount_minor=4_000,
+        receipt=f"R{uuid.uuid4().hex[:9].upper()}",
+        phone=number,
+    )
+    async with sessions.begin() as session:
+        routing = await deposits.accept_callback(
+            session,
+            late,
+            "127.0.0.1",
+            since=datetime.now(UTC) - timedelta(hours=1),
+            match_seconds=300,
+        )
+    assert routing.deposit is None and routing.unmatched is not None
+    assert routing.unmatched.status == "open"
+    async with sessions() as session:
+        alert = await session.scalar(
+            select(Alert).where(Alert.value == late.checkout_request_id, Alert.status == "open")
+        )
     assert alert is not None and alert.tenant == "attempts"

@@ -72,6 +72,8 @@ class FakeMpesa:
     credit_failures: int = 0
     early_callback: StkCallback | None = None
     pushes: int = 0
+    #: pushes whose answer was lost (the customer may have been prompted)
+    lost_pushes: int = 0
     queries: int = 0
     credits: list[CreditDepositInput] = field(default_factory=list)
     outcomes: list[DepositOutcomeInput] = field(default_factory=list)
@@ -99,12 +101,23 @@ class FakeMpesa:
     def activities(self) -> dict[ActivityQueue, list]:
         @activity.defn(name="mpesa.stk_push")
         async def stk_push(request: StkPushInput) -> StkPushResult:
+            # the activity's attempt rows, in short: a push whose answer was lost and that
+            # nothing resolved is never followed by a second prompt when the input forbids it
+            if self.lost_pushes and not request.prompt_again_after_expiry:
+                raise ApplicationError(
+                    "push attempt 1 may have prompted the customer ...: not prompting again",
+                    type="DarajaPushUnconfirmed",
+                    non_retryable=True,
+                )
             self.pushes += 1
             self.push_started.set()
             if self.push_gate is not None:
                 await self.push_gate.wait()
             if self.push_errors:
-                raise self.push_errors.pop(0)
+                error = self.push_errors.pop(0)
+                if isinstance(error, ApplicationError) and error.type == "DarajaPushUnknown":
+                    self.lost_pushes += 1
+                raise error
             if self.push_error is not None:
                 raise self.push_error
             return StkPushResult(merchant_request_id="m-1", checkout_request_id=CHECKOUT)
@@ -942,15 +955,18 @@ async def test_push_whose_answer_was_lost_is_adopted_from_its_callback(start) ->
     assert len(fake.transfers) == 1 and len(fake.credits) == 1
 
 
-async def test_lost_push_without_a_callback_is_pushed_again_after_the_wait(
+async def test_lost_push_without_a_callback_ends_the_deposit_without_a_second_prompt(
     start, env: WorkflowEnvironment
 ) -> None:
+    """Issue 14 §1: the push's answer was lost and no callback came; the customer may have been
+    prompted (and may have paid unseen), so the deposit fails instead of prompting again."""
     fake = FakeMpesa(push_errors=[lost_answer()])
     run = await start(fake, MpesaDepositConfig(push_resolve_seconds=0.5))
-    await wait_state(run.handle, lambda s: s.step == DepositStep.AWAIT_CALLBACK, "second push")
-    assert fake.pushes == 2
-    await run.handle.signal(MpesaDeposit.mpesa_callback, success())
-    assert (await run.handle.result()).status == DepositStatus.CREDITED
+    state = await run.handle.result()
+    assert state.status == DepositStatus.FAILED
+    assert fake.pushes == 1 and fake.credits == [] and fake.transfers == []
+    assert "not prompting again" in (state.failure_reason or ""), state.failure_reason
+    assert fake.statuses()[-1] == DepositStatus.FAILED
 
 
 async def test_push_that_never_left_is_pushed_again_without_waiting(start) -> None:
