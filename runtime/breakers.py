@@ -213,6 +213,16 @@ class Breakers:
             )
             if transition is not None:
                 await self._apply(provider, transition)
+        # half-open for a whole interval: its queue should have been let go and its calls have
+        # closed or reopened it; let go again (idempotent) in case the worker that recorded
+        # half-open was killed before releasing the queue (seen in the chaos run)
+        for provider in await rows.claim_half_open(
+            self._sessions, self.scope, self._settings.breaker_probe_interval_seconds
+        ):
+            log.warning(
+                "circuit breaker still half-open: releasing its queue", provider=provider.value
+            )
+            await self._release(provider)
 
     async def gauges(self) -> dict[Provider, int]:
         states = await rows.states(self._sessions, self.scope)

@@ -145,6 +145,27 @@ async def claim_probes(
         return [Provider(p) for p in rows.scalars()]
 
 
+async def claim_half_open(
+    sessions: async_sessionmaker[AsyncSession], scope: str, interval_seconds: float
+) -> list[Provider]:
+    """Half-open breakers not closed or reopened for a probe interval, each claimed by this
+    caller alone (the next claim pushed an interval ahead). Half-open means the queue was let
+    go; if the worker that let it go died between recording half-open and releasing the queue,
+    the queue is still held, no call can close the breaker, and only this claim repairs it."""
+    async with sessions.begin() as session:
+        rows = await session.execute(
+            update(CircuitBreaker)
+            .where(
+                CircuitBreaker.scope == scope,
+                CircuitBreaker.state == BreakerState.HALF_OPEN.value,
+                CircuitBreaker.next_probe_at <= func.now(),
+            )
+            .values(next_probe_at=func.now() + timedelta(seconds=interval_seconds))
+            .returning(CircuitBreaker.provider)
+        )
+        return [Provider(p) for p in rows.scalars()]
+
+
 async def probed(
     sessions: async_sessionmaker[AsyncSession],
     scope: str,

@@ -7,8 +7,12 @@ import asyncio
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
 
-from domain.breakers import BreakerState, Provider
+from api.task_queue_limits import describe, hold
+from domain.breakers import BreakerState, Provider, holder
+from runtime.breakers import Breakers
+from runtime.settings import Settings
 from store import breakers
 from store.breakers import Thresholds, Transition
 from store.leases import SlotLimit, fleet_slot, held, try_take
@@ -123,3 +127,37 @@ async def test_a_lease_its_holder_never_gave_back_expires_after_its_ttl(
         assert await held(sessions, limit.name) == ["a"]
         assert await try_take(sessions, limit, "b") is not None
     assert await held(sessions, limit.name) == ["b"]
+
+
+async def test_a_breaker_left_half_open_with_its_queue_held_is_released_again(
+    sessions: async_sessionmaker[AsyncSession], dev_env: WorkflowEnvironment
+) -> None:
+    """The chaos run's stuck deposits: the worker that probed Daraja recorded half-open and was
+    killed before letting the queue go. The queue stayed at 0, no call could close the breaker,
+    and claim_probes only takes open ones. One probe interval later any worker releases it."""
+    s = scope()
+    settings = Settings(_env_file=None, task_queue_prefix=s, breaker_probe_interval_seconds=0.3)
+    fleet = Breakers(dev_env.client, sessions, settings, {Provider.STRIPE: _answers})
+    for _ in range(3):
+        await _record(sessions, s, True)
+    (task_queue,) = [q for _, q in fleet._queues(Provider.STRIPE)]
+    await hold(dev_env.client, task_queue, holder(Provider.STRIPE), "breaker test")
+    await asyncio.sleep(0.35)
+    assert await breakers.claim_probes(sessions, s, 0.3) == [Provider.STRIPE]
+    # the probe answered and half-open was recorded; the worker died before releasing
+    assert await breakers.probed(sessions, s, Provider.STRIPE, answered=True, error=None) == (
+        Transition.HALF_OPENED
+    )
+    assert await breakers.claim_half_open(sessions, s, 0.3) == []  # not due yet
+    await fleet.probe_due()
+    assert (await describe(dev_env.client, task_queue)).stopped  # still held
+    await asyncio.sleep(0.35)
+    await fleet.probe_due()
+    released = await describe(dev_env.client, task_queue)
+    assert not released.stopped and released.holders == []
+    # claimed by one worker per interval
+    assert await breakers.claim_half_open(sessions, s, 0.3) == []
+
+
+async def _answers() -> None:
+    return None
