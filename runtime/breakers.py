@@ -34,7 +34,7 @@ from temporalio import activity, worker
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 
-from api.task_queue_limits import default_rate, hold, release
+from api.task_queue_limits import default_rate, describe, hold, release
 from domain.breakers import (
     GAUGE,
     PROVIDER_QUEUES,
@@ -189,6 +189,19 @@ class Breakers:
             default = default_rate(self._settings, queue)
             await release(self._client, task_queue, holder(provider), default, note)
 
+    async def _release_if_still_held(self, provider: Provider) -> None:
+        for queue, task_queue in self._queues(provider):
+            if holder(provider) not in (await describe(self._client, task_queue)).holders:
+                continue
+            log.warning(
+                "circuit breaker half-open but its queue still held: released",
+                provider=provider.value,
+                task_queue=task_queue,
+            )
+            note = f"circuit breaker: {provider.value} answers again"
+            default = default_rate(self._settings, queue)
+            await release(self._client, task_queue, holder(provider), default, note)
+
     async def probe_due(self) -> None:
         """Probe the open breakers whose probe is due (and this worker claimed)."""
         due = await rows.claim_probes(
@@ -219,10 +232,7 @@ class Breakers:
         for provider in await rows.claim_half_open(
             self._sessions, self.scope, self._settings.breaker_probe_interval_seconds
         ):
-            log.warning(
-                "circuit breaker still half-open: releasing its queue", provider=provider.value
-            )
-            await self._release(provider)
+            await self._release_if_still_held(provider)
 
     async def gauges(self) -> dict[Provider, int]:
         states = await rows.states(self._sessions, self.scope)
