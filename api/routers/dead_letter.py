@@ -37,11 +37,11 @@ from api.jobs_lookup import (
     status_error,
 )
 from api.routers.jobs import JobAccepted, JobId
-from api.routers.unmatched_payments import UnmatchedPaymentView, open_items
 from api.timestamps import UtcDateTime
 from domain.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from domain.search import OperationKind, OperationStatus
 from operations.links import web_ui_url
+from operations.unmatched_payments import UnmatchedPaymentView, open_items
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.stuck_steps import stuck_steps

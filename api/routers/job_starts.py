@@ -36,9 +36,13 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import StartOptions, starting_with
 from api.metrics import ApiMetrics
-from api.routers import credentials, deposits, intents, tickets
+from api.routers import credentials, tickets
 from domain.credentials import CREDENTIAL_ID
 from domain.errors import InvalidInput, NotFound, SettleError
+from operations import deposit_intents, mpesa_deposits
+from operations.context import Context
+from operations.deposit_intents_models import CreateIntent
+from operations.mpesa_deposits_models import InitiateDeposit
 from providers.evm import EvmClient
 from runtime.settings import Settings
 
@@ -73,8 +77,8 @@ JobType = Literal[
     "credential_anchor_batch",
 ]
 MODELS: dict[str, type[BaseModel]] = {
-    "mpesa_deposit": deposits.InitiateDeposit,
-    "deposit_intent": intents.CreateIntent,
+    "mpesa_deposit": InitiateDeposit,
+    "deposit_intent": CreateIntent,
     "ticket_purchase": tickets.PurchaseBody,
     "ticket_refund": TicketRefundJob,
     "ticket_transfer": TicketTransferJob,
@@ -167,14 +171,12 @@ def check_options(job: JobRequest, body: BaseModel, settings: Settings, prefix: 
 async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
     """The operation's own route function, called as its route would be."""
     key = job.idempotency_key or d.idempotency_key
-    if isinstance(body, deposits.InitiateDeposit):
-        accepted: Any = await deposits.initiate(
-            body, d.request, d.principal, d.settings, d.sessions, d.temporal, d.metrics, key
-        )
-    elif isinstance(body, intents.CreateIntent):
-        accepted = await intents.create_intent(
-            body, d.principal, d.settings, d.sessions, d.temporal, d.evm, d.request, d.reads
-        )
+    if isinstance(body, InitiateDeposit):
+        ctx = Context.of_app_state(d.request.app.state)
+        accepted: Any = await mpesa_deposits.start(ctx, d.principal, body, key)
+    elif isinstance(body, CreateIntent):
+        ctx = Context.of_app_state(d.request.app.state)
+        accepted = await deposit_intents.start(ctx, d.principal, body)
     elif isinstance(body, tickets.PurchaseBody):
         accepted = await tickets.purchase(
             body, d.principal, d.settings, d.sessions, d.temporal, key

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import reconciliations as service
+from api.daraja_results import CallbackAnswer, read_status_result
 from api.deps import (
     MetricsDep,
     PlatformAdmin,
@@ -23,7 +24,6 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import error_responses
-from api.routers.deposits import CallbackAnswer, read_status_result
 from api.timestamps import UtcDateTime
 from domain.errors import NotFound
 from store.models import Reconciliation, ReconciliationItem

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from api.auth import Principal
-from api.routers.intents import create_and_watch, ensure_scanner, watch_config
 from domain.deposit_watch import DepositWatchState
 from domain.search import SETTLE_STATUS
+from operations.deposit_intents import create_and_watch, ensure_scanner, watch_config
 from store.models import DepositTransfer
 from tests.fixtures.stack import Stack, eventually, unique_tenant
 from workflows import chain_scanner

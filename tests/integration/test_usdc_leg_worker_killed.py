@@ -18,10 +18,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 import worker as worker_module
-from api.routers.deposits import deposit_config
 from domain.mpesa import DepositStatus, MpesaDepositInput
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
+from operations.mpesa_deposits import deposit_config
 from runtime.settings import Settings
 from sandbox.serve import bind_socket
 from store import accounts
