@@ -36,10 +36,17 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import StartOptions, starting_with
 from api.metrics import ApiMetrics
-from api.routers import credentials, tickets
+from api.routers import credentials
 from domain.credentials import CREDENTIAL_ID
 from domain.errors import InvalidInput, NotFound, SettleError
-from operations import deposit_intents, mpesa_deposits
+from operations import (
+    deposit_intents,
+    mpesa_deposits,
+    ticket_purchases,
+    ticket_refunds,
+    ticket_transfers,
+    tickets_common,
+)
 from operations.context import Context
 from operations.deposit_intents_models import CreateIntent
 from operations.mpesa_deposits_models import InitiateDeposit
@@ -49,13 +56,13 @@ from runtime.settings import Settings
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
-class TicketRefundJob(tickets.RefundBody):
+class TicketRefundJob(ticket_refunds.RefundBody):
     """``POST /api/v1/tickets/{purchase_id}/refund`` as a job."""
 
     purchase_id: str = Field(max_length=64)
 
 
-class TicketTransferJob(tickets.TransferBody):
+class TicketTransferJob(ticket_transfers.TransferBody):
     """``POST /api/v1/tickets/{purchase_id}/transfer`` as a job."""
 
     purchase_id: str = Field(max_length=64)
@@ -79,7 +86,7 @@ JobType = Literal[
 MODELS: dict[str, type[BaseModel]] = {
     "mpesa_deposit": InitiateDeposit,
     "deposit_intent": CreateIntent,
-    "ticket_purchase": tickets.PurchaseBody,
+    "ticket_purchase": ticket_purchases.PurchaseBody,
     "ticket_refund": TicketRefundJob,
     "ticket_transfer": TicketTransferJob,
     "credential_anchor": CredentialAnchorJob,
@@ -177,9 +184,9 @@ async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
     elif isinstance(body, CreateIntent):
         ctx = Context.of_app_state(d.request.app.state)
         accepted = await deposit_intents.start(ctx, d.principal, body)
-    elif isinstance(body, tickets.PurchaseBody):
-        accepted = await tickets.purchase(
-            body, d.principal, d.settings, d.sessions, d.temporal, key
+    elif isinstance(body, ticket_purchases.PurchaseBody):
+        accepted = await ticket_purchases.start_purchase(
+            Context.of_app_state(d.request.app.state), d.principal, body, key
         )
     elif isinstance(body, TicketRefundJob | TicketTransferJob):
         accepted = await _ticket_job(body, d, key)
@@ -225,17 +232,18 @@ async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
 
 async def _ticket_job(
     body: TicketRefundJob | TicketTransferJob, d: Deps, key: str | None
-) -> tickets.Accepted:
+) -> tickets_common.Accepted:
     fields = body.model_dump(exclude={"purchase_id"})
+    ctx = Context.of_app_state(d.request.app.state)
     try:
         if isinstance(body, TicketRefundJob):
-            return await tickets.refund(
-                body.purchase_id, tickets.RefundBody.model_validate(fields), d.principal,
-                d.settings, d.sessions, d.temporal, key,
+            return await ticket_refunds.refund(
+                ctx, d.principal, body.purchase_id,
+                ticket_refunds.RefundBody.model_validate(fields), key,
             )  # fmt: skip
-        return await tickets.transfer(
-            body.purchase_id, tickets.TransferBody.model_validate(fields), d.principal,
-            d.settings, d.sessions, d.temporal, key,
+        return await ticket_transfers.transfer(
+            ctx, d.principal, body.purchase_id,
+            ticket_transfers.TransferBody.model_validate(fields), key,
         )  # fmt: skip
     except NotFound as exc:  # the route's path names the purchase; here it is in data
         exc.field = exc.field or "purchase_id"

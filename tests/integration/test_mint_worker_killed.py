@@ -19,10 +19,10 @@ import httpx
 from solders.keypair import Keypair
 
 import worker as worker_module
-from api.routers.tickets import ticket_config
 from domain.queues import workflow_queue
 from domain.search import OperationKind, start_attributes
 from domain.tickets import PurchaseStatus, TicketPurchaseInput
+from operations.tickets_common import ticket_config
 from sandbox.serve import bind_socket
 from store import accounts, tickets
 from store.models import TicketPurchase as PurchaseRow
