@@ -28,10 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import issue_token
-from api.routers.credentials import workflow_id_for
 from bench.outcomes import Deadline, Tally, explain, finish, run_main
 from bench.stack import BenchStack, bench_stack
 from domain.credentials import credential_key
+from operations.credential_anchors import workflow_id_for
 from providers.evm import EvmClient
 from runtime.settings import Settings
 from store.db import make_engine, make_session_factory

@@ -36,10 +36,11 @@ from api.deps import (
 from api.errors import error_responses
 from api.job_options import StartOptions, starting_with
 from api.metrics import ApiMetrics
-from api.routers import credentials
 from domain.credentials import CREDENTIAL_ID
 from domain.errors import InvalidInput, NotFound, SettleError
 from operations import (
+    credential_anchors,
+    credential_anchors_models,
     deposit_intents,
     mpesa_deposits,
     ticket_purchases,
@@ -68,7 +69,7 @@ class TicketTransferJob(ticket_transfers.TransferBody):
     purchase_id: str = Field(max_length=64)
 
 
-class CredentialAnchorJob(credentials.SingleAnchorBody):
+class CredentialAnchorJob(credential_anchors_models.SingleAnchorBody):
     """``POST /api/v1/credentials/{credential_id}/anchor`` as a job."""
 
     credential_id: str = Field(pattern=CREDENTIAL_ID, max_length=128)
@@ -90,7 +91,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "ticket_refund": TicketRefundJob,
     "ticket_transfer": TicketTransferJob,
     "credential_anchor": CredentialAnchorJob,
-    "credential_anchor_batch": credentials.BatchBody,
+    "credential_anchor_batch": credential_anchors_models.BatchBody,
 }
 MAX_BATCH = 1000
 
@@ -121,7 +122,7 @@ class JobStarted(BaseModel):
     status_url: str
     job_url: str
     #: ``credential_anchor_batch``: each credential's answer, as the batch route gives it
-    results: list[credentials.BatchItemResult] | None = None
+    results: list[credential_anchors_models.BatchItemResult] | None = None
 
 
 class BatchItem(BaseModel):
@@ -157,7 +158,7 @@ def parse_data(job: JobRequest, prefix: tuple[Any, ...]) -> BaseModel:
 
 def _batched(body: BaseModel, settings: Settings) -> bool:
     """Whether the job's credentials go to the shared ``AnchorBatcher``."""
-    if isinstance(body, credentials.BatchBody):
+    if isinstance(body, credential_anchors_models.BatchBody):
         return True
     if isinstance(body, CredentialAnchorJob):
         return settings.credential_anchor_batch_default if body.batch is None else body.batch
@@ -191,12 +192,11 @@ async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
     elif isinstance(body, TicketRefundJob | TicketTransferJob):
         accepted = await _ticket_job(body, d, key)
     elif isinstance(body, CredentialAnchorJob):
-        single = credentials.SingleAnchorBody.model_validate(
+        single = credential_anchors_models.SingleAnchorBody.model_validate(
             body.model_dump(exclude={"credential_id"})
         )
-        view = await credentials.anchor(
-            body.credential_id, single, d.principal, d.settings, d.sessions, d.temporal
-        )
+        ctx = Context.of_app_state(d.request.app.state)
+        view = await credential_anchors.start(ctx, d.principal, body.credential_id, single)
         return JobStarted(
             type=job.type,
             id=view.credential_id,
@@ -206,11 +206,10 @@ async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
             job_url=f"/api/v1/jobs/{view.workflow_id}",
         )
     else:
-        assert isinstance(body, credentials.BatchBody)
-        results = await credentials.anchor_batch(
-            body, d.principal, d.settings, d.sessions, d.temporal
-        )
-        batcher = credentials.batcher_id(d.settings)
+        assert isinstance(body, credential_anchors_models.BatchBody)
+        ctx = Context.of_app_state(d.request.app.state)
+        results = await credential_anchors.start_batch(ctx, d.principal, body)
+        batcher = credential_anchors.batcher_id(d.settings)
         return JobStarted(
             type=job.type,
             id=batcher,

@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.routers.credentials import batcher_id
 from api.task_queue_limits import describe, set_limit
 from domain.credentials import credential_key
 from domain.merkle import leaf, verify
 from domain.queues import ActivityQueue, activity_queue_for_prefix
+from operations.credential_anchors import batcher_id
 from store.models import CredentialAnchorRecord, EvmTransaction, EvmWallet
 from tests.e2e.test_credentials import CID_V0, CID_V1, data_hash, url
 from tests.fixtures.stack import Stack, eventually, unique_tenant

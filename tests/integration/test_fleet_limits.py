@@ -27,11 +27,11 @@ from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 
 import worker as worker_module
-from api.routers.credentials import anchor_request, workflow_id_for
 from api.task_queue_limits import set_limit
 from domain.credentials import AnchorStatus, credential_key
 from domain.queues import ActivityQueue, activity_queue_for_prefix, workflow_queue
 from domain.search import OperationKind, start_attributes
+from operations.credential_anchors import anchor_request, workflow_id_for
 from sandbox.rpc_proxy import RpcProxy
 from sandbox.serve import bind_socket, serve
 from store.leases import held
