@@ -1,10 +1,10 @@
-"""A job's input and result are cleaned before an operator reads them (``api/jobs_payloads.py``)."""
+"""A job's input and result are cleaned before an operator reads them (``operations/jobs_payloads.py``)."""
 
 from __future__ import annotations
 
-from api.jobs_payloads import clean
-from api.jobs_search import JobFilters
 from domain.search import OperationKind, OperationStatus
+from operations.jobs_payloads import clean
+from operations.jobs_search import JobFilters
 from runtime.redact import MASK
 
 
