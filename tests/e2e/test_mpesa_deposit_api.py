@@ -353,17 +353,19 @@ async def test_live_status_is_queried_from_the_running_workflow(stack: Stack) ->
     await stack.wait_for_deposit(body["id"], {DepositStatus.CREDITED}, timeout=30)
 
 
-async def test_transient_daraja_errors_are_retried(stack: Stack) -> None:
-    """Two 503s from Daraja, then success. A 5xx may come after Daraja prompted the customer, so
-    each is resolved first (no callback comes within MPESA_PUSH_RESOLVE_SECONDS), then the push is
-    sent again: three pushes, one prompt that counted, one credit."""
+async def test_a_lost_push_answer_ends_the_deposit_without_a_second_prompt(stack: Stack) -> None:
+    """A 503 from Daraja. A 5xx may come after Daraja prompted the customer, so the push is
+    resolved first; when no callback comes within MPESA_PUSH_RESOLVE_SECONDS the deposit ends
+    with a reason instead of prompting the phone again (issue 14: nobody is prompted twice). One
+    push reached Daraja, nothing is credited, and the reason says why."""
     headers = stack.auth("lena", unique_tenant())
-    stack.daraja_state.failures["stkpush"] = [2, 503]
+    stack.daraja_state.failures["stkpush"] = [1, 503]
     before = stack.daraja_state.arrivals.get("stkpush", 0)
     body = (await initiate(stack, headers, amount=7)).json()
-    await stack.wait_for_deposit(body["id"], {DepositStatus.CREDITED}, timeout=30)
-    assert stack.daraja_state.arrivals["stkpush"] - before == 3
-    assert await portfolio(stack, headers) == usdc_for(stack, 7)
+    row = await stack.wait_for_deposit(body["id"], {DepositStatus.FAILED}, timeout=30)
+    assert "not prompting again" in (row.failure_reason or "")
+    assert stack.daraja_state.arrivals["stkpush"] - before == 1
+    assert await portfolio(stack, headers) == 0
 
 
 async def test_daraja_rejection_fails_the_deposit_without_retrying(stack: Stack) -> None:
