@@ -137,7 +137,7 @@ def test_make_run_points_the_web_ui_at_the_codec_server(tmp_path: Path) -> None:
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [
     p
-    for folder in ("api", "workflows", "activities", "runtime", "domain")
+    for folder in ("api", "operations", "workflows", "activities", "runtime", "domain")
     for p in (ROOT / folder).rglob("*.py")
 ] + [ROOT / "worker.py"]
 
