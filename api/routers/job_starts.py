@@ -1,9 +1,10 @@
 """Start any operation as a job: ``POST /api/v1/jobs`` and ``POST /api/v1/jobs/batch``.
 
 The queue service's ``queue.add(type, data, {priority, delay})``. ``data`` is validated against
-that type's request model, then the job goes through the operation's own route (same database
-rows, idempotency, permissions and workflow id), with the options as Temporal's start delay and
-priority key. A batch is validated as a whole first: one bad job and nothing starts.
+that type's request model, then the job goes through the operation's module in ``operations/``,
+the one its own route calls (same database rows, idempotency, permissions and workflow id), with
+the options as Temporal's start delay and priority key. A batch is validated as a whole first:
+one bad job and nothing starts.
 
 Types: ``mpesa_deposit``, ``deposit_intent``, ``ticket_purchase``, ``ticket_refund`` and
 ``ticket_transfer`` (``data`` is the route's body plus ``purchase_id``), ``credential_anchor``
@@ -177,7 +178,7 @@ def check_options(job: JobRequest, body: BaseModel, settings: Settings, prefix: 
 
 
 async def _run(job: JobRequest, body: BaseModel, d: Deps) -> JobStarted:
-    """The operation's own route function, called as its route would be."""
+    """The operation's start function (``operations/``), called as its route calls it."""
     key = job.idempotency_key or d.idempotency_key
     if isinstance(body, InitiateDeposit):
         ctx = Context.of_app_state(d.request.app.state)
