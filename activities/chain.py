@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.liveness import keep_alive
 from domain.deposit_watch import (
     CheckTransfersInput,
     CheckTransfersResult,
@@ -76,7 +77,8 @@ class ChainReadActivities:
     @activity.defn(name="chain.scan")
     async def scan(self, request: ScanInput) -> ScanResult:
         """USDC Transfers since the checkpoint (minus the reorg window), matched to intents."""
-        return await self._scan(request)
+        async with keep_alive():
+            return await self._scan(request)
 
     async def _scan(self, request: ScanInput) -> ScanResult:
         await self._client.ensure_chain()
@@ -144,6 +146,10 @@ class ChainReadActivities:
     async def check_transfers(self, request: CheckTransfersInput) -> CheckTransfersResult:
         """Per transfer: confirmed (enough blocks on top, block still canonical), reorged (its
         block is no longer the one at that height), or pending with the blocks still to come."""
+        async with keep_alive():
+            return await self._check_transfers(request)
+
+    async def _check_transfers(self, request: CheckTransfersInput) -> CheckTransfersResult:
         await self._client.ensure_chain()
         head = await self._client.block_number()
         final = await self._client.tagged_number("safe") if request.use_safe_tag else None
@@ -166,6 +172,10 @@ class ChainReadActivities:
         """The watch's own look, when no signal came: the scanner's records while its checkpoint
         is fresh (no RPC). When it is stale, the scanner's query once for every watch (see the
         module's docstring); only before the scanner's first round, a query for this address."""
+        async with keep_alive():
+            return await self._fallback_transfers(request)
+
+    async def _fallback_transfers(self, request: FallbackInput) -> FallbackResult:
         async with self._reads() as session:
             checkpoint = await intents.checkpoint(session, request.chain)
             if intents.fresh(checkpoint, request.stale_after_seconds):

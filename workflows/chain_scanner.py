@@ -60,6 +60,7 @@ class ChainScanner(StepVisibility):
                 ),
                 task_queue=request.queue(ActivityQueue.EVM_READ),
                 start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+                heartbeat_timeout=policies.LIVENESS_HEARTBEAT,
                 retry_policy=policies.CHAIN_READ,
             )
             self._last_block = result.to_block

@@ -264,6 +264,7 @@ class DepositWatch(Parkable):
             ),
             task_queue=request.queue(ActivityQueue.EVM_READ),
             start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+            heartbeat_timeout=policies.LIVENESS_HEARTBEAT,
             retry_policy=policies.CHAIN_READ,
         )
         to_go = [c.blocks_to_go for c in result.checks if c.outcome == "pending"]
@@ -363,6 +364,7 @@ class DepositWatch(Parkable):
             ),
             task_queue=request.queue(ActivityQueue.EVM_READ),
             start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+            heartbeat_timeout=policies.LIVENESS_HEARTBEAT,
             retry_policy=policies.CHAIN_READ,
         )
         if result.queried_chain:
@@ -404,6 +406,7 @@ class LateTransferCredit(Parkable):
                 ),
                 task_queue=request.queue(ActivityQueue.EVM_READ),
                 start_to_close_timeout=policies.CHAIN_READ_TIMEOUT,
+                heartbeat_timeout=policies.LIVENESS_HEARTBEAT,
                 retry_policy=policies.CHAIN_READ,
             )
             (check,) = result.checks

@@ -114,6 +114,10 @@ CHAIN_READ = RetryPolicy(
     non_retryable_error_types=list(NON_RETRYABLE),
 )
 CHAIN_READ_TIMEOUT = timedelta(seconds=120)
+#: how soon a step whose worker died is retried, for activities that heartbeat while alive
+#: (``activities.liveness.keep_alive``); without it a killed worker stalled the step for its
+#: whole start-to-close timeout (the chain scanner saw no deposit for two minutes)
+LIVENESS_HEARTBEAT = timedelta(seconds=10)
 
 
 def provider_timeout(config: MpesaDepositConfig) -> timedelta:
