@@ -105,7 +105,3 @@ async def test_keep_alive_heartbeats_while_the_block_runs() -> None:
     await asyncio.sleep(0.2)
     assert len(beats) == count  # stopped with the block
 
-
-async def test_keep_alive_outside_an_activity_does_nothing() -> None:
-    async with keep_alive(interval_seconds=0.01):
-        await asyncio.sleep(0.05)
