@@ -37,6 +37,7 @@ from providers.evm.erc20 import TRANSFER_TOPIC, TransferLog, decode_transfer
 from runtime.logging import get_logger
 from store import intents
 from store.db import reads_of
+from store.models import DepositTransfer
 
 log = get_logger("activities.chain")
 
@@ -49,6 +50,17 @@ def _seen(transfer: TransferLog) -> TransferSeen:
         block_hash=transfer.block_hash.lower(),
         from_address=transfer.sender,
         amount_minor=transfer.amount,
+    )
+
+
+def _from_row(row: DepositTransfer) -> TransferSeen:
+    return TransferSeen(
+        tx_hash=row.tx_hash,
+        log_index=row.log_index,
+        block_number=row.block_number,
+        block_hash=row.block_hash,
+        from_address=row.from_address,
+        amount_minor=row.amount_minor,
     )
 
 
@@ -77,8 +89,40 @@ class ChainReadActivities:
     @activity.defn(name="chain.scan")
     async def scan(self, request: ScanInput) -> ScanResult:
         """USDC Transfers since the checkpoint (minus the reorg window), matched to intents."""
+        # a retry may follow an attempt that recorded its sightings and died before answering:
+        # their watches were never signalled, and those sightings may lie behind the window
+        # rescanned now, so the retry signals every sighting still waiting (watches ignore one
+        # they already hold or credited)
+        retry = activity.in_activity() and activity.info().attempt > 1
         async with keep_alive():
-            return await self._scan(request)
+            result = await self._scan(request)
+            return await self._with_waiting(request, result) if retry else result
+
+    async def _with_waiting(self, request: ScanInput, result: ScanResult) -> ScanResult:
+        """``result`` plus a match for every recorded sighting of an open intent still ``seen``."""
+        now = datetime.now(UTC)
+        matched = {(m.intent_id, m.transfer.key) for m in result.matches}
+        again: list[IntentMatch] = []
+        async with self._reads() as session:
+            for intent, row in await intents.waiting_sightings(session, request.chain):
+                seen = _from_row(row)
+                if (
+                    (intent.id, seen.key) not in matched
+                    and intents.is_open(intent, now)
+                    and qualifies(seen.amount_minor, request.min_amount_minor)
+                ):
+                    again.append(
+                        IntentMatch(
+                            intent_id=intent.id, workflow_id=intent.workflow_id, transfer=seen
+                        )
+                    )
+        if again:
+            log.warning(
+                "scan retried: signalling recorded transfers again",
+                transfers=len(again),
+                chain=request.chain,
+            )
+        return result.model_copy(update={"matches": [*result.matches, *again]})
 
     async def _scan(self, request: ScanInput) -> ScanResult:
         await self._client.ensure_chain()
@@ -239,14 +283,7 @@ class ChainReadActivities:
     async def _recorded(self, session: AsyncSession, request: FallbackInput) -> list[TransferSeen]:
         """The transfers the scanner (or a catch-up) recorded for this intent, still to handle."""
         return [
-            TransferSeen(
-                tx_hash=row.tx_hash,
-                log_index=row.log_index,
-                block_number=row.block_number,
-                block_hash=row.block_hash,
-                from_address=row.from_address,
-                amount_minor=row.amount_minor,
-            )
+            _from_row(row)
             for row in await intents.transfers_of(session, request.intent_id)
             if row.status == TransferStatus.SEEN
             and qualifies(row.amount_minor, request.min_amount_minor)

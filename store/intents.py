@@ -121,6 +121,23 @@ async def record_transfer(
         return False
 
 
+async def waiting_sightings(
+    session: AsyncSession, chain: str
+) -> list[tuple[DepositIntent, DepositTransfer]]:
+    """Transfers recorded as ``seen`` for the chain's open intents: what their watches have not
+    taken yet (few: a sighting stays ``seen`` only until it is confirmed or dropped)."""
+    rows = await session.execute(
+        select(DepositIntent, DepositTransfer)
+        .join(DepositTransfer, DepositTransfer.intent_id == DepositIntent.id)
+        .where(
+            DepositTransfer.chain == chain,
+            DepositTransfer.status == TransferStatus.SEEN.value,
+            DepositIntent.status.in_([s.value for s in OPEN_STATUSES]),
+        )
+    )
+    return [(intent, transfer) for intent, transfer in rows.tuples()]
+
+
 async def transfers_of(session: AsyncSession, intent_id: str) -> list[DepositTransfer]:
     rows = await session.execute(
         select(DepositTransfer)
@@ -147,9 +164,11 @@ async def mark_transfer(
 ) -> None:
     intent = await get(session, intent_id)
     row = await _sighting(session, intent, transfer)
+    if row is not None and row.status == TransferStatus.CREDITED:
+        return  # credited stays credited (a signal that came too late says nothing new)
     if row is None:
         await record_transfer(session, intent, transfer, status)
-    elif row.status != TransferStatus.CREDITED:
+    else:
         row.status = status.value
     if status is TransferStatus.LATE:
         intent.late_transfer_seen = True

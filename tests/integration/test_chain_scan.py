@@ -4,10 +4,12 @@ are open."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.testing import ActivityEnvironment
 
 from activities.chain import ChainReadActivities
 from domain.deposit_watch import ScanInput, TransferStatus
@@ -112,3 +114,56 @@ async def test_scan_rpc_calls_do_not_grow_with_open_intents(chain: Chain, sessio
         assert calls[1] == calls[100]
     finally:
         await server.stop()
+
+
+async def test_a_retried_scan_signals_again_what_a_dead_attempt_recorded(
+    chain: Chain, sessions
+) -> None:
+    """A worker killed after the scan committed its sightings and before it answered: the
+    retry's window no longer yields them as new (they are recorded), so before this fix their
+    watches were never signalled and the deposit waited for its slow fallback look. A retry
+    (attempt 2) matches every sighting still ``seen``; a normal round does not, and a credited
+    one is never matched again."""
+    chain_name = f"scan-{uuid.uuid4().hex[:6]}"
+    (target,) = await open_intents(sessions, chain_name, 1)
+    async with sessions.begin() as session:
+        await intents.set_checkpoint(session, chain_name, await chain.client.block_number())
+    await chain.pay(target.address, 1_000_000)
+    scanner = ChainReadActivities(chain.client, sessions, chain.usdc, max_range=1000)
+    request = ScanInput(
+        chain=chain_name,
+        chain_id=chain.chain_id,
+        usdc_address=chain.usdc,
+        max_range=1000,
+        reorg_window=2,
+    )
+    lost = await scanner.scan(request)  # the attempt whose answer died with its worker
+    assert [m.intent_id for m in lost.matches] == [target.id]
+
+    def attempt(n: int) -> ActivityEnvironment:
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, attempt=n)
+        return env
+
+    next_round = await attempt(1).run(scanner.scan, request)
+    assert next_round.matches == []  # a healthy round does not signal it again
+    retried = await attempt(2).run(scanner.scan, request)
+    assert [(m.intent_id, m.workflow_id, m.transfer) for m in retried.matches] == [
+        (target.id, target.workflow_id, lost.matches[0].transfer)
+    ]
+
+    async with sessions.begin() as session:
+        await intents.mark_transfer(
+            session, target.id, lost.matches[0].transfer, TransferStatus.CREDITED
+        )
+    assert (await attempt(2).run(scanner.scan, request)).matches == []
+    # the race a resent signal can meet: the watch credited it and closed, so the scanner marks
+    # the sighting late; a credited transfer stays credited and the intent is not flagged late
+    async with sessions.begin() as session:
+        await intents.mark_transfer(
+            session, target.id, lost.matches[0].transfer, TransferStatus.LATE
+        )
+    async with sessions() as session:
+        (row,) = await intents.transfers_of(session, target.id)
+        assert row.status == TransferStatus.CREDITED
+        assert not (await intents.get(session, target.id)).late_transfer_seen
