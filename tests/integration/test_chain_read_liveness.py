@@ -104,4 +104,3 @@ async def test_keep_alive_heartbeats_while_the_block_runs() -> None:
     count = len(beats)
     await asyncio.sleep(0.2)
     assert len(beats) == count  # stopped with the block
-
