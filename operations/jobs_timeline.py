@@ -6,7 +6,10 @@ and ``abandon`` among them, with who sent them), cancel requests, search-attribu
 ``SettleStatus`` and the run's end (a termination with its reason and who). From ``job_logs``:
 the lines its activities wrote (``activities/job_log.py``). Newest last.
 
-Workflow-task and marker events are left out: they are Temporal's bookkeeping, not the job's.
+Workflow-task events and markers are left out (Temporal's bookkeeping, not the job's), except a
+local activity's marker: the bookkeeping steps run as local activities first
+(``workflows/bookkeeping.py``) and show as ``activity_completed`` / ``activity_failed`` with
+``local`` set, their attempt and their duration from the marker's own data.
 Signal inputs are not shown (a signal may carry a callback's personal data); failures are
 decoded through the payload codec and redacted.
 """
@@ -33,6 +36,8 @@ from store.models import JobLog
 
 #: most log lines and history entries one timeline shows (the newest are kept)
 MAX_ENTRIES = 2000
+#: the marker the SDK's core records for each local activity, and its details' JSON key
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 #: signals an operator sends (``workflows/dead_letter.py``)
 OPERATOR_SIGNALS = frozenset({"retry", "abandon"})
 
@@ -58,6 +63,8 @@ class TimelineEntry(BaseModel):
     by: str | None = None
     #: a log line's level
     level: str | None = None
+    #: the step ran as a local activity (in the workflow's worker, recorded as a marker)
+    local: bool | None = None
 
 
 class Timeline(BaseModel):
@@ -140,6 +147,8 @@ class _Reader:
             await self._activity_end(
                 event, "activity_cancelled", x.scheduled_event_id, x.started_event_id
             )
+        elif t == E.EVENT_TYPE_MARKER_RECORDED:
+            await self._local_activity(event)
         elif t == E.EVENT_TYPE_TIMER_STARTED:
             ts = event.timer_started_event_attributes
             self.timers[event.event_id] = _at(event)
@@ -177,6 +186,37 @@ class _Reader:
             self.add(event, "timed_out")
         elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             self.add(event, "continued_as_new")
+
+    async def _local_activity(self, event: HistoryEvent) -> None:
+        """A local activity's end, from its marker (other markers are left out)."""
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in marker.details:
+            return
+        payloads = marker.details["data"].payloads
+        if not payloads or payloads[0].metadata.get("encoding") != b"json/plain":
+            return
+        try:
+            data = json.loads(payloads[0].data)
+        except ValueError:
+            return
+        scheduled = data.get("original_schedule_time") or {}
+        began = (
+            datetime.fromtimestamp(
+                int(scheduled.get("seconds", 0)) + int(scheduled.get("nanos", 0)) / 1e9, tz=UTC
+            )
+            if scheduled
+            else None
+        )
+        failed = marker.HasField("failure")
+        self.add(
+            event,
+            "activity_failed" if failed else "activity_completed",
+            step=data.get("activity_type"),
+            attempt=data.get("attempt"),
+            duration_ms=_ms(began, _at(event)),
+            local=True,
+            **(await self.failure(marker.failure) if failed else {}),
+        )
 
     async def _activity_end(
         self,
