@@ -464,6 +464,10 @@ def build_workers(
                     workflows=WORKFLOWS,
                     workflow_runner=workflow_runner(),
                     max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                    # bookkeeping runs here as local activities first (workflows/bookkeeping.py);
+                    # this worker takes no activity task from the server
+                    activities=registry.get(ActivityQueue.DB, []),
+                    no_remote_activities=True,
                     **common,
                 )
             )

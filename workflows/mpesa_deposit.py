@@ -52,6 +52,7 @@ from domain.queues import ActivityQueue, Routed
 from domain.retries import STEP_PARKED_ALERT
 from domain.search import OperationStatus
 from workflows import policies
+from workflows.bookkeeping import db_step
 from workflows.dead_letter import Decision, Parkable, set_status
 from workflows.events import emit
 from workflows.failures import (
@@ -1082,13 +1083,7 @@ class MpesaDeposit(Parkable):
         while True:
             status, step = self._state.status, self._state.step
             try:
-                result: T = await workflow.execute_activity_method(
-                    method,
-                    arg,
-                    task_queue=self._db_queue,
-                    start_to_close_timeout=policies.DB_TIMEOUT,
-                    retry_policy=policies.DB_BOOKKEEPING,
-                )
+                result: T = await db_step(method, arg, queue=self._db_queue)
                 return result
             except ActivityError as err:
                 reraise_if_cancelled(err)

@@ -63,6 +63,7 @@ from domain.tickets import (
     WebhookInput,
 )
 from workflows import policies
+from workflows.bookkeeping import db_step
 from workflows.dead_letter import Decision, Parkable, StepVisibility, set_status
 from workflows.events import emit
 from workflows.failures import cause_message, reraise_if_cancelled, root_error_type
@@ -172,14 +173,7 @@ class _Steps:
         workflow fails as it did before, compensating)."""
         while True:
             try:
-                result: T = await workflow.execute_activity_method(
-                    method,
-                    arg,
-                    task_queue=self._routed.queue(ActivityQueue.DB),
-                    start_to_close_timeout=policies.DB_TIMEOUT,
-                    retry_policy=policies.DB_BOOKKEEPING,
-                )
-                return result
+                return await db_step(method, arg, queue=self._routed.queue(ActivityQueue.DB))
             except ActivityError as err:
                 reraise_if_cancelled(err)
                 if not (

@@ -43,6 +43,7 @@ from domain.verification import (
     unreadable_manifest,
 )
 from workflows import policies
+from workflows.bookkeeping import db_step
 from workflows.dead_letter import StepVisibility, set_status
 from workflows.events import emit
 from workflows.failures import cause_message, reraise_if_cancelled
@@ -58,13 +59,7 @@ STEP_TIMEOUT = timedelta(seconds=60)
 
 
 async def _record(request: VerificationInput, update: JobUpdate) -> None:
-    await workflow.execute_activity_method(
-        VerificationActivities.record,
-        update,
-        task_queue=request.queue(ActivityQueue.DB),
-        start_to_close_timeout=policies.DB_TIMEOUT,
-        retry_policy=policies.DB_BOOKKEEPING,
-    )
+    await db_step(VerificationActivities.record, update, queue=request.queue(ActivityQueue.DB))
 
 
 class _Job:
