@@ -229,6 +229,14 @@ SCENARIOS: dict[str, Scenario] = {
         _nothing,
         MpesaDepositConfig(callback_wait_seconds=0.3),
     ),
+    # v7: bookkeeping as local activities first (patch "bookkeeping-local-first")
+    "v7_local_bookkeeping_credited": Scenario(FakeMpesa, _callback, MpesaDepositConfig(), WALLET),
+    "v7_local_bookkeeping_parked_then_retried": Scenario(
+        lambda: FakeMpesa(credit_failures=2),
+        _park_then_retry,
+        MpesaDepositConfig(credit_max_attempts=2, credit_initial_interval_seconds=0.1),
+        WALLET,
+    ),
     # v6: batched payouts (patch "mpesa-deposit-payout-batch")
     "v6_payout_batch_paid": Scenario(
         lambda: FakeMpesa(

@@ -694,6 +694,9 @@ async def _record() -> None:
             # v2: paid, minted and failed pushed as events ("ticket-purchase-events")
             ("v2_events_completed", Fakes(), None),
             ("v2_events_mint_failed_refunded", Fakes(mint_error=permanent("SolanaRejected", "no")), None),
+            # v3: bookkeeping as local activities first ("bookkeeping-local-first")
+            ("v3_local_bookkeeping_completed", Fakes(), None),
+            ("v3_local_bookkeeping_mint_failed_refunded", Fakes(mint_error=permanent("SolanaRejected", "no")), None),
         ]  # fmt: skip
         for name, fakes, cancel in purchases:
             path = HISTORIES / "ticket_purchase" / f"{name}.json"
@@ -730,6 +733,8 @@ async def _record() -> None:
             ("v1_full_refund_waited_for_mint", Fakes(full_refund=True, mint_outcomes=[MintOutcome(status="minting", mint=None), MintOutcome(status="completed", mint="Mint777")]), None, True),
             # v2: the settled refund pushed as ticket.refunded ("refund-events")
             ("v2_events_full_refund_frozen", Fakes(full_refund=True), None, False),
+            # v3: bookkeeping as local activities first ("bookkeeping-local-first")
+            ("v3_local_bookkeeping_full_refund_frozen", Fakes(full_refund=True), None, False),
         ]  # fmt: skip
         for name, fakes, amount, minting in refunds:
             path = HISTORIES / "refund" / f"{name}.json"
