@@ -1,7 +1,8 @@
 """Credential anchoring under load, on the stack's real dev server, anvil and database.
 
-* 200 single anchors requested at once: each is a treasury transaction of its own, confirmed and
-  readable on the registry; their nonces are contiguous (the wallet writer neither skips nor
+* 100 single anchors requested at once (the suite's short version of ``bench.credentials
+  --single 200``, which measures the sustained rate): each is a treasury transaction of its
+  own, confirmed and readable on the registry; their nonces are contiguous (the wallet writer neither skips nor
   reuses one); and the ``credentials`` queue's rate limit (``CREDENTIAL_ANCHOR_RATE_PER_SECOND``,
   set by its worker, enforced by the server) holds within 10 %.
 * A batch of 1,000: every stored proof verifies to its root, and every root is on the registry
@@ -30,7 +31,7 @@ from store.models import CredentialAnchorRecord, EvmTransaction, EvmWallet
 from tests.e2e.test_credentials import CID_V0, CID_V1, data_hash, url
 from tests.fixtures.stack import Stack, eventually, unique_tenant
 
-SINGLES = 200
+SINGLES = 100
 BATCH = 1000
 SUBMIT = "credentials.submit_anchor"
 
@@ -89,7 +90,7 @@ async def _submit(stack: Stack, workflow_id: str) -> tuple[bool, datetime | None
     return bool(scheduled), None, 0
 
 
-async def test_200_single_anchors_at_once_use_contiguous_nonces_within_the_rate_limit(
+async def test_100_single_anchors_at_once_use_contiguous_nonces_within_the_rate_limit(
     stack: Stack,
 ) -> None:
     tenant = unique_tenant()
@@ -101,10 +102,10 @@ async def test_200_single_anchors_at_once_use_contiguous_nonces_within_the_rate_
         "a server-side limit is left on the credentials queue: the worker's would not apply"
     )
 
-    # The queue is held at 0 while the 200 are requested, so that all their submits wait in its
+    # The queue is held at 0 while the 100 are requested, so that all their submits wait in its
     # backlog: from the release on, the rate limit alone decides how fast they go. Released by
     # removing the server-side setting, so the limit measured is the worker's configured one.
-    await set_limit(stack.temporal, queue, 0.0, "settle test: 200 anchors into the backlog")
+    await set_limit(stack.temporal, queue, 0.0, "settle test: 100 anchors into the backlog")
     try:
         responses = await asyncio.gather(
             *(stack.api.post(url(cid), json=body, headers=headers) for cid, body in bodies.items())
@@ -122,7 +123,9 @@ async def test_200_single_anchors_at_once_use_contiguous_nonces_within_the_rate_
             assert not any(at for _, at, _ in found), "a submit went through a queue held at 0"
             return all(scheduled for scheduled, _, _ in found)
 
-        await eventually(all_scheduled, bool, timeout=60, what="the 200 submits to be scheduled")
+        await eventually(
+            all_scheduled, bool, timeout=60, what=f"the {SINGLES} submits to be scheduled"
+        )
     finally:
         await set_limit(stack.temporal, queue, None, "settle test: back to the worker's limit")
 
