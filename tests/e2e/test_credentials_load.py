@@ -2,8 +2,8 @@
 
 * 100 single anchors requested at once (the suite's short version of ``bench.credentials
   --single 200``, which measures the sustained rate): each is a treasury transaction of its
-  own, confirmed and readable on the registry; their nonces are contiguous (the wallet writer neither skips nor
-  reuses one); and the ``credentials`` queue's rate limit (``CREDENTIAL_ANCHOR_RATE_PER_SECOND``,
+  own, confirmed and readable on the registry; their nonces are contiguous (the wallet writer
+  neither skips nor reuses one); and the ``credentials`` queue's rate limit (``CREDENTIAL_ANCHOR_RATE_PER_SECOND``,
   set by its worker, enforced by the server) holds within 10 %.
 * A batch of 1,000: every stored proof verifies to its root, and every root is on the registry
   with the number of credentials it covers, in batches of ``CREDENTIAL_ANCHOR_BATCH_SIZE``.
