@@ -4,6 +4,15 @@
 mix instances made by activities (whose modules are passed through) with instances they build
 themselves. Re-imported inside the sandbox, ``domain.X.Model`` would be a different class from the
 one activities return, and pydantic refuses an instance of "the same" model from the other copy.
+
+The helper modules of ``workflows/`` (:data:`HELPERS`: retry policies, failure helpers, the
+park/retry and step-visibility mixins, event emission, bookkeeping steps) are passed through too:
+the sandbox imports every non-passed-through module again for each new workflow instance, and
+these were most of that work (issue 16 §1; ``bench/README.md``). They hold no state of their own
+and do no I/O; what they run still runs inside the workflow, through ``temporalio.workflow``.
+Code in them is not checked by the sandbox's restrictions, so they must stay that way:
+``tests/unit/test_workflow_runner.py`` refuses clocks, randomness, I/O and module-level
+mutable state in them. Each workflow's own module is still imported in the sandbox.
 """
 
 from __future__ import annotations
@@ -14,7 +23,18 @@ from pathlib import Path
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-PASSTHROUGH = ("domain",)
+#: ``workflows/`` modules shared by the workflows, passed through the sandbox (see above)
+HELPERS = (
+    "workflows.bookkeeping",
+    "workflows.dead_letter",
+    "workflows.events",
+    "workflows.failures",
+    "workflows.job_metrics",
+    "workflows.policies",
+    "workflows.refs",
+    "workflows.step_visibility",
+)
+PASSTHROUGH = ("domain", *HELPERS)
 
 
 def workflows_dir() -> Path:
