@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from api.jobs_lookup import JobRef, failure_message, status_error
 from bench.outcomes import Tally
 from domain.search import dev_server_flags
+from operations.jobs_timeline import LOCAL_ACTIVITY_MARKER
 from providers.evm import EvmClient
 from runtime.devserver import dynamic_config_flags, temporal_cli
 from runtime.settings import EMBEDDED_DATABASE, Settings
@@ -281,10 +282,6 @@ async def measured(
                 await asyncio.wait_for(spy_process.wait(), 60)
             except TimeoutError:
                 spy_process.kill()
-
-
-#: the marker the SDK's core records for a local activity
-LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 async def activity_count(stack: BenchStack, workflow_id: str) -> int:

@@ -13,11 +13,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.verification import JobStatus
-from operations.jobs_timeline import _Reader
+from operations.jobs_timeline import LOCAL_ACTIVITY_MARKER, _Reader
 from tests.unit.test_verification_workflow import Fakes, creator, database_down, entry, run
 
 RECORD = "verification.record"
-LOCAL_MARKER = "core_local_activity"
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ async def scheduled_and_markers(client: Client, job_id: str) -> tuple[list[str],
         1
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        and event.marker_recorded_event_attributes.marker_name == LOCAL_MARKER
+        and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
     )
     return scheduled, markers
 
